@@ -1,0 +1,10 @@
+"""Models: single-branch (SBNet/SRMM/SiBraR) and two-branch (FOP) with fusion blocks."""
+from modalink.models.registry import MODELS, create_model, list_models, register_model
+from modalink.models.fusion import EnhancedGatedFusion, GatedFusion, LinearWeightedAvg, create_fusion
+from modalink.models.two_branch import EmbedBranch, TwoBranch
+from modalink.models.single_branch import SingleBranch
+
+__all__ = [
+    "MODELS", "create_model", "list_models", "register_model", "GatedFusion", "LinearWeightedAvg",
+    "EnhancedGatedFusion", "create_fusion", "EmbedBranch", "TwoBranch", "SingleBranch",
+]

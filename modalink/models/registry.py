@@ -1,0 +1,21 @@
+"""The model registry: ``create_model(name, **kw)`` and ``list_models()``."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+from modalink.registry import Registry
+
+MODELS: Registry[nn.Module] = Registry("model")
+register_model = MODELS.register
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model; unknown names raise ``KeyError`` listing the known ones."""
+    return MODELS.create(name, **kwargs)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted names of registered models, optionally filtered by a glob ``pattern``."""
+    return MODELS.list(pattern)

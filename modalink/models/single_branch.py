@@ -1,0 +1,189 @@
+"""Single-branch shared-encoder model (SBNet, ICASSP 2023; SRMM, arXiv 2408.07445; SiBraR, RecSys 2024).
+
+Each modality has a small stem projecting its features to a common width; ONE shared trunk
+(the same weights for every modality) then maps every stem output to the embedding space.
+During training a random non-empty subset of the available modalities can be kept per sample
+("modality switching"), so the network learns to work when a modality is missing.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from modalink.models.blocks import fc_block, mlp
+from modalink.models.registry import register_model
+
+Inputs = Mapping[str, "torch.Tensor | None"]
+
+
+def parse_subsets(spec: Mapping[str, float], modalities: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``{"face": 1, "face+voice": 2}`` → (K×M bool matrix of subsets, K probabilities)."""
+    rows, probs = [], []
+    for name, p in spec.items():
+        parts = [s.strip() for s in name.split("+")]
+        unknown = [s for s in parts if s not in modalities]
+        if unknown:
+            raise ValueError(f"modality subset {name!r} names unknown modality {unknown}; "
+                             f"known: {list(modalities)}")
+        if p < 0:
+            raise ValueError(f"modality subset {name!r} has a negative probability {p}")
+        rows.append([m in parts for m in modalities])
+        probs.append(float(p))
+    if not rows or sum(probs) <= 0:
+        raise ValueError("modality_subsets needs at least one subset with a positive probability")
+    p = torch.tensor(probs)
+    return torch.tensor(rows, dtype=torch.bool), p / p.sum()
+
+
+class SingleBranch(nn.Module):
+    """Per-modality stems → one shared trunk → L2-normalised embedding → optional classifier.
+
+    Args:
+        input_dims: feature width of each modality, e.g. ``{"face": 4096, "voice": 512}``.
+        embed_dim: output embedding width.
+        stem_dim: common width that every stem projects to.
+        trunk_hidden: hidden widths of the shared trunk.
+        norm: ``batch`` (SBNet), ``layer`` or ``none`` in stems and trunk.
+        dropout: dropout in stems and trunk.
+        num_classes: size of the classifier over the combined embedding (0: no classifier).
+        modality_subsets: training-time switching: probability of each subset, keys like
+            ``"face"``, ``"voice"``, ``"face+voice"``; ``None`` keeps every available modality.
+    """
+
+    def __init__(self, input_dims: Mapping[str, int], embed_dim: int = 128, stem_dim: int = 512,
+                 trunk_hidden: Sequence[int] = (512,), norm: str = "batch", dropout: float = 0.1,
+                 num_classes: int = 0, modality_subsets: Mapping[str, float] | None = None) -> None:
+        super().__init__()
+        if not input_dims:
+            raise ValueError("SingleBranch needs at least one modality in input_dims")
+        self.modalities = tuple(input_dims)
+        self.input_dims = dict(input_dims)
+        self.embed_dim = embed_dim
+        self.stems = nn.ModuleDict({m: fc_block(d, stem_dim, norm, dropout) for m, d in input_dims.items()})
+        self.trunk = mlp(stem_dim, trunk_hidden, embed_dim, norm, dropout)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else None
+        if modality_subsets:
+            subsets, probs = parse_subsets(modality_subsets, self.modalities)
+            self.register_buffer("subsets", subsets, persistent=False)
+            self.register_buffer("subset_probs", probs, persistent=False)
+        else:
+            self.subsets = None
+
+    # -- helpers -----------------------------------------------------------------------
+    def _available(self, inputs: Inputs, present: Mapping[str, torch.Tensor] | None) -> tuple[int, torch.Tensor]:
+        unknown = [m for m in inputs if m not in self.modalities]
+        if unknown:
+            raise KeyError(f"unknown modality {unknown}; this model has {list(self.modalities)}")
+        given = [x for x in inputs.values() if x is not None]
+        if not given:
+            raise ValueError("no modality given: pass at least one of " + ", ".join(self.modalities))
+        batch = given[0].shape[0]
+        device = given[0].device
+        cols = []
+        for m in self.modalities:
+            x = inputs.get(m)
+            if x is None:
+                cols.append(torch.zeros(batch, dtype=torch.bool, device=device))
+                continue
+            if x.shape[0] != batch:
+                raise ValueError(f"modality {m!r} has batch size {x.shape[0]}, expected {batch}")
+            if x.shape[-1] != self.input_dims[m]:
+                raise ValueError(f"modality {m!r} has width {x.shape[-1]}, expected {self.input_dims[m]}")
+            mask = present.get(m) if present is not None else None
+            cols.append(torch.ones(batch, dtype=torch.bool, device=device) if mask is None
+                        else mask.to(device=device, dtype=torch.bool))
+        return batch, torch.stack(cols, dim=1)
+
+    def sample_modalities(self, available: torch.Tensor) -> torch.Tensor:
+        """Per sample, keep a random subset (``modality_subsets``) of its available modalities."""
+        if self.subsets is None:
+            return available
+        k = torch.multinomial(self.subset_probs, available.shape[0], replacement=True)
+        keep = self.subsets[k] & available
+        empty = ~keep.any(dim=1)
+        return torch.where(empty.unsqueeze(1), available, keep)
+
+    def encode(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """Un-normalised trunk output for one modality."""
+        if modality not in self.stems:
+            raise KeyError(f"unknown modality {modality!r}; this model has {list(self.modalities)}")
+        return self.trunk(self.stems[modality](x))
+
+    # -- public API ----------------------------------------------------------------------
+    def forward(self, inputs: Inputs, present: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Returns per-modality embeddings (zeros where absent), ``mask`` (B×M kept modalities),
+        the combined ``embedding`` and, with a classifier, ``logits`` and ``logits_<modality>``."""
+        batch, available = self._available(inputs, present)
+        if not bool(available.any(dim=1).all()):
+            rows = (~available.any(dim=1)).nonzero().flatten().tolist()[:10]
+            raise ValueError(f"sample(s) {rows} have no modality present; at least one is needed")
+        keep = self.sample_modalities(available) if self.training else available
+        # one trunk call over every (sample, modality) row that is available
+        stems, index = [], []
+        for j, m in enumerate(self.modalities):
+            rows = available[:, j].nonzero().flatten()
+            if rows.numel():
+                stems.append(self.stems[m](inputs[m][rows]))  # type: ignore[index]
+                index.append((j, m, rows))
+        h_all = self.trunk(torch.cat(stems, dim=0))
+        h = h_all.new_zeros(batch, len(self.modalities), self.embed_dim)
+        start = 0
+        out: dict[str, torch.Tensor] = {}
+        for j, m, rows in index:
+            part = h_all[start:start + rows.numel()]
+            start += rows.numel()
+            h = h.index_put((rows, torch.full_like(rows, j)), part)
+        for j, m in enumerate(self.modalities):
+            out[m] = F.normalize(h[:, j], dim=1) * available[:, j:j + 1]
+        w = keep.to(h.dtype).unsqueeze(-1)
+        combined = (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+        out["embedding"] = F.normalize(combined, dim=1)
+        out["mask"] = keep
+        out["available"] = available
+        if self.head is not None:
+            out["logits"] = self.head(combined)
+            for j, m in enumerate(self.modalities):
+                out[f"logits_{m}"] = self.head(h[:, j])
+        return out
+
+    def embed(self, x: torch.Tensor | Inputs, modality: str | None = None,
+              present: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """L2-normalised embedding of one modality (``x`` a tensor) or of the mean over the
+        available modalities (``x`` a dict, missing ones as ``None`` or masked by ``present``)."""
+        if isinstance(x, torch.Tensor):
+            if modality is None:
+                raise ValueError("embed(tensor) needs modality=...; pass a dict to combine modalities")
+            return F.normalize(self.encode(x, modality), dim=1)
+        was = self.training
+        self.eval()
+        try:
+            return self.forward(x, present)["embedding"]
+        finally:
+            self.train(was)
+
+
+@register_model("single_branch")
+def single_branch(**kw: Any) -> SingleBranch:
+    """Generic single-branch model; give ``input_dims``."""
+    kw.setdefault("input_dims", {"a": 64, "b": 32})
+    return SingleBranch(**kw)
+
+
+@register_model("sbnet")
+def sbnet(**kw: Any) -> SingleBranch:
+    """SBNet for face (4096-D VGGFace) and voice (512-D) features, switching one modality per sample."""
+    kw.setdefault("input_dims", {"face": 4096, "voice": 512})
+    kw.setdefault("modality_subsets", None)
+    return SingleBranch(**kw)
+
+
+@register_model("srmm")
+def srmm(**kw: Any) -> SingleBranch:
+    """SRMM for image + text embeddings with modality switching and a classifier."""
+    kw.setdefault("input_dims", {"image": 768, "text": 768})
+    kw.setdefault("norm", "layer")
+    kw.setdefault("modality_subsets", {"image": 1.0, "text": 1.0, "image+text": 1.0})
+    return SingleBranch(**kw)
