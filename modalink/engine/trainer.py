@@ -1,0 +1,421 @@
+"""The one Accelerate training loop every modalink recipe uses.
+
+Pattern (Accelerate examples): ``Accelerator(...)`` → seed → module → optimizer → one
+``prepare()``; ``accumulate()`` with the accumulation set on the Accelerator; evaluation with
+``gather_for_metrics``; ``save_state``/``load_state`` checkpoints in
+``run_dir/checkpoints/step_N``; collective calls on every process, file writes on the main one.
+
+The trained object is an ``nn.Module`` whose ``forward(batch)`` returns a dict with a scalar
+``"loss"`` (other scalar entries are logged). Going through the module's own ``forward`` keeps
+DDP's gradient synchronisation intact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from modalink.engine.run import append_jsonl, setup_logging
+from modalink.io import atomic_torch_save
+
+
+@dataclass
+class EngineConfig:
+    """Training-loop settings shared by every recipe (the ``engine:`` section of a config)."""
+
+    epochs: int = 10
+    batch_size: int = 128  # GLOBAL batch: split across processes, so 1 or N processes see the same batches
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"  # adam | adamw | sgd
+    momentum: float = 0.9
+    scheduler: str = "none"  # none | cosine | step
+    warmup_steps: int = 0
+    step_size_epochs: int = 10  # for scheduler=step
+    gamma: float = 0.1  # for scheduler=step
+    grad_accum: int = 1
+    max_grad_norm: float = 0.0  # 0 disables clipping
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    seed: int = 0
+    num_workers: int = 0
+    drop_last: bool = True
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_steps: int = 0  # 0: only at epoch ends
+    keep_checkpoints: int = 2
+    eval_every_epochs: int = 1
+    monitor: str = "loss"  # key of the evaluation dict used for model selection
+    monitor_mode: str = "min"  # min | max
+    log_with: list[str] = field(default_factory=list)  # accelerate trackers, e.g. ["tensorboard"]
+    log_every_steps: int = 50
+    resume: bool = True  # continue from the latest checkpoint in run_dir/checkpoints
+    cpu: bool = False
+    progress: bool = True
+
+
+@dataclass
+class FitResult:
+    """What ``Trainer.fit`` returns."""
+
+    best_metric: float | None
+    best_epoch: int | None
+    history: list[dict[str, Any]]
+    run_dir: Path
+    resumed_from: str | None = None
+
+
+class TrainState:
+    """Loop counters saved with every checkpoint (registered for checkpointing)."""
+
+    def __init__(self) -> None:
+        self.epoch = 0  # completed epochs
+        self.step_in_epoch = 0  # completed batches of the current epoch (mid-epoch checkpoints)
+        self.global_step = 0  # optimizer steps
+        self.best_metric: float | None = None
+        self.best_epoch: int | None = None
+        self.history: list[dict[str, Any]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints under ``run_dir/checkpoints`` sorted by step (temp dirs ignored)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP_DIR.match(p.name)) and (p / "modalink_complete").exists()]
+    return [p for _, p in sorted(found)]
+
+
+def default_collate_dict(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Collate dict samples; tensors/numbers are stacked, other values kept as lists."""
+    return torch.utils.data.default_collate(list(items))
+
+
+class Trainer:
+    """Fit ``module`` on ``train_dataset`` with Accelerate, checkpoints, resume and model selection.
+
+    Args:
+        module: ``forward(batch) -> {"loss": scalar, ...}``.
+        train_dataset: map-style dataset (or a ready ``DataLoader``).
+        cfg: ``EngineConfig``.
+        run_dir: the run folder (``checkpoints/``, ``best_model.pt``, ``metrics.jsonl``, log).
+        evaluate_fn: ``evaluate_fn(trainer) -> dict[str, float]`` run every ``eval_every_epochs``
+            on every process (use ``trainer.predict`` for gathered outputs). Without it, and with
+            a ``val_dataset``, the mean validation loss is the metric ``loss``.
+        collate_fn: DataLoader collate function.
+        callbacks: objects with optional ``on_step_end(trainer)`` / ``on_epoch_end(trainer, logs)``.
+        tracker_config: config dict passed to the trackers (``log_with``).
+    """
+
+    def __init__(self, module: nn.Module, train_dataset: Dataset | DataLoader, cfg: EngineConfig,
+                 run_dir: str | Path, *, val_dataset: Dataset | None = None,
+                 evaluate_fn: Callable[["Trainer"], dict[str, float]] | None = None,
+                 collate_fn: Callable | None = None, callbacks: Iterable[Any] = (),
+                 tracker_config: Mapping[str, Any] | None = None,
+                 param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration, set_seed
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        mp = cfg.mixed_precision
+        use_cpu = cfg.cpu or not torch.cuda.is_available()
+        if use_cpu and mp == "fp16":
+            mp = "bf16"  # fp16 autocast is GPU-only; bf16 is the CPU equivalent
+        self.accelerator = Accelerator(
+            mixed_precision=mp, cpu=cfg.cpu, gradient_accumulation_steps=cfg.grad_accum,
+            log_with=list(cfg.log_with) or None, project_dir=str(self.run_dir),
+            dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
+                                                      data_seed=cfg.seed),
+        )
+        acc = self.accelerator
+        self.logger = setup_logging(self.run_dir, acc.is_main_process)
+        if cfg.batch_size % acc.num_processes:
+            raise ValueError(f"engine.batch_size={cfg.batch_size} must be divisible by the number of "
+                             f"processes ({acc.num_processes}): it is the global batch")
+        set_seed(cfg.seed)
+        self.collate_fn = collate_fn
+        self.evaluate_fn = evaluate_fn
+        self.val_dataset = val_dataset
+        self.callbacks = list(callbacks)
+        self.state = TrainState()
+        if isinstance(train_dataset, DataLoader):
+            loader = train_dataset
+        else:
+            g = torch.Generator()
+            g.manual_seed(cfg.seed)
+            loader = DataLoader(train_dataset, batch_size=cfg.batch_size, shuffle=True,
+                                drop_last=cfg.drop_last, num_workers=cfg.num_workers,
+                                collate_fn=collate_fn, generator=g)
+        if len(loader) == 0:
+            raise ValueError(f"the training set gives no batch of size {cfg.batch_size} "
+                             f"(dataset too small or batch too large; drop_last={cfg.drop_last})")
+        groups = param_groups(module) if param_groups else [p for p in module.parameters() if p.requires_grad]
+        optimizer = self._make_optimizer(groups)
+        steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+        scheduler = self._make_scheduler(optimizer, steps_per_epoch * cfg.epochs, steps_per_epoch)
+        self.module, self.optimizer, self.train_loader, self.scheduler = acc.prepare(
+            module, optimizer, loader, scheduler)
+        acc.register_for_checkpointing(self.state)
+        if cfg.log_with:
+            acc.init_trackers("modalink", config=dict(tracker_config or {}))
+
+    # -- construction helpers ------------------------------------------------------------
+    def _make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        c = self.cfg
+        if c.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        raise ValueError(f"engine.optimizer={c.optimizer!r}; use adamw, adam or sgd")
+
+    def _make_scheduler(self, opt: torch.optim.Optimizer, total: int, per_epoch: int) -> Any:
+        c = self.cfg
+        warm = max(0, c.warmup_steps)
+
+        if c.scheduler == "none":
+            fn = lambda s: min(1.0, (s + 1) / warm) if warm else 1.0  # noqa: E731
+        elif c.scheduler == "cosine":
+            def fn(s: int) -> float:
+                if s < warm:
+                    return (s + 1) / warm
+                t = (s - warm) / max(1, total - warm)
+                return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+        elif c.scheduler == "step":
+            fn = lambda s: c.gamma ** ((s // per_epoch) // max(1, c.step_size_epochs))  # noqa: E731
+        else:
+            raise ValueError(f"engine.scheduler={c.scheduler!r}; use none, cosine or step")
+        return torch.optim.lr_scheduler.LambdaLR(opt, fn)
+
+    # -- properties ----------------------------------------------------------------------
+    @property
+    def model(self) -> nn.Module:
+        """The unwrapped module (no DDP wrapper)."""
+        return self.accelerator.unwrap_model(self.module)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    # -- evaluation ----------------------------------------------------------------------
+    def predict(self, dataset: Dataset, fn: Callable[[nn.Module, Any], Mapping[str, torch.Tensor]],
+                batch_size: int | None = None, collate_fn: Callable | None = None,
+                desc: str = "predict") -> dict[str, np.ndarray]:
+        """Run ``fn(unwrapped_module, batch) -> dict of tensors`` over ``dataset`` on every process,
+        gather with ``gather_for_metrics`` (duplicates from padding dropped) and return numpy
+        arrays in dataset order on every process."""
+        acc = self.accelerator
+        bs = batch_size or self.cfg.batch_size
+        bs = max(acc.num_processes, bs - bs % acc.num_processes)
+        loader = acc.prepare_data_loader(
+            DataLoader(dataset, batch_size=bs, shuffle=False, collate_fn=collate_fn or self.collate_fn,
+                       num_workers=self.cfg.num_workers))
+        model = self.model
+        was = model.training
+        model.eval()
+        parts: dict[str, list[np.ndarray]] = {}
+        try:
+            with torch.no_grad():
+                for batch in tqdm(loader, desc=desc, leave=False,
+                                  disable=not (self.cfg.progress and self.is_main)):
+                    out = fn(model, batch)
+                    gathered = acc.gather_for_metrics({k: v.contiguous() for k, v in out.items()})
+                    for k, v in gathered.items():
+                        parts.setdefault(k, []).append(v.float().cpu().numpy() if v.is_floating_point()
+                                                       else v.cpu().numpy())
+        finally:
+            model.train(was)
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def _val_loss(self) -> dict[str, float]:
+        def loss_fn(model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+            out = model(batch)
+            n = len(next(iter(batch.values()))) if isinstance(batch, Mapping) else len(batch[0])
+            return {"loss": out["loss"].detach().float().reshape(1).repeat(n)}
+
+        res = self.predict(self.val_dataset, loss_fn, desc="val loss")  # type: ignore[arg-type]
+        return {"loss": float(res["loss"].mean())}
+
+    def evaluate(self) -> dict[str, float]:
+        """Run the evaluation (``evaluate_fn`` or validation loss); ``{}`` when there is neither."""
+        if self.evaluate_fn is not None:
+            return {k: float(v) for k, v in self.evaluate_fn(self).items()}
+        if self.val_dataset is not None:
+            return self._val_loss()
+        return {}
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """``save_state`` into a temporary folder, then rename to ``checkpoints/step_N`` (atomic)."""
+        acc = self.accelerator
+        root = self.run_dir / "checkpoints"
+        final = root / f"step_{self.state.global_step}"
+        tmp = root / f".step_{self.state.global_step}.tmp"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            (tmp / "modalink_complete").write_text("ok\n")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in list_checkpoints(self.run_dir)[:-max(1, self.cfg.keep_checkpoints)]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def _resume(self) -> str | None:
+        ckpts = list_checkpoints(self.run_dir)
+        if not (self.cfg.resume and ckpts):
+            return None
+        self.accelerator.load_state(str(ckpts[-1]))
+        self.logger.info("resumed from %s (epoch %d, step %d)", ckpts[-1], self.state.epoch,
+                         self.state.global_step)
+        return str(ckpts[-1])
+
+    def _save_best(self) -> None:
+        state = self.accelerator.get_state_dict(self.module)
+        if self.is_main:
+            atomic_torch_save({"state_dict": state, "epoch": self.state.epoch,
+                               "metric": self.state.best_metric, "monitor": self.cfg.monitor},
+                              self.run_dir / "best_model.pt")
+
+    def _is_better(self, value: float) -> bool:
+        best = self.state.best_metric
+        if best is None or not math.isfinite(best):
+            return math.isfinite(value)
+        return value < best if self.cfg.monitor_mode == "min" else value > best
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        """Train for ``cfg.epochs`` (resuming if a checkpoint exists); keep the best model."""
+        cfg, acc, st = self.cfg, self.accelerator, self.state
+        if cfg.monitor_mode not in ("min", "max"):
+            raise ValueError(f"engine.monitor_mode={cfg.monitor_mode!r}; use min or max")
+        resumed = self._resume()
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        n_batches = len(self.train_loader)
+        while st.epoch < cfg.epochs:
+            epoch = st.epoch
+            self.module.train()
+            self.train_loader.set_epoch(epoch)
+            loader = self.train_loader
+            if st.step_in_epoch:
+                loader = acc.skip_first_batches(self.train_loader, st.step_in_epoch)
+            sums: dict[str, float] = {}
+            count = 0
+            bar = tqdm(loader, total=n_batches, initial=st.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not (cfg.progress and acc.is_main_process), leave=False)
+            for batch in bar:
+                with acc.accumulate(self.module):
+                    out = self.module(batch)
+                    loss = out["loss"]
+                    acc.backward(loss)
+                    if acc.sync_gradients and cfg.max_grad_norm > 0:
+                        acc.clip_grad_norm_(self.module.parameters(), cfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                st.step_in_epoch += 1
+                if acc.sync_gradients:
+                    st.global_step += 1
+                logs = {k: float(v.detach().float()) for k, v in out.items()
+                        if isinstance(v, torch.Tensor) and v.numel() == 1}
+                if not math.isfinite(logs["loss"]):
+                    raise FloatingPointError(f"loss is {logs['loss']} at epoch {epoch + 1}, "
+                                             f"step {st.global_step}; lower engine.lr or check the data")
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                if acc.is_main_process:
+                    bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                if cfg.log_every_steps and st.global_step % cfg.log_every_steps == 0 and acc.sync_gradients:
+                    if cfg.log_with:
+                        acc.log({f"train/{k}": v for k, v in logs.items()}, step=st.global_step)
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step_end"):
+                        cb.on_step_end(self)
+                if (cfg.checkpoint_every_steps and acc.sync_gradients
+                        and st.global_step % cfg.checkpoint_every_steps == 0 and st.step_in_epoch < n_batches):
+                    self.save_checkpoint()
+            bar.close()
+            st.epoch += 1
+            st.step_in_epoch = 0
+            record: dict[str, Any] = {"epoch": st.epoch, "step": st.global_step,
+                                      "lr": self.scheduler.get_last_lr()[0]}
+            if sums:  # mean over every process's batches (collective: all processes call it)
+                keys = sorted(sums)
+                local = torch.tensor([sums[k] / max(1, count) for k in keys], device=acc.device)
+                means = acc.reduce(local, reduction="mean").tolist()
+                record.update({f"train/{k}": v for k, v in zip(keys, means)})
+            if cfg.eval_every_epochs and (st.epoch % cfg.eval_every_epochs == 0 or st.epoch == cfg.epochs):
+                metrics = self.evaluate()
+                record.update({f"val/{k}": v for k, v in metrics.items()})
+                if metrics:
+                    if cfg.monitor not in metrics:
+                        raise KeyError(f"engine.monitor={cfg.monitor!r} is not among the evaluation "
+                                       f"metrics {sorted(metrics)}")
+                    value = metrics[cfg.monitor]
+                    if self._is_better(value):
+                        st.best_metric, st.best_epoch = value, st.epoch
+                        self._save_best()
+                        record["best"] = True
+            st.history.append(record)
+            if acc.is_main_process:
+                append_jsonl(metrics_path, record)
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items()
+                                  if isinstance(v, float) and k != "lr")
+                self.logger.info("epoch %d/%d: %s", st.epoch, cfg.epochs, shown)
+            if cfg.log_with:
+                acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=st.global_step)
+            for cb in self.callbacks:
+                if hasattr(cb, "on_epoch_end"):
+                    cb.on_epoch_end(self, record)
+            if cfg.checkpoint_every_epochs and (st.epoch % cfg.checkpoint_every_epochs == 0
+                                                or st.epoch == cfg.epochs):
+                self.save_checkpoint()
+        self.load_best()
+        if cfg.log_with:
+            acc.end_training()
+        return FitResult(st.best_metric, st.best_epoch, list(st.history), self.run_dir, resumed)
+
+    def load_best(self) -> bool:
+        """Load ``best_model.pt`` into the module if it exists (every process)."""
+        path = self.run_dir / "best_model.pt"
+        self.accelerator.wait_for_everyone()
+        if not path.is_file():
+            return False
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(ckpt["state_dict"])
+        return True
+
+
+def config_field_names(cls: type) -> list[str]:
+    """Names of a config dataclass's fields (for help texts)."""
+    return [f.name for f in dataclasses.fields(cls)]

@@ -1,0 +1,78 @@
+"""Engine: 1 vs 2 processes give the same result; a killed run resumes to the same weights."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+JOB = Path(__file__).parent / "jobs" / "engine_job.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+ACCELERATE_CONFIG = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_CPU
+num_machines: 1
+num_processes: 2
+machine_rank: 0
+mixed_precision: 'no'
+use_cpu: true
+"""
+
+
+def _run(args: list[str], launcher: list[str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = (launcher or [sys.executable]) + [str(JOB)] + args
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+def _launch_2proc(tmp: Path) -> list[str]:
+    """accelerate launch with a temporary config file (never the user's) and 2 CPU processes.
+
+    Accelerate's ``--cpu`` launcher starts ONE process unless mpirun is used; the torchrun-based
+    launcher (``--multi_gpu``) runs N processes with the gloo backend on a CPU-only machine.
+    """
+    cfg = tmp / "accelerate.yaml"
+    cfg.write_text(ACCELERATE_CONFIG)
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg),
+            "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--dynamo_backend", "no",
+            "--main_process_port", "29517"]
+
+
+def _load(p: Path) -> dict:
+    return torch.load(p, weights_only=False)
+
+
+def test_two_processes_match_one(tmp_path: Path) -> None:
+    _run(["--run-dir", str(tmp_path / "one"), "--out", str(tmp_path / "one.pt")])
+    _run(["--run-dir", str(tmp_path / "two"), "--out", str(tmp_path / "two.pt")], _launch_2proc(tmp_path))
+    one, two = _load(tmp_path / "one.pt"), _load(tmp_path / "two.pt")
+    assert (tmp_path / "two" / "checkpoints").is_dir()
+    assert any(p.name == "random_states_1.pkl" for p in (tmp_path / "two").rglob("*")), "not 2 processes"
+    assert one["final_mse"] == pytest.approx(two["final_mse"], rel=1e-5, abs=1e-6)
+    for k in one["weights"]:
+        torch.testing.assert_close(one["weights"][k], two["weights"][k], rtol=1e-5, atol=1e-6)
+    for a, b in zip(one["history"], two["history"]):
+        assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-5)
+    assert (tmp_path / "one" / "config.yaml").exists() is False  # the engine does not own config.yaml
+    assert (tmp_path / "one" / "log.txt").read_text().count("epoch 3/3") == 1
+
+
+def test_killed_run_resumes_to_same_weights(tmp_path: Path) -> None:
+    _run(["--run-dir", str(tmp_path / "ref"), "--out", str(tmp_path / "ref.pt"), "--checkpoint-every-steps", "5"])
+    res = _run(["--run-dir", str(tmp_path / "cut"), "--out", str(tmp_path / "cut.pt"),
+                "--checkpoint-every-steps", "5", "--kill-after-step", "13"], check=False)
+    assert res.returncode != 0 and not (tmp_path / "cut.pt").exists()
+    ckpts = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
+    assert "step_10" in ckpts and not any(n.endswith(".tmp") and "10" in n for n in ckpts)
+    _run(["--run-dir", str(tmp_path / "cut"), "--out", str(tmp_path / "cut.pt"), "--checkpoint-every-steps", "5"])
+    ref, cut = _load(tmp_path / "ref.pt"), _load(tmp_path / "cut.pt")
+    assert cut["resumed"] is not None and cut["resumed"].endswith("step_10")
+    for k in ref["weights"]:
+        torch.testing.assert_close(ref["weights"][k], cut["weights"][k], rtol=0, atol=1e-6)
+    assert ref["best"] == pytest.approx(cut["best"], abs=1e-7)
