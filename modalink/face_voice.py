@@ -1,0 +1,218 @@
+"""Face–voice association (FAME / MAV-Celeb): model building, training objective and scoring.
+
+Recipes wire these together; nothing here knows about files or the command line.
+Scores are DISTANCES (lower = same person), as the FAME organisers' scorer expects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from modalink.losses import AAMSoftmax, AlignmentMSE, InfoNCE, OrthogonalProjectionLoss
+from modalink.models import SingleBranch, TwoBranch, create_model
+
+
+@dataclass
+class FaceVoiceModelConfig:
+    """The ``model:`` section: a registry name plus the knobs of the two model families."""
+
+    name: str = "fop_enhanced"  # fop | fop_linear | fop_enhanced | sbnet
+    embed_dim: int = 128
+    dropout: float = 0.5
+    init: str = "default"  # default | xavier (the official FOP init: xavier_uniform, bias 0.01)
+    # single-branch only
+    stem_dim: int = 512
+    trunk_hidden: list[int] = field(default_factory=lambda: [256])
+    norm: str = "batch"
+
+
+@dataclass
+class FaceVoiceLossConfig:
+    """The ``loss:`` section: weights of the terms (0 disables a term)."""
+
+    ce: float = 1.0  # cross-entropy on identity logits
+    opl: float = 1.0  # orthogonal projection loss weight (FOP's alpha)
+    opl_gamma: float = 0.7
+    opl_on: str = "fused"  # fused | modalities | both
+    infonce: float = 0.0  # symmetric face↔voice InfoNCE
+    infonce_temperature: float = 0.1
+    infonce_learnable: bool = True
+    aam: float = 0.0  # AAM-softmax over both modalities' embeddings (shared class weights)
+    aam_margin: float = 0.2
+    aam_scale: float = 30.0
+    align: float = 0.0  # MSE between paired face and voice embeddings
+
+
+def build_face_voice_model(cfg: FaceVoiceModelConfig, face_dim: int, voice_dim: int,
+                           num_classes: int) -> nn.Module:
+    """Build the configured model for the given feature widths and identity count."""
+    if cfg.name in ("sbnet", "single_branch"):
+        model = create_model("sbnet", input_dims={"face": face_dim, "voice": voice_dim},
+                             embed_dim=cfg.embed_dim, stem_dim=cfg.stem_dim,
+                             trunk_hidden=tuple(cfg.trunk_hidden), norm=cfg.norm, dropout=cfg.dropout,
+                             num_classes=num_classes)
+    else:
+        model = create_model(cfg.name, face_dim=face_dim, voice_dim=voice_dim, embed_dim=cfg.embed_dim,
+                             num_classes=num_classes, dropout=cfg.dropout)
+    if cfg.init == "xavier":
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.constant_(m.bias, 0.01)
+    elif cfg.init != "default":
+        raise ValueError(f"model.init={cfg.init!r}; use default or xavier")
+    return model
+
+
+class FaceVoiceObjective(nn.Module):
+    """``forward(batch) -> {"loss", terms...}`` for a batch ``{"face", "voice", "label"}``.
+
+    Two-branch models: CE on the fused logits + OPL on the fused vector (the FOP recipe), plus
+    optional InfoNCE / AAM / alignment on the per-modality embeddings. Single-branch models:
+    both modalities pass the shared trunk; CE on each modality's logits, OPL on both.
+    """
+
+    def __init__(self, model: nn.Module, cfg: FaceVoiceLossConfig, num_classes: int) -> None:
+        super().__init__()
+        if cfg.opl_on not in ("fused", "modalities", "both"):
+            raise ValueError(f"loss.opl_on={cfg.opl_on!r}; use fused, modalities or both")
+        self.model = model
+        self.cfg = cfg
+        self.opl = OrthogonalProjectionLoss(gamma=cfg.opl_gamma)
+        self.infonce = (InfoNCE(temperature=cfg.infonce_temperature, learnable=cfg.infonce_learnable)
+                        if cfg.infonce > 0 else None)
+        embed_dim = getattr(model, "embed_dim")
+        self.aam = (AAMSoftmax(embed_dim, num_classes, margin=cfg.aam_margin, scale=cfg.aam_scale)
+                    if cfg.aam > 0 else None)
+        self.align = AlignmentMSE() if cfg.align > 0 else None
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.cfg
+        y = batch["label"]
+        terms: dict[str, torch.Tensor] = {}
+        if isinstance(self.model, SingleBranch):
+            out = self.model({"face": batch["face"], "voice": batch["voice"]})
+            f, v = out["face"], out["voice"]
+            if c.ce:
+                terms["ce"] = 0.5 * (F.cross_entropy(out["logits_face"], y) + F.cross_entropy(out["logits_voice"], y))
+            if c.opl:
+                terms["opl"] = self.opl(torch.cat([f, v]), torch.cat([y, y]))
+        else:
+            out = self.model(batch["face"], batch["voice"])
+            f, v = F.normalize(out["face"], dim=1), F.normalize(out["voice"], dim=1)
+            if c.ce:
+                terms["ce"] = F.cross_entropy(out["logits"], y)
+            if c.opl:
+                opl = 0.0
+                if c.opl_on in ("fused", "both"):
+                    opl = opl + self.opl(out["fused"], y)
+                if c.opl_on in ("modalities", "both"):
+                    opl = opl + self.opl(torch.cat([f, v]), torch.cat([y, y]))
+                terms["opl"] = opl  # type: ignore[assignment]
+        if self.infonce is not None:
+            terms["infonce"] = self.infonce(f, v, y)
+        if self.aam is not None:
+            terms["aam"] = self.aam(torch.cat([f, v]), torch.cat([y, y]))
+        if self.align is not None:
+            terms["align"] = self.align(f, v)
+        weights = {"ce": c.ce, "opl": c.opl, "infonce": c.infonce, "aam": c.aam, "align": c.align}
+        loss = sum(weights[k] * t for k, t in terms.items())
+        return {"loss": loss, **{k: t.detach() for k, t in terms.items()}}
+
+
+class PairDataset(Dataset):
+    """Rows of aligned face/voice features (+ labels) as dict samples; works on memmaps."""
+
+    def __init__(self, faces: np.ndarray, voices: np.ndarray, labels: np.ndarray | None = None) -> None:
+        if len(faces) != len(voices):
+            raise ValueError(f"{len(faces)} face rows but {len(voices)} voice rows")
+        if labels is not None and len(labels) != len(faces):
+            raise ValueError(f"{len(labels)} labels for {len(faces)} rows")
+        self.faces = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))
+        self.voices = torch.from_numpy(np.ascontiguousarray(voices, dtype=np.float32))
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {"face": self.faces[i], "voice": self.voices[i], "index": torch.tensor(i)}
+        if self.labels is not None:
+            item["label"] = self.labels[i]
+        return item
+
+    def __getitems__(self, idx: list[int]) -> list[dict[str, torch.Tensor]]:
+        # one fancy-index per batch instead of per-row tensors; default_collate handles a dict
+        t = torch.as_tensor(idx)
+        batch = {"face": self.faces[t], "voice": self.voices[t], "index": t}
+        if self.labels is not None:
+            batch["label"] = self.labels[t]
+        return [batch]
+
+
+def collate_pairs(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Collate for ``PairDataset``: batches fetched by ``__getitems__`` arrive as one dict."""
+    if len(items) == 1 and items[0]["face"].dim() == 2:
+        return items[0]
+    return torch.utils.data.default_collate(items)
+
+
+def scoring_embeddings(model: nn.Module, x: torch.Tensor, modality: str) -> torch.Tensor:
+    """The vectors FAME distances are computed on: the official FOP ones for two-branch models
+    (tanh of the branch output), L2-normalised embeddings for others."""
+    if isinstance(model, TwoBranch):
+        return model.scoring_embedding(x, modality)
+    return model.embed(x, modality)  # type: ignore[operator]
+
+
+@torch.no_grad()
+def pair_distances(model: nn.Module, faces: np.ndarray | torch.Tensor, voices: np.ndarray | torch.Tensor,
+                   batch_size: int = 4096, device: str | torch.device | None = None) -> np.ndarray:
+    """L2 distance between each face row and the voice row beside it (lower = same person)."""
+    if len(faces) != len(voices):
+        raise ValueError(f"{len(faces)} face rows but {len(voices)} voice rows")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        for s in range(0, len(faces), batch_size):
+            f = torch.as_tensor(np.asarray(faces[s:s + batch_size]), dtype=torch.float32, device=device)
+            v = torch.as_tensor(np.asarray(voices[s:s + batch_size]), dtype=torch.float32, device=device)
+            ef, ev = scoring_embeddings(model, f, "face"), scoring_embeddings(model, v, "voice")
+            out.append(torch.linalg.norm(ef.float() - ev.float(), dim=1).cpu().numpy())
+    finally:
+        model.train(was)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def trial_distances(model: nn.Module, faces: np.ndarray, voices: np.ndarray, face_idx: np.ndarray,
+                    voice_idx: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Distances for trials ``(faces[face_idx[k]], voices[voice_idx[k]])``; each row embedded once."""
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            def emb(x: np.ndarray, m: str) -> torch.Tensor:
+                parts = [scoring_embeddings(model, torch.as_tensor(np.asarray(x[s:s + batch_size]),
+                                                                   dtype=torch.float32, device=device), m)
+                         for s in range(0, len(x), batch_size)]
+                return torch.cat(parts).float()
+
+            ef, ev = emb(faces, "face"), emb(voices, "voice")
+            fi, vi = torch.as_tensor(face_idx, device=device), torch.as_tensor(voice_idx, device=device)
+            return torch.linalg.norm(ef[fi] - ev[vi], dim=1).cpu().numpy()
+    finally:
+        model.train(was)
+
+
+def model_summary(model: nn.Module) -> dict[str, Any]:
+    """Name-free description for logs: class, parameter count."""
+    return {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters())}

@@ -1,0 +1,64 @@
+"""Config system: YAML + key=value overrides, unknown/required keys, no code execution."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from modalink.config import ConfigError, load_config, parse_overrides, save_config, to_dict
+from modalink.engine import EngineConfig
+
+
+@dataclass
+class Data:
+    root: str
+    langs: list[str] = field(default_factory=lambda: ["English", "German"])
+
+
+@dataclass
+class Cfg:
+    data: Data
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    name: str = "run"
+    dropout: float | None = None
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  root: /x\nengine:\n  lr: 1e-3\n  epochs: 3\n")
+    cfg = load_config(Cfg, p, ["engine.epochs=5", "name=abc", "data.langs=[A, B]", "dropout=0.5"])
+    assert cfg.engine.epochs == 5 and cfg.engine.lr == pytest.approx(1e-3)
+    assert cfg.data.langs == ["A", "B"] and cfg.name == "abc" and cfg.dropout == 0.5
+    out = tmp_path / "resolved.yaml"
+    save_config(cfg, out)
+    again = load_config(Cfg, out)
+    assert to_dict(again) == to_dict(cfg)
+
+
+def test_unknown_key_names_file_and_known_keys(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  root: /x\n  rot: 1\n")
+    with pytest.raises(ConfigError, match=r"c.yaml.*unknown key\(s\) 'rot'.*known keys: root, langs"):
+        load_config(Cfg, p)
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(Cfg, None, ["data.root=/x", "engine.lrr=3"])
+
+
+def test_required_key_message() -> None:
+    with pytest.raises(ConfigError, match="required key 'root' is missing.*root=VALUE"):
+        load_config(Cfg)
+
+
+def test_type_errors_and_bad_overrides() -> None:
+    with pytest.raises(ConfigError, match="engine.epochs: expected an integer"):
+        load_config(Cfg, None, ["data.root=/x", "engine.epochs=many"])
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        parse_overrides(["epochs"])
+
+
+def test_yaml_never_executes_code(tmp_path: Path) -> None:
+    p = tmp_path / "evil.yaml"
+    p.write_text("data: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(Cfg, p)
