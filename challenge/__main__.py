@@ -1,0 +1,195 @@
+"""``python -m challenge {write,validate,pack,score}``: FAME submission files from the shell.
+
+Exit codes: 0 success, 1 invalid submission (the errors are printed), 2 unusable input
+(missing folder, malformed pair list, bad option).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from challenge.files import ChallengeError, read_pair_list, read_score_values, write_scores
+from challenge.naming import EDITIONS, VERSIONS, condition_for, get_edition
+from challenge.validate import ValidationReport, similarity_hint
+
+EPILOG = ("Scores are DISTANCES: lower = same person. File names (2026 default): "
+          "sub_score_<TestLang>_{heard,unheard}.txt, four per version.")
+
+
+def _add_naming(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--edition", choices=sorted(EDITIONS), default="2026",
+                   help="file-name scheme: 2026 sub_score_<TestLang>_<cond>.txt (default), "
+                        "2024 sub_scores_<TestLang>_<cond>.txt")
+    p.add_argument("--template", metavar="T", default=None,
+                   help="custom file-name template with {test_lang}, {train_lang}, {condition} "
+                        "(overrides --edition), e.g. 'team_{train_lang}_{test_lang}_{condition}.txt'")
+
+
+def _add_langs(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ver", choices=sorted(VERSIONS), default=None,
+                   help="FAME version: v1 English/Urdu, v2 English/Hindi, v3 English/German "
+                        "(default: the two <Lang>_test.txt lists found)")
+    g.add_argument("--langs", nargs="+", metavar="LANG", default=None,
+                   help="the submission's languages, e.g. --langs English German")
+    p.add_argument("--partial", action="store_true",
+                   help="allow an incomplete submission (e.g. only one training language's two files)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m challenge``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m challenge", description="Write, validate, pack and score FAME challenge submissions.",
+        epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{write,validate,pack,score}")
+
+    w = sub.add_parser("write", help="write one score file from a .npy / text file of scores",
+                       description="Write one submission score file ('key score' lines) from scores aligned "
+                                   "with a pair list: a .npy array, a text file with one number per line, "
+                                   "or a 'key score' file (reordered to the pair list).", epilog=EPILOG)
+    w.add_argument("scores", type=Path, help=".npy (1-D) or text file of scores, in pair-list order")
+    w.add_argument("--pair-list", type=Path, required=True, metavar="FILE",
+                   help="the pair list the scores belong to, e.g. splits/v3/German_test.txt")
+    w.add_argument("-o", "--output", type=Path, required=True,
+                   help="output .txt file, or a folder (the name then comes from the edition/template)")
+    w.add_argument("--train-lang", default=None, help="language the model was trained on (needed for a folder output)")
+    w.add_argument("--test-lang", default=None, help="test language (default: from the pair list name <Lang>_test.txt)")
+    w.add_argument("--negate", action="store_true",
+                   help="the input scores are similarities (higher = same person): write -score")
+    _add_naming(w)
+
+    v = sub.add_parser("validate", help="check a submission folder or zip",
+                       description="Check a submission folder or zip: file names, keys, numbers.", epilog=EPILOG)
+    v.add_argument("submission", type=Path, help="submission folder or .zip")
+    v.add_argument("--pairs", type=Path, required=True, metavar="DIR",
+                   help="folder with the pair lists <Lang>_test.txt (or the root holding v1/ v2/ v3/ with --ver)")
+    v.add_argument("--ground-truth", type=Path, default=None, metavar="DIR",
+                   help="folder with ground-truth <Lang>_test.txt ('key label'): also checks score direction")
+    _add_naming(v)
+    _add_langs(v)
+
+    k = sub.add_parser("pack", help="validate a folder, then zip exactly its expected files",
+                       description="Validate a submission folder, then zip exactly the expected score files "
+                                   "at the zip root. Nothing is written when the folder is invalid.",
+                       epilog=EPILOG)
+    k.add_argument("folder", type=Path, help="submission folder")
+    k.add_argument("--pairs", type=Path, required=True, metavar="DIR", help="folder with the pair lists <Lang>_test.txt")
+    k.add_argument("-o", "--output", type=Path, required=True, help="zip file to write")
+    _add_naming(k)
+    _add_langs(k)
+
+    s = sub.add_parser("score", help="EER per file and the mean, as the organisers compute them",
+                       description="Score a submission folder or zip against ground truth: EER per file "
+                                   "(roc_curve(labels, -score), brentq) and the mean of the four.",
+                       epilog=EPILOG)
+    s.add_argument("submission", type=Path, help="submission folder or .zip")
+    s.add_argument("--ground-truth", type=Path, required=True, metavar="DIR",
+                   help="folder with <Lang>_test.txt files of 'key label' lines (1 = same person)")
+    s.add_argument("--pairs", type=Path, default=None, metavar="DIR", help="also check against these pair lists")
+    s.add_argument("--report", type=Path, default=None, metavar="JSON", help="write the scores as JSON")
+    s.add_argument("--csv", type=Path, default=None, help="write the scores as CSV")
+    s.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="draw DET curves (needs matplotlib; skipped with a message otherwise)")
+    _add_naming(s)
+    _add_langs(s)
+    return parser
+
+
+def _print_issues(report: ValidationReport) -> None:
+    for issue in report.issues:
+        print(issue, file=sys.stderr if issue.severity == "error" else sys.stdout)
+
+
+def _cmd_write(args: argparse.Namespace) -> int:
+    keys = read_pair_list(args.pair_list)
+    scores = read_score_values(args.scores, keys)
+    if args.negate:
+        scores = -scores
+    out: Path = args.output
+    if out.is_dir() or out.suffix == "" or str(out).endswith(("/", "\\")):
+        test = args.test_lang
+        if test is None:
+            name = args.pair_list.name
+            if not name.endswith("_test.txt"):
+                raise ChallengeError(f"cannot tell the test language from {name!r}; pass --test-lang")
+            test = name[: -len("_test.txt")]
+        if args.train_lang is None:
+            raise ChallengeError("writing into a folder needs --train-lang (the language the model was trained on)")
+        out = out / get_edition(args.edition, args.template).file_name(args.train_lang, test)
+        cond = condition_for(args.train_lang, test)
+        what = f" (trained on {args.train_lang}, tested on {test}: {cond})"
+    else:
+        what = ""
+    write_scores(out, keys, scores)
+    print(f"wrote {out}{what}: {len(keys)} scores")
+    hint = similarity_hint(scores)
+    if hint:
+        print(f"warning: {hint}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from challenge.validate import validate_submission
+
+    report = validate_submission(args.submission, args.pairs, edition=args.edition, template=args.template,
+                                 ver=args.ver, langs=args.langs, ground_truth_dir=args.ground_truth,
+                                 partial=args.partial)
+    _print_issues(report)
+    summary = report.format().splitlines()[-1]
+    print(summary, file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from challenge.pack import pack_submission
+
+    path, report = pack_submission(args.folder, args.output, args.pairs, edition=args.edition,
+                                   template=args.template, ver=args.ver, langs=args.langs, partial=args.partial)
+    _print_issues(report)
+    print(f"wrote {path}: {', '.join(sorted(report.present))}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from challenge.score import MatplotlibMissing, score_submission
+
+    result = score_submission(args.submission, args.ground_truth, pairs_dir=args.pairs, edition=args.edition,
+                              template=args.template, ver=args.ver, langs=args.langs, partial=args.partial)
+    for w in result.warnings:
+        print(w)
+    print(result.table())
+    if args.report:
+        print(f"wrote {result.save_json(args.report)}")
+    if args.csv:
+        print(f"wrote {result.save_csv(args.csv)}")
+    if args.plot:
+        try:
+            print(f"wrote {result.plot(args.plot)}")
+        except MatplotlibMissing as err:
+            print(f"skipping --plot: {err}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 invalid submission, 2 unusable input)."""
+    from challenge.validate import SubmissionError
+
+    args = build_parser().parse_args(argv)
+    handler = {"write": _cmd_write, "validate": _cmd_validate, "pack": _cmd_pack, "score": _cmd_score}[args.command]
+    try:
+        return handler(args)
+    except SubmissionError as err:
+        _print_issues(err.report)
+        print(f"{args.command}: {err.report.n_errors} error(s), see above; nothing written"
+              if args.command == "pack" else f"{args.command}: {err.report.n_errors} error(s), see above",
+              file=sys.stderr)
+        return 1
+    except (ChallengeError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

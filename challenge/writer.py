@@ -1,0 +1,85 @@
+"""Write a FAME submission folder: one ``key score`` file per (train, test) language pair."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from challenge.files import format_scores
+from challenge.naming import Edition, SubmissionEntry, condition_for, get_edition
+
+__all__ = ["write_submission"]
+
+
+def _entry(key: Sequence[str]) -> SubmissionEntry:
+    if len(key) == 2:
+        train, test = key
+        return SubmissionEntry(train, test, condition_for(train, test))
+    if len(key) == 3:
+        train, test, cond = key
+        expected = condition_for(train, test)
+        if cond != expected:
+            raise ValueError(f"entry {tuple(key)}: condition must be {expected!r} for train={train!r}, test={test!r}")
+        return SubmissionEntry(train, test, cond)
+    raise ValueError(f"entry keys are (train_lang, test_lang[, condition]), got {key!r}")
+
+
+def write_submission(out_dir: str | os.PathLike,
+                     entries: Mapping[tuple[str, ...], tuple[Sequence[str], Any]],
+                     edition: str | Edition | None = None, template: str | None = None,
+                     pairs_dir: str | os.PathLike | None = None) -> dict[SubmissionEntry, Path]:
+    """Write the score files of a submission into ``out_dir``.
+
+    ``entries`` maps ``(train_lang, test_lang, condition)`` (condition optional) to
+    ``(keys, scores)``; scores are DISTANCES (lower = same person) as a list, NumPy array or
+    tensor aligned with ``keys``. File names follow ``edition`` (``"2026"`` default, ``"2024"``)
+    or ``template``. When ``pairs_dir`` is given, each entry's keys must be exactly the keys
+    of ``<pairs_dir>/<test_lang>_test.txt``.
+
+    Every entry is checked (lengths, finite scores, unique keys, names) before any file is
+    written; each file is then written atomically. Returns ``{entry: path}``.
+    """
+    ed = get_edition(edition, template)
+    out_dir = Path(out_dir)
+    texts: dict[SubmissionEntry, tuple[str, str]] = {}
+    names: dict[str, SubmissionEntry] = {}
+    if not entries:
+        raise ValueError("write_submission: no entries to write")
+    for key, value in entries.items():
+        entry = _entry(key)
+        try:
+            keys, scores = value
+        except (TypeError, ValueError):
+            raise ValueError(f"entry {entry}: value must be (keys, scores)") from None
+        name = ed.file_name(*entry)
+        if name in names:
+            raise ValueError(f"entries {names[name]} and {entry} both map to {name!r} with template {ed.template!r}")
+        names[name] = entry
+        text = format_scores(keys, scores, where=f"{name} ({entry.train_lang}->{entry.test_lang})")
+        if pairs_dir is not None:
+            _check_keys(keys, pairs_dir, entry, name)
+        texts[entry] = (name, text)
+
+    from modalink.io import atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {entry: atomic_write_text(out_dir / name, text) for entry, (name, text) in texts.items()}
+
+
+def _check_keys(keys: Sequence[str], pairs_dir: str | os.PathLike, entry: SubmissionEntry, name: str) -> None:
+    from challenge.files import read_pair_list
+
+    lists = {p.name.lower(): p for p in Path(pairs_dir).glob("*_test.txt")}
+    list_path = lists.get(f"{entry.test_lang}_test.txt".lower())
+    if list_path is None:
+        raise ValueError(f"{name}: no pair list {entry.test_lang}_test.txt in {pairs_dir}")
+    expected = read_pair_list(list_path)
+    got = [str(k) for k in keys]
+    known = set(expected)
+    unknown = [k for k in got if k not in known]
+    if unknown:
+        raise ValueError(f"{name}: {len(unknown)} key(s) not in {list_path}, e.g. {unknown[0]!r}")
+    have = set(got)
+    missing = [k for k in expected if k not in have]
+    if missing:
+        raise ValueError(f"{name}: {len(missing)} key(s) of {list_path} have no score, e.g. {missing[0]!r}")
