@@ -1,0 +1,194 @@
+"""A tiny synthetic dataset in the REAL UPMC Food-101 layout, for tests and smoke runs.
+
+Each class is a pair (visual group ``v``, textual group ``t``): ``class = v * n_text + t``.
+
+* the photo shows the visual group only: a coloured shape (hue and shape from ``v``) on a
+  noisy background, with jittered position, size and colour;
+* the title shows the textual group only: 2-3 words from ``t``'s vocabulary mixed with common
+  filler words ("easy", "homemade", ...), sometimes with a comma (so CSV quoting is exercised).
+
+Neither modality alone determines the class: an image-only model can reach at most
+``1 / n_text`` accuracy (50 % with the default 2 text groups; chance is ``1 / n_classes``),
+a text-only model at most ``1 / n_visual``; both together determine it. So missing text hurts
+without zeroing the accuracy. Those ceilings are recorded in ``manifest.json``.
+
+Layout written (same as the release, read by :func:`modalink.data.cls_food101.load_food101`)::
+
+    <root>/images/{train,test}/<class>/<class>_N.jpg
+    <root>/texts/{train,test}_titles.csv        headerless: image file, title, class
+    <root>/manifest.json                         generator parameters (idempotence)
+
+Deterministic (one seeded generator), idempotent (an existing folder with the same manifest is
+left alone) and written atomically (a temporary folder renamed into place).
+"""
+from __future__ import annotations
+
+import colorsys
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from modalink.io import atomic_dir
+
+__all__ = ["SyntheticFood101", "generate_synthetic_food101", "FILLER_WORDS"]
+
+_VERSION = 1
+FILLER_WORDS = (
+    "recipe", "easy", "homemade", "best", "with", "and", "the", "quick", "classic", "delicious",
+    "simple", "how", "to", "make", "my", "favourite", "style", "fresh", "healthy", "perfect",
+)
+_SHAPES = ("disc", "square", "triangle", "diamond", "bar")
+_SYLLABLES = ("ba", "ko", "ri", "mu", "zel", "tan", "vo", "pi", "sha", "lu", "dor", "qua", "ne", "fi", "gro")
+
+
+@dataclass(frozen=True)
+class SyntheticFood101:
+    """What was generated: ``root``, ``classes``, each class's visual/text group, parameters."""
+
+    root: Path
+    classes: list[str]
+    visual_group: list[int]
+    text_group: list[int]
+    vocabulary: list[list[str]]
+    params: dict[str, Any]
+    generated: bool
+
+    @property
+    def image_only_ceiling(self) -> float:
+        return 1.0 / self.params["n_text_groups"]
+
+    @property
+    def text_only_ceiling(self) -> float:
+        return 1.0 / (self.params["n_classes"] // self.params["n_text_groups"])
+
+
+def _group_vocabulary(n_text: int, words_per_group: int, rng: np.random.Generator) -> list[list[str]]:
+    used: set[str] = set(FILLER_WORDS)
+    vocab: list[list[str]] = []
+    for _ in range(n_text):
+        words: list[str] = []
+        while len(words) < words_per_group:
+            w = "".join(rng.choice(_SYLLABLES, size=int(rng.integers(2, 4))))
+            if w not in used:
+                used.add(w)
+                words.append(w)
+        vocab.append(words)
+    return vocab
+
+
+def _draw_image(v: int, n_visual: int, size: int, rng: np.random.Generator) -> Image.Image:
+    bg = rng.normal(128, 20, size=(size, size, 3)) + rng.normal(0, 25, size=3)
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    hue = (v / n_visual + rng.normal(0, 0.02)) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, float(rng.uniform(0.7, 1.0)), float(rng.uniform(0.7, 1.0)))
+    colour = (int(r * 255), int(g * 255), int(b * 255))
+    half = size * float(rng.uniform(0.2, 0.32))
+    cx, cy = (size / 2 + rng.uniform(-size * 0.12, size * 0.12, size=2))
+    box = (cx - half, cy - half, cx + half, cy + half)
+    draw = ImageDraw.Draw(img)
+    shape = _SHAPES[v % len(_SHAPES)]
+    if shape == "disc":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    elif shape == "triangle":
+        draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=colour)
+    elif shape == "diamond":
+        draw.polygon([(cx, cy - half), (cx + half, cy), (cx, cy + half), (cx - half, cy)], fill=colour)
+    else:
+        draw.rectangle((cx - half, cy - half / 3, cx + half, cy + half / 3), fill=colour)
+    arr = np.asarray(img, dtype=np.float64) + rng.normal(0, 6, size=(size, size, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def _title(words: list[str], rng: np.random.Generator) -> str:
+    k = int(rng.integers(2, 4))
+    chosen = list(rng.choice(words, size=k, replace=True)) + \
+        list(rng.choice(FILLER_WORDS, size=int(rng.integers(2, 6)), replace=False))
+    order = rng.permutation(len(chosen))
+    tokens = [str(chosen[i]) for i in order]
+    if rng.random() < 0.3:
+        tokens[0] = tokens[0] + ","
+    title = " ".join(tokens)
+    return title[0].upper() + title[1:]
+
+
+def _read_manifest(root: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def generate_synthetic_food101(
+    root: str | os.PathLike,
+    n_classes: int = 10,
+    n_train_per_class: int = 40,
+    n_test_per_class: int = 10,
+    image_size: int = 64,
+    seed: int = 0,
+    n_text_groups: int = 2,
+    words_per_group: int = 6,
+    overwrite: bool = False,
+) -> SyntheticFood101:
+    """Write (or find, if already there with the same parameters) a synthetic Food-101 copy.
+
+    ``n_classes`` must be a multiple of ``n_text_groups``. A non-empty ``root`` that was not
+    made by this generator is never touched (error); ``overwrite=True`` regenerates ours.
+    """
+    if n_classes < 2 or n_text_groups < 1 or n_classes % n_text_groups:
+        raise ValueError(f"n_classes ({n_classes}) must be >= 2 and a multiple of n_text_groups ({n_text_groups})")
+    if n_train_per_class < 1 or n_test_per_class < 1 or image_size < 16:
+        raise ValueError("need n_train_per_class >= 1, n_test_per_class >= 1 and image_size >= 16")
+    root = Path(root)
+    params = {"n_classes": n_classes, "n_train_per_class": n_train_per_class,
+              "n_test_per_class": n_test_per_class, "image_size": image_size, "seed": seed,
+              "n_text_groups": n_text_groups, "words_per_group": words_per_group}
+    n_visual = n_classes // n_text_groups
+    rng = np.random.default_rng(seed)
+    vocab = _group_vocabulary(n_text_groups, words_per_group, rng)
+    visual = [c // n_text_groups for c in range(n_classes)]
+    textual = [c % n_text_groups for c in range(n_classes)]
+    classes = [f"food_v{v}_t{t}" for v, t in zip(visual, textual)]
+
+    manifest = _read_manifest(root)
+    if manifest is not None and manifest.get("generator") == "modalink.synthetic_food101" \
+            and manifest.get("version") == _VERSION and manifest.get("params") == params and not overwrite:
+        return SyntheticFood101(root, classes, visual, textual, vocab, params, generated=False)
+    if root.exists() and any(root.iterdir()) and (manifest is None
+                                                  or manifest.get("generator") != "modalink.synthetic_food101"):
+        raise FileExistsError(f"{root} is not empty and was not made by generate_synthetic_food101; "
+                              "choose an empty or new folder")
+
+    with atomic_dir(root) as tmp:
+        counter = [0] * n_classes
+        for part, per_class in (("train", n_train_per_class), ("test", n_test_per_class)):
+            rows: list[list[str]] = []
+            for c, name in enumerate(classes):
+                cdir = tmp / "images" / part / name
+                cdir.mkdir(parents=True, exist_ok=True)
+                for _ in range(per_class):
+                    fname = f"{name}_{counter[c]}.jpg"
+                    counter[c] += 1
+                    _draw_image(visual[c], n_visual, image_size, rng).save(cdir / fname, quality=90)
+                    rows.append([fname, _title(vocab[textual[c]], rng), name])
+            order = rng.permutation(len(rows))  # the release's files are not sorted by class
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows(rows[i] for i in order)
+            (tmp / "texts").mkdir(exist_ok=True)
+            (tmp / "texts" / f"{part}_titles.csv").write_text(buf.getvalue(), encoding="utf-8")
+        manifest = {
+            "generator": "modalink.synthetic_food101", "version": _VERSION, "params": params,
+            "classes": classes, "visual_group": visual, "text_group": textual, "vocabulary": vocab,
+            "image_only_ceiling": 1.0 / n_text_groups, "text_only_ceiling": 1.0 / n_visual,
+            "chance": 1.0 / n_classes,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return SyntheticFood101(root, classes, visual, textual, vocab, params, generated=True)
