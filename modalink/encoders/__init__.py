@@ -1,0 +1,33 @@
+"""Pretrained modality encoders with input contracts and offline-first weights.
+
+``create_encoder(name, pretrained=False, weights=None, offline=None, **kw)`` builds one;
+``list_encoders()`` names them. Registered: ``facenet_vggface2``, ``facenet_casia_webface``
+(face), ``ecapa_voxceleb`` (voice) and ``timm`` (image; use ``"timm/<architecture>"``).
+"""
+from modalink.encoders.base import (
+    ENCODERS,
+    Encoder,
+    EncoderBatch,
+    EncoderContract,
+    NoFaceError,
+    PreprocessError,
+    WeightsNotFoundError,
+    create_encoder,
+    is_offline,
+    list_encoders,
+    modalink_home,
+    register_encoder,
+    resolve_weights,
+    weights_cache_dir,
+)
+from modalink.encoders.face import FaceEncoder, MTCNNDetector, center_crop_resize, facenet_contract
+from modalink.encoders.image import ImageEncoder, timm_contract
+from modalink.encoders.voice import ShortAudioError, VoiceEncoder, ecapa_contract
+
+__all__ = [
+    "ENCODERS", "Encoder", "EncoderBatch", "EncoderContract", "NoFaceError", "PreprocessError",
+    "WeightsNotFoundError", "create_encoder", "is_offline", "list_encoders", "modalink_home",
+    "register_encoder", "resolve_weights", "weights_cache_dir", "FaceEncoder", "MTCNNDetector",
+    "center_crop_resize", "facenet_contract", "ImageEncoder", "timm_contract", "ShortAudioError",
+    "VoiceEncoder", "ecapa_contract",
+]

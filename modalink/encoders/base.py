@@ -1,0 +1,294 @@
+"""The encoder contract, the encoder base class, the registry and offline-first weight lookup.
+
+Weight lookup order (:func:`resolve_weights`):
+
+1. an explicit local file/folder (``weights=...``) — used as is, must exist;
+2. local caches: ``$MODALINK_HOME/weights/<encoder>/...`` (default ``~/.cache/modalink``),
+   then the library's own cache (torch hub checkpoints, Hugging Face hub cache);
+3. the remote source — only when not offline.
+
+Offline mode (``offline=True``, or ``MODALINK_OFFLINE=1`` / ``HF_HUB_OFFLINE=1`` in the
+environment) turns step 3 into a :class:`WeightsNotFoundError` that says where to put the file.
+``pretrained=False`` skips all of this: random weights, no file system or network access.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import torch
+import torch.nn as nn
+
+from modalink.registry import Registry
+
+Modality = Literal["face", "voice", "image"]
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class EncoderContract:
+    """What an encoder expects and returns; data code reads preprocessing from here.
+
+    Image encoders fill ``image_size`` (H, W), ``mean``/``std`` (applied to pixels scaled to
+    [0, 1]), ``interpolation`` and ``crop_pct``. Audio encoders fill ``sample_rate`` and
+    ``features`` (a short description of the front end the encoder applies itself).
+    """
+
+    name: str
+    modality: Modality
+    input_kind: Literal["image", "audio"]
+    output_dim: int
+    l2_normalized: bool
+    weight_source: str
+    weight_url: str | None = None
+    licence: str = "unknown"
+    image_size: tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+    sample_rate: int | None = None
+    features: str | None = None
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.input_kind == "image":
+            if self.image_size is None or self.mean is None or self.std is None:
+                raise ValueError(f"image contract {self.name!r} needs image_size, mean and std")
+        elif self.input_kind == "audio":
+            if not self.sample_rate:
+                raise ValueError(f"audio contract {self.name!r} needs sample_rate")
+        else:
+            raise ValueError(f"contract {self.name!r}: unknown input_kind {self.input_kind!r}")
+        if self.output_dim <= 0:
+            raise ValueError(f"contract {self.name!r}: output_dim must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-safe dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+class PreprocessError(ValueError):
+    """A raw input the encoder cannot turn into a tensor under its policy. ``reason`` counts it."""
+
+    reason = "preprocess_error"
+
+
+class NoFaceError(PreprocessError):
+    """No face was detected and the policy is ``no_face="skip"``."""
+
+    reason = "no_face"
+
+
+@dataclass
+class EncoderBatch:
+    """Preprocessed inputs for :meth:`Encoder.embed_batch`.
+
+    ``kept[i]`` is the position, in the raw list given to ``preprocess_batch``, of row ``i`` of
+    ``inputs``. ``dropped`` maps raw positions that produced no row to a reason; ``flagged`` maps
+    raw positions that produced a row through a fallback (e.g. centre crop) to a note.
+    ``lengths`` holds relative lengths (0–1] for padded audio, else ``None``.
+    """
+
+    inputs: torch.Tensor | None
+    kept: list[int]
+    lengths: torch.Tensor | None = None
+    dropped: dict[int, str] = field(default_factory=dict)
+    flagged: dict[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+
+class Encoder(nn.Module):
+    """Base class: a pretrained modality encoder with its :class:`EncoderContract`.
+
+    Uniform methods: ``preprocess(raw) -> Tensor`` (one raw input), ``preprocess_batch(raws)
+    -> EncoderBatch`` (never raises for one bad item), ``embed(inputs) -> Tensor`` (no grad,
+    (B, output_dim)) and ``embed_batch(batch)``. ``forward`` is the differentiable path.
+    :func:`create_encoder` returns encoders in eval mode; call ``.eval()`` on one built directly.
+    """
+
+    contract: EncoderContract
+    #: The weights file/folder actually loaded (``None`` for random weights).
+    weights_path: str | None = None
+
+    @property
+    def output_dim(self) -> int:
+        return self.contract.output_dim
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def preprocess(self, raw: Any) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def collate(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Stack preprocessed items into a batch; returns (inputs, lengths or None)."""
+        return torch.stack(list(items)), None
+
+    def preprocess_batch(self, raws: Sequence[Any]) -> EncoderBatch:
+        """Preprocess each raw input; items raising :class:`PreprocessError` are dropped, not fatal."""
+        items, kept, dropped = [], [], {}
+        for i, raw in enumerate(raws):
+            try:
+                items.append(self.preprocess(raw))
+                kept.append(i)
+            except PreprocessError as e:
+                dropped[i] = e.reason
+        if not items:
+            return EncoderBatch(None, [], None, dropped)
+        inputs, lengths = self.collate(items)
+        return EncoderBatch(inputs, kept, lengths, dropped)
+
+    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, ...) preprocessed inputs → (B, output_dim) embeddings, without gradients."""
+        with torch.no_grad():
+            inputs = inputs.to(self.device)
+            if lengths is not None:
+                return self.forward(inputs, lengths.to(self.device))
+            return self.forward(inputs)
+
+    def embed_batch(self, batch: EncoderBatch) -> torch.Tensor:
+        """Embed an :class:`EncoderBatch`; an empty batch gives a (0, output_dim) tensor."""
+        if batch.inputs is None or len(batch) == 0:
+            return torch.zeros(0, self.output_dim)
+        return self.embed(batch.inputs, batch.lengths)
+
+
+# ----------------------------------------------------------------------------- registry
+
+ENCODERS: Registry[Encoder] = Registry("encoder")
+register_encoder = ENCODERS.register
+
+
+def create_encoder(name: str, pretrained: bool = False, weights: str | os.PathLike | None = None,
+                   offline: bool | None = None, **kwargs: Any) -> Encoder:
+    """Build a registered encoder in eval mode.
+
+    ``name`` is a registered name (see :func:`list_encoders`) or ``"timm/<architecture>"`` for
+    any timm backbone. ``pretrained=False`` gives random weights and never touches disk or
+    network; ``weights`` is an explicit local file/folder (implies ``pretrained=True``);
+    ``offline`` (default: from the environment) forbids downloads.
+    """
+    if name.startswith("timm/"):
+        kwargs["model_name"] = name[len("timm/"):]
+        name = "timm"
+    if weights is not None:
+        pretrained = True
+    enc = ENCODERS.create(name, pretrained=pretrained, weights=weights, offline=offline, **kwargs)
+    return enc.eval()
+
+
+def list_encoders(pattern: str | None = None) -> list[str]:
+    """Sorted registered encoder names (``"timm"`` accepts ``"timm/<arch>"`` in create_encoder)."""
+    return ENCODERS.list(pattern)
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained weights are not available locally and may not (or could not) be downloaded."""
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    """``offline`` if given, else true when MODALINK_OFFLINE, HF_HUB_OFFLINE or
+    TRANSFORMERS_OFFLINE is set to 1/true/yes/on."""
+    if offline is not None:
+        return bool(offline)
+    return any(os.environ.get(k, "").strip().lower() in _TRUE
+               for k in ("MODALINK_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def modalink_home() -> Path:
+    """``$MODALINK_HOME`` or ``$XDG_CACHE_HOME/modalink`` or ``~/.cache/modalink``."""
+    env = os.environ.get("MODALINK_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "modalink"
+
+
+def weights_cache_dir(encoder: str) -> Path:
+    """Where modalink looks for (and downloads) an encoder's weights: ``<home>/weights/<encoder>``."""
+    return modalink_home() / "weights" / encoder
+
+
+def torch_checkpoint_dirs() -> list[Path]:
+    """torch's checkpoint caches: ``$TORCH_HOME/checkpoints`` (where facenet-pytorch caches) and
+    ``<torch.hub.get_dir()>/checkpoints`` (``load_state_dict_from_url``)."""
+    torch_home = Path(os.environ.get(
+        "TORCH_HOME", Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "torch")).expanduser()
+    dirs = [torch_home / "checkpoints", Path(torch.hub.get_dir()).expanduser() / "checkpoints"]
+    return list(dict.fromkeys(dirs))
+
+
+def hf_cached_file(repo_id: str, filename: str) -> Path | None:
+    """A file already in the Hugging Face hub cache, or ``None`` (never downloads)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub ships with timm/speechbrain
+        return None
+    found = try_to_load_from_cache(repo_id, filename)
+    return Path(found) if isinstance(found, (str, os.PathLike)) and Path(found).is_file() else None
+
+
+def resolve_weights(what: str, *, weights: str | os.PathLike | None, candidates: Sequence[Path | None],
+                    offline: bool | None, download: Callable[[], Path] | None, hint: str,
+                    is_valid: Callable[[Path], bool] = Path.is_file) -> Path:
+    """Find weights: explicit ``weights`` → first existing ``candidates`` → ``download()``.
+
+    ``is_valid`` decides whether a path is usable (default: an existing file). Offline (see
+    :func:`is_offline`) with nothing local raises :class:`WeightsNotFoundError` whose message
+    lists the places searched and ``hint`` (what to download and where to put it).
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.exists():
+            raise WeightsNotFoundError(f"{what}: weights path {path} does not exist")
+        if not is_valid(path):
+            raise WeightsNotFoundError(f"{what}: {path} is not usable weights ({hint})")
+        return path
+    searched = [Path(c) for c in candidates if c is not None]
+    for c in searched:
+        if c.exists() and is_valid(c):
+            return c
+    where = "\n".join(f"  - {c}" for c in searched) or "  (none)"
+    if is_offline(offline) or download is None:
+        raise WeightsNotFoundError(
+            f"{what}: pretrained weights not found locally and offline mode forbids downloading.\n"
+            f"Searched:\n{where}\n{hint}\n"
+            "Pass weights=PATH (--*-weights on the command line), place the file at the first path "
+            "above, or unset offline mode (offline=False / MODALINK_OFFLINE=0 / HF_HUB_OFFLINE=0)."
+        )
+    try:
+        return download()
+    except Exception as e:  # noqa: BLE001 - network errors come in many types
+        raise WeightsNotFoundError(
+            f"{what}: download failed ({type(e).__name__}: {e}).\nSearched locally:\n{where}\n{hint}"
+        ) from e
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a torch file (``weights_only``); unwraps
+    ``{"state_dict": ...}`` / ``{"model": ...}`` containers."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return obj

@@ -1,0 +1,266 @@
+"""recipes/fame/prepare.py end to end on a tiny generated raw MAV-Celeb layout (random weights)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from modalink.data.raw_mavceleb import (
+    RawLayoutError,
+    TrainClip,
+    find_raw_layout,
+    identity_labels,
+    pair_train_clips,
+    scan_train_split,
+)
+from modalink.encoders import create_encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+FACE_ARGS = ["--face-arg", "image_size=80"]  # facenet pools adaptively; 80 px keeps the test fast
+VOICE_ARGS = ["--voice-arg", "channels=[16,16,16,16,48]", "--voice-arg", "attention_channels=8",
+              "--voice-arg", "se_channels=8"]
+
+
+def _load_prepare():
+    spec = importlib.util.spec_from_file_location("fame_prepare", ROOT / "recipes" / "fame" / "prepare.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+prepare_mod = _load_prepare()
+
+
+def _img(path: Path, value: int, size=(80, 96)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+
+
+def _wav(path: Path, seed: int, sr: int = 16000, seconds: float = 0.6, silent: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    x = np.zeros(int(sr * seconds), np.float32) if silent else 0.1 * rng.standard_normal(int(sr * seconds))
+    sf.write(path, x.astype(np.float32), sr)
+
+
+def make_raw(root: Path) -> dict:
+    """2 identities x 2 languages x 2 clips (train) and 3 test pairs per language."""
+    train, test = root / "mavceleb_v1_train", root / "mavceleb_v1_test"
+    seed = 0
+    for ident in ("id0001", "id0002"):
+        for lang in ("English", "Urdu"):
+            for clip in ("00001", "00002"):
+                seed += 1
+                _img(train / "faces" / ident / lang / "vidA" / f"{clip}.jpg", 20 + 7 * seed,
+                     size=(80, 96) if seed % 2 else (70, 70))
+                # id0002/Urdu speaks in a video without face images → cross-video pairing
+                video = "vidB" if (ident, lang) == ("id0002", "Urdu") else "vidA"
+                silent = (ident, lang, clip) == ("id0002", "Urdu", "00002")
+                sr = 44100 if clip == "00002" and lang == "English" else 16000
+                _wav(train / "voices" / ident / lang / video / f"{clip}.wav", seed, sr=sr, silent=silent)
+    (train / "faces" / ".DS_Store").write_text("junk")
+    for lang in ("English", "Urdu"):
+        lines = []
+        for i in range(3):
+            _img(test / "faces" / lang / f"{i:05d}.jpg", 100 + 10 * i + (5 if lang == "Urdu" else 0))
+            _wav(test / "voices" / lang / f"{i:05d}.wav", 100 + i + (50 if lang == "Urdu" else 0))
+            face_i = 0 if i == 2 else i  # lines 0 and 2 share a face image
+            lines.append(f"k{lang[:2]}{i} voices/{lang}/{i:05d}.wav faces/{lang}/{face_i:05d}.jpg")
+        (root / f"{lang}_test.txt").write_text("\n".join(lines) + "\n")
+    # one corrupt test wav → a zero row, the list stays aligned
+    (test / "voices" / "Urdu" / "00001.wav").write_bytes(b"RIFFxxxxWAVEnot really audio")
+    return {"train": train, "test": test}
+
+
+def read_csv(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    dirs = make_raw(root)
+    out = tmp_path_factory.mktemp("feats")
+    argv = ["--raw-root", str(root), "--ver", "v1", "--output", str(out), "--random-weights",
+            "--device", "cpu", "--workers", "0", "--batch-size", "3", "--offline", *FACE_ARGS, *VOICE_ARGS]
+    rc = prepare_mod.main([*argv, "--run-dir", str(out / "run1")])
+    assert rc == 0
+    return {"root": root, "out": out, "argv": argv, **dirs}
+
+
+def test_help_exits_cleanly(capsys):
+    with pytest.raises(SystemExit) as info:
+        prepare_mod.main(["--help"])
+    assert info.value.code == 0
+    assert "--raw-root" in capsys.readouterr().out
+
+
+def test_official_layout_and_dims(prepared):
+    out = prepared["out"]
+    info = json.loads((out / "feats" / "v1" / "feature_info.json").read_text())
+    assert info["face_dim"] == 512 and info["voice_dim"] == 192
+    assert info["face_encoder"]["contract"]["image_size"] == [80, 80]
+    assert info["label_map"] == {"id0001": 1, "id0002": 2}
+    assert (out / "preExtracted_vggFace_utteranceLevel_Features" / "v1" / "feature_info.json").is_file()
+    for lang in ("English", "Urdu"):
+        assert (out / "face_voice_association_splits" / "v1" / f"{lang}_test.txt").read_text() == \
+            (prepared["root"] / f"{lang}_test.txt").read_text()
+    faces = read_csv(out / "feats/v1/English_feats/English_faces_train.csv")
+    voices = read_csv(out / "feats/v1/English_feats/English_voices_train.csv")
+    assert faces.shape == (4, 513) and voices.shape == (4, 193)
+    assert faces[:, -1].tolist() == [1, 1, 2, 2] and voices[:, -1].tolist() == [1, 1, 2, 2]
+    np.testing.assert_allclose(np.linalg.norm(faces[:, :-1], axis=1), 1.0, atol=1e-5)
+    # Urdu: the silent clip of id0002 is dropped (bad audio), its other clip pairs across videos
+    urdu = read_csv(out / "feats/v1/Urdu_feats/Urdu_voices_train.csv")
+    assert urdu.shape == (3, 193) and urdu[:, -1].tolist() == [1, 1, 2]
+
+
+def test_rows_match_direct_embeddings(prepared):
+    """CSV rows equal embeddings computed here, independently, with the same seeded encoders."""
+    out, train, test = prepared["out"], prepared["train"], prepared["test"]
+    torch.manual_seed(0)
+    face = create_encoder("facenet_vggface2", image_size=80)
+    torch.manual_seed(1)
+    voice = create_encoder("ecapa_voxceleb", channels=[16, 16, 16, 16, 48], attention_channels=8,
+                           se_channels=8)
+    from modalink.audio import load_audio
+
+    def face_emb(path):
+        return face.embed(face.preprocess(Image.open(path)).unsqueeze(0))[0].numpy()
+
+    def voice_emb(path):
+        return voice.embed(voice.preprocess(load_audio(path, 16000), 16000).unsqueeze(0))[0].numpy()
+
+    faces = read_csv(out / "feats/v1/English_feats/English_faces_train.csv")
+    voices = read_csv(out / "feats/v1/English_feats/English_voices_train.csv")
+    # row 1: id0001 clip 00002 (its voice was recorded at 44.1 kHz) paired with face 00002 of vidA
+    np.testing.assert_allclose(faces[1, :-1], face_emb(train / "faces/id0001/English/vidA/00002.jpg"),
+                               atol=1e-5)
+    np.testing.assert_allclose(voices[1, :-1], voice_emb(train / "voices/id0001/English/vidA/00002.wav"),
+                               rtol=1e-4, atol=1e-5)
+    test_dir = out / "preExtracted_vggFace_utteranceLevel_Features" / "v1"
+    for heard in ("English", "Urdu"):
+        f = read_csv(test_dir / heard / "Urdu_faces_test.csv")
+        v = read_csv(test_dir / heard / "Urdu_voices_test.csv")
+        assert f.shape == (3, 512) and v.shape == (3, 192)  # test files carry no label
+        np.testing.assert_array_equal(f[0], f[2])  # same face image on lines 0 and 2
+        np.testing.assert_allclose(f[1], face_emb(test / "faces/Urdu/00001.jpg"), atol=1e-5)
+        np.testing.assert_allclose(v[2], voice_emb(test / "voices/Urdu/00002.wav"), rtol=1e-4, atol=1e-5)
+        assert not np.any(v[1])  # corrupt wav → zero row keeps the alignment
+        assert read_csv(test_dir / heard / "English_faces_test.csv").shape == (3, 512)
+
+
+def test_summary_counts_and_run_folder(prepared):
+    run = prepared["out"] / "run1"
+    assert (run / "config.yaml").is_file() and (run / "log.txt").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    ex = summary["extraction"]
+    assert ex["train_faces"]["files"] == 8 and ex["train_faces"]["extracted"] == 8
+    assert ex["train_faces"]["no_face_center_crop"] == 8  # blank images: MTCNN finds no face
+    assert ex["train_voices"]["silent_audio"] == 1 and ex["train_voices"]["extracted"] == 7
+    assert ex["test_voices"]["unreadable_audio"] == 1
+    assert ex["test_faces"]["files"] == 4  # 2 distinct faces used per language
+    assert summary["train"]["Urdu"]["cross_video_pairs"] == 2
+    assert summary["train"]["Urdu"]["pairs_dropped"] == 1
+    assert summary["test"]["Urdu"]["zero_voice_rows"] == 1
+    log = (run / "log.txt").read_text()
+    assert "silent_audio" in log and "no_face_center_crop" in log
+
+
+def test_rerun_skips_everything(prepared):
+    out = prepared["out"]
+    csv = out / "feats/v1/English_feats/English_faces_train.csv"
+    before = csv.read_text()
+    rc = prepare_mod.main([*prepared["argv"], "--run-dir", str(out / "run2")])
+    assert rc == 0
+    ex = json.loads((out / "run2" / "summary.json").read_text())["extraction"]
+    for key, counts in ex.items():
+        assert counts["extracted"] == 0, key
+        assert counts["cached"] == counts["files"], key
+    assert ex["train_faces"]["status"] == {"no_face": 8}
+    assert csv.read_text() == before
+
+
+def test_bad_arguments_give_clear_errors(tmp_path, capsys):
+    rc = prepare_mod.main(["--raw-root", str(tmp_path / "nope"), "--output", str(tmp_path / "o"),
+                           "--random-weights"])
+    assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- raw layout helpers
+
+
+def test_find_layout_and_scan(tmp_path):
+    dirs = make_raw(tmp_path)
+    layout = find_raw_layout(tmp_path, ("English", "Urdu"))
+    assert layout.train_root == dirs["train"] and layout.test_root == dirs["test"]
+    assert set(layout.pair_lists) == {"English", "Urdu"}
+    clips = scan_train_split(dirs["train"], "voices", ["Urdu"])
+    assert [c.relpath for c in clips][:1] == ["voices/id0001/Urdu/vidA/00001.wav"]
+    assert {c.language for c in clips} == {"Urdu"} and len(clips) == 4
+    bad = dirs["train"] / "voices" / "id0001" / "stray.wav"
+    bad.write_bytes(b"")
+    with pytest.raises(RawLayoutError, match="stray.wav"):
+        scan_train_split(dirs["train"], "voices")
+
+
+def test_pairing_rule_by_hand():
+    def c(ident, video, clip, ext):
+        return TrainClip(ident, "English", video, clip, f"{ident}/{video}/{clip}.{ext}")
+
+    faces = [c("a", "v1", "f1", "jpg"), c("a", "v1", "f2", "jpg"), c("a", "v2", "f3", "jpg")]
+    voices = [c("a", "v1", "s1", "wav"), c("a", "v1", "s2", "wav"), c("a", "v1", "s3", "wav"),
+              c("a", "v3", "s4", "wav"), c("b", "v1", "s5", "wav")]
+    res = pair_train_clips(faces, voices)
+    got = [(p.voice.clip, p.face.clip, p.same_video) for p in res.pairs]
+    # v1 voices cycle over v1 faces; the v3 voice (4th of identity a, j=3) takes all-faces[3 % 3]
+    assert got == [("s1", "f1", True), ("s2", "f2", True), ("s3", "f1", True), ("s4", "f1", False)]
+    assert res.groups_without_faces == [("b", "English")] and len(res.unpaired_voices) == 1
+    assert res.cross_video_pairs == 1
+
+
+def test_identity_labels():
+    assert identity_labels(["id0010", "id0002"]) == {"id0002": 2, "id0010": 10}
+    assert identity_labels(["alice", "id0002"]) == {"alice": "alice", "id0002": "id0002"}
+
+
+def test_output_loads_with_the_fame_reader(prepared):
+    """The training recipe's reader accepts the written layout with the dims of feature_info.json."""
+    fame = pytest.importorskip("modalink.data.fame")
+    out = prepared["out"]
+    info = json.loads((out / "feats" / "v1" / "feature_info.json").read_text())
+    data = fame.FameFeatures.load(out, "v1", "Urdu", face_dim=info["face_dim"], voice_dim=info["voice_dim"],
+                                  use_cache=False)
+    assert data.train.faces.shape == (3, 512) and data.train.voices.shape == (3, 192)
+    assert data.heard.faces.shape == (3, 512) and data.unheard.voices.shape == (3, 192)
+    assert [p.key for p in data.unheard.pairs] == ["kEn0", "kEn1", "kEn2"]
+
+
+def test_offline_without_weights_fails_cleanly(prepared, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MODALINK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    rc = prepare_mod.main(["--raw-root", str(prepared["root"]), "--output", str(tmp_path / "o"),
+                           "--offline", "--workers", "0", "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "offline" in err and "20180402-114759-vggface2.pt" in err
+
+
+def test_any_image_encoder_via_contract(prepared, tmp_path):
+    """A timm backbone as the face encoder: preprocessing comes from its contract."""
+    out = tmp_path / "o"
+    rc = prepare_mod.main(["--raw-root", str(prepared["root"]), "--output", str(out), "--random-weights",
+                           "--face-encoder", "timm/test_resnet", "--parts", "test", "--workers", "0",
+                           "--device", "cpu", *VOICE_ARGS, "--run-dir", str(out / "run")])
+    assert rc == 0
+    info = json.loads((out / "preExtracted_vggFace_utteranceLevel_Features/v1/feature_info.json").read_text())
+    f = read_csv(out / "preExtracted_vggFace_utteranceLevel_Features/v1/English/English_faces_test.csv")
+    assert f.shape == (3, info["face_dim"]) and info["face_dim"] == 96
+    assert not (out / "feats").exists()
