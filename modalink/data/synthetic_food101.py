@@ -69,8 +69,9 @@ class SyntheticFood101:
         return 1.0 / (self.params["n_classes"] // self.params["n_text_groups"])
 
 
-def _group_vocabulary(n_text: int, words_per_group: int, rng: np.random.Generator) -> list[list[str]]:
-    used: set[str] = set(FILLER_WORDS)
+def _group_vocabulary(n_text: int, words_per_group: int, rng: np.random.Generator,
+                      exclude: list[list[str]] | None = None) -> list[list[str]]:
+    used: set[str] = set(FILLER_WORDS) | {w for group in exclude or [] for w in group}
     vocab: list[list[str]] = []
     for _ in range(n_text):
         words: list[str] = []
@@ -108,10 +109,13 @@ def _draw_image(v: int, n_visual: int, size: int, rng: np.random.Generator) -> I
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def _title(words: list[str], rng: np.random.Generator) -> str:
+def _title(words: list[str], rng: np.random.Generator, hint_words: list[str] | None = None,
+           hint: float = 0.0) -> str:
     k = int(rng.integers(2, 4))
     chosen = list(rng.choice(words, size=k, replace=True)) + \
         list(rng.choice(FILLER_WORDS, size=int(rng.integers(2, 6)), replace=False))
+    if hint_words is not None and hint > 0 and rng.random() < hint:
+        chosen.append(str(rng.choice(hint_words)))
     order = rng.permutation(len(chosen))
     tokens = [str(chosen[i]) for i in order]
     if rng.random() < 0.3:
@@ -136,9 +140,15 @@ def generate_synthetic_food101(
     seed: int = 0,
     n_text_groups: int = 2,
     words_per_group: int = 6,
+    title_visual_hint: float = 0.0,
     overwrite: bool = False,
 ) -> SyntheticFood101:
     """Write (or find, if already there with the same parameters) a synthetic Food-101 copy.
+
+    ``title_visual_hint``: probability that a title also names the photo's visual group (one
+    word of a per-visual-group vocabulary). Real titles often describe what the photo shows;
+    this redundancy lets a text+image model lean on the text for the visual part too, which is
+    exactly what makes late-fusion models collapse when the text goes missing.
 
     ``n_classes`` must be a multiple of ``n_text_groups``. A non-empty ``root`` that was not
     made by this generator is never touched (error); ``overwrite=True`` regenerates ours.
@@ -151,9 +161,14 @@ def generate_synthetic_food101(
     params = {"n_classes": n_classes, "n_train_per_class": n_train_per_class,
               "n_test_per_class": n_test_per_class, "image_size": image_size, "seed": seed,
               "n_text_groups": n_text_groups, "words_per_group": words_per_group}
+    if not 0.0 <= title_visual_hint <= 1.0:
+        raise ValueError(f"title_visual_hint must be in [0, 1], got {title_visual_hint}")
+    if title_visual_hint > 0:  # keeps manifests of hint-free sets unchanged
+        params["title_visual_hint"] = title_visual_hint
     n_visual = n_classes // n_text_groups
     rng = np.random.default_rng(seed)
     vocab = _group_vocabulary(n_text_groups, words_per_group, rng)
+    hint_vocab = _group_vocabulary(n_visual, 3, rng, exclude=vocab) if title_visual_hint > 0 else None
     visual = [c // n_text_groups for c in range(n_classes)]
     textual = [c % n_text_groups for c in range(n_classes)]
     classes = [f"food_v{v}_t{t}" for v, t in zip(visual, textual)]
@@ -178,7 +193,9 @@ def generate_synthetic_food101(
                     fname = f"{name}_{counter[c]}.jpg"
                     counter[c] += 1
                     _draw_image(visual[c], n_visual, image_size, rng).save(cdir / fname, quality=90)
-                    rows.append([fname, _title(vocab[textual[c]], rng), name])
+                    rows.append([fname, _title(vocab[textual[c]], rng,
+                                                hint_vocab[visual[c]] if hint_vocab else None,
+                                                title_visual_hint), name])
             order = rng.permutation(len(rows))  # the release's files are not sorted by class
             buf = io.StringIO()
             csv.writer(buf, lineterminator="\n").writerows(rows[i] for i in order)

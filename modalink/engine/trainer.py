@@ -142,7 +142,7 @@ class Trainer:
         if use_cpu and mp == "fp16":
             mp = "bf16"  # fp16 autocast is GPU-only; bf16 is the CPU equivalent
         self.accelerator = Accelerator(
-            mixed_precision=mp, cpu=cfg.cpu, gradient_accumulation_steps=cfg.grad_accum,
+            mixed_precision=mp, cpu=use_cpu, gradient_accumulation_steps=cfg.grad_accum,
             log_with=list(cfg.log_with) or None, project_dir=str(self.run_dir),
             dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
                                                       data_seed=cfg.seed),

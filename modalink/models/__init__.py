@@ -8,3 +8,4 @@ __all__ = [
     "MODELS", "create_model", "list_models", "register_model", "GatedFusion", "LinearWeightedAvg",
     "EnhancedGatedFusion", "create_fusion", "EmbedBranch", "TwoBranch", "SingleBranch",
 ]
+from modalink.models.late_fusion import LateFusion  # noqa: E402  (registers 'late_fusion')

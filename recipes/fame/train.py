@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     from modalink.metrics import fast_eer
 
     t0 = time.time()
-    state = PartialState()
+    state = PartialState(cpu=not __import__("torch").cuda.is_available())
     cfg = load_config(FameConfig, args.config, args.overrides)
     out = Path(args.output_dir)
     with state.main_process_first():  # the synthetic set and the feature cache are built once

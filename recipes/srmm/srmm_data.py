@@ -1,0 +1,271 @@
+"""SRMM recipe data: Food-101 records, embedding extraction into validated caches, missing-text
+masks and the datasets the trainer sees.
+
+Cache layout (``data.cache_dir``, default ``<output_dir>/cache``)::
+
+    <split>_image.npy / <split>_image.json    image embeddings + manifest
+    <split>_text.npy  / <split>_text.json     text embeddings + manifest
+
+A manifest records the encoder config, count, shape and a source hash (images: the ordered
+``(relative path, size, mtime)`` list; texts: the titles CSV bytes and the ordered titles);
+any mismatch rebuilds the cache (see :mod:`modalink.data.embedding_cache`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from modalink.data.embedding_cache import CacheKey, EmbeddingCache, bytes_hash, file_list_hash, texts_hash
+from modalink.text_encoders import TextEncoder, create_text_encoder
+
+from srmm_core import EmbeddingSet, SRMMConfig
+from srmm_features import create_image_features
+
+log = logging.getLogger("modalink.srmm")
+
+
+
+# ----------------------------------------------------------------------------- records
+@dataclass
+class SplitRecords:
+    """One split of a Food-101-style dataset, in dataset order."""
+
+    split: str
+    root: Path
+    image_paths: list[Path]
+    texts: list[str | None]
+    labels: np.ndarray
+    classes: list[str]
+    titles_csv: Path | None = None
+    has_image: np.ndarray | None = None
+    has_text: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+FILE_PARTS = {"train": "trainval", "test": "test"}  # cache split name → load_food101 split
+
+
+def load_records(root: str | os.PathLike, part: str) -> SplitRecords:
+    """Every record of one Food-101 file (``train``: the whole train file, ``test``), in file order,
+    through :func:`modalink.data.cls_food101.load_food101`."""
+    from modalink.data.cls_food101 import load_food101
+
+    if part not in FILE_PARTS:
+        raise ValueError(f"unknown Food-101 part {part!r}; use 'train' or 'test'")
+    root = Path(root)
+    ds = load_food101(root, FILE_PARTS[part])
+    texts = ds.texts
+    return SplitRecords(part, root, [Path(p) for p in ds.image_paths], texts, ds.labels, list(ds.classes),
+                        root / "texts" / f"{part}_titles.csv",
+                        np.array([ds.has_image(i) for i in range(len(ds))], dtype=bool),
+                        np.array([t is not None for t in texts], dtype=bool))
+
+
+def split_indices(root: str | os.PathLike, rec: SplitRecords, val_fraction: float | None,
+                  seed: int) -> dict[str, np.ndarray]:
+    """Rows of the train file that form ``load_food101``'s ``train`` and ``val`` splits."""
+    from modalink.data.cls_food101 import FOOD101_VAL_FRACTION, load_food101
+
+    frac = FOOD101_VAL_FRACTION if val_fraction is None else val_fraction
+    row = {str(p): i for i, p in enumerate(rec.image_paths)}
+    out = {}
+    for split in ("train", "val"):
+        ds = load_food101(root, split, val_fraction=frac, seed=seed)
+        try:
+            out[split] = np.array([row[str(Path(p))] for p in ds.image_paths], dtype=np.int64)
+        except KeyError as e:
+            raise ValueError(f"{root}: {split} split lists an image that is not in the train file: {e}") from None
+    return out
+
+
+def generate_synthetic(root: Path, cfg: SRMMConfig) -> Path:
+    """Create (once; an identical existing copy is reused) the synthetic Food-101 data under ``root``."""
+    from dataclasses import asdict
+
+    from modalink.data.synthetic_food101 import generate_synthetic_food101
+
+    kwargs = asdict(cfg.data.synthetic)
+    kwargs.update(kwargs.pop("options"))
+    return Path(generate_synthetic_food101(root, **kwargs).root)
+
+
+def condition_for(rate: float) -> str:
+    """Text availability → the shared protocol's condition label (1.0 → "complete", 0.3 → "text=30%")."""
+    from modalink.data.missing import condition_name
+
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"text availability {rate} is outside [0, 1]")
+    return condition_name("text", {"text": round(1.0 - rate, 12)})
+
+
+def text_mask(split: str, n: int, rate: float, seed: int) -> np.ndarray:
+    """(n,) bool: which samples keep their text at availability ``rate``.
+
+    The shared protocol (:mod:`modalink.data.missing`, as in the Chameleon recipe): the mask
+    of condition ``text=P%`` on ``split`` uses ``derive_seed(seed, split, condition)``.
+    """
+    from modalink.data.missing import derive_seed, mask_for_condition
+
+    cond = condition_for(rate)
+    return mask_for_condition(n, cond, seed=derive_seed(seed, split, cond)).text.copy()
+
+
+# ----------------------------------------------------------------------------- encoders
+def build_text_encoder(cfg: SRMMConfig) -> TextEncoder:
+    """The configured text encoder; ``auto`` = sentence-transformers when installed, else hashed-bow."""
+    name, opts = cfg.text_encoder.name, dict(cfg.text_encoder.options)
+    if name == "auto":
+        try:
+            import sentence_transformers  # noqa: F401
+
+            name = "sentence-transformers/all-MiniLM-L6-v2"
+        except ImportError:
+            name = "hashed-bow"
+        log.info("text encoder 'auto' → %s", name)
+    return create_text_encoder(name, **opts)
+
+
+def build_image_encoder(cfg: SRMMConfig) -> Any:
+    c = cfg.image_encoder
+    kwargs: dict[str, Any] = {}
+    if c.name.startswith("timm/"):
+        kwargs = {"pretrained": c.pretrained, "weights": c.weights, "device": c.device,
+                  "num_workers": c.num_workers, "seed": c.seed}
+    return create_image_features(c.name, **kwargs)
+
+
+# ----------------------------------------------------------------------------- extraction
+def image_source_hash(rec: SplitRecords) -> str:
+    return file_list_hash(rec.image_paths, rec.root, ordered=True)
+
+
+def text_source_hash(rec: SplitRecords) -> str:
+    parts: list[Any] = [texts_hash(rec.texts)]
+    if rec.titles_csv is not None and Path(rec.titles_csv).is_file():
+        parts.insert(0, Path(rec.titles_csv))
+    return bytes_hash(*parts)
+
+
+def extract_split(rec: SplitRecords, cache: EmbeddingCache, image_enc: Any, text_enc: TextEncoder, *,
+                  image_batch: int = 64, text_batch: int = 256, shard_size: int = 1024, force: bool = False,
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Image and text embeddings of one split, from the cache when valid, else extracted."""
+    n = len(rec)
+    ikey = CacheKey(rec.split, "image", image_enc.config(), image_source_hash(rec), n)
+    tkey = CacheKey(rec.split, "text", text_enc.config(), text_source_hash(rec), n)
+    image, _ = cache.get_or_build(
+        ikey, lambda a, b: image_enc.encode_paths(rec.image_paths[a:b], batch_size=image_batch),
+        shard_size=shard_size, progress=progress, force=force, desc=f"{rec.split} images")
+    text, _ = cache.get_or_build(
+        tkey, lambda a, b: text_enc.encode(rec.texts[a:b], batch_size=text_batch),
+        shard_size=shard_size, progress=progress, force=force, desc=f"{rec.split} texts")
+    return image, text
+
+
+# ----------------------------------------------------------------------------- prepared data
+@dataclass
+class PreparedSplit:
+    """Embeddings of one Food-101 file (``train`` or ``test``) in file order."""
+
+    image: np.ndarray
+    text: np.ndarray
+    labels: np.ndarray
+    has_image: np.ndarray
+    has_text: np.ndarray
+
+
+@dataclass
+class PreparedData:
+    """Embeddings of both files, the train/val/test row indices and the encoders' configs."""
+
+    parts: dict[str, PreparedSplit]
+    rows: dict[str, tuple[str, np.ndarray]]  # split → (part, row indices into that part)
+    classes: list[str]
+    root: Path
+    cache_dir: Path
+    image_encoder: dict[str, Any]
+    text_encoder: dict[str, Any]
+    description: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        s = next(iter(self.parts.values()))
+        return {"image": int(s.image.shape[1]), "text": int(s.text.shape[1])}
+
+    def eval_set(self, split: str, cfg: SRMMConfig | None = None) -> EmbeddingSet:
+        """All samples of ``split`` (``train``, ``val`` or ``test``) with their own availability."""
+        if split not in self.rows:
+            raise KeyError(f"unknown split {split!r}; known: {', '.join(self.rows)}")
+        part, idx = self.rows[split]
+        s = self.parts[part]
+        return EmbeddingSet(s.image[idx], s.text[idx], s.labels[idx], s.has_image[idx], s.has_text[idx])
+
+    def text_mask(self, split: str, rate: float, cfg: SRMMConfig, n: int | None = None) -> np.ndarray:
+        """Text availability mask of ``split`` at ``rate`` (shared protocol, ``missing.seed``)."""
+        return text_mask(split, len(self.rows[split][1]) if n is None else n, rate, cfg.missing.seed)
+
+    def train_set(self, cfg: SRMMConfig) -> EmbeddingSet:
+        """Training samples with the training text mask (``missing.train_text``) applied."""
+        ds = self.eval_set("train")
+        if cfg.missing.train_text < 1.0:
+            ds = ds.with_text_mask(self.text_mask("train", cfg.missing.train_text, cfg))
+        return ds
+
+    def val_set(self, cfg: SRMMConfig) -> EmbeddingSet | None:
+        ds = self.eval_set("val")
+        return ds if len(ds) else None
+
+
+def resolve_root(cfg: SRMMConfig, out_dir: Path) -> tuple[Path, str]:
+    """The dataset folder (generating the synthetic default when ``data.root`` is unset)."""
+    if cfg.data.root:
+        root = Path(cfg.data.root).expanduser()
+        if not (root / "texts").is_dir() or not (root / "images").is_dir():
+            raise FileNotFoundError(f"--data-root {root}: expected the UPMC Food-101 layout "
+                                    "images/{train,test}/<class>/*.jpg and texts/{train,test}_titles.csv")
+        return root, f"UPMC Food-101 at {root}"
+    root = generate_synthetic(out_dir / "synthetic_food101", cfg)
+    s = cfg.data.synthetic
+    return root, (f"synthetic Food-101 ({s.n_classes} classes = {s.n_classes // s.n_text_groups} visual x "
+                  f"{s.n_text_groups} text groups, {s.n_train_per_class}+{s.n_test_per_class} per class, "
+                  f"seed {s.seed}; image-only ceiling {100 / s.n_text_groups:.0f}%)")
+
+
+def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = True) -> PreparedData:
+    """Generate synthetic data when needed, then load or extract the embeddings of both files."""
+    out_dir = Path(out_dir)
+    root, description = resolve_root(cfg, out_dir)
+    cache = EmbeddingCache(Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else out_dir / "cache")
+    image_enc, text_enc = build_image_encoder(cfg), build_text_encoder(cfg)
+    parts: dict[str, PreparedSplit] = {}
+    rows: dict[str, tuple[str, np.ndarray]] = {}
+    classes: list[str] | None = None
+    for part in ("train", "test"):
+        rec = load_records(root, part)
+        if classes is None:
+            classes = rec.classes
+        elif rec.classes != classes:
+            raise ValueError(f"{root}: class lists of train and test differ ({len(classes)} vs {len(rec.classes)})")
+        image, text = extract_split(rec, cache, image_enc, text_enc, image_batch=cfg.image_encoder.batch_size,
+                                    text_batch=cfg.text_encoder.batch_size, shard_size=cfg.prepare.shard_size,
+                                    force=cfg.prepare.force, progress=progress)
+        parts[part] = PreparedSplit(image, text, np.asarray(rec.labels, np.int64),
+                                    np.asarray(rec.has_image, bool), np.asarray(rec.has_text, bool))
+        if part == "train":
+            for split, idx in split_indices(root, rec, cfg.data.val_fraction, cfg.data.val_seed).items():
+                rows[split] = ("train", idx)
+        else:
+            rows["test"] = ("test", np.arange(len(rec)))
+    assert classes is not None
+    return PreparedData(parts, rows, classes, root, cache.root, image_enc.config(), text_enc.config(), description)

@@ -1,0 +1,338 @@
+"""SRMM recipe: text encoders, embedding caches, extraction, switching, masks, late fusion, smoke run."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modalink.data.embedding_cache import CacheError, CacheKey, EmbeddingCache, file_list_hash
+from modalink.data.missing import derive_seed, mask_for_condition
+from modalink.models import create_model
+from modalink.text import hashed_vectors, tokenize
+from modalink.text_encoders import HashedBagOfWords, create_text_encoder, list_text_encoders
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "srmm"
+if str(RECIPE) not in sys.path:
+    sys.path.insert(0, str(RECIPE))
+
+srmm_core = importlib.import_module("srmm_core")
+srmm_data = importlib.import_module("srmm_data")
+srmm_features = importlib.import_module("srmm_features")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    """No real weight cache, no network, single thread (the machine is shared)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("MODALINK_HOME", str(home / "modalink"))
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("MODALINK_OFFLINE", "1")
+    torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------- text encoders
+def test_hashed_bow_matches_naive_reference():
+    enc = HashedBagOfWords(dim=64, ngrams=2, seed=3)
+    text = "Apple pie, apple PIE recipe"
+    # naive: count n-grams of the tokenised text, signed bucket sums of 1 + log(count), L2
+    words = tokenize(text)
+    grams = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    ref = np.zeros(64)
+    for g in set(grams):
+        j, s = enc.bucket(g)
+        ref[j] += s * (1 + np.log(grams.count(g)))
+    ref /= np.linalg.norm(ref)
+    out = enc.encode([text, "apple pie apple pie recipe", None, ""])
+    assert out.dtype == np.float32 and out.shape == (4, 64)
+    np.testing.assert_allclose(out[0], ref, atol=1e-6)
+    np.testing.assert_allclose(out[0], out[1], atol=1e-6)  # case and punctuation do not matter
+    assert not out[2].any() and not out[3].any()  # missing text → zero row
+    # stable across instances, different across seeds
+    np.testing.assert_array_equal(HashedBagOfWords(64, 2, 3).encode([text]), out[:1])
+    assert not np.allclose(HashedBagOfWords(64, 2, 4).encode([text]), out[:1])
+
+
+def test_word_vectors_mean_and_registry():
+    enc = create_text_encoder("word-vectors", dim=16, seed=1)
+    out = enc.encode(["red soup", "", "soup"])
+    ref = hashed_vectors(["red", "soup"], 16, 1).mean(0)
+    np.testing.assert_allclose(out[0], ref / np.linalg.norm(ref), atol=1e-6)
+    assert not out[1].any()
+    assert {"hashed-bow", "word-vectors", "sentence-transformers"} <= set(list_text_encoders())
+    with pytest.raises(KeyError, match="known text encoders"):
+        create_text_encoder("nope")
+
+
+def test_sentence_transformers_optional(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # "not installed"
+    with pytest.raises(ImportError, match="pip install sentence-transformers"):
+        create_text_encoder("sentence-transformers/all-MiniLM-L6-v2")
+
+    calls = {}
+
+    class FakeST:
+        def __init__(self, name, **kw):
+            calls["init"] = (name, kw)
+
+        def get_sentence_embedding_dimension(self):
+            return 3
+
+        def encode(self, texts, **kw):
+            calls["encode"] = kw
+            return np.ones((len(texts), 3))
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=FakeST))
+    enc = create_text_encoder("sentence-transformers/all-MiniLM-L6-v2")
+    out = enc.encode(["a", None])
+    assert calls["init"] == ("sentence-transformers/all-MiniLM-L6-v2", {"device": None, "local_files_only": True})
+    assert calls["encode"]["normalize_embeddings"] is True
+    assert out.shape == (2, 3) and out[0].sum() == 3 and not out[1].any()
+    assert enc.config()["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+# ----------------------------------------------------------------------------- embedding cache
+def _key(count=10, source="s1", encoder=None):
+    return CacheKey("train", "image", encoder or {"name": "toy", "dim": 3}, source, count)
+
+
+def _encoder(log):
+    def encode(a, b):
+        log.append((a, b))
+        return np.arange(a, b, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    return encode
+
+
+def test_cache_build_reuse_and_stale_rebuild(tmp_path):
+    cache, log = EmbeddingCache(tmp_path), []
+    arr, built = cache.get_or_build(_key(), _encoder(log), shard_size=4, progress=False)
+    assert built and log == [(0, 4), (4, 8), (8, 10)]
+    np.testing.assert_array_equal(arr[:, 0], np.arange(10))
+    man = json.loads((tmp_path / "train_image.json").read_text())
+    assert man["shape"] == [10, 3] and man["count"] == 10 and man["source_hash"] == "s1"
+    assert not (tmp_path / ".shards").exists()
+    log.clear()
+    _, built = cache.get_or_build(_key(), _encoder(log), shard_size=4, progress=False)
+    assert not built and log == []
+    for stale in (_key(source="s2"), _key(encoder={"name": "toy", "dim": 3, "v": 2}), _key(count=9)):
+        assert cache.check(stale) is not None
+        _, built = cache.get_or_build(stale, _encoder(log), shard_size=4, progress=False)
+        assert built
+    # an array whose shape no longer matches its manifest is stale
+    key = _key(count=9)
+    np.save(tmp_path / "train_image.npy", np.zeros((9, 5), np.float32))
+    assert "shape" in cache.check(key)
+    with pytest.raises(CacheError, match="not valid"):
+        cache.load(key)
+    arr, built = cache.get_or_build(key, _encoder(log), shard_size=4, progress=False)
+    assert built and arr.shape == (9, 3)
+
+
+def test_cache_resumes_from_shards(tmp_path):
+    cache, log = EmbeddingCache(tmp_path), []
+
+    def failing(a, b):
+        if a >= 8:
+            raise KeyboardInterrupt  # interrupted after two shards
+        return _encoder(log)(a, b)
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.build(_key(count=12), failing, shard_size=4, progress=False)
+    assert cache.check(_key(count=12)) is not None
+    log.clear()
+    arr = cache.build(_key(count=12), _encoder(log), shard_size=4, progress=False)
+    assert log == [(8, 12)]  # only the missing shard was extracted
+    np.testing.assert_array_equal(arr[:, 1], np.arange(12))
+
+
+def test_file_list_hash_sees_size_mtime_and_order(tmp_path):
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"x")
+    b.write_bytes(b"yy")
+    h = file_list_hash([a, b], tmp_path)
+    assert h == file_list_hash([b, a], tmp_path)  # sorted by default
+    assert h != file_list_hash([b, a], tmp_path, ordered=True)
+    os.utime(a, ns=(1, 10**18))
+    assert file_list_hash([a, b], tmp_path) != h
+    with pytest.raises(FileNotFoundError, match="c.bin"):
+        file_list_hash([tmp_path / "c.bin"], tmp_path)
+
+
+# ----------------------------------------------------------------------------- extraction
+def _tiny_cfg(tmp_path, *extra):
+    from modalink.config import load_config
+
+    return load_config(srmm_core.SRMMConfig, RECIPE / "hparams" / "default.yaml", [
+        f"output_dir={tmp_path / 'run'}", "data.synthetic.n_classes=4", "data.synthetic.n_train_per_class=10",
+        "data.synthetic.n_test_per_class=4", "data.synthetic.image_size=32", "data.val_fraction=0.2",
+        "prepare.progress=false", "prepare.shard_size=16", "text_encoder.options={dim: 64}", *extra])
+
+
+def test_extraction_on_generated_data_and_stale_image_cache(tmp_path, caplog):
+    cfg = _tiny_cfg(tmp_path)
+    data = srmm_data.prepare_all(cfg, tmp_path / "run", progress=False)
+    assert data.num_classes == 4 and data.dims == {"image": srmm_features.PixelStatsEncoder().dim, "text": 64}
+    assert data.parts["train"].image.shape == (40, data.dims["image"])
+    n_train, n_val = len(data.rows["train"][1]), len(data.rows["val"][1])
+    assert (n_train, n_val) == (32, 8) and len(data.rows["test"][1]) == 16
+    assert not set(data.rows["train"][1]) & set(data.rows["val"][1])
+    # the rows follow the loader's order: re-encoding a sample's own files gives its cached row
+    rec = srmm_data.load_records(data.root, "test")
+    i = 5
+    np.testing.assert_allclose(data.parts["test"].image[i],
+                               srmm_features.PixelStatsEncoder().features(Image.open(rec.image_paths[i])), atol=1e-6)
+    np.testing.assert_allclose(data.parts["test"].text[i], create_text_encoder("hashed-bow", dim=64).encode(
+        [rec.texts[i]])[0], atol=1e-6)
+    # touching one test image makes the test image cache stale (only that one is rebuilt)
+    st = os.stat(rec.image_paths[0])
+    os.utime(rec.image_paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    caplog.set_level("INFO", logger="modalink.data.embedding_cache")
+    srmm_data.prepare_all(cfg, tmp_path / "run", progress=False)
+    built = [r.getMessage() for r in caplog.records if "building" in r.getMessage()]
+    assert len(built) == 1 and built[0].startswith("test_image") and "source data changed" in built[0]
+
+
+def test_timm_image_features_random_weights(tmp_path):
+    paths = []
+    for k, colour in enumerate([(255, 0, 0), (0, 0, 255), (255, 0, 0)]):
+        p = tmp_path / f"{k}.jpg"
+        Image.new("RGB", (40, 30), colour).save(p)
+        paths.append(p)
+    enc = srmm_features.create_image_features("timm/test_resnet", pretrained=False, seed=0)
+    out = enc.encode_paths(paths, batch_size=2)
+    assert out.shape == (3, enc.dim) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], out[2], atol=1e-5)
+    again = srmm_features.create_image_features("timm/test_resnet", pretrained=False, seed=0)
+    np.testing.assert_allclose(again.encode_paths(paths[:1]), out[:1], atol=1e-5)  # seeded random weights
+    assert enc.config()["pretrained"] is False and enc.config()["seed"] == 0
+    with pytest.raises(ValueError, match="cannot read image"):
+        (tmp_path / "bad.jpg").write_bytes(b"not an image")
+        enc.encode_paths([tmp_path / "bad.jpg"])
+
+
+def test_pixel_stats_separates_colours():
+    enc = srmm_features.PixelStatsEncoder()
+    red, blue = Image.new("RGB", (50, 50), (200, 30, 30)), Image.new("RGB", (50, 50), (30, 30, 200))
+    fr, fb = enc.features(red), enc.features(blue)
+    assert fr.shape == (enc.dim,) and np.isfinite(fr).all()
+    assert np.linalg.norm(fr - fb) > 1.0
+    np.testing.assert_array_equal(fr, enc.features(red))
+
+
+# ----------------------------------------------------------------------------- switching
+def test_per_sample_switching_frequencies():
+    sw = srmm_core.ModalitySwitch({"image": 1, "text": 1, "image+text": 2}, mode="per_sample")
+    avail = torch.ones(40000, 2, dtype=torch.bool)
+    keep = sw(avail, generator=torch.Generator().manual_seed(0))
+    freq = {"image": (keep[:, 0] & ~keep[:, 1]).float().mean().item(),
+            "text": (~keep[:, 0] & keep[:, 1]).float().mean().item(),
+            "image+text": keep.all(1).float().mean().item()}
+    for name, p in {"image": 0.25, "text": 0.25, "image+text": 0.5}.items():
+        assert abs(freq[name] - p) < 0.015, (name, freq)
+    # samples without text keep their image only
+    avail[:, 1] = False
+    keep = sw(avail, generator=torch.Generator().manual_seed(1))
+    assert keep[:, 0].all() and not keep[:, 1].any()
+
+
+def test_batch_and_alternating_schedules():
+    avail = torch.ones(6, 2, dtype=torch.bool)
+    sw = srmm_core.ModalitySwitch({"image": 1, "text": 1, "image+text": 1}, mode="alternate")
+    seq = [tuple(sw(avail, step)[0].tolist()) for step in range(6)]
+    assert seq == [(True, False), (False, True), (True, True)] * 2
+    assert all((sw(avail, s) == sw(avail, s)[0]).all() for s in range(3))  # whole batch alike
+    per_batch = srmm_core.ModalitySwitch({"image": 1, "text": 1}, mode="per_batch")
+    for s in range(5):
+        k = per_batch(avail, s, generator=torch.Generator().manual_seed(s))
+        assert (k == k[0]).all() and k[0].sum() == 1
+    assert torch.equal(srmm_core.ModalitySwitch({"image": 1}, mode="none")(avail), avail)
+    with pytest.raises(ValueError, match="switching"):
+        srmm_core.ModalitySwitch({"image": 1}, mode="sometimes")
+    with pytest.raises(ValueError, match="unknown modality"):
+        srmm_core.ModalitySwitch({"audio": 1})
+
+
+def test_wrapper_applies_switching_only_in_training():
+    torch.manual_seed(0)
+    net = create_model("srmm", input_dims={"image": 4, "text": 3}, embed_dim=8, stem_dim=8, trunk_hidden=(8,),
+                       num_classes=3, modality_subsets=None)
+    sw = srmm_core.ModalitySwitch({"image": 1, "text": 1}, mode="alternate")
+    mod = srmm_core.MissingModalityClassifier(net, sw)
+    batch = {"image": torch.randn(5, 4), "text": torch.randn(5, 3), "label": torch.tensor([0, 1, 2, 0, 1]),
+             "has_image": torch.ones(5, dtype=torch.bool), "has_text": torch.ones(5, dtype=torch.bool)}
+    mod.train()
+    assert mod.run(batch)["mask"].tolist() == [[True, False]] * 5
+    assert mod.run(batch)["mask"].tolist() == [[False, True]] * 5
+    assert int(mod.switch_step) == 2 and "switch_step" in mod.state_dict()
+    mod.eval()
+    assert mod.run(batch)["mask"].all()
+    out = mod(batch)
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+
+
+# ----------------------------------------------------------------------------- masks
+def test_text_masks_follow_the_shared_protocol():
+    n = 101
+    for rate, cond in ((1.0, "complete"), (0.7, "text=70%"), (0.3, "text=30%"), (0.0, "text=0%")):
+        assert srmm_data.condition_for(rate) == cond
+        m = srmm_data.text_mask("test", n, rate, seed=0)
+        ref = mask_for_condition(n, cond, seed=derive_seed(0, "test", cond)).text
+        np.testing.assert_array_equal(m, ref)
+        assert m.sum() == int(np.floor(rate * n + 0.5))
+    assert not np.array_equal(srmm_data.text_mask("train", n, 0.3, 0), srmm_data.text_mask("test", n, 0.3, 0))
+    np.testing.assert_array_equal(srmm_data.text_mask("test", n, 0.3, 0), srmm_data.text_mask("test", n, 0.3, 0))
+
+
+def test_embedding_set_text_mask_view():
+    ds = srmm_core.EmbeddingSet(np.ones((4, 2)), np.ones((4, 3)), np.arange(4), has_text=[1, 1, 0, 1])
+    view = ds.with_text_mask(np.array([1, 0, 1, 1], bool))
+    assert view.has_text.tolist() == [True, False, False, True]
+    assert ds.has_text.tolist() == [True, True, False, True]
+    batch = srmm_core.collate_batch(view.__getitems__([1, 3]))
+    assert batch["image"].shape == (2, 2) and batch["has_text"].tolist() == [False, True]
+
+
+def test_late_fusion_missing_text_is_a_zero_vector():
+    torch.manual_seed(0)
+    for fusion in ("concat", "mlp", "mean"):
+        m = create_model("late_fusion", input_dims={"image": 4, "text": 3}, embed_dim=5, hidden=(6,),
+                         num_classes=3, fusion=fusion).eval()
+        x, t = torch.randn(4, 4), torch.randn(4, 3)
+        present = torch.tensor([True, False, True, False])
+        out = m({"image": x, "text": t}, {"text": present})
+        ref = m({"image": x, "text": t * present[:, None]})
+        torch.testing.assert_close(out["logits"], ref["logits"])
+        assert out["mask"][:, 1].tolist() == present.tolist()
+    with pytest.raises(ValueError, match="fusion"):
+        create_model("late_fusion", input_dims={"image": 4}, num_classes=2, fusion="sum")
+
+
+# ----------------------------------------------------------------------------- smoke run
+def test_two_epoch_smoke_run_and_reevaluation(tmp_path):
+    train = importlib.import_module("train")
+    evaluate = importlib.import_module("evaluate")
+    out = tmp_path / "run"
+    args = ["--output-dir", str(out), "--cpu", "data.synthetic.n_classes=4", "data.synthetic.n_train_per_class=12",
+            "data.synthetic.n_test_per_class=4", "data.synthetic.image_size=32", "prepare.progress=false",
+            "engine.epochs=2", "engine.batch_size=16", "engine.progress=false", "text_encoder.options={dim: 64}",
+            "model.stem_dim=32", "model.trunk_hidden=[32]", "model.embed_dim=16", "baseline.hidden=[32]",
+            "baseline.embed_dim=16"]
+    res = train.main(args)
+    assert res["columns"] == ["complete", "70% text", "30% text", "0% text"]
+    assert set(res["accuracy"]) == {"srmm", "late_fusion"}
+    assert set(res["accuracy"]["srmm"]) == {"train", "test"} and res["counts"]["test"] == 16
+    for name in ("srmm", "late_fusion"):
+        assert (out / name / "best_model.pt").is_file()
+        assert len((out / name / "metrics.jsonl").read_text().splitlines()) == 2
+    md = (out / "results.md").read_text()
+    assert "SRMM (arXiv 2408.07445) | 94.6 | 84.8" in md and "ViLT (Ma et al. 2022) | 91.9 | 65.9" in md
+    again = evaluate.main([str(out), "--out", str(tmp_path / "re")])
+    assert again["accuracy"] == res["accuracy"]
