@@ -1,0 +1,19 @@
+"""Datasets, feature readers and caches, splits and synthetic data."""
+from modalink.data.fame_csv import (FeatureFileError, PairEntry, read_feature_csv, read_key_labels,
+                                    read_pair_list)
+from modalink.data.fame_cache import FeatureCache, file_digest
+from modalink.data.fame import (FACE_DIM, FAME_IDENTITY_COUNTS, FAME_VERSIONS, VOICE_DIM, FameFeatures,
+                                FameLayout, FameTestSet, FameTrainSet, fame_languages, load_fame_test,
+                                load_fame_train, normalize_language, other_language, remap_labels)
+from modalink.data.fame_splits import make_verification_trials, split_train_val
+from modalink.data.synthetic_fame import SyntheticFame, SyntheticFameSpec, generate_synthetic_fame
+
+__all__ = [
+    "FeatureFileError", "PairEntry", "read_feature_csv", "read_key_labels", "read_pair_list",
+    "FeatureCache", "file_digest",
+    "FACE_DIM", "VOICE_DIM", "FAME_VERSIONS", "FAME_IDENTITY_COUNTS", "FameFeatures", "FameLayout",
+    "FameTestSet", "FameTrainSet", "fame_languages", "load_fame_test", "load_fame_train",
+    "normalize_language", "other_language", "remap_labels",
+    "make_verification_trials", "split_train_val",
+    "SyntheticFame", "SyntheticFameSpec", "generate_synthetic_fame",
+]

@@ -1,0 +1,185 @@
+"""Binary cache for feature CSVs: parse each CSV once, then load a memmap-able ``.npy``.
+
+For every CSV the cache holds ``<name>.npy`` (float32 N×dim), ``<name>.labels.npy`` when the
+CSV has a label column, and ``<name>.json``, a sidecar written last (it is the commit marker)
+recording the CSV's size, ``st_mtime_ns`` and a BLAKE2b-128 digest of its bytes.
+
+Freshness check (``verify``):
+
+* ``"stat"`` (default): size and mtime equal → hit, without reading the CSV. Size equal but
+  mtime different (a copy, a re-download) → the digest decides; on a match the sidecar is
+  refreshed, otherwise the entry is stale and rebuilt. Size different → stale.
+* ``"hash"``: the digest is always recomputed (BLAKE2b runs at about 1 GB/s, so this costs
+  roughly a tenth of a CSV parse).
+
+All files are written atomically (:mod:`modalink.io`); a crash leaves either the old entry or
+none. When the cache folder cannot be written, the parsed arrays are returned uncached with a
+warning.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from modalink.data.fame_csv import read_feature_csv
+from modalink.io import atomic_path, atomic_write_text
+
+__all__ = ["CACHE_FORMAT", "FeatureCache", "file_digest", "cache_name_for"]
+
+CACHE_FORMAT = 1
+CacheStatus = Literal["hit", "miss", "stale"]
+
+
+def file_digest(path: str | os.PathLike, block: int = 1 << 23) -> str:
+    """Hex BLAKE2b-128 digest of a file's bytes, read in 8 MiB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while True:
+            buf = fh.read(block)
+            if not buf:
+                break
+            h.update(buf)
+    return h.hexdigest()
+
+
+def cache_name_for(csv_path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """Cache entry name: the CSV's path relative to ``root`` with ``/`` → ``__`` when it lies
+    under ``root``; otherwise its file stem plus a short digest of its absolute path."""
+    csv_path = Path(csv_path).resolve()
+    if root is not None:
+        try:
+            rel = csv_path.relative_to(Path(root).resolve())
+            return "__".join(rel.with_suffix("").parts)
+        except ValueError:
+            pass
+    tag = hashlib.blake2b(str(csv_path).encode(), digest_size=4).hexdigest()
+    return f"{csv_path.stem}-{tag}"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path, suffix=".npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@dataclass
+class FeatureCache:
+    """Folder of ``.npy`` copies of feature CSVs; see the module docstring for the rules.
+
+    ``stats`` counts ``hit`` / ``miss`` / ``stale`` lookups; ``last_status`` is the latest.
+    """
+
+    cache_dir: Path
+    verify: Literal["stat", "hash"] = "stat"
+    stats: dict[str, int] = field(default_factory=lambda: {"hit": 0, "miss": 0, "stale": 0})
+    last_status: CacheStatus | None = None
+
+    def __post_init__(self) -> None:
+        self.cache_dir = Path(self.cache_dir)
+        if self.verify not in ("stat", "hash"):
+            raise ValueError(f"verify must be 'stat' or 'hash', got {self.verify!r}")
+
+    def entry_paths(self, name: str) -> tuple[Path, Path, Path]:
+        """``(features .npy, labels .npy, sidecar .json)`` paths of entry ``name``."""
+        base = self.cache_dir / name
+        return (base.with_name(name + ".npy"), base.with_name(name + ".labels.npy"),
+                base.with_name(name + ".json"))
+
+    def _read_sidecar(self, name: str) -> dict | None:
+        meta_path = self.entry_paths(name)[2]
+        try:
+            return json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def lookup(self, csv_path: str | os.PathLike, dim: int, has_label: bool | None,
+               name: str | None = None) -> CacheStatus:
+        """Whether the entry for ``csv_path`` is a ``hit``, a ``miss`` or ``stale`` (no loading,
+        no side effects; with ``verify='stat'`` a changed mtime costs one digest)."""
+        return self._check(Path(csv_path), dim, has_label, name or cache_name_for(csv_path))[0]
+
+    def _check(self, csv_path: Path, dim: int, has_label: bool | None, name: str
+               ) -> tuple[CacheStatus, dict | None, str | None]:
+        meta = self._read_sidecar(name)
+        if meta is None:
+            return "miss", None, None
+        st = csv_path.stat()
+        same_request = (meta.get("format") == CACHE_FORMAT and meta.get("dim") == dim
+                        and meta.get("has_label", "absent") == has_label)
+        npy, labels_npy, _ = self.entry_paths(name)
+        files_ok = npy.is_file() and (not meta.get("labels") or labels_npy.is_file())
+        if not (same_request and files_ok) or meta.get("size") != st.st_size:
+            return "stale", meta, None
+        if self.verify == "stat" and meta.get("mtime_ns") == st.st_mtime_ns:
+            return "hit", meta, None
+        digest = file_digest(csv_path)
+        return ("hit" if digest == meta.get("blake2b") else "stale"), meta, digest
+
+    def load(self, csv_path: str | os.PathLike, dim: int, has_label: bool | None = True, *,
+             name: str | None = None, mmap: bool = False, progress: bool = False
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Like :func:`~modalink.data.fame_csv.read_feature_csv`, through the cache.
+
+        ``mmap=True`` returns read-only memory maps of the cached arrays (the first,
+        converting call returns in-memory arrays).
+        """
+        csv_path = Path(csv_path)
+        if not csv_path.is_file():
+            raise FileNotFoundError(f"feature CSV not found: {csv_path}")
+        name = name or cache_name_for(csv_path)
+        status, meta, digest = self._check(csv_path, dim, has_label, name)
+        self.stats[status] += 1
+        self.last_status = status
+        npy, labels_npy, meta_path = self.entry_paths(name)
+        if status == "hit":
+            try:
+                feats = np.load(npy, mmap_mode="r" if mmap else None, allow_pickle=False)
+                labels = (np.load(labels_npy, mmap_mode="r" if mmap else None, allow_pickle=False)
+                          if meta and meta.get("labels") else None)
+                if (feats.dtype == np.float32 and feats.shape == (meta["rows"], dim)
+                        and (labels is None or len(labels) == meta["rows"])):
+                    if digest is not None and meta.get("mtime_ns") != csv_path.stat().st_mtime_ns:
+                        self._write_sidecar(meta_path, {**meta, "mtime_ns": csv_path.stat().st_mtime_ns})
+                    return feats, labels
+            except (OSError, ValueError, KeyError):
+                pass
+            self.stats["hit"] -= 1
+            self.stats["stale"] += 1
+            self.last_status = "stale"
+        return self._rebuild(csv_path, dim, has_label, name, digest, progress)
+
+    def _rebuild(self, csv_path: Path, dim: int, has_label: bool | None, name: str,
+                 digest: str | None, progress: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        st = csv_path.stat()
+        digest = digest or file_digest(csv_path)
+        feats, labels = read_feature_csv(csv_path, dim, has_label, progress=progress)
+        npy, labels_npy, meta_path = self.entry_paths(name)
+        meta = {
+            "format": CACHE_FORMAT, "csv": str(csv_path.resolve()), "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "blake2b": digest, "dim": dim, "has_label": has_label,
+            "rows": int(len(feats)), "labels": labels is not None,
+            "label_dtype": None if labels is None else str(labels.dtype),
+        }
+        try:
+            meta_path.unlink(missing_ok=True)  # invalidate first: arrays and sidecar change together
+            _save_npy(npy, feats)
+            if labels is not None:
+                _save_npy(labels_npy, labels)
+            self._write_sidecar(meta_path, meta)
+        except OSError as exc:
+            warnings.warn(f"could not write feature cache in {self.cache_dir} ({exc}); "
+                          f"continuing without it", RuntimeWarning, stacklevel=3)
+        return feats, labels
+
+    @staticmethod
+    def _write_sidecar(meta_path: Path, meta: dict) -> None:
+        atomic_write_text(meta_path, json.dumps(meta, indent=1, sort_keys=True) + "\n")
