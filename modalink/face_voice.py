@@ -134,8 +134,9 @@ class PairDataset(Dataset):
             raise ValueError(f"{len(faces)} face rows but {len(voices)} voice rows")
         if labels is not None and len(labels) != len(faces):
             raise ValueError(f"{len(labels)} labels for {len(faces)} rows")
-        self.faces = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))
-        self.voices = torch.from_numpy(np.ascontiguousarray(voices, dtype=np.float32))
+        # a copy: memory-mapped caches are read-only and torch tensors must own writable memory
+        self.faces = torch.from_numpy(np.array(faces, dtype=np.float32))
+        self.voices = torch.from_numpy(np.array(voices, dtype=np.float32))
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
 
     def __len__(self) -> int:
@@ -183,8 +184,8 @@ def pair_distances(model: nn.Module, faces: np.ndarray | torch.Tensor, voices: n
     out = []
     try:
         for s in range(0, len(faces), batch_size):
-            f = torch.as_tensor(np.asarray(faces[s:s + batch_size]), dtype=torch.float32, device=device)
-            v = torch.as_tensor(np.asarray(voices[s:s + batch_size]), dtype=torch.float32, device=device)
+            f = torch.tensor(np.asarray(faces[s:s + batch_size]), dtype=torch.float32, device=device)
+            v = torch.tensor(np.asarray(voices[s:s + batch_size]), dtype=torch.float32, device=device)
             ef, ev = scoring_embeddings(model, f, "face"), scoring_embeddings(model, v, "voice")
             out.append(torch.linalg.norm(ef.float() - ev.float(), dim=1).cpu().numpy())
     finally:
@@ -201,7 +202,7 @@ def trial_distances(model: nn.Module, faces: np.ndarray, voices: np.ndarray, fac
     try:
         with torch.no_grad():
             def emb(x: np.ndarray, m: str) -> torch.Tensor:
-                parts = [scoring_embeddings(model, torch.as_tensor(np.asarray(x[s:s + batch_size]),
+                parts = [scoring_embeddings(model, torch.tensor(np.asarray(x[s:s + batch_size]),
                                                                    dtype=torch.float32, device=device), m)
                          for s in range(0, len(x), batch_size)]
                 return torch.cat(parts).float()

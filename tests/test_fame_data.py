@@ -489,7 +489,7 @@ def test_synthetic_association_is_learnable_but_not_trivial(tmp_path):
         same = np.array([gt[k] for k in ts.keys])
         a, b = proj_face(ts.faces), proj_voice(ts.voices)
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        assert 3.0 < _eer(same, cos) < 30.0
+        assert 3.0 < _eer(same, cos) < (30.0 if ts.heard else 35.0)
         ra, rb = ts.faces @ rng.standard_normal((256, 16)), ts.voices @ rng.standard_normal((64, 16))
         rand = (ra * rb).sum(1) / np.linalg.norm(ra, axis=1) / np.linalg.norm(rb, axis=1)
         assert _eer(same, rand) > 35.0

@@ -6,7 +6,6 @@ from modalink.data.fame import (FACE_DIM, FAME_IDENTITY_COUNTS, FAME_VERSIONS, V
                                 FameLayout, FameTestSet, FameTrainSet, fame_languages, load_fame_test,
                                 load_fame_train, normalize_language, other_language, remap_labels)
 from modalink.data.fame_splits import make_verification_trials, split_train_val
-from modalink.data.synthetic_fame import SyntheticFame, SyntheticFameSpec, generate_synthetic_fame
 
 __all__ = [
     "FeatureFileError", "PairEntry", "read_feature_csv", "read_key_labels", "read_pair_list",
@@ -17,3 +16,18 @@ __all__ = [
     "make_verification_trials", "split_train_val",
     "SyntheticFame", "SyntheticFameSpec", "generate_synthetic_fame",
 ]
+
+# Modules that double as CLIs (``python -m modalink.data.<module>``) are imported lazily, so
+# running them does not import them twice (runpy's "found in sys.modules" warning).
+_LAZY = {
+    "SyntheticFame": "modalink.data.synthetic_fame",
+    "SyntheticFameSpec": "modalink.data.synthetic_fame",
+    "generate_synthetic_fame": "modalink.data.synthetic_fame",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'modalink.data' has no attribute {name!r}")

@@ -39,6 +39,7 @@ class EngineConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adamw"  # adam | adamw | sgd
+    fused_optimizer: bool = True  # torch's fused Adam/AdamW kernels
     momentum: float = 0.9
     scheduler: str = "none"  # none | cosine | step
     warmup_steps: int = 0
@@ -182,10 +183,12 @@ class Trainer:
     # -- construction helpers ------------------------------------------------------------
     def _make_optimizer(self, params: Any) -> torch.optim.Optimizer:
         c = self.cfg
+        # fused kernels (CPU and CUDA) cut the per-step optimizer cost; fall back where unsupported
+        fused = {"fused": True} if c.fused_optimizer else {}
         if c.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, **fused)
         if c.optimizer == "adam":
-            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, **fused)
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         raise ValueError(f"engine.optimizer={c.optimizer!r}; use adamw, adam or sgd")
@@ -328,7 +331,7 @@ class Trainer:
             loader = self.train_loader
             if st.step_in_epoch:
                 loader = acc.skip_first_batches(self.train_loader, st.step_in_epoch)
-            sums: dict[str, float] = {}
+            sums: dict[str, torch.Tensor] = {}
             count = 0
             bar = tqdm(loader, total=n_batches, initial=st.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        disable=not (cfg.progress and acc.is_main_process), leave=False)
@@ -345,19 +348,22 @@ class Trainer:
                 st.step_in_epoch += 1
                 if acc.sync_gradients:
                     st.global_step += 1
-                logs = {k: float(v.detach().float()) for k, v in out.items()
-                        if isinstance(v, torch.Tensor) and v.numel() == 1}
-                if not math.isfinite(logs["loss"]):
-                    raise FloatingPointError(f"loss is {logs['loss']} at epoch {epoch + 1}, "
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"loss is {loss_value} at epoch {epoch + 1}, "
                                              f"step {st.global_step}; lower engine.lr or check the data")
-                for k, v in logs.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                for k, v in out.items():  # running sums stay tensors: no per-term conversion per step
+                    if isinstance(v, torch.Tensor) and v.numel() == 1:
+                        v = v.detach().float()
+                        sums[k] = sums[k] + v if k in sums else v
                 count += 1
-                if acc.is_main_process:
-                    bar.set_postfix(loss=f"{logs['loss']:.4f}")
-                if cfg.log_every_steps and st.global_step % cfg.log_every_steps == 0 and acc.sync_gradients:
-                    if cfg.log_with:
-                        acc.log({f"train/{k}": v for k, v in logs.items()}, step=st.global_step)
+                log_now = bool(cfg.log_every_steps) and acc.sync_gradients and \
+                    st.global_step % cfg.log_every_steps == 0
+                if log_now and acc.is_main_process:
+                    bar.set_postfix(loss=f"{loss_value:.4f}")
+                if log_now and cfg.log_with:
+                    acc.log({f"train/{k}": float(v.detach()) for k, v in out.items()
+                             if isinstance(v, torch.Tensor) and v.numel() == 1}, step=st.global_step)
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step_end"):
                         cb.on_step_end(self)
@@ -371,7 +377,7 @@ class Trainer:
                                       "lr": self.scheduler.get_last_lr()[0]}
             if sums:  # mean over every process's batches (collective: all processes call it)
                 keys = sorted(sums)
-                local = torch.tensor([sums[k] / max(1, count) for k in keys], device=acc.device)
+                local = torch.stack([sums[k].reshape(()) for k in keys]).to(acc.device) / max(1, count)
                 means = acc.reduce(local, reduction="mean").tolist()
                 record.update({f"train/{k}": v for k, v in zip(keys, means)})
             if cfg.eval_every_epochs and (st.epoch % cfg.eval_every_epochs == 0 or st.epoch == cfg.epochs):
