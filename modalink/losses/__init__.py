@@ -9,9 +9,11 @@ from modalink.losses.infonce import InfoNCE
 from modalink.losses.aam_softmax import AAMSoftmax
 from modalink.losses.alignment import AlignmentMSE
 
-# Recommendation objectives (bpr.py, sampled_softmax.py) are imported here by their author.
+from modalink.losses.bpr import BPRLoss
+from modalink.losses.sampled_softmax import SampledSoftmaxLoss
 
 __all__ = [
     "LOSSES", "ModalinkLoss", "create_loss", "list_losses", "register_loss", "all_gather_rows",
     "distributed_world", "OrthogonalProjectionLoss", "InfoNCE", "AAMSoftmax", "AlignmentMSE",
+    "BPRLoss", "SampledSoftmaxLoss",
 ]

@@ -1,0 +1,457 @@
+"""Item and user towers (SiBraR / CoBraR style) and the training objective.
+
+The item tower is a :class:`modalink.models.SingleBranch`: every item modality gets a small
+stem (dense vectors directly; tags and interaction profiles first through a mean
+``nn.EmbeddingBag``; the item ID through an ``nn.Embedding``), then ONE shared trunk. Training
+can keep a random 1–2 of each item's modalities; inference averages over the available ones, so
+a cold item (no ID, no interaction profile) embeds from its content alone. Scores are inner
+products of L2-normalised user and item vectors.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from modalink.models import SingleBranch
+from modalink.models.blocks import fc_block, mlp
+from modalink.recsys.data import ID, BagBatch, Bags, ItemBatch, ItemFeatures
+
+
+class SampledBranch(SingleBranch):
+    """``SingleBranch`` whose training-time modality switching samples among EACH item's
+    available modalities: a size ``k`` is drawn uniformly from ``sample_sizes`` (SiBraR: 1 or 2),
+    clipped to the number available, and ``k`` of the item's available modalities are kept;
+    with probability ``keep_all_prob`` the item keeps all of them. ``sampling = False``
+    switches it off (every available modality kept)."""
+
+    def __init__(self, input_dims: Mapping[str, int], sample_sizes: Sequence[int] | None = (1, 2),
+                 keep_all_prob: float = 0.0, **kw: Any) -> None:
+        super().__init__(input_dims, modality_subsets=None, **kw)
+        sizes = sorted(set(int(k) for k in (sample_sizes or ())))
+        if any(k < 1 for k in sizes):
+            raise ValueError(f"sample_sizes must be positive, got {list(sample_sizes or ())}")
+        if not 0.0 <= keep_all_prob < 1.0:
+            raise ValueError(f"keep_all_prob must lie in [0, 1), got {keep_all_prob}")
+        self.register_buffer("sample_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
+        self.keep_all_prob = float(keep_all_prob)
+        self.sampling = bool(sizes)
+
+    def sample_modalities(self, available: torch.Tensor) -> torch.Tensor:
+        if not self.sampling:
+            return available
+        n, m = available.shape
+        n_avail = available.sum(1)
+        k = self.sample_sizes[torch.randint(self.sample_sizes.numel(), (n,), device=available.device)]
+        k = torch.minimum(k, n_avail)
+        if self.keep_all_prob > 0:
+            k = torch.where(torch.rand(n, device=available.device) < self.keep_all_prob, n_avail, k)
+        noise = torch.rand(n, m, device=available.device).masked_fill(~available, -1.0)
+        rank = noise.argsort(dim=1, descending=True).argsort(dim=1)
+        return available & (rank < k.unsqueeze(1))
+
+
+class ItemTower(nn.Module):
+    """Item modalities → per-modality stems → one shared trunk → L2-normalised item vector.
+
+    Args:
+        dense_dims: ``{name: width}`` of dense modalities (text, image, audio vectors).
+        bag_sizes: ``{name: vocabulary size}`` of bag modalities (genres/tags; ``profile``: the
+            multi-hot user vector of an item, vocabulary = number of users).
+        num_ids: catalogue size for an ID embedding (0: no ID modality).
+        embed_dim: output width. stem_dim, trunk_hidden, norm, dropout: see ``SingleBranch``.
+        bag_dim: width of each ``EmbeddingBag`` (and of the ID embedding).
+        sample_sizes: training keeps a random subset of these sizes of each item's AVAILABLE
+            modalities (``()`` or ``None``: keep every available modality); see ``SampledBranch``.
+        keep_all_prob: probability that an item keeps ALL its modalities instead (a mix of
+            SiBraR sampling and plain averaging; 0 = pure sampling).
+        bag_dropout: training-time probability of dropping each id of a bag (e.g. profile users).
+    """
+
+    def __init__(self, dense_dims: Mapping[str, int] | None = None, bag_sizes: Mapping[str, int] | None = None,
+                 num_ids: int = 0, embed_dim: int = 64, stem_dim: int = 128, bag_dim: int = 64,
+                 trunk_hidden: Sequence[int] = (128,), norm: str = "layer", dropout: float = 0.1,
+                 sample_sizes: Sequence[int] | None = (1, 2), keep_all_prob: float = 0.0,
+                 bag_dropout: float = 0.0) -> None:
+        super().__init__()
+        dense_dims, bag_sizes = dict(dense_dims or {}), dict(bag_sizes or {})
+        if ID in dense_dims or ID in bag_sizes:
+            raise ValueError(f"{ID!r} is the reserved ID modality; set num_ids instead")
+        input_dims = dict(dense_dims)
+        input_dims.update({m: bag_dim for m in bag_sizes})
+        if num_ids > 0:
+            input_dims[ID] = bag_dim
+        if not input_dims:
+            raise ValueError("ItemTower needs at least one modality (dense_dims, bag_sizes or num_ids)")
+        self.branch = SampledBranch(input_dims, sample_sizes=sample_sizes, keep_all_prob=keep_all_prob,
+                                    embed_dim=embed_dim, stem_dim=stem_dim, trunk_hidden=trunk_hidden, norm=norm,
+                                    dropout=dropout)
+        self.bags = nn.ModuleDict({m: nn.EmbeddingBag(n, bag_dim, mode="sum") for m, n in bag_sizes.items()})
+        self.id_embedding = nn.Embedding(num_ids, bag_dim) if num_ids > 0 else None
+        for emb in list(self.bags.values()) + ([self.id_embedding] if self.id_embedding is not None else []):
+            nn.init.normal_(emb.weight, std=0.1)
+        self.dense_dims, self.bag_sizes, self.num_ids = dense_dims, bag_sizes, num_ids
+        self.embed_dim = embed_dim
+        self.bag_dropout = bag_dropout
+
+    @classmethod
+    def from_features(cls, features: ItemFeatures, **kw: Any) -> "ItemTower":
+        """A tower for every modality of ``features`` (ID when ``features`` has one)."""
+        return cls({m: x.shape[1] for m, x in features.dense.items()},
+                   {m: b.num_embeddings for m, b in features.bags.items()},
+                   num_ids=features.n_items if ID in features.available else 0, **kw)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.branch.modalities
+
+    def inputs(self, batch: ItemBatch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``SingleBranch`` inputs and presence masks of an ``ItemBatch`` (bags/IDs embedded)."""
+        inputs: dict[str, torch.Tensor] = {}
+        present: dict[str, torch.Tensor] = {}
+        n = batch.ids.numel()
+        for m in self.modalities:
+            mask = batch.present.get(m)
+            if m == ID:
+                # an ID counts only where the features mark it (warm items) and its row exists
+                in_table = (batch.ids >= 0) & (batch.ids < self.num_ids)
+                mask = in_table & mask if mask is not None else torch.zeros_like(in_table)
+                x = self.id_embedding(batch.ids.clamp(0, self.num_ids - 1))  # type: ignore[misc]
+            elif m in self.bags:
+                bb = batch.bags.get(m)
+                if bb is None:
+                    continue
+                x = self.bags[m](bb.indices, bb.offsets, per_sample_weights=bb.weights)
+            else:
+                x = batch.dense.get(m)
+                if x is None:
+                    continue
+            inputs[m] = x
+            present[m] = mask if mask is not None else torch.ones(n, dtype=torch.bool, device=x.device)
+        return inputs, present
+
+    def forward(self, batch: ItemBatch, sample: bool = True) -> dict[str, torch.Tensor]:
+        """``SingleBranch`` outputs: per-modality embeddings, ``embedding`` (mean over kept
+        modalities, L2-normalised), ``mask`` (kept) and ``available``. ``sample=False`` keeps
+        every available modality even in training mode."""
+        inputs, present = self.inputs(batch)
+        avail = torch.stack([present[m] for m in inputs], 1).any(1) if inputs else None
+        if avail is None or not bool(avail.all()):
+            bad = [] if avail is None else (~avail).nonzero().flatten()[:10].tolist()
+            ids = batch.ids[bad].tolist() if bad else batch.ids[:10].tolist()
+            raise ValueError(f"item(s) {ids} have no available modality for this tower "
+                             f"(tower modalities: {list(self.modalities)})")
+        if sample or not self.branch.sampling:
+            return self.branch(inputs, present)
+        self.branch.sampling = False
+        try:
+            return self.branch(inputs, present)
+        finally:
+            self.branch.sampling = True
+
+    @torch.no_grad()
+    def embed_catalogue(self, features: ItemFeatures, batch_size: int = 4096, items: torch.Tensor | None = None,
+                        progress: bool = False, missing: str = "error") -> torch.Tensor:
+        """L2-normalised vectors of every item (or of ``items``), in batches, eval mode.
+
+        Each item averages over ITS available modalities: cold items (no ID, empty profile)
+        embed from content alone. An item with no available modality raises
+        (``missing="error"``) or gets a zero vector (``missing="zero"``, it then scores 0).
+        Returns an ``(N, embed_dim)`` float tensor on the tower's device.
+        """
+        if missing not in ("error", "zero"):
+            raise ValueError(f"missing must be 'error' or 'zero', got {missing!r}")
+        device = next(self.parameters()).device
+        was = self.training
+        self.eval()
+        try:
+            feats = features.to(device)
+            ids = torch.arange(features.n_items, device=device) if items is None else items.to(device).long()
+            out = torch.zeros(ids.numel(), self.embed_dim, device=device)
+            if missing == "zero":
+                has = torch.zeros(features.n_items, dtype=torch.bool, device=device)
+                for m in self.modalities:
+                    if m in feats.available:
+                        a = feats.available[m]
+                        if m in feats.bags:
+                            a = a & (feats.bags[m].lengths() > 0)
+                        has |= a
+                rows = has[ids].nonzero().flatten()
+            else:
+                rows = torch.arange(ids.numel(), device=device)
+            for start in tqdm(range(0, rows.numel(), batch_size), desc="embed items", leave=False,
+                              disable=not progress):
+                r = rows[start:start + batch_size]
+                out[r] = self.forward(feats.batch(ids[r]))["embedding"]
+            return out
+        finally:
+            self.train(was)
+
+
+class UserTower(nn.Module):
+    """User vectors (L2-normalised) in one of three modes:
+
+    * ``"id"`` — a user ID embedding (warm users only; others get a fallback vector).
+    * ``"profile"`` — the user's items as a multi-hot vector → mean ``EmbeddingBag`` → stem →
+      trunk. With ``shared_trunk`` (CoBraR style) the profile goes through the item tower's
+      shared trunk as one more modality of the same branch; the trunk is then NOT a submodule
+      of the user tower (it is trained and saved with the item tower, as
+      :class:`RecsysObjective` does).
+    * ``"item_mean"`` — a linear map (initialised to the identity) of the mean of the item
+      tower's vectors of the user's items; new users need only a few interactions.
+    """
+
+    MODES = ("id", "profile", "item_mean")
+
+    def __init__(self, mode: str = "profile", num_users: int = 0, num_items: int = 0, embed_dim: int = 64,
+                 bag_dim: int = 64, stem_dim: int = 128, hidden: Sequence[int] = (128,), norm: str = "layer",
+                 dropout: float = 0.1, shared_trunk: nn.Module | None = None, profile_dropout: float = 0.2) -> None:
+        super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"UserTower mode must be one of {self.MODES}, got {mode!r}")
+        self.mode, self.embed_dim, self.profile_dropout = mode, embed_dim, profile_dropout
+        self.shares_trunk = shared_trunk is not None and mode == "profile"
+        if mode == "id":
+            if num_users < 1:
+                raise ValueError("UserTower(mode='id') needs num_users >= 1")
+            self.user_embedding = nn.Embedding(num_users, embed_dim)
+            nn.init.normal_(self.user_embedding.weight, std=0.1)
+            return
+        if mode == "item_mean":
+            self.proj = nn.Linear(embed_dim, embed_dim)
+            nn.init.eye_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
+            return
+        if num_items < 1:
+            raise ValueError("UserTower(mode='profile') needs num_items >= 1")
+        self.items = nn.EmbeddingBag(num_items, bag_dim, mode="sum")
+        nn.init.normal_(self.items.weight, std=0.1)
+        if shared_trunk is not None:
+            # the trunk stays registered in the item tower only: one copy in state dicts/checkpoints
+            self.stem = fc_block(bag_dim, stem_dim, norm, dropout)
+            self._shared_trunk = [shared_trunk]
+        else:
+            self.stem = nn.Identity()
+            self.own_trunk = mlp(bag_dim, hidden, embed_dim, norm, dropout)
+
+    @property
+    def trunk(self) -> nn.Module:
+        """The trunk the profile goes through (the item tower's when shared)."""
+        return self._shared_trunk[0] if self.shares_trunk else self.own_trunk
+
+    @classmethod
+    def sharing(cls, item_tower: ItemTower, num_items: int, **kw: Any) -> "UserTower":
+        """A profile tower that reuses ``item_tower``'s shared trunk (CoBraR)."""
+        stem_dim = next(m for m in item_tower.branch.trunk.modules() if isinstance(m, nn.Linear)).in_features
+        return cls("profile", num_items=num_items, embed_dim=item_tower.embed_dim, stem_dim=stem_dim,
+                   shared_trunk=item_tower.branch.trunk, **kw)
+
+    @property
+    def needs_history(self) -> bool:
+        return self.mode != "id"
+
+    def forward(self, users: torch.Tensor, history: BagBatch | None = None,
+                item_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, embed_dim) user vectors. ``history``: the users' item bags (profile and
+        item_mean modes); ``item_vectors``: rows indexed by the bag ids (item_mean mode)."""
+        if self.mode == "id":
+            return F.normalize(self.user_embedding(users), dim=1)
+        if history is None:
+            raise ValueError(f"UserTower(mode={self.mode!r}) needs the users' history bags")
+        if self.mode == "item_mean":
+            if item_vectors is None:
+                raise ValueError("UserTower(mode='item_mean') needs item_vectors")
+            x = F.embedding_bag(history.indices, item_vectors, history.offsets, mode="sum",
+                                per_sample_weights=history.weights)
+            return F.normalize(self.proj(x), dim=1)
+        x = self.items(history.indices, history.offsets, per_sample_weights=history.weights)
+        return F.normalize(self.trunk(self.stem(x)), dim=1)
+
+    @torch.no_grad()
+    def embed_users(self, users: torch.Tensor, history: Bags | None = None, item_vectors: torch.Tensor | None = None,
+                    batch_size: int = 4096, fallback: str = "mean") -> torch.Tensor:
+        """Vectors of ``users`` in eval mode. Profile/item_mean modes read ``history`` (rows =
+        users; item_mean also the catalogue's ``item_vectors``); a user with an empty history,
+        or (id mode) an id outside the table, gets the ``fallback``: ``"mean"`` (mean user
+        vector) or ``"zero"``."""
+        if fallback not in ("mean", "zero"):
+            raise ValueError(f"fallback must be 'mean' or 'zero', got {fallback!r}")
+        device = next(self.parameters()).device
+        was = self.training
+        self.eval()
+        try:
+            users = users.to(device).long()
+            if self.needs_history and history is None:
+                raise ValueError(f"mode {self.mode!r} needs history=Bags (rows = users)")
+            hist = history.to(device) if history is not None else None
+            iv = item_vectors.to(device) if item_vectors is not None else None
+            vecs, oks = [], []
+            for start in range(0, users.numel(), batch_size):
+                u = users[start:start + batch_size]
+                if self.mode == "id":
+                    n = self.user_embedding.num_embeddings
+                    ok = (u >= 0) & (u < n)
+                    v = self.forward(u.clamp(0, n - 1))
+                else:
+                    hb = hist.gather(u)  # type: ignore[union-attr]
+                    ok = hb.nonempty
+                    v = self.forward(u, hb, iv)
+                vecs.append(v)
+                oks.append(ok)
+            if not vecs:
+                return torch.zeros(0, self.embed_dim, device=device)
+            out, ok = torch.cat(vecs), torch.cat(oks)
+            if not bool(ok.all()):
+                if fallback == "mean" and self.mode == "id":
+                    fill = F.normalize(self.user_embedding.weight.mean(0, keepdim=True), dim=1)
+                elif fallback == "mean" and bool(ok.any()):
+                    fill = F.normalize(out[ok].mean(0, keepdim=True), dim=1)
+                else:
+                    fill = out.new_zeros(1, self.embed_dim)
+                out = torch.where(ok.unsqueeze(1), out, fill)
+            return out
+        finally:
+            self.train(was)
+
+
+class RecsysObjective(nn.Module):
+    """The trained module: ``forward({"user": (B,), "item": (B,)}) -> {"loss", ...}``.
+
+    Args:
+        item_tower, user_tower: the towers.
+        features: the catalogue's :class:`ItemFeatures` (moved to the towers' device lazily).
+        user_history: training items of each user (rows = users), for profile/item_mean towers.
+        train_items: the items that may be sampled as negatives (warm items).
+        loss: ``"bpr"`` (``num_negatives`` uniform negatives per positive) or ``"softmax"``
+            (in-batch sampled softmax with logQ correction from ``item_counts``).
+        temperature: score scale of both losses (scores are cosines).
+        infonce_weight, infonce_pair: optional symmetric InfoNCE between two item modalities
+            of the positive items (rows where both are available).
+    """
+
+    def __init__(self, item_tower: ItemTower, user_tower: UserTower, features: ItemFeatures,
+                 train_items: torch.Tensor, user_history: Bags | None = None, loss: str = "bpr",
+                 num_negatives: int = 4, temperature: float = 0.1, logq_correction: bool = True,
+                 item_counts: torch.Tensor | None = None, infonce_weight: float = 0.0,
+                 infonce_pair: Sequence[str] = ("text", "profile"), infonce_temperature: float = 0.1) -> None:
+        super().__init__()
+        from modalink.losses.bpr import BPRLoss
+        from modalink.losses.sampled_softmax import SampledSoftmaxLoss
+
+        self.item_tower, self.user_tower = item_tower, user_tower
+        self._features = features
+        self._device_features: dict[str, ItemFeatures] = {}
+        self._history = user_history
+        self._device_history: dict[str, Bags] = {}
+        self.register_buffer("train_items", torch.as_tensor(train_items, dtype=torch.long), persistent=False)
+        if user_tower.needs_history and user_history is None:
+            raise ValueError(f"a {user_tower.mode!r} user tower needs user_history")
+        if loss == "bpr":
+            self.loss_fn: nn.Module = BPRLoss(temperature)
+        elif loss == "softmax":
+            self.loss_fn = SampledSoftmaxLoss(temperature, logq_correction=logq_correction)
+        else:
+            raise ValueError(f"loss must be 'bpr' or 'softmax', got {loss!r}")
+        self.loss_name, self.num_negatives = loss, num_negatives
+        if item_counts is None:
+            log_q = torch.zeros(features.n_items)
+        else:
+            c = torch.as_tensor(item_counts, dtype=torch.float32)
+            log_q = torch.log(c.clamp_min(1.0) / c.clamp_min(1.0).sum())
+        self.register_buffer("item_log_q", log_q, persistent=False)
+        self.infonce_weight = float(infonce_weight)
+        self.infonce_pair = tuple(infonce_pair)
+        self.infonce = None
+        if self.infonce_weight > 0:
+            if len(self.infonce_pair) != 2 or any(m not in item_tower.modalities for m in self.infonce_pair):
+                raise ValueError(f"infonce_pair must name two of the tower's modalities "
+                                 f"{list(item_tower.modalities)}, got {list(self.infonce_pair)}")
+            self.infonce = make_infonce(infonce_temperature)
+
+    def features_on(self, device: torch.device) -> ItemFeatures:
+        key = str(device)
+        if key not in self._device_features:
+            self._device_features = {key: self._features.to(device)}
+        return self._device_features[key]
+
+    def history_on(self, device: torch.device) -> Bags | None:
+        if self._history is None:
+            return None
+        key = str(device)
+        if key not in self._device_history:
+            self._device_history = {key: self._history.to(device)}
+        return self._device_history[key]
+
+    def _history_batch(self, users: torch.Tensor, exclude: torch.Tensor | None) -> BagBatch:
+        hist = self.history_on(users.device)
+        return hist.gather(users, drop=self.user_tower.profile_dropout if self.training else 0.0,  # type: ignore[union-attr]
+                           exclude=exclude)
+
+    # -- the Recommender interface used by modalink.recsys.evaluate -------------------------
+    def item_vectors(self, features: ItemFeatures | None = None, batch_size: int = 4096,
+                     missing: str = "error") -> torch.Tensor:
+        """Catalogue vectors from ``features`` (default: the training catalogue)."""
+        return self.item_tower.embed_catalogue(features if features is not None else self._features,
+                                               batch_size, missing=missing)
+
+    def user_vectors(self, users: torch.Tensor, history: Bags | None = None) -> torch.Tensor:
+        """Evaluation-time user vectors; profile/item_mean towers read ``history`` (rows = users),
+        item_mean averages the vectors of the full training catalogue."""
+        iv = self.item_vectors() if self.user_tower.mode == "item_mean" else None
+        return self.user_tower.embed_users(users, history, item_vectors=iv)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        users, pos = batch["user"].long(), batch["item"].long()
+        device = pos.device
+        feats = self.features_on(device)
+        b = pos.numel()
+        drop = self.item_tower.bag_dropout if self.training else 0.0
+        mode = self.user_tower.mode
+        hb = self._history_batch(users, exclude=pos) if mode != "id" else None
+        # one item-tower call over the positives and negatives
+        parts = [pos]
+        if self.loss_name == "bpr":
+            neg = self.train_items[torch.randint(self.train_items.numel(), (b, self.num_negatives), device=device)]
+            parts.append(neg.reshape(-1))
+        n_rank = sum(p.numel() for p in parts)
+        item_out = self.item_tower(feats.batch(torch.cat(parts), bag_dropout=drop))
+        emb = item_out["embedding"]
+        if mode == "item_mean":
+            # the users' history items, with all their modalities (as at inference)
+            hist_items, hist_index = torch.unique(hb.indices, return_inverse=True)  # type: ignore[union-attr]
+            hist_emb = (self.item_tower(feats.batch(hist_items, bag_dropout=drop), sample=False)["embedding"]
+                        if hist_items.numel() else emb.new_zeros(0, emb.shape[1]))
+            hb_local = BagBatch(hist_index, hb.offsets, hb.weights, hb.nonempty)  # type: ignore[union-attr]
+            u = self.user_tower(users, hb_local, hist_emb)
+        else:
+            u = self.user_tower(users, hb)
+        out: dict[str, torch.Tensor] = {}
+        if self.loss_name == "bpr":
+            pos_s = (u * emb[:b]).sum(1)
+            neg_s = torch.einsum("bd,bkd->bk", u, emb[b:n_rank].reshape(b, self.num_negatives, -1))
+            rec = self.loss_fn(pos_s, neg_s, neg_mask=neg != pos.unsqueeze(1))
+        else:
+            rec = self.loss_fn(u, emb[:b], self.item_log_q[pos], pos)
+        out["rec_loss"] = rec.detach()
+        loss = rec
+        if self.infonce is not None:
+            m1, m2 = self.infonce_pair
+            j1, j2 = self.item_tower.modalities.index(m1), self.item_tower.modalities.index(m2)
+            both = item_out["available"][:b, j1] & item_out["available"][:b, j2]
+            if int(both.sum()) >= 2:
+                nce = self.infonce(item_out[m1][:b][both], item_out[m2][:b][both], pos[both])
+                out["infonce"] = nce.detach()
+                loss = loss + self.infonce_weight * nce
+        out["loss"] = loss
+        return out
+
+
+def make_infonce(temperature: float) -> nn.Module:
+    """Fixed-temperature symmetric InfoNCE between two item modalities; forward(a, b, item_ids)
+    treats rows of the same item as neither positives nor negatives of each other."""
+    from modalink.losses.infonce import InfoNCE
+
+    return InfoNCE(temperature=temperature, learnable=False)
