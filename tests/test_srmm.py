@@ -336,3 +336,73 @@ def test_two_epoch_smoke_run_and_reevaluation(tmp_path):
     assert "SRMM (arXiv 2408.07445) | 94.6 | 84.8" in md and "ViLT (Ma et al. 2022) | 91.9 | 65.9" in md
     again = evaluate.main([str(out), "--out", str(tmp_path / "re")])
     assert again["accuracy"] == res["accuracy"]
+
+
+# ----------------------------------------------------------------------------- generator options
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def test_generator_options_off_keep_the_default_output(tmp_path):
+    from modalink.data.synthetic_food101 import generate_synthetic_food101
+
+    kw = dict(n_classes=4, n_train_per_class=3, n_test_per_class=1, image_size=32)
+    a = generate_synthetic_food101(tmp_path / "a", **kw)
+    b = generate_synthetic_food101(tmp_path / "b", title_visual_hint=0.0, image_difficulty=0.0,
+                                   image_text_cue=0.0, **kw)
+    assert _tree(a.root) == _tree(b.root)
+    assert set(a.params) == {"n_classes", "n_train_per_class", "n_test_per_class", "image_size", "seed",
+                             "n_text_groups", "words_per_group"}
+    assert a.image_only_ceiling == 0.5 and a.text_only_ceiling == 0.5
+    c = generate_synthetic_food101(tmp_path / "c", image_difficulty=0.5, image_text_cue=0.6,
+                                   title_visual_hint=0.8, **kw)
+    man = json.loads((c.root / "manifest.json").read_text())
+    assert man["params"]["image_difficulty"] == 0.5 and man["params"]["image_text_cue"] == 0.6
+    assert man["image_only_ceiling"] == pytest.approx(0.6 + 0.4 / 2) == c.image_only_ceiling
+    assert man["text_only_ceiling"] == pytest.approx(0.8 + 0.2 / 2) == c.text_only_ceiling
+    assert _tree(c.root)["texts/test_titles.csv"] != _tree(a.root)["texts/test_titles.csv"]
+    for bad in ({"image_difficulty": 1.5}, {"image_text_cue": -0.1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            generate_synthetic_food101(tmp_path / "bad", **kw, **bad)
+
+
+def test_image_text_cue_stripes_show_the_text_group():
+    from modalink.data.synthetic_food101 import _draw_image
+
+    rng = np.random.default_rng(0)
+    for t, axis in ((0, 1), (1, 0)):  # t=0: stripes across x (vertical), t=1: across y (horizontal)
+        plain, cue = [], []
+        for _ in range(8):
+            state = rng.bit_generator.state
+            img = np.asarray(_draw_image(2, 5, 64, rng, 0.0, t, 2), dtype=np.float64).mean(2)
+            rng.bit_generator.state = state  # the same photo without the texture
+            ref = np.asarray(_draw_image(2, 5, 64, rng, 0.0), dtype=np.float64).mean(2)
+            g = np.abs(np.diff(img, axis=axis)).sum(), np.abs(np.diff(img, axis=1 - axis)).sum()
+            g_ref = np.abs(np.diff(ref, axis=axis)).sum(), np.abs(np.diff(ref, axis=1 - axis)).sum()
+            cue.append(g[0] - g[1])
+            plain.append(g_ref[0] - g_ref[1])
+        # the texture adds contrast across the stripes only: along `axis`, not along the other one
+        assert np.mean(cue) - np.mean(plain) > 3 * np.std(plain) + 1000, (t, cue, plain)
+
+
+def _centroid_accuracy(feats, labels):
+    """Leave-one-out nearest-centroid accuracy."""
+    correct = 0
+    for i in range(len(labels)):
+        keep = np.arange(len(labels)) != i
+        cents = np.stack([feats[keep & (labels == c)].mean(0) for c in np.unique(labels)])
+        correct += int(np.argmin(((cents - feats[i]) ** 2).sum(1)) == labels[i])
+    return correct / len(labels)
+
+
+def test_image_difficulty_makes_the_photo_harder_to_read():
+    from modalink.data.synthetic_food101 import _draw_image
+
+    enc = srmm_features.PixelStatsEncoder(size=32, thumb=4, cells=4)
+    labels = np.repeat(np.arange(5), 16)
+    acc = {}
+    for d in (0.0, 1.0):
+        rng = np.random.default_rng(1)
+        feats = np.stack([enc.features(_draw_image(int(v), 5, 32, rng, d)) for v in labels])
+        acc[d] = _centroid_accuracy(feats, labels)
+    assert acc[0.0] >= 0.8 and acc[1.0] <= acc[0.0] - 0.2, acc

@@ -2,15 +2,21 @@
 
 Each class is a pair (visual group ``v``, textual group ``t``): ``class = v * n_text + t``.
 
-* the photo shows the visual group only: a coloured shape (hue and shape from ``v``) on a
-  noisy background, with jittered position, size and colour;
-* the title shows the textual group only: 2-3 words from ``t``'s vocabulary mixed with common
-  filler words ("easy", "homemade", ...), sometimes with a comma (so CSV quoting is exercised).
+* by default the photo shows the visual group only: a coloured shape (hue and shape from ``v``)
+  on a noisy background, with jittered position, size and colour;
+* by default the title shows the textual group only: 2-3 words from ``t``'s vocabulary mixed
+  with common filler words ("easy", "homemade", ...), sometimes with a comma (so CSV quoting is
+  exercised).
 
-Neither modality alone determines the class: an image-only model can reach at most
+Then neither modality alone determines the class: an image-only model can reach at most
 ``1 / n_text`` accuracy (50 % with the default 2 text groups; chance is ``1 / n_classes``),
 a text-only model at most ``1 / n_visual``; both together determine it. So missing text hurts
 without zeroing the accuracy. Those ceilings are recorded in ``manifest.json``.
+
+Options (all off by default, which keeps the output unchanged) add the redundancy of real
+Food-101, where each modality alone is strongly predictive: ``title_visual_hint`` (titles also
+name the visual group), ``image_text_cue`` (the photo also shows the text group as a stripe
+texture) and ``image_difficulty`` (clutter that makes the photo harder to read than the title).
 
 Layout written (same as the release, read by :func:`modalink.data.cls_food101.load_food101`)::
 
@@ -62,11 +68,13 @@ class SyntheticFood101:
 
     @property
     def image_only_ceiling(self) -> float:
-        return 1.0 / self.params["n_text_groups"]
+        cue = self.params.get("image_text_cue", 0.0)
+        return cue + (1.0 - cue) / self.params["n_text_groups"]
 
     @property
     def text_only_ceiling(self) -> float:
-        return 1.0 / (self.params["n_classes"] // self.params["n_text_groups"])
+        hint = self.params.get("title_visual_hint", 0.0)
+        return hint + (1.0 - hint) / (self.params["n_classes"] // self.params["n_text_groups"])
 
 
 def _group_vocabulary(n_text: int, words_per_group: int, rng: np.random.Generator,
@@ -84,17 +92,9 @@ def _group_vocabulary(n_text: int, words_per_group: int, rng: np.random.Generato
     return vocab
 
 
-def _draw_image(v: int, n_visual: int, size: int, rng: np.random.Generator) -> Image.Image:
-    bg = rng.normal(128, 20, size=(size, size, 3)) + rng.normal(0, 25, size=3)
-    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
-    hue = (v / n_visual + rng.normal(0, 0.02)) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, float(rng.uniform(0.7, 1.0)), float(rng.uniform(0.7, 1.0)))
-    colour = (int(r * 255), int(g * 255), int(b * 255))
-    half = size * float(rng.uniform(0.2, 0.32))
-    cx, cy = (size / 2 + rng.uniform(-size * 0.12, size * 0.12, size=2))
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, half: float,
+                colour: tuple[int, int, int]) -> None:
     box = (cx - half, cy - half, cx + half, cy + half)
-    draw = ImageDraw.Draw(img)
-    shape = _SHAPES[v % len(_SHAPES)]
     if shape == "disc":
         draw.ellipse(box, fill=colour)
     elif shape == "square":
@@ -105,7 +105,53 @@ def _draw_image(v: int, n_visual: int, size: int, rng: np.random.Generator) -> I
         draw.polygon([(cx, cy - half), (cx + half, cy), (cx, cy + half), (cx - half, cy)], fill=colour)
     else:
         draw.rectangle((cx - half, cy - half / 3, cx + half, cy + half / 3), fill=colour)
-    arr = np.asarray(img, dtype=np.float64) + rng.normal(0, 6, size=(size, size, 3))
+
+
+def _hsv_colour(hue: float, sat: float, val: float) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb(hue % 1.0, sat, val)
+    return (int(r * 255), int(g * 255), int(b * 255))
+
+
+def _draw_image(v: int, n_visual: int, size: int, rng: np.random.Generator,
+                difficulty: float = 0.0, t: int | None = None, n_text: int = 1) -> Image.Image:
+    """The photo of visual group ``v``. ``difficulty`` > 0 adds clutter: a noisier, colour-cast
+    background, distractor shapes of random groups, more hue/size/position jitter and a partial
+    occluder. ``t`` (a text group) adds a stripe texture whose angle shows it. ``difficulty == 0``
+    and ``t is None`` draw exactly the original images."""
+    d = float(difficulty)
+    bg = rng.normal(128, 20 + 25 * d, size=(size, size, 3)) + rng.normal(0, 25 + 35 * d, size=3)
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    if d > 0:  # clutter behind the main object: distractor shapes of any group, smaller
+        for _ in range(int(rng.poisson(4 * d))):
+            u = int(rng.integers(n_visual))
+            _draw_shape(draw, _SHAPES[u % len(_SHAPES)], *rng.uniform(0, size, size=2),
+                        size * float(rng.uniform(0.08, 0.2)),
+                        _hsv_colour(u / n_visual + rng.normal(0, 0.03), float(rng.uniform(0.5, 1.0)),
+                                    float(rng.uniform(0.5, 1.0))))
+    hue = (v / n_visual + rng.normal(0, 0.02 + 0.06 * d)) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, float(rng.uniform(0.7 - 0.4 * d, 1.0)), float(rng.uniform(0.7 - 0.3 * d, 1.0)))
+    colour = (int(r * 255), int(g * 255), int(b * 255))
+    half = size * float(rng.uniform(0.2 - 0.06 * d, 0.32))
+    cx, cy = (size / 2 + rng.uniform(-size * (0.12 + 0.1 * d), size * (0.12 + 0.1 * d), size=2))
+    _draw_shape(draw, _SHAPES[v % len(_SHAPES)], cx, cy, half, colour)
+    if t is not None:  # the text group as a stripe texture on the object (angle from t)
+        mask = Image.new("L", (size, size), 0)
+        _draw_shape(ImageDraw.Draw(mask), _SHAPES[v % len(_SHAPES)], cx, cy, half, 255)
+        angle = np.pi * (t / n_text + rng.normal(0, 0.01 + 0.04 * d))
+        period = float(rng.uniform(4.0, 6.0))
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+        phase = (xx * np.cos(angle) + yy * np.sin(angle)) / period + rng.random()
+        stripe = (np.asarray(mask) > 0) & (np.mod(phase, 1.0) < 0.5)
+        arr = np.asarray(img, dtype=np.float64).copy()
+        arr[stripe] *= float(rng.uniform(0.45, 0.7 + 0.2 * d))
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(img)
+    if d > 0 and rng.random() < d:  # an occluder (a "plate edge", "cutlery") over part of the object
+        ox, oy = cx + rng.uniform(-half, half), cy + rng.uniform(-half, half)
+        grey = int(rng.integers(60, 200))
+        draw.rectangle((ox - half * 0.6, oy - half * 0.6, ox + half * 0.6, oy + half * 0.6), fill=(grey,) * 3)
+    arr = np.asarray(img, dtype=np.float64) + rng.normal(0, 6 + 14 * d, size=(size, size, 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
@@ -141,6 +187,8 @@ def generate_synthetic_food101(
     n_text_groups: int = 2,
     words_per_group: int = 6,
     title_visual_hint: float = 0.0,
+    image_difficulty: float = 0.0,
+    image_text_cue: float = 0.0,
     overwrite: bool = False,
 ) -> SyntheticFood101:
     """Write (or find, if already there with the same parameters) a synthetic Food-101 copy.
@@ -149,6 +197,16 @@ def generate_synthetic_food101(
     word of a per-visual-group vocabulary). Real titles often describe what the photo shows;
     this redundancy lets a text+image model lean on the text for the visual part too, which is
     exactly what makes late-fusion models collapse when the text goes missing.
+
+    ``image_difficulty`` (0 to 1): photo clutter — distractor shapes of other groups, a noisier
+    colour-cast background, more colour/size/position jitter, partial occluders — so the image is
+    informative but harder to read than the title (as in real Food-101, where the title often
+    names the dish). 0 (default) draws the original, clean images.
+
+    ``image_text_cue``: probability that the photo also shows the text group, as a stripe
+    texture on the object (angle ``pi * t / n_text_groups``); with 1.0 the photo alone determines
+    the class, like a real food photo (the image-only ceiling becomes
+    ``image_text_cue + (1 - image_text_cue) / n_text_groups``). 0 (default): no texture.
 
     ``n_classes`` must be a multiple of ``n_text_groups``. A non-empty ``root`` that was not
     made by this generator is never touched (error); ``overwrite=True`` regenerates ours.
@@ -165,6 +223,14 @@ def generate_synthetic_food101(
         raise ValueError(f"title_visual_hint must be in [0, 1], got {title_visual_hint}")
     if title_visual_hint > 0:  # keeps manifests of hint-free sets unchanged
         params["title_visual_hint"] = title_visual_hint
+    if not 0.0 <= image_difficulty <= 1.0:
+        raise ValueError(f"image_difficulty must be in [0, 1], got {image_difficulty}")
+    if image_difficulty > 0:  # likewise
+        params["image_difficulty"] = image_difficulty
+    if not 0.0 <= image_text_cue <= 1.0:
+        raise ValueError(f"image_text_cue must be in [0, 1], got {image_text_cue}")
+    if image_text_cue > 0:
+        params["image_text_cue"] = image_text_cue
     n_visual = n_classes // n_text_groups
     rng = np.random.default_rng(seed)
     vocab = _group_vocabulary(n_text_groups, words_per_group, rng)
@@ -192,7 +258,9 @@ def generate_synthetic_food101(
                 for _ in range(per_class):
                     fname = f"{name}_{counter[c]}.jpg"
                     counter[c] += 1
-                    _draw_image(visual[c], n_visual, image_size, rng).save(cdir / fname, quality=90)
+                    cue = image_text_cue > 0 and rng.random() < image_text_cue
+                    _draw_image(visual[c], n_visual, image_size, rng, image_difficulty,
+                                textual[c] if cue else None, n_text_groups).save(cdir / fname, quality=90)
                     rows.append([fname, _title(vocab[textual[c]], rng,
                                                 hint_vocab[visual[c]] if hint_vocab else None,
                                                 title_visual_hint), name])
@@ -204,7 +272,8 @@ def generate_synthetic_food101(
         manifest = {
             "generator": "modalink.synthetic_food101", "version": _VERSION, "params": params,
             "classes": classes, "visual_group": visual, "text_group": textual, "vocabulary": vocab,
-            "image_only_ceiling": 1.0 / n_text_groups, "text_only_ceiling": 1.0 / n_visual,
+            "image_only_ceiling": image_text_cue + (1.0 - image_text_cue) / n_text_groups,
+            "text_only_ceiling": title_visual_hint + (1.0 - title_visual_hint) / n_visual,
             "chance": 1.0 / n_classes,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")

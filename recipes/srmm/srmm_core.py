@@ -24,8 +24,10 @@ MODALITIES = ("image", "text")
 @dataclass
 class SyntheticConfig:
     """Arguments of :func:`modalink.data.synthetic_food101.generate_synthetic_food101` (the data
-    used without --data-root): class = (visual group, text group), so the image alone can reach
-    at most 1/n_text_groups accuracy and the text alone at most n_text_groups/n_classes."""
+    used without --data-root): class = (visual group, text group). Without ``options`` the image
+    shows only the visual group and the title only the text group; ``options`` such as
+    ``title_visual_hint``, ``image_text_cue`` and ``image_difficulty`` make each modality alone
+    (nearly) sufficient, as in real Food-101 (see ``hparams/default.yaml``)."""
 
     n_classes: int = 10
     n_train_per_class: int = 100
@@ -91,7 +93,7 @@ class BaselineConfig:
     hidden: list[int] = field(default_factory=lambda: [256])
     norm: str = "layer"
     dropout: float = 0.2
-    fusion: str = "concat"  # concat | mean
+    fusion: str = "mlp"  # mlp (concat -> MLP -> classifier, the standard head) | concat (linear) | mean
 
 
 @dataclass

@@ -237,9 +237,19 @@ def resolve_root(cfg: SRMMConfig, out_dir: Path) -> tuple[Path, str]:
         return root, f"UPMC Food-101 at {root}"
     root = generate_synthetic(out_dir / "synthetic_food101", cfg)
     s = cfg.data.synthetic
+    opts = s.options
+    img_ceiling = _ceiling(opts.get("image_text_cue", 0.0), s.n_text_groups)
+    txt_ceiling = _ceiling(opts.get("title_visual_hint", 0.0), s.n_classes // s.n_text_groups)
+    extra = "".join(f", {k} {v}" for k, v in sorted(opts.items()))
     return root, (f"synthetic Food-101 ({s.n_classes} classes = {s.n_classes // s.n_text_groups} visual x "
                   f"{s.n_text_groups} text groups, {s.n_train_per_class}+{s.n_test_per_class} per class, "
-                  f"seed {s.seed}; image-only ceiling {100 / s.n_text_groups:.0f}%)")
+                  f"seed {s.seed}{extra}; image-only ceiling {100 * img_ceiling:.0f}%, "
+                  f"text-only ceiling {100 * txt_ceiling:.0f}%)")
+
+
+def _ceiling(p: float, n_other: int) -> float:
+    """Best single-modality accuracy when the modality shows the other group with probability p."""
+    return float(p) + (1.0 - float(p)) / n_other
 
 
 def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = True) -> PreparedData:
