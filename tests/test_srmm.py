@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -22,6 +23,13 @@ from modalink.text_encoders import HashedBagOfWords, create_text_encoder, list_t
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "srmm"
 if str(RECIPE) not in sys.path:
     sys.path.insert(0, str(RECIPE))
+
+def _load_script(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 srmm_core = importlib.import_module("srmm_core")
 srmm_data = importlib.import_module("srmm_data")
@@ -195,6 +203,7 @@ def test_extraction_on_generated_data_and_stale_image_cache(tmp_path, caplog):
     st = os.stat(rec.image_paths[0])
     os.utime(rec.image_paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     caplog.set_level("INFO", logger="modalink.data.embedding_cache")
+    caplog.clear()  # earlier tests may have left the logger at INFO: count only the rerun
     srmm_data.prepare_all(cfg, tmp_path / "run", progress=False)
     built = [r.getMessage() for r in caplog.records if "building" in r.getMessage()]
     assert len(built) == 1 and built[0].startswith("test_image") and "source data changed" in built[0]
@@ -317,8 +326,8 @@ def test_late_fusion_missing_text_is_a_zero_vector():
 
 # ----------------------------------------------------------------------------- smoke run
 def test_two_epoch_smoke_run_and_reevaluation(tmp_path):
-    train = importlib.import_module("train")
-    evaluate = importlib.import_module("evaluate")
+    train = _load_script("srmm_recipe_train", RECIPE / "train.py")  # unique names: other recipes
+    evaluate = _load_script("srmm_recipe_evaluate", RECIPE / "evaluate.py")  # have train.py too
     out = tmp_path / "run"
     args = ["--output-dir", str(out), "--cpu", "data.synthetic.n_classes=4", "data.synthetic.n_train_per_class=12",
             "data.synthetic.n_test_per_class=4", "data.synthetic.image_size=32", "prepare.progress=false",
