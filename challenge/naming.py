@@ -11,11 +11,15 @@ languages that makes four files. An :class:`Edition` turns such an entry into a 
 """
 from __future__ import annotations
 
+
+
 import difflib
 import re
 import string
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
+
+from modalink.data.fame import FAME_VERSIONS
 
 __all__ = [
     "HEARD", "UNHEARD", "CONDITIONS", "VERSIONS", "EDITIONS", "PLACEHOLDERS",
@@ -27,11 +31,7 @@ UNHEARD = "unheard"
 CONDITIONS = (HEARD, UNHEARD)
 
 #: FAME / MAV-Celeb versions and their two languages (English first, as the organisers list them).
-VERSIONS: dict[str, tuple[str, str]] = {
-    "v1": ("English", "Urdu"),
-    "v2": ("English", "Hindi"),
-    "v3": ("English", "German"),
-}
+VERSIONS: dict[str, tuple[str, str]] = dict(FAME_VERSIONS)
 
 #: Placeholders a file-name template may use.
 PLACEHOLDERS = ("test_lang", "train_lang", "condition")

@@ -8,8 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -53,6 +51,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` atomically, so a crash never leaves a truncated checkpoint."""
+    import torch  # lazy: modalink.io is also used by torch-free tools (challenge)
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)

@@ -21,12 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, NamedTuple, Sequence
 
-#: The two languages of each MAV-Celeb version.
-FAME_LANGUAGES: dict[str, tuple[str, str]] = {
-    "v1": ("English", "Urdu"),
-    "v2": ("English", "Hindi"),
-    "v3": ("English", "German"),
-}
+from modalink.data.fame import FAME_VERSIONS as FAME_LANGUAGES  # noqa: E402  (the one table)
+
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 AUDIO_EXTS = frozenset({".wav", ".flac"})
 Modality = Literal["faces", "voices"]

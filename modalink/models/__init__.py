@@ -9,3 +9,4 @@ __all__ = [
     "EnhancedGatedFusion", "create_fusion", "EmbedBranch", "TwoBranch", "SingleBranch",
 ]
 from modalink.models.late_fusion import LateFusion  # noqa: E402  (registers 'late_fusion')
+from modalink.models.image_classifier import ChameleonClassifier, ImageClassifier, MultiBranchClassifier  # noqa: E402,F401  (registers chameleon, image_classifier, multi_branch_classifier)
