@@ -195,12 +195,13 @@ def modalink_load(feats_root: str | Path, ver: str, lang: str, cache_dir: str | 
 
 def modalink_train(dataset: PairDataset, n_classes: int, epochs: int, batch_size: int,
                    run_dir: str | Path, device: torch.device, seed: int = 0, progress: bool = False,
-                   quiet: bool = False) -> tuple[int, float]:
+                   quiet: bool = False, mixed_precision: str = "no") -> tuple[int, float]:
     """The recipe's training: ``FaceVoiceObjective`` (fop loss) in the engine ``Trainer``
     with a checkpoint every epoch. Returns ``(samples, mean loss of the final epoch)``."""
     cfg = EngineConfig(epochs=epochs, batch_size=batch_size, lr=FOP_LR, weight_decay=FOP_WEIGHT_DECAY,
                        optimizer="adam", scheduler="none", seed=seed, resume=False, progress=progress,
-                       checkpoint_every_epochs=1, log_every_steps=0, cpu=device.type == "cpu")
+                       checkpoint_every_epochs=1, log_every_steps=0, cpu=device.type == "cpu",
+                       mixed_precision=mixed_precision)
     torch.manual_seed(seed)
     face_dim, voice_dim = dataset.faces.shape[1], dataset.voices.shape[1]
     model = build_face_voice_model(FOP_MODEL, face_dim, voice_dim, n_classes)
@@ -217,7 +218,8 @@ def modalink_train(dataset: PairDataset, n_classes: int, epochs: int, batch_size
 
 # -- driver --------------------------------------------------------------------------------
 
-def warm_up(face_dim: int, voice_dim: int, batch_sizes: Sequence[int], work: Path, device: torch.device) -> None:
+def warm_up(face_dim: int, voice_dim: int, batch_sizes: Sequence[int], work: Path, device: torch.device,
+            mixed_precision: str = "no") -> None:
     """Pay one-off process costs before any clock starts: lazy imports (pandas, scikit-learn,
     accelerate, ``torch._dynamo`` on the first optimiser), kernel selection per batch size, the
     first ``torch.save`` and the first ``Accelerator``. Both pipelines then start equally warm."""
@@ -233,7 +235,7 @@ def warm_up(face_dim: int, voice_dim: int, batch_sizes: Sequence[int], work: Pat
     for bs in sorted(set(batch_sizes)):
         official_style_train(faces, voices, labels, 1, bs, work / "warm_up_official", device)
     modalink_train(PairDataset(faces, voices, labels), 4, 1, min(batch_sizes), work / "warm_up_modalink", device,
-                   quiet=True)
+                   quiet=True, mixed_precision=mixed_precision)
     shutil.rmtree(work / "warm_up_official", ignore_errors=True)
     shutil.rmtree(work / "warm_up_modalink", ignore_errors=True)
 
@@ -301,11 +303,13 @@ def measure(args: argparse.Namespace, root: Path, lang: str, work: Path, repeat:
         phase(4 + j)
         t0 = time.perf_counter()
         samples, loss = modalink_train(dataset, n_classes, args.epochs, bs, rep_dir / f"modalink_b{bs}",
-                                       device, seed=args.seed, progress=args.progress, quiet=args.quiet)
+                                       device, seed=args.seed, progress=args.progress, quiet=args.quiet,
+                                       mixed_precision=args.mixed_precision)
         train_s = time.perf_counter() - t0
         bar.update()
         for cache in ("cold", "warm"):
-            results.append(RunResult("modalink", bs, cache, loads[cache], train_s, args.epochs, len(dataset),
+            name = "modalink" if args.mixed_precision == "no" else f"modalink {args.mixed_precision}"
+            results.append(RunResult(name, bs, cache, loads[cache], train_s, args.epochs, len(dataset),
                                      samples, loss, repeat))
     bar.close()
     if not args.keep_outputs:
@@ -363,6 +367,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--official-batch-size", type=int, default=32, help="official-style batch (default 32)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 32],
                    help="modalink batch sizes (default 256 32)")
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
+                   help="modalink runs' engine.mixed_precision (bf16 autocast uses AVX512-BF16/AMX on CPUs "
+                        "that have it; fp16 on CUDA) (default no)")
     p.add_argument("--repeats", type=int, default=1, help="measure everything this many times (default 1)")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
@@ -405,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         root = prepare_data(args, work)
         layout = FameLayout(root, args.ver)
         csv_mb = sum(layout.train_csv(lang, m).stat().st_size for m in ("face", "voice")) / 1e6
-        warm_up(args.face_dim, args.voice_dim, [args.official_batch_size, *args.batch_sizes], work, device)
+        warm_up(args.face_dim, args.voice_dim, [args.official_batch_size, *args.batch_sizes], work, device,
+                args.mixed_precision)
         results: list[RunResult] = []
         for rep in range(1, args.repeats + 1):
             results += measure(args, root, lang, work, rep, device)
@@ -421,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              "modalink_batch_sizes": list(args.batch_sizes)}
     report = {"setup": setup, "environment": env, "runs": [r.as_dict() for r in results],
               "ratios": [{"repeat": r.repeat, "batch_size": r.batch_size, "cache": r.cache,
-                          **ratios(official[r.repeat], r)} for r in results if r.pipeline == "modalink"]}
+                          **ratios(official[r.repeat], r)} for r in results if r.pipeline.startswith("modalink")]}
     head = (f"FAME training end to end: {setup['rows']:,} rows of {lang} ({args.ver}, {setup['data']}), "
             f"{args.face_dim}-D face + {args.voice_dim}-D voice, {csv_mb:.0f} MB of CSV, {args.epochs} epochs; "
             f"torch {env['torch']}, {env['threads']} threads, {device}")
