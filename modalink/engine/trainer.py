@@ -111,6 +111,22 @@ def default_collate_dict(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return torch.utils.data.default_collate(list(items))
 
 
+def _allow_new_precision(mixed_precision: str) -> None:
+    """Let a second Trainer in the same single process use another ``mixed_precision``.
+
+    Accelerate keeps one ``AcceleratorState`` per process and refuses a new precision once it
+    is set (e.g. a bf16 run followed by an fp32 one in the same Python session). With one
+    process nothing else depends on it, so it is reset; the process group (``PartialState``)
+    is kept. Distributed runs keep accelerate's check.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision \
+            and PartialState().num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 class Trainer:
     """Fit ``module`` on ``train_dataset`` with Accelerate, checkpoints, resume and model selection.
 
@@ -142,6 +158,7 @@ class Trainer:
         use_cpu = cfg.cpu or not torch.cuda.is_available()
         if use_cpu and mp == "fp16":
             mp = "bf16"  # fp16 autocast is GPU-only; bf16 is the CPU equivalent
+        _allow_new_precision(mp)
         self.accelerator = Accelerator(
             mixed_precision=mp, cpu=use_cpu, gradient_accumulation_steps=cfg.grad_accum,
             log_with=list(cfg.log_with) or None, project_dir=str(self.run_dir),

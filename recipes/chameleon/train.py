@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     state = PartialState(cpu=cfg.engine.cpu)
     out_dir = Path(cfg.output_dir)
-    logger = start_run(out_dir, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv)
+    logger = start_run(out_dir, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
+                       log_name="modalink.chameleon")  # own logger: the Trainers reopen "modalink" in their folders
     t0 = time.time()
     with state.main_process_first():  # the main process generates the synthetic data; the others reuse it
         data = load_data(cfg, progress=cfg.engine.progress and state.is_main_process)

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg.run.output_dir, cfg.run.edition, cfg.run.synthetic = str(out), args.edition, synthetic
     gt_dir = default_ground_truth(root, args.ver, args.ground_truth)
     cfg.run.ground_truth = str(gt_dir or "")
-    logger = start_run(out, cfg, state.is_main_process, log_name="modalink")
+    logger = start_run(out, cfg, state.is_main_process, log_name="modalink.fame")
     scores = {}
     timings = {}
     for lang in langs:

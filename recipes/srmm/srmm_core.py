@@ -42,7 +42,7 @@ class SyntheticConfig:
 @dataclass
 class DataConfig:
     root: str | None = None  # Food-101 layout; None: generate the synthetic default
-    cache_dir: str | None = None  # default: <root>/embeddings
+    cache_dir: str | None = None  # default: <output_dir>/cache
     val_fraction: float | None = None  # val share of the train file; None: load_food101's (6846/67988)
     val_seed: int = 0  # load_food101's split seed
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     state = PartialState(cpu=cfg.engine.cpu)
     out_dir = Path(cfg.output_dir)
     logger = start_run(out_dir, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
-                       log_name="modalink")
+                       log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
     t0 = time.time()
     with state.main_process_first():  # the main process extracts; the others then read valid caches
         data = prepare_all(cfg, out_dir, progress=cfg.prepare.progress and state.is_main_process)
