@@ -173,45 +173,42 @@ def scoring_embeddings(model: nn.Module, x: torch.Tensor, modality: str) -> torc
 
 
 @torch.no_grad()
+def embed_rows(model: nn.Module, x: np.ndarray | torch.Tensor, modality: str, batch_size: int = 4096,
+               device: str | torch.device | None = None) -> torch.Tensor:
+    """``scoring_embeddings`` of every row of ``x`` (e.g. a memory-mapped array), in batches, in
+    eval mode (the model's train/eval mode is restored)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was = model.training
+    model.eval()
+    try:
+        # torch.tensor copies: memory-mapped caches are read-only
+        parts = [scoring_embeddings(model, torch.tensor(np.asarray(x[s:s + batch_size]), dtype=torch.float32,
+                                                        device=device), modality).float()
+                 for s in range(0, len(x), batch_size)]
+    finally:
+        model.train(was)
+    return torch.cat(parts) if parts else torch.zeros(0, device=device)
+
+
 def pair_distances(model: nn.Module, faces: np.ndarray | torch.Tensor, voices: np.ndarray | torch.Tensor,
                    batch_size: int = 4096, device: str | torch.device | None = None) -> np.ndarray:
     """L2 distance between each face row and the voice row beside it (lower = same person)."""
     if len(faces) != len(voices):
         raise ValueError(f"{len(faces)} face rows but {len(voices)} voice rows")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was = model.training
-    model.eval()
-    out = []
-    try:
-        for s in range(0, len(faces), batch_size):
-            f = torch.tensor(np.asarray(faces[s:s + batch_size]), dtype=torch.float32, device=device)
-            v = torch.tensor(np.asarray(voices[s:s + batch_size]), dtype=torch.float32, device=device)
-            ef, ev = scoring_embeddings(model, f, "face"), scoring_embeddings(model, v, "voice")
-            out.append(torch.linalg.norm(ef.float() - ev.float(), dim=1).cpu().numpy())
-    finally:
-        model.train(was)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    if len(faces) == 0:
+        return np.zeros(0, dtype=np.float32)
+    ef = embed_rows(model, faces, "face", batch_size, device)
+    ev = embed_rows(model, voices, "voice", batch_size, device)
+    return torch.linalg.norm(ef - ev, dim=1).cpu().numpy()
 
 
 def trial_distances(model: nn.Module, faces: np.ndarray, voices: np.ndarray, face_idx: np.ndarray,
                     voice_idx: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Distances for trials ``(faces[face_idx[k]], voices[voice_idx[k]])``; each row embedded once."""
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            def emb(x: np.ndarray, m: str) -> torch.Tensor:
-                parts = [scoring_embeddings(model, torch.tensor(np.asarray(x[s:s + batch_size]),
-                                                                   dtype=torch.float32, device=device), m)
-                         for s in range(0, len(x), batch_size)]
-                return torch.cat(parts).float()
-
-            ef, ev = emb(faces, "face"), emb(voices, "voice")
-            fi, vi = torch.as_tensor(face_idx, device=device), torch.as_tensor(voice_idx, device=device)
-            return torch.linalg.norm(ef[fi] - ev[vi], dim=1).cpu().numpy()
-    finally:
-        model.train(was)
+    ef, ev = embed_rows(model, faces, "face", batch_size), embed_rows(model, voices, "voice", batch_size)
+    fi = torch.as_tensor(face_idx, device=ef.device)
+    vi = torch.as_tensor(voice_idx, device=ev.device)
+    return torch.linalg.norm(ef[fi] - ev[vi], dim=1).cpu().numpy()
 
 
 def model_summary(model: nn.Module) -> dict[str, Any]:

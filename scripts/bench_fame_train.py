@@ -64,7 +64,7 @@ from modalink.data.fame_cache import FeatureCache, cache_name_for  # noqa: E402
 from modalink.engine import EngineConfig, Trainer  # noqa: E402
 from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig, FaceVoiceObjective,  # noqa: E402
                                  PairDataset, build_face_voice_model, collate_pairs)
-from modalink.io import atomic_torch_save, atomic_write_text  # noqa: E402
+from modalink.io import atomic_write_text  # noqa: E402
 from modalink.losses import OrthogonalProjectionLoss  # noqa: E402
 
 #: The FOP baseline's model, loss and optimiser settings (recipes/fame/hparams/fop.yaml).

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, NamedTuple, Sequence
 
-from modalink.data.fame import FAME_VERSIONS as FAME_LANGUAGES  # noqa: E402  (the one table)
+from modalink.data.fame_csv import read_pair_list
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 AUDIO_EXTS = frozenset({".wav", ".flac"})
@@ -164,25 +164,9 @@ def identity_labels(identities: Iterable[str]) -> dict[str, int | str]:
     return {n: n for n in names}
 
 
-def _fallback_read_pair_list(path: Path) -> list[TestPair]:
-    out: list[TestPair] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        if len(fields) != 3:
-            raise RawLayoutError(f"{path}, line {lineno}: expected 'key voice_path face_path', got {line!r}")
-        out.append(TestPair(*fields))
-    return out
-
-
 def read_test_pairs(path: str | os.PathLike) -> list[TestPair]:
-    """Read a ``<Lang>_test.txt`` pair list in file order (uses modalink.data.fame_csv when present)."""
-    path = Path(path)
-    try:
-        from modalink.data.fame_csv import read_pair_list
-    except ImportError:  # pragma: no cover - the strict reader lives in another module
-        return _fallback_read_pair_list(path)
+    """Read a ``<Lang>_test.txt`` pair list in file order (the strict reader of
+    :mod:`modalink.data.fame_csv`: errors name file and line)."""
     return [TestPair(e.key, e.voice_path, e.face_path) for e in read_pair_list(path)]
 
 

@@ -11,14 +11,13 @@ DDP's gradient synchronisation intact.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -106,9 +105,19 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def default_collate_dict(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Collate dict samples; tensors/numbers are stacked, other values kept as lists."""
-    return torch.utils.data.default_collate(list(items))
+def runs_on_cpu(cfg: EngineConfig) -> bool:
+    """Whether training runs on the CPU: asked for, or no CUDA/MPS device. Every process of a job
+    must decide the same way: on a CPU-only machine, an ``accelerate launch --multi_gpu`` job
+    forms one gloo process group only when its state is created with ``cpu=True``."""
+    return cfg.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
+
+
+def process_state(cfg: EngineConfig) -> Any:
+    """The process group (accelerate ``PartialState``) a recipe creates before its Trainers, with
+    the same CPU decision as :class:`Trainer`."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=runs_on_cpu(cfg))
 
 
 def _allow_new_precision(mixed_precision: str) -> None:
@@ -155,7 +164,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         mp = cfg.mixed_precision
-        use_cpu = cfg.cpu or not torch.cuda.is_available()
+        use_cpu = runs_on_cpu(cfg)
         if use_cpu and mp == "fp16":
             mp = "bf16"  # fp16 autocast is GPU-only; bf16 is the CPU equivalent
         _allow_new_precision(mp)
@@ -437,8 +446,3 @@ class Trainer:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         self.model.load_state_dict(ckpt["state_dict"])
         return True
-
-
-def config_field_names(cls: type) -> list[str]:
-    """Names of a config dataclass's fields (for help texts)."""
-    return [f.name for f in dataclasses.fields(cls)]

@@ -6,7 +6,9 @@ from modalink.models.single_branch import SingleBranch
 
 __all__ = [
     "MODELS", "create_model", "list_models", "register_model", "GatedFusion", "LinearWeightedAvg",
-    "EnhancedGatedFusion", "create_fusion", "EmbedBranch", "TwoBranch", "SingleBranch",
+    "EnhancedGatedFusion", "create_fusion", "EmbedBranch", "TwoBranch", "SingleBranch", "LateFusion",
+    "ChameleonClassifier", "ImageClassifier", "MultiBranchClassifier",
 ]
-from modalink.models.late_fusion import LateFusion  # noqa: E402  (registers 'late_fusion')
-from modalink.models.image_classifier import ChameleonClassifier, ImageClassifier, MultiBranchClassifier  # noqa: E402,F401  (registers chameleon, image_classifier, multi_branch_classifier)
+# imported for their registrations too: late_fusion, chameleon, image_classifier, multi_branch_classifier
+from modalink.models.late_fusion import LateFusion  # noqa: E402
+from modalink.models.image_classifier import ChameleonClassifier, ImageClassifier, MultiBranchClassifier  # noqa: E402

@@ -27,7 +27,7 @@ if str(_HERE) not in sys.path:
 import torch  # noqa: E402
 
 from modalink.config import ConfigError, load_config  # noqa: E402
-from modalink.engine import Trainer, start_run  # noqa: E402
+from modalink.engine import Trainer, process_state, start_run  # noqa: E402
 
 from chameleon_core import (ChameleonRecipeConfig, RecipeData, build_model, evaluate_methods,  # noqa: E402
                             format_table, load_data, make_evaluate_fn, method_collates, resolve_monitor,
@@ -67,10 +67,6 @@ def load_recipe_config(args: argparse.Namespace, overrides: list[str]) -> Chamel
         extra.append("engine.cpu=true")
     cfg = load_config(ChameleonRecipeConfig, path, extra + list(overrides))
     cfg.check()
-    if not cfg.engine.cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
-        # without an accelerator, an `accelerate launch --multi_gpu` job needs cpu=True to form one
-        # gloo process group (else every process runs alone and they overwrite each other's files)
-        cfg.engine.cpu = True
     if args.dataset and not args.data_root and args.dataset != "food101":
         raise ConfigError(f"--dataset {args.dataset} needs --data-root (only the Food-101 layout is synthesised)")
     return cfg
@@ -102,9 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = load_recipe_config(args, overrides)
     except (ConfigError, ValueError) as e:
         raise SystemExit(f"config error: {e}")
-    from accelerate import PartialState
-
-    state = PartialState(cpu=cfg.engine.cpu)
+    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
     out_dir = Path(cfg.output_dir)
     logger = start_run(out_dir, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
                        log_name="modalink.chameleon")  # own logger: the Trainers reopen "modalink" in their folders

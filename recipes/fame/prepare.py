@@ -47,8 +47,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from modalink.audio import AudioError, audio_num_frames, load_audio
+from modalink.data.fame import FAME_VERSIONS
 from modalink.data.raw_mavceleb import (
-    FAME_LANGUAGES,
     RawLayout,
     TrainPair,
     find_raw_layout,
@@ -367,12 +367,12 @@ def build_encoders(cfg: PrepareConfig) -> tuple[Encoder, Encoder]:
 
 def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     """Run the whole extraction; returns the summary (also written to ``<run_dir>/summary.json``)."""
-    if cfg.ver not in FAME_LANGUAGES:
-        raise ValueError(f"--ver must be one of {sorted(FAME_LANGUAGES)}, got {cfg.ver!r}")
+    if cfg.ver not in FAME_VERSIONS:
+        raise ValueError(f"--ver must be one of {sorted(FAME_VERSIONS)}, got {cfg.ver!r}")
     unknown = set(cfg.parts) - {"train", "test"}
     if unknown or not cfg.parts:
         raise ValueError(f"--parts must be a subset of train,test, got {cfg.parts}")
-    langs = FAME_LANGUAGES[cfg.ver]
+    langs = FAME_VERSIONS[cfg.ver]
     out = Path(cfg.output)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else out / "prepare_runs" / f"{cfg.ver}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg.run_dir = str(run_dir)
@@ -523,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--raw-root", required=True, help="raw MAV-Celeb folder (train and test folders, pair lists)")
-    p.add_argument("--ver", default="v1", choices=sorted(FAME_LANGUAGES), help="MAV-Celeb version")
+    p.add_argument("--ver", default="v1", choices=sorted(FAME_VERSIONS), help="MAV-Celeb version")
     p.add_argument("--output", required=True, help="FEATS_ROOT: where feats/, preExtracted_.../ and splits go")
     p.add_argument("--face-encoder", default="facenet_vggface2", help="registered face/image encoder")
     p.add_argument("--voice-encoder", default="ecapa_voxceleb", help="registered voice encoder")

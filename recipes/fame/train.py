@@ -38,18 +38,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    from accelerate import PartialState
+    import numpy as np
+    import torch
 
     from modalink.config import load_config
     from modalink.data import FameFeatures, make_verification_trials, split_train_val
-    from modalink.engine import Trainer, start_run
+    from modalink.engine import Trainer, process_state, start_run
     from modalink.face_voice import FaceVoiceObjective, PairDataset, build_face_voice_model, \
         collate_pairs, model_summary, trial_distances
     from modalink.metrics import fast_eer
 
     t0 = time.time()
-    state = PartialState(cpu=not __import__("torch").cuda.is_available())
     cfg = load_config(FameConfig, args.config, args.overrides)
+    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
     out = Path(args.output_dir)
     with state.main_process_first():  # the synthetic set and the feature cache are built once
         root, synthetic = prepare_feats_root(args.feats_root, out, args.ver, seed=cfg.engine.seed)
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         tr_idx, va_idx = split_train_val(train.labels, val_fraction=cfg.data.val_fraction,
                                          n_val_ids=cfg.data.val_ids or None, seed=cfg.data.split_seed)
         # identities of the training part, remapped to 0..C-1 for the classifier
-        _, y_train = __import__("numpy").unique(train.labels[tr_idx], return_inverse=True)
+        _, y_train = np.unique(train.labels[tr_idx], return_inverse=True)
         n_classes = int(y_train.max()) + 1
         faces, voices = train.faces, train.voices
         train_ds = PairDataset(faces[tr_idx], voices[tr_idx], y_train)
@@ -87,7 +88,6 @@ def main(argv: list[str] | None = None) -> dict:
             d = trial_distances(model, vf, vv, fi, vi)
             return {"eer": fast_eer(same, d)}
 
-        import torch
         torch.manual_seed(cfg.engine.seed)
         model = build_face_voice_model(cfg.model, face_dim, voice_dim, n_classes)
         objective = FaceVoiceObjective(model, cfg.loss, n_classes)

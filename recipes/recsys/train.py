@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = format_table(results, k)
     lines = [f"# Recsys results ({data.name}, test split, K={k})", "", table, ""]
     if missing:
-        lines += [f"## Item-cold-start, tower with a subset of the content modalities", "",
+        lines += ["## Item-cold-start, tower with a subset of the content modalities", "",
                   f"| item modalities | NDCG@{k} | Recall@{k} | Cov@{k} |", "|---|---|---|---|"]
         lines += [f"| {n} | {r[f'ndcg@{k}']:.4f} | {r[f'recall@{k}']:.4f} | {r[f'coverage@{k}']:.3f} |"
                   for n, r in missing.items()]

@@ -26,7 +26,7 @@ if str(_HERE) not in sys.path:
 import numpy as np  # noqa: E402
 
 from modalink.config import ConfigError, load_config  # noqa: E402
-from modalink.engine import Trainer, start_run  # noqa: E402
+from modalink.engine import Trainer, process_state, start_run  # noqa: E402
 from modalink.metrics import accuracy  # noqa: E402
 
 from srmm_core import (SRMMConfig, build_late_fusion, build_srmm, collate_batch,  # noqa: E402
@@ -94,9 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = load_recipe_config(args, overrides)
     except ConfigError as e:
         raise SystemExit(f"config error: {e}")
-    from accelerate import PartialState
-
-    state = PartialState(cpu=cfg.engine.cpu)
+    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
     out_dir = Path(cfg.output_dir)
     logger = start_run(out_dir, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
                        log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
