@@ -132,6 +132,22 @@ class RowIssues:
             raise DatasetFormatError(path, message + " (on_error='skip' skips such rows)", line)
         self._record(reason, path, line, message)
 
+    def labelled_row(self, path: str | os.PathLike, line: int | None, image: str, label: str, text: str,
+                     class_to_index: Mapping[str, int], image_what: str = "image path",
+                     text_what: str = "text") -> int | None:
+        """The class index of an (image, label, text) row, or ``None`` after applying the policy to
+        an empty image field, an unknown class or an empty text (checked in that order)."""
+        if not image:
+            self.malformed("malformed_row", path, line, f"empty {image_what}")
+            return None
+        if label not in class_to_index:
+            self.malformed("unknown_class", path, line, f"unknown class {label!r}")
+            return None
+        if not text:
+            self.malformed("empty_text", path, line, f"empty {text_what} for {image}")
+            return None
+        return class_to_index[label]
+
     def bad_image(self, reason: str, path: str | os.PathLike, line: int | None, message: str) -> None:
         """A missing/unreadable image: count it under ``reason``, or raise."""
         if self.on_missing_image == "raise":

@@ -87,17 +87,11 @@ def load_ferramenta(
                              f"expected 'text | label | image_path', got {line[:80]!r}")
             continue
         text, label, image = fields
-        if not image:
-            issues.malformed("malformed_row", path, line_no, "empty image path")
-            continue
-        if label not in class_to_index:
-            issues.malformed("unknown_class", path, line_no, f"unknown class {label!r}")
-            continue
-        if not text:
-            issues.malformed("empty_text", path, line_no, f"empty text for {image}")
+        index = issues.labelled_row(path, line_no, image, label, text, class_to_index)
+        if index is None:
             continue
         records.append(MultimodalRecord(id=image, image=str(root / image), text=text,
-                                        label=class_to_index[label], source=f"{path}:{line_no}"))
+                                        label=index, source=f"{path}:{line_no}"))
     return build_dataset(records, issues=issues, classes=classes, task="multiclass", name="ferramenta",
                          split=split, root=root, transform=transform, verify_images=verify_images,
                          metrics=("accuracy",))

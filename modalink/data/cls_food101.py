@@ -66,19 +66,14 @@ def _read_titles(path: Path, part: str, root: Path, class_to_index: dict[str, in
                                  f"expected 3 fields (image file, title, class), got {len(row)}")
                 continue
             image, title, label = row[0].strip(), ",".join(row[1:-1]).strip(), row[-1].strip()
-            if not image:
-                issues.malformed("malformed_row", path, line, "empty image file name")
-                continue
-            if label not in class_to_index:
-                issues.malformed("unknown_class", path, line, f"unknown class {label!r}")
-                continue
-            if not title:
-                issues.malformed("empty_text", path, line, f"empty title for {image}")
+            index = issues.labelled_row(path, line, image, label, title, class_to_index,
+                                        image_what="image file name", text_what="title")
+            if index is None:
                 continue
             rel = image if "/" in image else f"{label}/{image}"
             records.append(MultimodalRecord(
                 id=Path(image).name, image=str(root / "images" / part / rel), text=title,
-                label=class_to_index[label], source=f"{path}:{line}"))
+                label=index, source=f"{path}:{line}"))
     return records
 
 
