@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -223,32 +223,9 @@ def extract_faces(enc: Encoder, root: Path, relpaths: Sequence[str], cache: Embe
     counts = {"files": len(relpaths), "cached": len(relpaths) - len(todo), "extracted": 0}
     if not todo:
         return counts
-    loader = DataLoader(_ImageFiles(root, todo), batch_size=cfg.batch_size, num_workers=cfg.workers,
-                        collate_fn=_as_list)
-    with tqdm(total=len(todo), desc=f"{split} faces", unit="img") as bar:
-        for batch in loader:
-            images, idx = [], []
-            for i, item in batch:
-                if isinstance(item, str):
-                    cache.put_failure(split, todo[i], item)
-                    counts[item] = counts.get(item, 0) + 1
-                else:
-                    images.append(item)
-                    idx.append(i)
-            if images:
-                eb = enc.preprocess_batch(images)
-                embs = enc.embed_batch(eb).cpu().numpy()
-                for row, k in enumerate(eb.kept):
-                    cache.put(split, todo[idx[k]], embs[row], no_face=k in eb.flagged)
-                    counts["extracted"] += 1
-                for k, reason in eb.dropped.items():
-                    cache.put_failure(split, todo[idx[k]], reason)
-                    counts[reason] = counts.get(reason, 0) + 1
-                n_flag = len(eb.flagged)
-                if n_flag:
-                    counts["no_face_center_crop"] = counts.get("no_face_center_crop", 0) + n_flag
-            bar.update(len(batch))
-    return counts
+    files = _ImageFiles(root, todo)
+    return _embed_files(enc, files, todo, cache, split, cfg, counts, f"{split} faces", "img",
+                        flag_reason="no_face_center_crop")
 
 
 def extract_voices(enc: Encoder, root: Path, relpaths: Sequence[str], cache: EmbeddingCache, split: str,
@@ -260,27 +237,44 @@ def extract_voices(enc: Encoder, root: Path, relpaths: Sequence[str], cache: Emb
         return counts
     todo.sort(key=lambda r: (audio_num_frames(root / r), r))
     sr = int(enc.contract.sample_rate)  # type: ignore[arg-type]
-    loader = DataLoader(_AudioFiles(root, todo, sr, cfg.min_seconds), batch_size=cfg.batch_size,
-                        num_workers=cfg.workers, collate_fn=_as_list)
-    with tqdm(total=len(todo), desc=f"{split} voices", unit="wav") as bar:
+    files = _AudioFiles(root, todo, sr, cfg.min_seconds)
+    return _embed_files(enc, files, todo, cache, split, cfg, counts, f"{split} voices", "wav",
+                        raw=lambda wave: (wave, sr))
+
+
+def _embed_files(enc: Encoder, files: Dataset, todo: Sequence[str], cache: EmbeddingCache, split: str,
+                 cfg: PrepareConfig, counts: dict[str, int], desc: str, unit: str,
+                 raw: Callable[[Any], Any] = lambda item: item, flag_reason: str | None = None
+                 ) -> dict[str, int]:
+    """Load ``files`` in batches, embed what loaded, cache embeddings and failure reasons.
+
+    An item the dataset could not load arrives as its failure reason (a string). Items the
+    encoder flags (faces: no face found, centre crop used) are cached with ``no_face`` and
+    counted under ``flag_reason``.
+    """
+    loader = DataLoader(files, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=_as_list)
+    with tqdm(total=len(todo), desc=desc, unit=unit) as bar:
         for batch in loader:
-            waves, idx = [], []
+            items, idx = [], []
             for i, item in batch:
                 if isinstance(item, str):
                     cache.put_failure(split, todo[i], item)
                     counts[item] = counts.get(item, 0) + 1
                 else:
-                    waves.append((item, sr))
+                    items.append(raw(item))
                     idx.append(i)
-            if waves:
-                eb = enc.preprocess_batch(waves)
+            if items:
+                eb = enc.preprocess_batch(items)
                 embs = enc.embed_batch(eb).cpu().numpy()
+                flagged = eb.flagged if flag_reason else {}
                 for row, k in enumerate(eb.kept):
-                    cache.put(split, todo[idx[k]], embs[row])
+                    cache.put(split, todo[idx[k]], embs[row], no_face=k in flagged)
                     counts["extracted"] += 1
                 for k, reason in eb.dropped.items():
                     cache.put_failure(split, todo[idx[k]], reason)
                     counts[reason] = counts.get(reason, 0) + 1
+                if flagged:
+                    counts[flag_reason] = counts.get(flag_reason, 0) + len(flagged)  # type: ignore[index]
             bar.update(len(batch))
     return counts
 
