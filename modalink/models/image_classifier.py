@@ -106,6 +106,22 @@ def _mask(m: torch.Tensor | None, batch: int, device: torch.device) -> torch.Ten
     return m
 
 
+def _input_masks(model: nn.Module, image: torch.Tensor | None, text: torch.Tensor | None,
+                 has_image: torch.Tensor | None, has_text: torch.Tensor | None, text_what: str
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) availability masks of a two-input classifier: a ``None`` input is absent for every row;
+    in training, ``modality_dropout`` with the model's ``drop_text`` / ``drop_image``."""
+    ref = image if image is not None else text
+    if ref is None:
+        raise ValueError(f"{type(model).__name__} needs the photo, {text_what} or both")
+    b, dev = ref.shape[0], ref.device
+    m_img = _mask(has_image, b, dev) if image is not None else torch.zeros(b, dtype=torch.bool, device=dev)
+    m_txt = _mask(has_text, b, dev) if text is not None else torch.zeros(b, dtype=torch.bool, device=dev)
+    if model.training:
+        m_img, m_txt = modality_dropout(m_img, m_txt, model.drop_text, model.drop_image)
+    return m_img, m_txt
+
+
 def modality_dropout(has_image: torch.Tensor, has_text: torch.Tensor, drop_text: float,
                      drop_image: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Hide text (probability ``drop_text``) or the image (``drop_image``) of complete samples.
@@ -212,14 +228,7 @@ class ChameleonClassifier(nn.Module):
         Returns ``logits``, ``embedding`` and the masks actually used (``has_image``,
         ``has_text``, after training-time modality dropout).
         """
-        ref = image if image is not None else text_image
-        if ref is None:
-            raise ValueError("ChameleonClassifier needs the photo, the text image or both")
-        b, dev = ref.shape[0], ref.device
-        m_img = _mask(has_image, b, dev) if image is not None else torch.zeros(b, dtype=torch.bool, device=dev)
-        m_txt = _mask(has_text, b, dev) if text_image is not None else torch.zeros(b, dtype=torch.bool, device=dev)
-        if self.training:
-            m_img, m_txt = modality_dropout(m_img, m_txt, self.drop_text, self.drop_image)
+        m_img, m_txt = _input_masks(self, image, text_image, has_image, has_text, "the text image")
         out: dict[str, torch.Tensor] = {"has_image": m_img, "has_text": m_txt}
         if self.mode == "fused":
             feats = self.backbone(self.fuse(image, text_image, m_img, m_txt))
@@ -307,14 +316,8 @@ class MultiBranchClassifier(nn.Module):
         Every branch runs on every row (absent rows are zeroed), so all weights take part in
         every step (no unused parameters under DDP).
         """
-        ref = image if image is not None else text
-        if ref is None:
-            raise ValueError("MultiBranchClassifier needs the photo, the text vector or both")
-        b, dev = ref.shape[0], ref.device
-        m_img = _mask(has_image, b, dev) if image is not None else torch.zeros(b, dtype=torch.bool, device=dev)
-        m_txt = _mask(has_text, b, dev) if text is not None else torch.zeros(b, dtype=torch.bool, device=dev)
-        if self.training:
-            m_img, m_txt = modality_dropout(m_img, m_txt, self.drop_text, self.drop_image)
+        m_img, m_txt = _input_masks(self, image, text, has_image, has_text, "the text vector")
+        b, dev = m_img.shape[0], m_img.device
         if image is not None:
             f_img = self.backbone(image)
         else:
