@@ -11,7 +11,9 @@ Pluggable, registered in the timm style (:func:`create_text_encoder`, :func:`lis
   only when installed): ``create_text_encoder("sentence-transformers/all-MiniLM-L6-v2")`` or
   ``create_text_encoder("sentence-transformers", model="/local/folder")``. Offline mode (see
   :func:`modalink.encoders.base.is_offline` semantics: ``MODALINK_OFFLINE``/``HF_HUB_OFFLINE``)
-  loads only from local files.
+  loads only from local files; online, a model that is not in the Hugging Face cache is first
+  probed on the hub (one quick request), so a machine without network gets at once a
+  ``WeightsNotFoundError`` saying what to download, where to put it and how to point at a folder.
 
 Every encoder has ``name``, ``dim``, ``config()`` (a JSON-safe dict that identifies its output,
 used by embedding caches to detect stale files) and ``encode(texts, batch_size)``.
@@ -160,7 +162,7 @@ class SentenceTransformerEncoder(TextEncoder):
     name = "sentence-transformers"
 
     def __init__(self, model: str = "sentence-transformers/all-MiniLM-L6-v2", device: str | None = None,
-                 normalize: bool = True, offline: bool | None = None) -> None:
+                 normalize: bool = True, offline: bool | None = None, name_option: str | None = None) -> None:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as e:
@@ -173,13 +175,20 @@ class SentenceTransformerEncoder(TextEncoder):
         kwargs: dict[str, Any] = {"device": device}
         if offline and not local.exists():
             kwargs["local_files_only"] = True
+        elif not local.exists() and not _hub_cached(_hub_id(model)):
+            # online, nothing local: one quick probe instead of the hub client's minute of retries
+            from modalink.encoders.image import probe_hub_file
+
+            why = probe_hub_file(_hub_id(model), "config.json")
+            if why is not None:
+                raise _missing_model(model, f"the Hugging Face hub cannot be reached to download it ({why})",
+                                     name_option)
         try:
             self.model = SentenceTransformer(str(local) if local.exists() else model, **kwargs)
         except Exception as e:  # noqa: BLE001 - hub/IO errors come in many types
-            hint = (" (offline mode: put the model in the Hugging Face cache or pass a local folder)"
-                    if offline else "")
-            raise RuntimeError(f"could not load sentence-transformers model {model!r}{hint}: "
-                               f"{type(e).__name__}: {e}") from e
+            reason = ("offline mode forbids downloading it" if kwargs.get("local_files_only")
+                      else "loading it failed") + f" ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+            raise _missing_model(model, reason, name_option) from e
         get_dim = getattr(self.model, "get_sentence_embedding_dimension", None)
         dim = get_dim() if callable(get_dim) else None
         self.dim = int(dim) if dim else int(self.encode(["probe"]).shape[1])
@@ -195,6 +204,47 @@ class SentenceTransformerEncoder(TextEncoder):
         empty = np.array([not t.strip() for t in clean])
         emb[empty] = 0.0
         return emb
+
+
+def _hub_id(model: str) -> str:
+    """The Hugging Face repo of a sentence-transformers model name (bare names live under
+    ``sentence-transformers/``)."""
+    return model if "/" in model else f"sentence-transformers/{model}"
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return False
+    for name in ("modules.json", "config.json"):
+        found = try_to_load_from_cache(repo_id, name)
+        if isinstance(found, (str, os.PathLike)) and Path(found).is_file():
+            return True
+    return False
+
+
+def _missing_model(model: str, reason: str, name_option: str | None) -> Exception:
+    """One message for a sentence-transformers model that cannot be had: what, where, which setting."""
+    from modalink.encoders.base import WeightsNotFoundError
+
+    try:
+        from huggingface_hub import constants
+
+        cache = str(constants.HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover
+        cache = "~/.cache/huggingface/hub"
+    repo = _hub_id(model)
+    short = repo.split("/")[-1]
+    point = f"{name_option}=st:/path/to/{short}" if name_option else f"the text encoder name st:/path/to/{short}"
+    fallback = f"{name_option}=hashed-bow" if name_option else "the text encoder 'hashed-bow'"
+    lines = [f"sentence-transformers model {model!r}: not found locally, and {reason}.",
+             f"  missing:        the model folder of https://huggingface.co/{repo}",
+             f"  put it at:      {cache} (`hf download {repo}` on a machine with network, then copy that "
+             "cache folder here), or in any folder",
+             f"  or point at it: {point}",
+             f"  or use the built-in encoder (no download): {fallback}"]
+    return WeightsNotFoundError("\n".join(lines))
 
 
 def _offline(offline: bool | None) -> bool:

@@ -43,23 +43,30 @@ def file_list_hash(paths: Iterable[str | os.PathLike], root: str | os.PathLike, 
                    ordered: bool = False) -> str:
     """SHA-256 of the list of ``(path relative to root, size, mtime_ns)`` of ``paths``.
 
+    Each path is read exactly as ``open()`` reads it: absolute, or relative to the current
+    working directory — the same file the encoder opens. ``root`` only names the files in the
+    hash (their path relative to it), so the hash is the same whether ``root`` and the paths are
+    given relative or absolute, and from any working directory. (Joining ``root`` to a path that
+    already starts with a relative ``root`` was the bug that made the SRMM quick start look for
+    ``runs/srmm/synthetic_food101/runs/srmm/synthetic_food101/images/...``.)
+
     The list is sorted unless ``ordered`` (then the given order is part of the hash, so a cache
     whose rows follow that order goes stale when the order changes). A missing file raises
     ``FileNotFoundError`` naming it.
     """
-    root = Path(root)
+    root_abs = Path(os.path.abspath(Path(root).expanduser()))
     rows = []
     for p in paths:
-        p = Path(p)
-        full = p if p.is_absolute() else root / p
+        full = Path(p).expanduser()
         try:
             st = full.stat()
         except FileNotFoundError:
             raise FileNotFoundError(f"source file listed for the embedding cache is missing: {full}") from None
+        absolute = Path(os.path.abspath(full))
         try:
-            rel = full.relative_to(root).as_posix()
+            rel = absolute.relative_to(root_abs).as_posix()
         except ValueError:
-            rel = full.as_posix()
+            rel = absolute.as_posix()
         rows.append((rel, st.st_size, st.st_mtime_ns))
     if not ordered:
         rows.sort()

@@ -6,7 +6,11 @@ built from those values (resize, centre crop, to tensor, normalise).
 
 Weights: ``weights=FILE`` (``.safetensors``/``.pth``/``.bin``) is loaded through
 ``pretrained_cfg_overlay=dict(file=...)``; otherwise ``$MODALINK_HOME/weights/timm/<arch>/``,
-the Hugging Face cache and the torch hub cache are searched before timm downloads.
+the Hugging Face cache and the torch hub cache are searched before timm downloads. Offline, or
+when the server does not answer a single quick probe (:func:`probe_hub_file`, a few seconds at
+most, instead of ``hf_hub_download``'s minute of retries), a :class:`WeightsNotFoundError` names
+the missing file, where to put it and the setting that points at a file
+(:func:`missing_weights_message`; ``weights_option`` names that setting for the calling program).
 """
 from __future__ import annotations
 
@@ -22,10 +26,10 @@ from PIL import Image
 from modalink.encoders.base import (
     Encoder,
     EncoderContract,
+    WeightsNotFoundError,
     hf_cached_file,
     is_offline,
     register_encoder,
-    resolve_weights,
     torch_checkpoint_dirs,
     weights_cache_dir,
 )
@@ -88,54 +92,201 @@ class ImageEncoder(Encoder):
 
 
 def _local_timm_weights(model_name: str) -> list[Path | None]:
-    from timm.models import get_pretrained_cfg
-
-    cands: list[Path | None] = [weights_cache_dir("timm") / model_name / f for f in _WEIGHT_FILES]
-    try:
-        pcfg = get_pretrained_cfg(model_name, allow_unregistered=False)
-    except Exception:  # noqa: BLE001 - an unknown tag: only the modalink cache applies
-        pcfg = None
+    """Where a local copy of ``model_name``'s weights is looked for, in order: the modalink cache
+    (``<home>/weights/timm/<arch>/<file>``), the Hugging Face hub cache, the torch hub cache."""
+    pcfg = _pretrained_cfg(model_name)
+    names = list(_WEIGHT_FILES)
+    if pcfg is not None and pcfg.hf_hub_filename and pcfg.hf_hub_filename not in names:
+        names.insert(0, pcfg.hf_hub_filename)
+    cands: list[Path | None] = [weights_cache_dir("timm") / model_name / f for f in names]
     if pcfg is not None:
         if pcfg.hf_hub_id:
-            names = [pcfg.hf_hub_filename] if pcfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
-            cands += [hf_cached_file(pcfg.hf_hub_id, n) for n in names]
+            hub_names = [pcfg.hf_hub_filename] if pcfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+            cands += [hf_cached_file(pcfg.hf_hub_id, n) for n in hub_names]
         if pcfg.url:
             cands += [d / os.path.basename(pcfg.url) for d in torch_checkpoint_dirs()]
     return cands
 
 
+def _pretrained_cfg(model_name: str) -> Any:
+    from timm.models import get_pretrained_cfg
+
+    try:
+        return get_pretrained_cfg(model_name, allow_unregistered=False)
+    except Exception:  # noqa: BLE001 - an unknown tag: only the modalink cache applies
+        return None
+
+
+# ----------------------------------------------------------------------------- missing weights
+#: Seconds to wait for the weights' server before calling it unreachable (``MODALINK_HUB_TIMEOUT``).
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def _probe_timeout() -> float:
+    try:
+        return float(os.environ.get("MODALINK_HUB_TIMEOUT", HUB_PROBE_TIMEOUT_S))
+    except ValueError:
+        return HUB_PROBE_TIMEOUT_S
+
+
+def probe_hub_file(repo_id: str, filename: str, timeout: float | None = None) -> str | None:
+    """``None`` when ``filename`` of Hugging Face repo ``repo_id`` can be reached, else why not.
+
+    One HEAD request, no retries, ``timeout`` seconds at most (default :data:`HUB_PROBE_TIMEOUT_S`,
+    env ``MODALINK_HUB_TIMEOUT``): without a network this answers in well under a second instead
+    of the minute of retries ``hf_hub_download`` spends before failing.
+    """
+    try:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    except ImportError:  # pragma: no cover - huggingface_hub ships with timm
+        return "huggingface_hub is not installed"
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=_probe_timeout() if timeout is None else timeout)
+    except Exception as e:  # noqa: BLE001 - network errors come in many types
+        return _short_error(e)
+    return None
+
+
+def probe_url(url: str, timeout: float | None = None) -> str | None:
+    """``None`` when ``url`` answers a HEAD request within ``timeout`` seconds, else why not."""
+    import urllib.request
+
+    try:
+        req = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(req, timeout=_probe_timeout() if timeout is None else timeout):
+            pass
+    except Exception as e:  # noqa: BLE001
+        return _short_error(e)
+    return None
+
+
+def _short_error(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+def _is_download_error(e: BaseException) -> bool:
+    """An error raised while fetching weights (network, hub, cache), not a bad model argument."""
+    mod = type(e).__module__.split(".")[0]
+    return isinstance(e, (OSError, ConnectionError, TimeoutError)) or mod in {
+        "huggingface_hub", "httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"}
+
+
+def _remote_file(model_name: str) -> tuple[str, str | None, str | None]:
+    """(file name, Hugging Face repo id or None, download URL or None) of the weights timm fetches."""
+    pcfg = _pretrained_cfg(model_name)
+    if pcfg is None:
+        return "model.safetensors", None, None
+    if pcfg.hf_hub_id:
+        name = pcfg.hf_hub_filename or "model.safetensors"
+        return name, pcfg.hf_hub_id, f"https://huggingface.co/{pcfg.hf_hub_id}/blob/main/{name}"
+    if pcfg.url:
+        return os.path.basename(pcfg.url), None, pcfg.url
+    return "model.safetensors", None, None
+
+
+def missing_weights_message(model_name: str, reason: str, weights_option: str | None = None,
+                            searched: list[Path] | None = None) -> str:
+    """One message for absent timm weights: what is missing, where to put it, how to point at it."""
+    filename, hub_id, url = _remote_file(model_name)
+    opt = weights_option or "weights"
+    pre = opt[: -len("weights")] + "pretrained" if opt.endswith("weights") else "pretrained"
+    target = weights_cache_dir("timm") / model_name / filename
+    lines = [f"timm/{model_name}: pretrained weights not found locally, and {reason}.",
+             f"  missing file:   {filename}" + (f" ({url})" if url else ""),
+             f"  put it at:      {target}"]
+    if hub_id:
+        lines.append(f"                  or in the Hugging Face cache {_hf_hub_cache()} (`hf download {hub_id} "
+                     f"{filename}` on a machine with network, then copy that cache folder here)")
+    lines += [f"  or point at it: {opt}=/path/to/{filename}",
+              f"  or use random weights: {pre}=false"]
+    others = [str(p) for p in (searched or []) if p != target]
+    if others:
+        lines.append("  also searched:  " + ", ".join(others))
+    return "\n".join(lines)
+
+
+def _hf_hub_cache() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover
+        return "~/.cache/huggingface/hub"
+
+
+def _find_timm_weights(model_name: str, weights: str | os.PathLike | None, offline: bool | None,
+                       weights_option: str | None) -> Path | None:
+    """The local weights file to load, or ``None`` when timm may download them (online, hub reachable).
+
+    Raises :class:`WeightsNotFoundError` with :func:`missing_weights_message` when the explicit
+    file is absent, or nothing is local and the run is offline or the server cannot be reached.
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            opt = weights_option or "weights"
+            what = "does not exist" if not path.exists() else "is not a file"
+            raise WeightsNotFoundError(f"timm/{model_name}: weights file {os.path.abspath(path)} ({opt}={weights}) "
+                                       f"{what}; point {opt}= at a .safetensors/.pth/.bin file of the "
+                                       f"{model_name} weights")
+        return path
+    searched = [Path(c) for c in _local_timm_weights(model_name) if c is not None]
+    for c in searched:
+        if c.is_file():
+            return c
+    if is_offline(offline):
+        flags = [k for k in ("MODALINK_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+                 if os.environ.get(k, "").strip().lower() in {"1", "true", "yes", "on"}]
+        how = "offline=True" if offline else "=1, ".join(flags) + "=1"
+        raise WeightsNotFoundError(missing_weights_message(
+            model_name, f"offline mode forbids downloading ({how})", weights_option, searched))
+    filename, hub_id, url = _remote_file(model_name)
+    if hub_id:
+        why = probe_hub_file(hub_id, filename)
+        where = "the Hugging Face hub"
+    elif url:
+        why = probe_url(url)
+        where = url.split("/")[2] if "://" in url else url
+    else:
+        why, where = "timm knows no download source for this architecture", "timm"
+    if why is not None:
+        raise WeightsNotFoundError(missing_weights_message(
+            model_name, f"{where} cannot be reached to download them ({why})", weights_option, searched))
+    return None
+
+
 @register_encoder("timm")
 def timm_image(model_name: str = "resnet50", pretrained: bool = False,
                weights: str | os.PathLike | None = None, offline: bool | None = None,
-               **kwargs: Any) -> ImageEncoder:
+               weights_option: str | None = None, **kwargs: Any) -> ImageEncoder:
     """Any timm architecture as an image encoder; use ``create_encoder("timm/<arch>")``.
 
-    Extra keyword arguments go to ``timm.create_model`` (e.g. ``img_size`` for ViTs).
+    ``weights_option`` names the setting that points at a weights file in the calling program
+    (e.g. ``"image_encoder.weights"``, ``"chameleon.weights"``); error messages tell the user to set
+    it. Extra keyword arguments go to ``timm.create_model`` (e.g. ``img_size`` for ViTs).
     """
     import timm
 
     kwargs = {**kwargs, "num_classes": 0}
+    local: Path | None = None
     if not pretrained:
         model = timm.create_model(model_name, pretrained=False, **kwargs)
     else:
-        local: Path | None
-        try:
-            local = resolve_weights(
-                f"timm/{model_name}", weights=weights, candidates=_local_timm_weights(model_name),
-                offline=True, download=None,
-                hint=f"Download the weights of timm model {model_name!r} (e.g. model.safetensors from "
-                     "its Hugging Face page) and put the file there.",
-            )
-        except FileNotFoundError:
-            if weights is not None or is_offline(offline):
-                raise
-            local = None  # online: let timm download into its own cache
+        local = _find_timm_weights(model_name, weights, offline, weights_option)
         if local is not None:
             model = timm.create_model(model_name, pretrained=True,
                                       pretrained_cfg_overlay=dict(file=str(local)), **kwargs)
             log.info("timm/%s: loaded weights from %s", model_name, local)
         else:
-            model = timm.create_model(model_name, pretrained=True, **kwargs)
+            try:
+                model = timm.create_model(model_name, pretrained=True, **kwargs)
+            except Exception as e:  # noqa: BLE001 - the download failed after the probe succeeded
+                if not _is_download_error(e):
+                    raise
+                raise WeightsNotFoundError(missing_weights_message(
+                    model_name, f"the download failed ({_short_error(e)})", weights_option,
+                    [Path(c) for c in _local_timm_weights(model_name) if c is not None])) from e
     enc = ImageEncoder(model, timm_contract(model, model_name))
     if pretrained:
         enc.weights_path = str(local) if local is not None else f"timm:{model_name}"

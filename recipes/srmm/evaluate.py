@@ -20,9 +20,10 @@ if str(_HERE) not in sys.path:
 
 import torch  # noqa: E402
 
-from modalink.config import ConfigError, load_config  # noqa: E402
+from modalink.config import load_config  # noqa: E402
+from modalink.io import load_torch_weights  # noqa: E402
 
-from srmm_core import SRMMConfig, build_late_fusion, build_srmm  # noqa: E402
+from srmm_core import SRMMConfig, absolute_paths, build_late_fusion, build_srmm, run_cli  # noqa: E402
 from srmm_data import prepare_all  # noqa: E402
 from srmm_eval import evaluate_models, format_table, write_results  # noqa: E402
 
@@ -33,7 +34,7 @@ def load_trained(run_dir: Path, name: str, cfg: SRMMConfig, dims: dict[str, int]
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: train first (python recipes/srmm/train.py ...)")
     module = (build_srmm if name == "srmm" else build_late_fusion)(cfg, dims, num_classes)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_torch_weights(path, "trained model")
     module.load_state_dict(ckpt["state_dict"])
     return module.eval()
 
@@ -44,11 +45,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", help="where to write results.{json,md} (default: run_dir)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the run's config")
     a = p.parse_args(argv)
-    run_dir = Path(a.run_dir)
-    try:
-        cfg = load_config(SRMMConfig, run_dir / "config.yaml", a.overrides)
-    except ConfigError as e:
-        raise SystemExit(f"config error: {e}")
+    run_dir = Path(a.run_dir).expanduser()
+    if not (run_dir / "config.yaml").is_file():
+        what = "does not exist" if not run_dir.exists() else "has no config.yaml"
+        raise FileNotFoundError(f"run folder {run_dir} {what}: pass the --output-dir of a finished "
+                                "train.py run (default runs/srmm)")
+    # train.py records absolute paths; a relative one (older runs, hand edits) is read from here
+    cfg = absolute_paths(load_config(SRMMConfig, run_dir / "config.yaml", a.overrides))
     data = prepare_all(cfg, run_dir, progress=cfg.prepare.progress)
     names = ["srmm"] + (["late_fusion"] if cfg.baseline.enabled else [])
     models = {n: load_trained(run_dir, n, cfg, data.dims, data.num_classes) for n in names}
@@ -59,4 +62,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

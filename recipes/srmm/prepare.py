@@ -20,23 +20,22 @@ _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
-from modalink.config import ConfigError  # noqa: E402
 from modalink.engine import start_run  # noqa: E402
 
-from srmm_data import prepare_all  # noqa: E402
+from srmm_core import run_cli  # noqa: E402
+from srmm_data import build_encoders, check_data_root, prepare_all  # noqa: E402
 from train import load_recipe_config, parse_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
     args, overrides = parse_args(argv, description=__doc__)
-    try:
-        cfg = load_recipe_config(args, overrides)
-    except ConfigError as e:
-        raise SystemExit(f"config error: {e}")
+    cfg = load_recipe_config(args, overrides)
+    check_data_root(cfg)  # a wrong --data-root or missing weights end here, before the run folder is written
+    t0 = time.time()
+    encoders = build_encoders(cfg)
     out_dir = Path(cfg.output_dir)
     logger = start_run(out_dir, cfg, argv=sys.argv if argv is None else argv, log_name="modalink")
-    t0 = time.time()
-    data = prepare_all(cfg, out_dir, progress=cfg.prepare.progress)
+    data = prepare_all(cfg, out_dir, progress=cfg.prepare.progress, encoders=encoders)
     for split, (part, idx) in data.rows.items():
         logger.info("%s: %d samples (rows of the %s file)", split, len(idx), part)
     logger.info("caches in %s: image %s (%d-D), text %s (%d-D); %.1f s", data.cache_dir,
@@ -45,4 +44,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

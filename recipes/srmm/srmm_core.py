@@ -5,8 +5,11 @@ The scripts (``prepare.py``, ``train.py``, ``evaluate.py``) only wire these toge
 """
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -119,6 +122,55 @@ class SRMMConfig:
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(
         epochs=30, batch_size=64, lr=1e-3, weight_decay=1e-4, scheduler="cosine", monitor="acc",
         monitor_mode="max", cpu=False))
+
+
+def _absolute(path: str | os.PathLike | None, base: Path) -> str | None:
+    if path is None or str(path) == "":
+        return None if path is None else str(path)
+    p = Path(path).expanduser()
+    return os.path.normpath(p if p.is_absolute() else base / p)
+
+
+def absolute_paths(cfg: SRMMConfig, base: str | os.PathLike | None = None) -> SRMMConfig:
+    """Make every file setting of ``cfg`` absolute, in place (relative ones are taken from ``base``,
+    default the current folder): ``output_dir``, ``data.root``, ``data.cache_dir``,
+    ``image_encoder.weights``, ``text_encoder.options.path`` and a local ``st:<folder>`` text
+    encoder. The run's ``config.yaml`` then names the same files from any working directory, so
+    ``evaluate.py RUN`` works wherever it is started."""
+    b = Path(os.path.abspath(base if base is not None else os.getcwd()))
+    cfg.output_dir = _absolute(cfg.output_dir, b) or cfg.output_dir
+    cfg.data.root = _absolute(cfg.data.root, b)
+    cfg.data.cache_dir = _absolute(cfg.data.cache_dir, b)
+    cfg.image_encoder.weights = _absolute(cfg.image_encoder.weights, b)
+    opts = cfg.text_encoder.options
+    if isinstance(opts, dict) and isinstance(opts.get("path"), str) and opts["path"]:
+        opts["path"] = _absolute(opts["path"], b)
+    name = cfg.text_encoder.name
+    if name.startswith("st:") and (b / Path(name[3:]).expanduser()).exists():
+        cfg.text_encoder.name = "st:" + str(_absolute(name[3:], b))
+    return cfg
+
+
+def run_cli(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
+    """Run a recipe script's ``main``; a user error (bad config or path, missing weights or data)
+    ends in ``error: <message>`` on stderr and exit status 2 instead of a traceback (the style of
+    the other modalink commands). ``MODALINK_DEBUG=1`` shows the traceback."""
+    from modalink.config import ConfigError
+    from modalink.data.embedding_cache import CacheError
+
+    user_errors = (ConfigError, CacheError, OSError, ValueError, KeyError, ImportError)
+    try:
+        main(argv)
+    except user_errors as e:
+        if os.environ.get("MODALINK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
+        if isinstance(e, ConfigError):
+            msg = f"config error: {msg}"
+        elif isinstance(e, FileNotFoundError) and not msg:
+            msg = f"file not found: {e.filename}"
+        print(f"error: {msg}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 # ----------------------------------------------------------------------------- switching

@@ -129,16 +129,26 @@ def build_text_encoder(cfg: SRMMConfig) -> TextEncoder:
         except ImportError:
             name = "hashed-bow"
         log.info("text encoder 'auto' → %s", name)
+    if name.startswith(("st:", "sentence-transformers")):
+        opts.setdefault("name_option", "text_encoder.name")  # named in the message when the model is missing
     return create_text_encoder(name, **opts)
 
 
 def build_image_encoder(cfg: SRMMConfig) -> Any:
+    """The configured image feature extractor; missing timm weights raise one message that names
+    the file, where to put it and ``image_encoder.weights=`` (the setting that points at a file)."""
     c = cfg.image_encoder
     kwargs: dict[str, Any] = {}
     if c.name.startswith("timm/"):
         kwargs = {"pretrained": c.pretrained, "weights": c.weights, "device": c.device,
-                  "num_workers": c.num_workers, "seed": c.seed}
+                  "num_workers": c.num_workers, "seed": c.seed, "weights_option": "image_encoder.weights"}
     return create_image_features(c.name, **kwargs)
+
+
+def build_encoders(cfg: SRMMConfig) -> tuple[Any, TextEncoder]:
+    """(image, text) encoders: built before a run folder is written, so that missing weights or a
+    bad encoder name end the command before anything is created."""
+    return build_image_encoder(cfg), build_text_encoder(cfg)
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -227,13 +237,23 @@ class PreparedData:
         return ds if len(ds) else None
 
 
+def check_data_root(cfg: SRMMConfig) -> Path | None:
+    """``data.root`` as a folder in the UPMC Food-101 layout (``None``: synthetic data); raises
+    ``FileNotFoundError`` naming the folder otherwise."""
+    if not cfg.data.root:
+        return None
+    root = Path(cfg.data.root).expanduser()
+    if not (root / "texts").is_dir() or not (root / "images").is_dir():
+        what = "does not exist" if not root.exists() else "is not in the UPMC Food-101 layout"
+        raise FileNotFoundError(f"--data-root {root} (data.root) {what}: expected "
+                                "images/{train,test}/<class>/*.jpg and texts/{train,test}_titles.csv")
+    return root
+
+
 def resolve_root(cfg: SRMMConfig, out_dir: Path) -> tuple[Path, str]:
     """The dataset folder (generating the synthetic default when ``data.root`` is unset)."""
-    if cfg.data.root:
-        root = Path(cfg.data.root).expanduser()
-        if not (root / "texts").is_dir() or not (root / "images").is_dir():
-            raise FileNotFoundError(f"--data-root {root}: expected the UPMC Food-101 layout "
-                                    "images/{train,test}/<class>/*.jpg and texts/{train,test}_titles.csv")
+    root = check_data_root(cfg)
+    if root is not None:
         return root, f"UPMC Food-101 at {root}"
     root = generate_synthetic(out_dir / "synthetic_food101", cfg)
     s = cfg.data.synthetic
@@ -252,12 +272,15 @@ def _ceiling(p: float, n_other: int) -> float:
     return float(p) + (1.0 - float(p)) / n_other
 
 
-def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = True) -> PreparedData:
-    """Generate synthetic data when needed, then load or extract the embeddings of both files."""
+def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = True,
+                encoders: tuple[Any, TextEncoder] | None = None) -> PreparedData:
+    """Generate synthetic data when needed, then load or extract the embeddings of both files
+    (``encoders``: the ``(image, text)`` pair of :func:`build_encoders`, built here when omitted).
+    Relative paths are read from the current folder."""
     out_dir = Path(out_dir)
+    image_enc, text_enc = encoders if encoders is not None else build_encoders(cfg)
     root, description = resolve_root(cfg, out_dir)
     cache = EmbeddingCache(Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else out_dir / "cache")
-    image_enc, text_enc = build_image_encoder(cfg), build_text_encoder(cfg)
     parts: dict[str, PreparedSplit] = {}
     rows: dict[str, tuple[str, np.ndarray]] = {}
     classes: list[str] | None = None

@@ -25,13 +25,13 @@ if str(_HERE) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from modalink.config import ConfigError, load_config  # noqa: E402
+from modalink.config import load_config  # noqa: E402
 from modalink.engine import Trainer, process_state, start_run  # noqa: E402
 from modalink.metrics import accuracy  # noqa: E402
 
-from srmm_core import (SRMMConfig, build_late_fusion, build_srmm, collate_batch,  # noqa: E402
-                       predict_logits)
-from srmm_data import PreparedData, prepare_all  # noqa: E402
+from srmm_core import (SRMMConfig, absolute_paths, build_late_fusion, build_srmm, collate_batch,  # noqa: E402
+                       predict_logits, run_cli)
+from srmm_data import PreparedData, build_encoders, check_data_root, prepare_all  # noqa: E402
 from srmm_eval import evaluate_models, format_table, write_results  # noqa: E402
 
 
@@ -50,7 +50,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
 
 
 def load_recipe_config(args: argparse.Namespace, overrides: list[str]) -> SRMMConfig:
-    """hparams file (default by data source) ← command-line flags ← key=value overrides."""
+    """hparams file (default by data source) ← command-line flags ← key=value overrides; relative
+    paths (``--data-root``, ``--output-dir``, ``data.cache_dir=``, ``image_encoder.weights=`` ...)
+    are made absolute from the current folder (:func:`srmm_core.absolute_paths`)."""
     path = args.config or str(_HERE / "hparams" / ("food101.yaml" if args.data_root else "default.yaml"))
     extra = list(overrides)
     if args.data_root:
@@ -59,7 +61,7 @@ def load_recipe_config(args: argparse.Namespace, overrides: list[str]) -> SRMMCo
         extra.insert(0, f"output_dir={args.output_dir}")
     if args.cpu:
         extra.insert(0, "engine.cpu=true")
-    return load_config(SRMMConfig, path, extra)
+    return absolute_paths(load_config(SRMMConfig, path, extra))
 
 
 def train_one(name: str, cfg: SRMMConfig, data: PreparedData, out_dir: Path):
@@ -90,17 +92,18 @@ def train_one(name: str, cfg: SRMMConfig, data: PreparedData, out_dir: Path):
 
 def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(argv)
-    try:
-        cfg = load_recipe_config(args, overrides)
-    except ConfigError as e:
-        raise SystemExit(f"config error: {e}")
+    cfg = load_recipe_config(args, overrides)
+    check_data_root(cfg)  # a wrong --data-root or missing weights end here, before the run folder is written
     state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
+    t0 = time.time()
+    with state.main_process_first():  # the main process fetches weights first; the others find them cached
+        encoders = build_encoders(cfg)
     out_dir = Path(cfg.output_dir)
     logger = start_run(out_dir, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
                        log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
-    t0 = time.time()
     with state.main_process_first():  # the main process extracts; the others then read valid caches
-        data = prepare_all(cfg, out_dir, progress=cfg.prepare.progress and state.is_main_process)
+        data = prepare_all(cfg, out_dir, progress=cfg.prepare.progress and state.is_main_process,
+                           encoders=encoders)
     logger.info("embeddings ready in %.1f s (image %s %s, text %s %s)", time.time() - t0,
                 data.image_encoder.get("name"), data.dims["image"], data.text_encoder.get("name"),
                 data.dims["text"])
@@ -117,4 +120,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
