@@ -164,6 +164,43 @@ class Encoder(nn.Module):
         return self.embed(batch.inputs, batch.lengths)
 
 
+# ----------------------------------------------------------------------------- devices
+
+
+class DeviceNotAvailableError(ValueError):
+    """A requested device (``cuda``, ``cuda:N``, ``mps``) is not usable on this machine."""
+
+
+def resolve_device(name: str | torch.device | None = "auto", option: str = "--device") -> torch.device:
+    """``auto`` (or ``None``) → ``cuda`` when a CUDA device is usable, else ``cpu``; any other
+    name is checked: an absent device raises :class:`DeviceNotAvailableError` with one line
+    naming ``option`` and what to use instead (never torch's "Found no NVIDIA driver")."""
+    if name is None or (isinstance(name, str) and name.strip().lower() in ("", "auto")):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name.strip() if isinstance(name, str) else name)
+    except (RuntimeError, ValueError):
+        raise DeviceNotAvailableError(
+            f"{option} {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceNotAvailableError(
+                f"{option} {name}: no CUDA GPU is usable on this machine (no NVIDIA driver/GPU, or a CPU-only "
+                f"torch build); use {option} cpu or {option} auto")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceNotAvailableError(
+                f"{option} {name}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceNotAvailableError(f"{option} {name}: Apple MPS is not available here; use {option} cpu")
+    elif dev.type != "cpu":
+        raise DeviceNotAvailableError(f"{option} {name}: unsupported device type {dev.type!r}; use auto, cpu, "
+                                      "cuda, cuda:N or mps")
+    return dev
+
+
 # ----------------------------------------------------------------------------- registry
 
 ENCODERS: Registry[Encoder] = Registry("encoder")

@@ -84,7 +84,14 @@ def facenet_contract(dataset: str, image_size: int = FACE_IMAGE_SIZE) -> Encoder
 class MTCNNDetector:
     """facenet-pytorch MTCNN as a :data:`FaceDetector` (its P/R/O-net weights ship with the package).
 
-    Images of different sizes are detected in same-size groups (MTCNN batches need equal sizes).
+    Detection is batched: same-size images go through MTCNN's three networks together (its
+    ``detect_face``), then the face of each image is selected and cropped on its own with MTCNN's
+    own ``select_boxes`` and ``extract``, so every crop equals the one ``mtcnn(image)`` gives for
+    the image alone. (facenet-pytorch's batched ``mtcnn(images)`` call crashes in
+    ``select_boxes`` with "inhomogeneous shape" when a batch mixes images with and without a
+    face — an open upstream bug; this class never calls it.) Images of different sizes are
+    detected in same-size groups (MTCNN batches need equal sizes); images smaller than
+    ``min_face_size`` cannot hold a detectable face and are reported as no face.
     """
 
     def __init__(self, image_size: int = FACE_IMAGE_SIZE, margin: int = 0, min_face_size: int = 20,
@@ -105,12 +112,46 @@ class MTCNNDetector:
         groups: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(images):
             groups.setdefault(im.size, []).append(i)
-        for idx in groups.values():
-            with torch.no_grad():
-                faces = self.mtcnn([images[i] for i in idx])
-            for i, face in zip(idx, faces):
-                out[i] = None if face is None else face.float().cpu()
+        for size, idx in groups.items():
+            if min(size) < self.mtcnn.min_face_size:
+                continue  # MTCNN's image pyramid would be empty (and its detect_face crash)
+            for i, crop in zip(idx, self._detect_group([images[i] for i in idx])):
+                out[i] = crop
         return out
+
+    def _detect_group(self, group: list[Image.Image]) -> list[torch.Tensor | None]:
+        """Batched detection of same-size images, then per-image selection and crop."""
+        from facenet_pytorch.models.utils.detect_face import detect_face
+
+        m = self.mtcnn
+        try:
+            with torch.no_grad():
+                all_boxes, all_points = detect_face(group, m.min_face_size, m.pnet, m.rnet, m.onet,
+                                                    m.thresholds, m.factor, m.device)
+        except Exception as e:  # noqa: BLE001 - one odd image must not sink the batch
+            if len(group) == 1:
+                log.warning("MTCNN failed on a %dx%d image (%s: %s); treated as no face",
+                            *group[0].size, type(e).__name__, e)
+                return [None]
+            return [crop for im in group for crop in self._detect_group([im])]
+        return [self._select_and_crop(im, boxes, points) for im, boxes, points in zip(group, all_boxes, all_points)]
+
+    def _select_and_crop(self, image: Image.Image, boxes: Any, points: Any) -> torch.Tensor | None:
+        """One image's detections (rows ``x1, y1, x2, y2, prob``) → its crop, as ``mtcnn(image)`` does."""
+        m = self.mtcnn
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
+        if len(boxes) == 0:
+            return None
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2)
+        if m.select_largest:  # the order MTCNN.detect returns (largest first)
+            order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
+            boxes, points = boxes[order], points[order]
+        box, _, _ = m.select_boxes(boxes[:, :4], boxes[:, 4], points, image, method=m.selection_method)
+        if box is None:
+            return None
+        with torch.no_grad():
+            face = m.extract(image, box, None)
+        return face.float().cpu()
 
 
 def center_crop_resize(image: Image.Image, size: int) -> torch.Tensor:
