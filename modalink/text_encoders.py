@@ -227,13 +227,9 @@ def _hub_cached(repo_id: str) -> bool:
 def _missing_model(model: str, reason: str, name_option: str | None) -> Exception:
     """One message for a sentence-transformers model that cannot be had: what, where, which setting."""
     from modalink.encoders.base import WeightsNotFoundError
+    from modalink.encoders.image import hf_hub_cache_dir
 
-    try:
-        from huggingface_hub import constants
-
-        cache = str(constants.HF_HUB_CACHE)
-    except ImportError:  # pragma: no cover
-        cache = "~/.cache/huggingface/hub"
+    cache = hf_hub_cache_dir()
     repo = _hub_id(model)
     short = repo.split("/")[-1]
     point = f"{name_option}=st:/path/to/{short}" if name_option else f"the text encoder name st:/path/to/{short}"

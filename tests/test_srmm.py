@@ -415,3 +415,192 @@ def test_image_difficulty_makes_the_photo_harder_to_read():
         feats = np.stack([enc.features(_draw_image(int(v), 5, 32, rng, d)) for v in labels])
         acc[d] = _centroid_accuracy(feats, labels)
     assert acc[0.0] >= 0.8 and acc[1.0] <= acc[0.0] - 0.2, acc
+
+
+# ----------------------------------------------------------------------------- paths
+def test_file_list_hash_relative_and_absolute_paths_agree(tmp_path, monkeypatch):
+    """Relative paths are read as open() reads them (from the working folder), never joined to a
+    relative root a second time (the bug that broke the SRMM quick start)."""
+    img = tmp_path / "runs" / "data" / "images" / "a.jpg"
+    img.parent.mkdir(parents=True)
+    img.write_bytes(b"x")
+    ref = file_list_hash([img], tmp_path / "runs" / "data")
+    monkeypatch.chdir(tmp_path)
+    assert file_list_hash(["runs/data/images/a.jpg"], "runs/data") == ref
+    assert file_list_hash([img], "runs/data") == ref
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert file_list_hash(["../runs/data/images/a.jpg"], "../runs/data") == ref
+    with pytest.raises(FileNotFoundError, match="runs/data/images/a.jpg"):
+        file_list_hash(["runs/data/images/a.jpg"], "../runs/data")  # relative to here: absent
+
+
+TINY_RUN = ["--cpu", "data.synthetic.n_classes=4", "data.synthetic.n_train_per_class=10",
+            "data.synthetic.n_test_per_class=3", "data.synthetic.image_size=32", "prepare.progress=false",
+            "engine.epochs=1", "engine.batch_size=16", "engine.progress=false", "text_encoder.options={dim: 32}",
+            "model.stem_dim=16", "model.trunk_hidden=[16]", "model.embed_dim=8", "baseline.hidden=[16]",
+            "baseline.embed_dim=8"]
+
+
+def test_commands_take_relative_paths_from_any_folder(tmp_path, monkeypatch):
+    train = _load_script("srmm_recipe_train", RECIPE / "train.py")
+    prepare = _load_script("srmm_recipe_prepare", RECIPE / "prepare.py")
+    evaluate = _load_script("srmm_recipe_evaluate", RECIPE / "evaluate.py")
+    work, other = tmp_path / "work", tmp_path / "other"
+    work.mkdir()
+    other.mkdir()
+    monkeypatch.chdir(work)
+    res = train.main(["--output-dir", "runs/srmm", *TINY_RUN])  # relative output, synthetic data under it
+    run = work / "runs" / "srmm"
+    assert (run / "results.md").is_file() and (run / "srmm" / "best_model.pt").is_file()
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["output_dir"] == str(run)  # recorded absolute: the run folder works from anywhere
+    # from another folder: a relative --data-root and --output-dir, then evaluate a relative run folder
+    monkeypatch.chdir(other)
+    prepare.main(["--data-root", "../work/runs/srmm/synthetic_food101", "--output-dir", "prep",
+                  "image_encoder.name=pixel-stats", "text_encoder.name=hashed-bow",
+                  "text_encoder.options={dim: 32}", "prepare.progress=false"])
+    assert (other / "prep" / "cache" / "test_image.npy").is_file()
+    saved = yaml.safe_load((other / "prep" / "config.yaml").read_text())
+    assert saved["data"]["root"] == str(work / "runs" / "srmm" / "synthetic_food101")
+    again = evaluate.main(["../work/runs/srmm", "--out", "re"])
+    assert again["accuracy"] == res["accuracy"] and (other / "re" / "results.md").is_file()
+    # and an absolute run folder, from a third place
+    monkeypatch.chdir(tmp_path)
+    assert evaluate.main([str(run), "--out", "re2"])["accuracy"] == res["accuracy"]
+
+
+def test_bad_paths_end_in_one_message_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    train = _load_script("srmm_recipe_train", RECIPE / "train.py")
+    evaluate = _load_script("srmm_recipe_evaluate", RECIPE / "evaluate.py")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALINK_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        srmm_core.run_cli(train.main, ["--data-root", "no/such/food101", "--output-dir", "out"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --data-root ") and str(tmp_path / "no/such/food101") in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):
+        srmm_core.run_cli(evaluate.main, ["runs/nothing"])
+    assert "run folder runs/nothing does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- missing weights
+@pytest.fixture
+def hub(monkeypatch):
+    """Online mode with a fake Hugging Face hub: no socket may be opened, no file downloaded;
+    ``hub.reachable`` decides what the one metadata probe answers."""
+    import socket
+
+    import huggingface_hub
+    import timm.models._hub as timm_hub
+
+    for k in ("MODALINK_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(k, raising=False)
+
+    def no_socket(*a, **k):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_socket)
+    monkeypatch.setattr(socket, "create_connection", no_socket)
+    state = types.SimpleNamespace(reachable=False, probes=[], downloads=[])
+
+    def metadata(url, timeout=None, **kw):
+        state.probes.append((url, timeout))
+        if not state.reachable:
+            raise ConnectionError("[Errno -2] Name or service not known")
+        return types.SimpleNamespace()
+
+    def download(*a, **k):
+        state.downloads.append((a, k))
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", metadata)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(timm_hub, "hf_hub_download", download)
+    return state
+
+
+def test_missing_timm_weights_online_fail_fast_with_one_message(hub):
+    from modalink.encoders import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError) as info:
+        srmm_features.create_image_features("timm/test_resnet", pretrained=True,
+                                            weights_option="image_encoder.weights")
+    msg = str(info.value)
+    assert len(hub.probes) == 1 and hub.probes[0][1] <= 10 and not hub.downloads  # one quick probe, no retries
+    assert "timm/test_resnet.r160_in1k" in hub.probes[0][0]
+    target = Path(os.environ["MODALINK_HOME"]) / "weights" / "timm" / "test_resnet" / "model.safetensors"
+    assert "cannot be reached" in msg and "Name or service not known" in msg
+    assert f"put it at:      {target}" in msg  # the exact place
+    assert "image_encoder.weights=/path/to/model.safetensors" in msg  # the real setting
+    assert "image_encoder.pretrained=false" in msg and "--" not in msg
+    # the probe answers but the download fails: the same message, not the hub's traceback
+    hub.reachable = True
+    with pytest.raises(WeightsNotFoundError, match="the download failed") as info:
+        srmm_features.create_image_features("timm/test_resnet", pretrained=True,
+                                            weights_option="image_encoder.weights")
+    assert hub.downloads and "image_encoder.weights=" in str(info.value)
+
+
+def test_missing_timm_weights_offline_names_the_setting(monkeypatch, hub):
+    from modalink.encoders import WeightsNotFoundError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError) as info:
+        srmm_features.create_image_features("timm/test_resnet", pretrained=True,
+                                            weights_option="image_encoder.weights")
+    msg = str(info.value)
+    assert "offline mode forbids downloading (HF_HUB_OFFLINE=1)" in msg and not hub.probes
+    assert "image_encoder.weights=" in msg and "--*-weights" not in msg
+
+
+def test_found_weights_in_the_named_place_need_no_network(tmp_path, hub):
+    import timm
+    from safetensors.torch import save_file
+
+    target = Path(os.environ["MODALINK_HOME"]) / "weights" / "timm" / "test_resnet" / "model.safetensors"
+    target.parent.mkdir(parents=True)
+    save_file(timm.create_model("test_resnet", num_classes=0).state_dict(), str(target))
+    enc = srmm_features.create_image_features("timm/test_resnet", pretrained=True)
+    assert enc.encoder.weights_path == str(target) and not hub.probes
+
+
+def test_train_with_missing_weights_writes_nothing(tmp_path, monkeypatch, capsys, hub):
+    train = _load_script("srmm_recipe_train", RECIPE / "train.py")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALINK_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        srmm_core.run_cli(train.main, ["--output-dir", "out", "image_encoder.name=timm/test_resnet", *TINY_RUN])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: timm/test_resnet: pretrained weights not found")
+    assert "image_encoder.weights=" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # no half-made run folder
+    with pytest.raises(SystemExit):
+        srmm_core.run_cli(train.main, ["--output-dir", "out", "image_encoder.name=timm/test_resnet",
+                                       "image_encoder.weights=w/nope.safetensors", *TINY_RUN])
+    err = capsys.readouterr().err
+    assert f"weights file {tmp_path / 'w' / 'nope.safetensors'}" in err and "image_encoder.weights=" in err
+
+
+def test_missing_sentence_transformer_online_fail_fast(monkeypatch, hub):
+    from modalink.encoders import WeightsNotFoundError
+
+    class NeverST:
+        def __init__(self, *a, **k):
+            raise AssertionError("SentenceTransformer must not be called when the hub is unreachable")
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=NeverST))
+    cfg = _tiny_cfg(Path("unused"), "text_encoder.name=sentence-transformers/all-MiniLM-L6-v2")
+    cfg.text_encoder.options = {}
+    with pytest.raises(WeightsNotFoundError) as info:
+        srmm_data.build_text_encoder(cfg)
+    msg = str(info.value)
+    assert len(hub.probes) == 1 and "sentence-transformers/all-MiniLM-L6-v2" in hub.probes[0][0]
+    assert "text_encoder.name=st:/path/to/all-MiniLM-L6-v2" in msg and "text_encoder.name=hashed-bow" in msg
+    assert os.environ["HF_HOME"] in msg  # where the hub cache lives

@@ -196,7 +196,7 @@ def missing_weights_message(model_name: str, reason: str, weights_option: str | 
              f"  missing file:   {filename}" + (f" ({url})" if url else ""),
              f"  put it at:      {target}"]
     if hub_id:
-        lines.append(f"                  or in the Hugging Face cache {_hf_hub_cache()} (`hf download {hub_id} "
+        lines.append(f"                  or in the Hugging Face cache {hf_hub_cache_dir()} (`hf download {hub_id} "
                      f"{filename}` on a machine with network, then copy that cache folder here)")
     lines += [f"  or point at it: {opt}=/path/to/{filename}",
               f"  or use random weights: {pre}=false"]
@@ -206,13 +206,14 @@ def missing_weights_message(model_name: str, reason: str, weights_option: str | 
     return "\n".join(lines)
 
 
-def _hf_hub_cache() -> str:
-    try:
-        from huggingface_hub import constants
-
-        return str(constants.HF_HUB_CACHE)
-    except ImportError:  # pragma: no cover
-        return "~/.cache/huggingface/hub"
+def hf_hub_cache_dir() -> str:
+    """The Hugging Face hub cache folder, from the environment as it is now (``HF_HUB_CACHE``,
+    else ``HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub`` or ``~/.cache/huggingface/hub``)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return str(Path(os.environ["HF_HUB_CACHE"]).expanduser())
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]).expanduser() / "hub")
+    return str(Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "huggingface" / "hub")
 
 
 def _find_timm_weights(model_name: str, weights: str | os.PathLike | None, offline: bool | None,

@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     p.add_argument("--config", help="hparams YAML (default: hparams/default.yaml or hparams/food101.yaml)")
     p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. engine.epochs=5 model.switching=alternate")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)  # flags and key=value overrides in any order
     return a, list(a.overrides)
 
 
