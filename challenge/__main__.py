@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from challenge.files import ChallengeError, read_pair_list, read_score_values, write_scores
-from challenge.naming import EDITIONS, VERSIONS, condition_for, get_edition
+from challenge.naming import EDITIONS, VERSIONS, check_language_pair, condition_for, get_edition
 from challenge.validate import ValidationReport, similarity_hint
 
 EPILOG = ("Scores are DISTANCES: lower = same person. File names (2026 default): "
@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--test-lang", default=None, help="test language (default: from the pair list name <Lang>_test.txt)")
     w.add_argument("--negate", action="store_true",
                    help="the input scores are similarities (higher = same person): write -score")
+    w.add_argument("--ver", choices=sorted(VERSIONS), default=None,
+                   help="FAME version, to check the languages against it (default: any version)")
+    w.add_argument("--force", action="store_true",
+                   help="replace an existing file that another model (another --train-lang) or another tool wrote")
     _add_naming(w)
 
     v = sub.add_parser("validate", help="check a submission folder or zip",
@@ -117,17 +121,53 @@ def _cmd_write(args: argparse.Namespace) -> int:
             test = name[: -len("_test.txt")]
         if args.train_lang is None:
             raise ChallengeError("writing into a folder needs --train-lang (the language the model was trained on)")
-        out = out / get_edition(args.edition, args.template).file_name(args.train_lang, test)
-        cond = condition_for(args.train_lang, test)
-        what = f" (trained on {args.train_lang}, tested on {test}: {cond})"
+        try:
+            train, test = check_language_pair(args.train_lang, test, args.ver)
+        except ValueError as err:
+            raise ChallengeError(f"{err}; nothing written") from None
+        out = out / get_edition(args.edition, args.template).file_name(train, test)
+        cond = condition_for(train, test)
+        what = f" (trained on {train}, tested on {test}: {cond})"
+        _write_into_folder(out, keys, scores, train, test, cond, args)
     else:
         what = ""
-    write_scores(out, keys, scores)
+        write_scores(out, keys, scores)
     print(f"wrote {out}{what}: {len(keys)} scores")
     hint = similarity_hint(scores)
     if hint:
         print(f"warning: {hint}")
     return 0
+
+
+def _write_into_folder(out: Path, keys: list[str], scores, train: str, test: str, cond: str,
+                       args: argparse.Namespace) -> None:
+    """Write one score file into a submission folder and record it in the folder's manifest;
+    refuse to replace a file another model (or tool) wrote unless ``--force``."""
+    from challenge.files import format_scores
+    from challenge.manifest import file_record, read_manifest, write_manifest
+    from modalink.io import atomic_write_text
+
+    folder = out.parent
+    for stale in folder.glob(f".{out.name}.*.tmp"):  # left by a killed earlier write of this file
+        stale.unlink(missing_ok=True)
+    try:
+        manifest = read_manifest(folder) or {"files": {}}
+    except ValueError as err:
+        raise ChallengeError(str(err)) from None
+    record = manifest["files"].get(out.name)
+    if out.exists() and not args.force:
+        if record is None:
+            raise ChallengeError(f"{out} exists and was not written by `challenge write` into this folder (no "
+                                 f"record in manifest.json); pass --force to replace it")
+        if record.get("train_lang") != train:
+            raise ChallengeError(f"{out} was written for the model trained on {record.get('train_lang')}, not "
+                                 f"{train}; pass --force to replace it")
+    text = format_scores(keys, scores, where=str(args.scores))
+    atomic_write_text(out, text)
+    files = dict(manifest["files"])
+    files[out.name] = file_record(text.encode("utf-8"), train, test, cond, source=str(args.scores.resolve()))
+    info = {k: v for k, v in manifest.items() if k not in ("files", "format", "written")}
+    write_manifest(folder, files, **info)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from modalink.data.fame import FAME_VERSIONS
 
 __all__ = [
     "HEARD", "UNHEARD", "CONDITIONS", "VERSIONS", "EDITIONS", "PLACEHOLDERS",
-    "Edition", "SubmissionEntry", "condition_for", "get_edition", "version_langs",
+    "Edition", "SubmissionEntry", "condition_for", "get_edition", "version_langs", "check_language_pair",
 ]
 
 HEARD = "heard"
@@ -190,3 +190,27 @@ def get_edition(edition: str | Edition | None = None, template: str | None = Non
         raise ValueError(f"unknown FAME edition {edition!r}; known: {', '.join(EDITIONS)} "
                          "(or pass a custom template)")
     return EDITIONS[key]
+
+
+def known_language(lang: str, what: str = "language", ver: str | None = None) -> str:
+    """``lang`` spelled as FAME spells it (case-insensitive match); ValueError with the known
+    languages (of ``ver`` when given) and the closest one otherwise."""
+    pool = list(version_langs(ver)) if ver else sorted({x for pair in VERSIONS.values() for x in pair})
+    by_lower = {x.lower(): x for x in pool}
+    hit = by_lower.get(lang.strip().lower())
+    if hit is not None:
+        return hit
+    close = difflib.get_close_matches(lang.strip().lower(), list(by_lower), n=1, cutoff=0.6)
+    hint = f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+    scope = f"of FAME {ver}" if ver else "of any FAME version"
+    raise ValueError(f"{what} {lang!r} is not a language {scope}; known: {', '.join(pool)}{hint}")
+
+
+def check_language_pair(train_lang: str, test_lang: str, ver: str | None = None) -> tuple[str, str]:
+    """Normalise a (training, test) language pair and check that one FAME version holds both."""
+    train = known_language(train_lang, "--train-lang", ver)
+    test = known_language(test_lang, "test language", ver)
+    if ver is None and not any(train in pair and test in pair for pair in VERSIONS.values()):
+        raise ValueError(f"no FAME version has both {train} and {test} "
+                         f"({'; '.join(f'{v}: {a}/{b}' for v, (a, b) in VERSIONS.items())})")
+    return train, test

@@ -15,8 +15,10 @@ other than one space, CRLF line ends, a UTF-8 BOM, ignored files in a folder.
 """
 from __future__ import annotations
 
+import json
 import os
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from challenge.manifest import MANIFEST_NAME, check_manifest
 from challenge.files import (NUMBER_RE, ChallengeError, find_lists, ground_truth_lines, read_ground_truth,
                              read_pairs)
 from challenge.naming import Edition, SubmissionEntry, get_edition
@@ -213,18 +216,22 @@ def _open_submission(path: Path, col: _Collector) -> dict[str, Callable[[], byte
         except zipfile.BadZipFile:
             raise ChallengeError(f"{path}: not a zip file (give a folder or a .zip)") from None
         out = {}
-        with zf:
-            names = Counter(i.filename for i in zf.infolist())
-            for info in zf.infolist():
-                name = info.filename
-                if info.is_dir() or "/" in name.rstrip("/") or "\\" in name:
-                    col.add(ERROR, "subfolder", "zip entry is not at the zip root (files must sit at the root, "
-                            "no folders; repack with `python -m challenge pack`)", name)
-                    continue
-                if names[name] > 1:
-                    col.add(ERROR, "duplicate-file", f"zip holds {names[name]} entries with this name", name)
-                    continue
-                out[name] = (lambda data: (lambda: data))(zf.read(info))
+        try:
+            with zf:
+                names = Counter(i.filename for i in zf.infolist())
+                for info in zf.infolist():
+                    name = info.filename
+                    if info.is_dir() or "/" in name.rstrip("/") or "\\" in name:
+                        col.add(ERROR, "subfolder", "zip entry is not at the zip root (files must sit at the "
+                                "root, no folders; repack with `python -m challenge pack`)", name)
+                        continue
+                    if names[name] > 1:
+                        col.add(ERROR, "duplicate-file", f"zip holds {names[name]} entries with this name", name)
+                        continue
+                    out[name] = (lambda data: (lambda: data))(zf.read(info))
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            raise ChallengeError(f"{path}: the zip file is damaged ({exc}); pack it again with "
+                                 f"`python -m challenge pack`") from None
         return out
     raise ChallengeError(f"submission not found: {path}")
 
@@ -313,7 +320,28 @@ def _check_score_file(name: str, data: bytes, ref: Reference, key_owner: Mapping
     hint = similarity_hint(list(scores.values()))
     if hint:
         col.add(WARNING, "similarity", hint, name)
+    else:
+        for code, message in distribution_warnings(list(scores.values())):
+            col.add(WARNING, code, message, name)
     return scores if ok else None
+
+
+def distribution_warnings(scores: Sequence[float] | np.ndarray) -> list[tuple[str, str]]:
+    """Warnings about a score distribution that no ground truth is needed to see."""
+    s = np.asarray(scores, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size < 2:
+        return []
+    out = []
+    if float(s.max() - s.min()) <= 1e-12 * max(1.0, abs(float(s.max()))):
+        out.append(("constant", f"all {s.size} scores are equal ({s[0]:g}): the scorer cannot rank the pairs and "
+                                f"will report an EER of about 50 %; was the model trained?"))
+    elif s.size >= 20 and s.min() >= 0 and s.max() <= 1 + 1e-6:
+        out.append(("direction", "all scores lie in [0, 1], as cosine SIMILARITIES of non-negative embeddings "
+                                 "do; the scorer reads DISTANCES (lower = same person). If these are "
+                                 "similarities write 1 - s; check the direction with --ground-truth on "
+                                 "labelled pairs"))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,6 +380,19 @@ def validate_against(path: str | os.PathLike, refs: Mapping[str, Reference], *,
     report = ValidationReport(str(path), ed, langs, expected, partial=partial)
     col = _Collector(max_issues)
     files = _open_submission(path, col)
+    if MANIFEST_NAME in files:
+        raw = files.pop(MANIFEST_NAME)()
+        try:
+            manifest = json.loads(raw.decode("utf-8"))
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+                raise ValueError("no 'files' table")
+        except (ValueError, UnicodeDecodeError) as exc:
+            col.add(ERROR, "manifest", f"{MANIFEST_NAME} is damaged ({exc}); write the submission again",
+                    MANIFEST_NAME)
+        else:
+            for fname, kind, problem in check_manifest(manifest, {n: r() for n, r in files.items()}):
+                # a partial submission may leave out files of the set on purpose
+                col.add(WARNING if kind == "missing" and partial else ERROR, "manifest", problem, fname)
     key_owner: dict[str, str] = {}
     for ref in refs.values():
         for key in ref.keys:

@@ -27,7 +27,8 @@ def _entry(key: Sequence[str]) -> SubmissionEntry:
 def write_submission(out_dir: str | os.PathLike,
                      entries: Mapping[tuple[str, ...], tuple[Sequence[str], Any]],
                      edition: str | Edition | None = None, template: str | None = None,
-                     pairs_dir: str | os.PathLike | None = None) -> dict[SubmissionEntry, Path]:
+                     pairs_dir: str | os.PathLike | None = None,
+                     info: Mapping[str, Any] | None = None) -> dict[SubmissionEntry, Path]:
     """Write the score files of a submission into ``out_dir``.
 
     ``entries`` maps ``(train_lang, test_lang, condition)`` (condition optional) to
@@ -37,7 +38,10 @@ def write_submission(out_dir: str | os.PathLike,
     of ``<pairs_dir>/<test_lang>_test.txt``.
 
     Every entry is checked (lengths, finite scores, unique keys, names) before any file is
-    written; each file is then written atomically. Returns ``{entry: path}``.
+    written. The folder is then written as a WHOLE: the files and a ``manifest.json`` (line
+    counts, SHA-256, entries, and ``info`` such as the model and config fingerprint) are staged
+    in a temporary sibling folder that replaces ``out_dir`` in one rename, so a crash never leaves
+    a mix of new and old files. Returns ``{entry: path}``.
     """
     ed = get_edition(edition, template)
     out_dir = Path(out_dir)
@@ -60,10 +64,20 @@ def write_submission(out_dir: str | os.PathLike,
             _check_keys(keys, pairs_dir, entry, name)
         texts[entry] = (name, text)
 
-    from modalink.io import atomic_write_text
+    from challenge.manifest import MANIFEST_NAME, file_record, manifest_text
+    from modalink.errors import failpoint
+    from modalink.io import atomic_dir
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return {entry: atomic_write_text(out_dir / name, text) for entry, (name, text) in texts.items()}
+    records = {name: file_record(text.encode("utf-8"), *entry) for entry, (name, text) in texts.items()}
+    with atomic_dir(out_dir) as stage:
+        for name, text in (v for v in texts.values()):
+            (stage / name).write_text(text, encoding="utf-8")
+            failpoint("submission.between_files")
+        (stage / MANIFEST_NAME).write_text(manifest_text(records, **dict(info or {})), encoding="utf-8")
+        for f in stage.iterdir():
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
+    return {entry: out_dir / name for entry, (name, _) in texts.items()}
 
 
 def _check_keys(keys: Sequence[str], pairs_dir: str | os.PathLike, entry: SubmissionEntry, name: str) -> None:

@@ -4,6 +4,10 @@
 * Unknown keys are errors that name the file (or override) and list the known keys.
 * Fields without a default are required; a missing one names the key and how to set it.
 * Nested dataclasses are addressed with dots: ``engine.lr=3e-4``.
+* Values are checked when the config is loaded, before any data is read: ``Literal`` types
+  are choices, :func:`bounded` fields carry ranges (``epochs >= 1``, ``0 <= dropout < 1``), and
+  a dataclass may define ``validate_config(self)`` raising ``ValueError("key: why")`` for
+  checks across fields or against a registry.
 """
 from __future__ import annotations
 
@@ -23,6 +27,32 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override that does not match its schema."""
+
+
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None) -> Any:
+    """A dataclass field with a numeric range, checked by :func:`load_config`:
+    ``epochs: int = bounded(10, ge=1)``."""
+    return dataclasses.field(default=default, metadata={"range": (ge, gt, le, lt)})
+
+
+def _check_range(value: Any, rng: tuple, where: str) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    ge, gt, le, lt = rng
+    parts = []
+    if ge is not None:
+        parts.append(f">= {ge}")
+    if gt is not None:
+        parts.append(f"> {gt}")
+    if le is not None:
+        parts.append(f"<= {le}")
+    if lt is not None:
+        parts.append(f"< {lt}")
+    ok = ((ge is None or value >= ge) and (gt is None or value > gt) and (le is None or value <= le)
+          and (lt is None or value < lt))
+    if not ok:
+        raise ConfigError(f"{where}: {value!r} is out of range; it must be {' and '.join(parts)}")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -113,6 +143,8 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
         key = f"{where}.{f.name}" if where and not where.endswith(":") else f"{where} {f.name}"
         if f.name in data:
             kwargs[f.name] = _coerce(data[f.name], types_[f.name], key)
+            if "range" in f.metadata:
+                _check_range(kwargs[f.name], f.metadata["range"], key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             if _is_dataclass_type(types_[f.name]):
                 kwargs[f.name] = _build(types_[f.name], {}, key)
@@ -121,7 +153,16 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
                     f"required key {f.name!r} is missing ({where}); set it in the YAML file or "
                     f"on the command line as {f.name}=VALUE"
                 )
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate_config", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError:
+            raise
+        except ValueError as e:
+            raise ConfigError(f"{where.rstrip(':')}: {e}") from None
+    return obj
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

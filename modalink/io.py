@@ -1,12 +1,55 @@
-"""Atomic file output: every file modalink writes appears whole or not at all."""
+"""Atomic file output: every file modalink writes appears whole or not at all.
+
+* Files appear under their final name only once complete (temp file in the same folder +
+  ``fsync`` + rename); a failure removes the temp file and leaves the old file untouched.
+* Files get the permissions a plain ``open()`` would give (``0666 & ~umask``), not the
+  ``0600`` of ``mkstemp``: results on a shared machine stay readable by the group.
+* A full disk is reported as :class:`DiskFullError` naming the file, whatever layer noticed it
+  (``OSError(ENOSPC)``, or torch's ``RuntimeError`` from its zip writer).
+* :func:`load_torch_weights` is the one way modalink reads a torch file it may have received
+  from elsewhere: ``weights_only=True``, so a pickle that would run code is refused.
+"""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from modalink.errors import UserError
+
+
+class DiskFullError(UserError, OSError):
+    """No space left on the device while writing a file."""
+
+
+class UnsafeFileError(UserError):
+    """A file that would run code when loaded (a pickle with arbitrary objects)."""
+
+
+class DamagedFileError(UserError):
+    """A file that exists but cannot be read (truncated, corrupt, wrong format)."""
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()
+_DIR_MODE = 0o777 & ~_current_umask()
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # torch's zip writer reports a failed write as "unexpected pos" / "file write failed"
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("unexpected pos" in text or "file write failed" in text)
 
 
 @contextlib.contextmanager
@@ -21,11 +64,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, _FILE_MODE)
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(errno.ENOSPC, f"no space left on the device while writing {path}; "
+                                "free some space (or choose another --output-dir) and run again") from exc
         raise
 
 
@@ -64,10 +111,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, _DIR_MODE)
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = path.with_name(f".{path.name}.old.tmp")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
@@ -77,3 +125,52 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files/folders a killed writer left in ``folder``.
+
+    Call it only while holding the folder's lock (no live writer can own them)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = "**/.*.tmp" if recursive else ".*.tmp"
+    removed = []
+    for p in sorted(folder.glob(pattern), key=lambda q: len(q.parts), reverse=True):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        removed.append(p)
+    return removed
+
+
+def load_torch_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file.
+
+    Tensors, numbers, strings and containers load; anything that would need arbitrary Python
+    objects (and could run code while unpickling) is refused with :class:`UnsafeFileError`; a
+    truncated or corrupt file raises :class:`DamagedFileError`.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+        raise UnsafeFileError(
+            f"refused to load {what} {path}: it holds Python objects beyond tensors and plain values, which "
+            f"could run code when loaded ({detail[:200]}). Load only checkpoints you trust; re-save it as a "
+            f"plain state dict (or safetensors) to use it") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, EOFError) and exc.errno is not None:
+            raise
+        raise DamagedFileError(f"{what} {path} cannot be read ({str(exc).splitlines()[0][:200]}); the file is "
+                               f"truncated or not a torch file") from None

@@ -150,7 +150,7 @@ def test_write_submission_checks_everything_before_writing(fame):
 # round trip
 # ---------------------------------------------------------------------------------------------
 def test_round_trip_write_validate_pack_score(fame):
-    assert {p.name for p in fame.sub.iterdir()} == V3_NAMES
+    assert {p.name for p in fame.sub.iterdir()} == V3_NAMES | {"manifest.json"}
     report = validate_submission(fame.sub, fame.pairs, ground_truth_dir=fame.gt)
     assert report.ok and report.complete and report.n_warnings == 0, report.format()
     assert report.langs == list(LANGS)
@@ -340,7 +340,8 @@ def test_partial_submission(fame, capsys):
         (fame.sub / name).unlink()
     assert not validate_submission(fame.sub, fame.pairs).ok
     report = validate_submission(fame.sub, fame.pairs, partial=True)
-    assert report.ok and not report.complete and {w.code for w in report.warnings} == {"missing-file"}
+    # the folder's manifest.json lists the full set: leaving files out is a warning with --partial
+    assert report.ok and not report.complete and {w.code for w in report.warnings} == {"missing-file", "manifest"}
     result = score_submission(fame.sub, fame.gt, partial=True)
     assert not result.complete and len(result.files) == 2
     assert main(["score", str(fame.sub), "--ground-truth", str(fame.gt), "--partial"]) == 0

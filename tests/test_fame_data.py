@@ -200,15 +200,17 @@ def test_cache_miss_hit_and_equal_arrays(tmp_path):
 def test_cache_stale_when_csv_changes(tmp_path):
     x = np.zeros((4, 3), np.float32)
     csv = write_rows(tmp_path / "c.csv", matrix_rows(x, [0, 0, 1, 1]))
-    cache = FeatureCache(tmp_path / "cache")
+    cache = FeatureCache(tmp_path / "cache", verify="stat")
     cache.load(csv, 3, True)
     st = csv.stat()
-    # Same size, same mtime, different content: 'stat' cannot see it, 'hash' can.
+    # Same size, same mtime, different content (rsync -t, cp -p): 'stat' cannot see it, the
+    # default 'hash' can.
     csv.write_bytes(csv.read_bytes().replace(b"0.0,0.0,0.0,1", b"0.0,0.0,5.0,1"))
     os.utime(csv, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert csv.stat().st_size == st.st_size
     assert cache.lookup(csv, 3, True) == "hit"
-    hashing = FeatureCache(tmp_path / "cache", verify="hash")
+    hashing = FeatureCache(tmp_path / "cache")
+    assert hashing.verify == "hash"
     assert hashing.lookup(csv, 3, True) == "stale"
     feats, _ = hashing.load(csv, 3, True)
     assert hashing.last_status == "stale" and feats[2, 2] == 5.0

@@ -52,7 +52,7 @@ def test_train_writes_valid_submission_and_eers(feats_root: Path, tmp_path: Path
     res = _train(feats_root, out)
     sub = out / "submission"
     names = sorted(p.name for p in sub.iterdir())
-    assert names == ["sub_score_English_heard.txt", "sub_score_English_unheard.txt",
+    assert names == ["manifest.json", "sub_score_English_heard.txt", "sub_score_English_unheard.txt",
                      "sub_score_German_heard.txt", "sub_score_German_unheard.txt"]
     pairs = feats_root / "face_voice_association_splits" / "v3"
     report = validate_submission(sub, pairs, ver="v3")

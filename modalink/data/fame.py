@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modalink.data.fame_cache import FeatureCache, cache_name_for
+from modalink.data.fame_cache import FeatureCache, cache_name_for, file_digest
 from modalink.data.fame_csv import FeatureFileError, PairEntry, read_feature_csv, read_pair_list
 
 __all__ = [
@@ -183,30 +183,43 @@ class FameTestSet:
 
 
 def _reader(feats_root: Path, cache_dir: str | os.PathLike | None, use_cache: bool, mmap: bool,
-            progress: bool | None):
+            progress: bool | None, digests: dict[str, str] | None = None):
     cache = FeatureCache(Path(cache_dir) if cache_dir else feats_root / DEFAULT_CACHE_SUBDIR) \
         if use_cache else None
 
     def read(path: Path, dim: int, has_label: bool | None):
         show = progress if progress is not None else path.stat().st_size > (64 << 20)
         if cache is None:
-            return read_feature_csv(path, dim, has_label, progress=show)
-        return cache.load(path, dim, has_label, name=cache_name_for(path, feats_root), mmap=mmap,
-                          progress=show)
+            out = read_feature_csv(path, dim, has_label, progress=show)
+            if digests is not None:
+                digests[_rel(path, feats_root)] = file_digest(path)
+            return out
+        out = cache.load(path, dim, has_label, name=cache_name_for(path, feats_root), mmap=mmap,
+                         progress=show)
+        if digests is not None:
+            digests[_rel(path, feats_root)] = cache.digests[str(path.resolve())]
+        return out
     return read
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
 
 
 def load_fame_train(feats_root: str | os.PathLike, ver: str, lang: str, *,
                     cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                     face_dim: int = FACE_DIM, voice_dim: int = VOICE_DIM, mmap: bool = False,
-                    progress: bool | None = None) -> FameTrainSet:
+                    progress: bool | None = None, digests: dict[str, str] | None = None) -> FameTrainSet:
     """Load ``<lang>_{faces,voices}_train.csv`` of ``ver`` (cached as ``.npy`` by default).
 
     The two files must have the same number of rows and the same label on every row.
     """
     layout = FameLayout(Path(feats_root), ver)
     lang = normalize_language(ver, lang)
-    read = _reader(layout.root, cache_dir, use_cache, mmap, progress)
+    read = _reader(layout.root, cache_dir, use_cache, mmap, progress, digests)
     face_file, voice_file = layout.train_csv(lang, "face"), layout.train_csv(lang, "voice")
     faces, face_labels = read(face_file, face_dim, True)
     voices, voice_labels = read(voice_file, voice_dim, True)
@@ -225,7 +238,7 @@ def load_fame_train(feats_root: str | os.PathLike, ver: str, lang: str, *,
 def load_fame_test(feats_root: str | os.PathLike, ver: str, heard_lang: str, test_lang: str, *,
                    cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                    face_dim: int = FACE_DIM, voice_dim: int = VOICE_DIM, mmap: bool = False,
-                   progress: bool | None = None) -> FameTestSet:
+                   progress: bool | None = None, digests: dict[str, str] | None = None) -> FameTestSet:
     """Load the ``test_lang`` test pairs for a model trained on ``heard_lang``.
 
     Test CSVs may have ``dim`` or ``dim + 1`` columns (an extra label column is ignored); each
@@ -233,9 +246,11 @@ def load_fame_test(feats_root: str | os.PathLike, ver: str, heard_lang: str, tes
     """
     layout = FameLayout(Path(feats_root), ver)
     heard_lang, test_lang = normalize_language(ver, heard_lang), normalize_language(ver, test_lang)
-    read = _reader(layout.root, cache_dir, use_cache, mmap, progress)
+    read = _reader(layout.root, cache_dir, use_cache, mmap, progress, digests)
     pair_file = layout.pair_list(test_lang)
     pairs = read_pair_list(pair_file)
+    if digests is not None:
+        digests[_rel(pair_file, layout.root)] = file_digest(pair_file)
     face_file = layout.test_csv(heard_lang, test_lang, "face")
     voice_file = layout.test_csv(heard_lang, test_lang, "voice")
     faces, _ = read(face_file, face_dim, None)
@@ -258,6 +273,7 @@ class FameFeatures:
     heard: FameTestSet | None
     unheard: FameTestSet | None
     root: Path = field(default=Path("."))
+    digests: dict[str, str] = field(default_factory=dict)  # file (relative to root) -> BLAKE2b
 
     @property
     def test_language_unheard(self) -> str:
@@ -278,11 +294,12 @@ class FameFeatures:
         if not root.is_dir():
             raise FileNotFoundError(f"FAME feature root not found: {root}")
         lang = normalize_language(ver, train_lang)
+        digests: dict[str, str] = {}
         kw = dict(cache_dir=cache_dir, use_cache=use_cache, face_dim=face_dim, voice_dim=voice_dim,
-                  mmap=mmap, progress=progress)
+                  mmap=mmap, progress=progress, digests=digests)
         train = load_fame_train(root, ver, lang, **kw) if load_train else None
         heard = unheard = None
         if load_test:
             heard = load_fame_test(root, ver, lang, lang, **kw)
             unheard = load_fame_test(root, ver, lang, other_language(ver, lang), **kw)
-        return cls(ver, lang, train, heard, unheard, root)
+        return cls(ver, lang, train, heard, unheard, root, digests)

@@ -6,11 +6,16 @@ recording the CSV's size, ``st_mtime_ns`` and a BLAKE2b-128 digest of its bytes.
 
 Freshness check (``verify``):
 
-* ``"stat"`` (default): size and mtime equal → hit, without reading the CSV. Size equal but
-  mtime different (a copy, a re-download) → the digest decides; on a match the sidecar is
-  refreshed, otherwise the entry is stale and rebuilt. Size different → stale.
-* ``"hash"``: the digest is always recomputed (BLAKE2b runs at about 1 GB/s, so this costs
-  roughly a tenth of a CSV parse).
+* ``"hash"`` (default): the CSV's digest is recomputed on every load (BLAKE2b reads about
+  1 GB/s, roughly a tenth of a CSV parse), so a CSV edited in place with its size and mtime
+  kept (``rsync -t``, ``cp -p``, ``tar``) is never served stale.
+* ``"stat"``: size and mtime equal → hit without reading the CSV (faster, but blind to such
+  edits); mtime different → the digest decides.
+
+The cached arrays are content-checked too: the sidecar records the BLAKE2b of each ``.npy``,
+and an entry whose arrays were altered, truncated or hold non-finite values is rebuilt from
+the CSV with a warning. ``digests`` maps every CSV loaded to its digest (a run's data
+fingerprint).
 
 All files are written atomically (:mod:`modalink.io`); a crash leaves either the old entry or
 none. When the cache folder cannot be written, the parsed arrays are returned uncached with a
@@ -79,9 +84,10 @@ class FeatureCache:
     """
 
     cache_dir: Path
-    verify: Literal["stat", "hash"] = "stat"
+    verify: Literal["stat", "hash"] = "hash"
     stats: dict[str, int] = field(default_factory=lambda: {"hit": 0, "miss": 0, "stale": 0})
     last_status: CacheStatus | None = None
+    digests: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.cache_dir = Path(self.cache_dir)
@@ -119,8 +125,8 @@ class FeatureCache:
         files_ok = npy.is_file() and (not meta.get("labels") or labels_npy.is_file())
         if not (same_request and files_ok) or meta.get("size") != st.st_size:
             return "stale", meta, None
-        if self.verify == "stat" and meta.get("mtime_ns") == st.st_mtime_ns:
-            return "hit", meta, None
+        if self.verify == "stat" and meta.get("mtime_ns") == st.st_mtime_ns and meta.get("blake2b"):
+            return "hit", meta, meta["blake2b"]
         digest = file_digest(csv_path)
         return ("hit" if digest == meta.get("blake2b") else "stale"), meta, digest
 
@@ -141,21 +147,39 @@ class FeatureCache:
         self.last_status = status
         npy, labels_npy, meta_path = self.entry_paths(name)
         if status == "hit":
-            try:
-                feats = np.load(npy, mmap_mode="r" if mmap else None, allow_pickle=False)
-                labels = (np.load(labels_npy, mmap_mode="r" if mmap else None, allow_pickle=False)
-                          if meta and meta.get("labels") else None)
-                if (feats.dtype == np.float32 and feats.shape == (meta["rows"], dim)
-                        and (labels is None or len(labels) == meta["rows"])):
-                    if digest is not None and meta.get("mtime_ns") != csv_path.stat().st_mtime_ns:
-                        self._write_sidecar(meta_path, {**meta, "mtime_ns": csv_path.stat().st_mtime_ns})
-                    return feats, labels
-            except (OSError, ValueError, KeyError):
-                pass
+            problem = self._damage(meta or {}, npy, labels_npy)
+            if problem is None:
+                try:
+                    feats = np.load(npy, mmap_mode="r" if mmap else None, allow_pickle=False)
+                    labels = (np.load(labels_npy, mmap_mode="r" if mmap else None, allow_pickle=False)
+                              if meta and meta.get("labels") else None)
+                    if (feats.dtype == np.float32 and feats.shape == (meta["rows"], dim)
+                            and (labels is None or len(labels) == meta["rows"])):
+                        if meta.get("mtime_ns") != csv_path.stat().st_mtime_ns:
+                            self._write_sidecar(meta_path, {**meta, "mtime_ns": csv_path.stat().st_mtime_ns})
+                        self.digests[str(csv_path.resolve())] = meta["blake2b"]
+                        return feats, labels
+                    problem = "array shape or type does not match the sidecar"
+                except (OSError, ValueError, KeyError) as exc:
+                    problem = f"unreadable ({exc})"
+            warnings.warn(f"feature cache entry {npy} is damaged ({problem}); rebuilding it from {csv_path}",
+                          RuntimeWarning, stacklevel=2)
             self.stats["hit"] -= 1
             self.stats["stale"] += 1
             self.last_status = "stale"
         return self._rebuild(csv_path, dim, has_label, name, digest, progress)
+
+    @staticmethod
+    def _damage(meta: dict, npy: Path, labels_npy: Path) -> str | None:
+        """What is wrong with the cached arrays (digest mismatch), or ``None``."""
+        want = meta.get("npy_blake2b")
+        if not want:
+            return "written by an older modalink without array digests"
+        if file_digest(npy) != want:
+            return f"{npy.name} changed after it was written"
+        if meta.get("labels") and file_digest(labels_npy) != meta.get("labels_blake2b"):
+            return f"{labels_npy.name} changed after it was written"
+        return None
 
     def _rebuild(self, csv_path: Path, dim: int, has_label: bool | None, name: str,
                  digest: str | None, progress: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -169,11 +193,14 @@ class FeatureCache:
             "rows": int(len(feats)), "labels": labels is not None,
             "label_dtype": None if labels is None else str(labels.dtype),
         }
+        self.digests[str(csv_path.resolve())] = digest
         try:
             meta_path.unlink(missing_ok=True)  # invalidate first: arrays and sidecar change together
             _save_npy(npy, feats)
+            meta["npy_blake2b"] = file_digest(npy)
             if labels is not None:
                 _save_npy(labels_npy, labels)
+                meta["labels_blake2b"] = file_digest(labels_npy)
             self._write_sidecar(meta_path, meta)
         except OSError as exc:
             warnings.warn(f"could not write feature cache in {self.cache_dir} ({exc}); "

@@ -137,6 +137,12 @@ def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None =
         raise FileNotFoundError(f"feature CSV not found: {path}")
     size = path.stat().st_size
     allowed = _allowed_widths(dim, has_label)
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    for sig, kind, fix in ((b"\x1f\x8b", "gzip-compressed", "gunzip it"), (b"PK\x03\x04", "a zip archive", "unzip it"),
+                           (b"\x93NUM", "a NumPy .npy file", "pass the CSV it was made from")):
+        if magic.startswith(sig):
+            raise FeatureFileError(path, f"is {kind}, not a text CSV; {fix} first")
 
     capacity = max(_count_rows_upper_bound(path), 1)
     feats = np.empty((capacity, dim), dtype=np.float32)

@@ -11,13 +11,15 @@ DDP's gradient synchronisation intact.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 import numpy as np
 import torch
@@ -25,39 +27,41 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from modalink.config import bounded
 from modalink.engine.run import append_jsonl, setup_logging
-from modalink.io import atomic_torch_save
+from modalink.errors import failpoint
+from modalink.io import DamagedFileError, atomic_torch_save, atomic_write_text, load_torch_weights
 
 
 @dataclass
 class EngineConfig:
     """Training-loop settings shared by every recipe (the ``engine:`` section of a config)."""
 
-    epochs: int = 10
-    batch_size: int = 128  # GLOBAL batch: split across processes, so 1 or N processes see the same batches
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adamw"  # adam | adamw | sgd
+    epochs: int = bounded(10, ge=1)
+    batch_size: int = bounded(128, ge=1)  # GLOBAL batch: split across processes, so 1 or N processes see the same batches
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     fused_optimizer: bool = True  # torch's fused Adam/AdamW kernels
-    momentum: float = 0.9
-    scheduler: str = "none"  # none | cosine | step
-    warmup_steps: int = 0
-    step_size_epochs: int = 10  # for scheduler=step
-    gamma: float = 0.1  # for scheduler=step
-    grad_accum: int = 1
-    max_grad_norm: float = 0.0  # 0 disables clipping
-    mixed_precision: str = "no"  # no | fp16 | bf16
+    momentum: float = bounded(0.9, ge=0, lt=1)
+    scheduler: Literal["none", "cosine", "step"] = "none"
+    warmup_steps: int = bounded(0, ge=0)
+    step_size_epochs: int = bounded(10, ge=1)  # for scheduler=step
+    gamma: float = bounded(0.1, gt=0)  # for scheduler=step
+    grad_accum: int = bounded(1, ge=1)
+    max_grad_norm: float = bounded(0.0, ge=0)  # 0 disables clipping
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = bounded(0, ge=0)
     drop_last: bool = True
-    checkpoint_every_epochs: int = 1
-    checkpoint_every_steps: int = 0  # 0: only at epoch ends
-    keep_checkpoints: int = 2
-    eval_every_epochs: int = 1
+    checkpoint_every_epochs: int = bounded(1, ge=0)
+    checkpoint_every_steps: int = bounded(0, ge=0)  # 0: only at epoch ends
+    keep_checkpoints: int = bounded(2, ge=1)
+    eval_every_epochs: int = bounded(1, ge=0)
     monitor: str = "loss"  # key of the evaluation dict used for model selection
-    monitor_mode: str = "min"  # min | max
+    monitor_mode: Literal["min", "max"] = "min"
     log_with: list[str] = field(default_factory=list)  # accelerate trackers, e.g. ["tensorboard"]
-    log_every_steps: int = 50
+    log_every_steps: int = bounded(50, ge=0)
     resume: bool = True  # continue from the latest checkpoint in run_dir/checkpoints
     cpu: bool = False
     progress: bool = True
@@ -75,7 +79,8 @@ class FitResult:
 
 
 class TrainState:
-    """Loop counters saved with every checkpoint (registered for checkpointing)."""
+    """Loop counters saved with every checkpoint (as ``train_state.json``: plain JSON, so loading a
+    checkpoint never unpickles Python objects)."""
 
     def __init__(self) -> None:
         self.epoch = 0  # completed epochs
@@ -84,6 +89,7 @@ class TrainState:
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.history: list[dict[str, Any]] = []
+        self.best_digest: str | None = None  # BLAKE2b of best_model.pt, checked on resume
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -93,6 +99,36 @@ class TrainState:
 
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+_MARKER = "modalink_complete"
+_STATE_FILE = "train_state.json"
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checkpoint(ckpt: Path) -> str | None:
+    """``None`` when every file listed in the checkpoint's manifest is present with its size and
+    digest, else what is wrong (the manifest is written last, when the save completed)."""
+    try:
+        manifest = json.loads((ckpt / _MARKER).read_text())
+    except (OSError, ValueError):
+        return f"{_MARKER} is missing or unreadable"
+    if not isinstance(manifest, dict) or "files" not in manifest:
+        return f"{_MARKER} lists no files (written by an older modalink)"
+    for name, (size, digest) in manifest["files"].items():
+        f = ckpt / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != size:
+            return f"{name} has {f.stat().st_size} bytes, {size} were written"
+        if _digest(f) != digest:
+            return f"{name} was changed after it was written"
+    return None
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -101,7 +137,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := _STEP_DIR.match(p.name)) and (p / "modalink_complete").exists()]
+             if (m := _STEP_DIR.match(p.name)) and (p / _MARKER).exists()]
     return [p for _, p in sorted(found)]
 
 
@@ -202,7 +238,6 @@ class Trainer:
         scheduler = self._make_scheduler(optimizer, steps_per_epoch * cfg.epochs, steps_per_epoch)
         self.module, self.optimizer, self.train_loader, self.scheduler = acc.prepare(
             module, optimizer, loader, scheduler)
-        acc.register_for_checkpointing(self.state)
         if cfg.log_with:
             acc.init_trackers("modalink", config=dict(tracker_config or {}))
 
@@ -308,7 +343,11 @@ class Trainer:
         acc.save_state(str(tmp))
         acc.wait_for_everyone()
         if acc.is_main_process:
-            (tmp / "modalink_complete").write_text("ok\n")
+            atomic_write_text(tmp / _STATE_FILE, json.dumps(self.state.state_dict(), default=float) + "\n")
+            failpoint("checkpoint.before_marker")
+            files = {p.relative_to(tmp).as_posix(): [p.stat().st_size, _digest(p)]
+                     for p in sorted(tmp.rglob("*")) if p.is_file()}
+            atomic_write_text(tmp / _MARKER, json.dumps({"step": self.state.global_step, "files": files}) + "\n")
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -318,20 +357,58 @@ class Trainer:
         return final
 
     def _resume(self) -> str | None:
-        ckpts = list_checkpoints(self.run_dir)
-        if not (self.cfg.resume and ckpts):
+        """Load the newest intact checkpoint; damaged ones are set aside (``damaged_step_N``) with
+        a warning that says why. Every process makes the same choice (the main one verifies)."""
+        from modalink.engine.run_folder import _broadcast
+
+        acc = self.accelerator
+        if self.is_main:  # a killed save leaves a temp folder: never reused, removed here
+            for tmp in (self.run_dir / "checkpoints").glob(".step_*.tmp"):
+                shutil.rmtree(tmp, ignore_errors=True)
+        if not self.cfg.resume:
             return None
-        self.accelerator.load_state(str(ckpts[-1]))
-        self.logger.info("resumed from %s (epoch %d, step %d)", ckpts[-1], self.state.epoch,
-                         self.state.global_step)
-        return str(ckpts[-1])
+        for ckpt in reversed(list_checkpoints(self.run_dir)):
+            problem = verify_checkpoint(ckpt) if self.is_main else None
+            problem = _broadcast(problem)
+            if problem is None:
+                try:
+                    acc.load_state(str(ckpt))
+                    state = json.loads((ckpt / _STATE_FILE).read_text())
+                except Exception as exc:  # noqa: BLE001 - any unreadable part makes the checkpoint unusable
+                    problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            if problem is None:
+                self.state.load_state_dict(state)
+                self._check_best_model()
+                self.logger.info("resumed from %s (epoch %d, step %d)", ckpt, self.state.epoch,
+                                 self.state.global_step)
+                return str(ckpt)
+            self.logger.warning("skipping damaged checkpoint %s: %s", ckpt, problem)
+            acc.wait_for_everyone()
+            if self.is_main:
+                aside = ckpt.with_name(f"damaged_{ckpt.name}")
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(ckpt, aside)
+            acc.wait_for_everyone()
+        return None
+
+    def _check_best_model(self) -> None:
+        path = self.run_dir / "best_model.pt"
+        want = self.state.best_digest
+        if want is None or not path.is_file() and self.state.best_epoch is None:
+            return
+        if not path.is_file() or _digest(path) != want:
+            raise DamagedFileError(
+                f"{path} is missing or damaged (it does not match the digest recorded when epoch "
+                f"{self.state.best_epoch} was saved); the checkpoints hold the last weights, not the best. "
+                f"Rerun with --overwrite to retrain")
 
     def _save_best(self) -> None:
         state = self.accelerator.get_state_dict(self.module)
         if self.is_main:
-            atomic_torch_save({"state_dict": state, "epoch": self.state.epoch,
-                               "metric": self.state.best_metric, "monitor": self.cfg.monitor},
-                              self.run_dir / "best_model.pt")
+            path = atomic_torch_save({"state_dict": state, "epoch": self.state.epoch,
+                                      "metric": self.state.best_metric, "monitor": self.cfg.monitor},
+                                     self.run_dir / "best_model.pt")
+            self.state.best_digest = _digest(path)
 
     def _is_better(self, value: float) -> bool:
         best = self.state.best_metric
@@ -374,6 +451,7 @@ class Trainer:
                 st.step_in_epoch += 1
                 if acc.sync_gradients:
                     st.global_step += 1
+                    failpoint("train.step")
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(f"loss is {loss_value} at epoch {epoch + 1}, "
@@ -443,6 +521,6 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if not path.is_file():
             return False
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_torch_weights(path, "best model")
         self.model.load_state_dict(ckpt["state_dict"])
         return True

@@ -76,9 +76,9 @@ class TwoBranch(nn.Module):
         if isinstance(path_or_state, Mapping):
             ckpt: Mapping[str, Any] = path_or_state
         else:
-            if not os.path.isfile(path_or_state):
-                raise FileNotFoundError(f"official checkpoint not found: {path_or_state}")
-            ckpt = torch.load(path_or_state, map_location="cpu", weights_only=False)
+            from modalink.io import load_torch_weights
+
+            ckpt = load_torch_weights(path_or_state, "official checkpoint")
         state = ckpt.get("state_dict", ckpt)
         state = {k.removeprefix("module."): v for k, v in state.items()}
         own = self.state_dict()

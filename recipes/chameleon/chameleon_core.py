@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from modalink.engine import EngineConfig
-from modalink.io import atomic_write_text
+from modalink.io import atomic_write_text, load_torch_weights
 from modalink.models.image_classifier import (ChameleonClassifier, MultiBranchClassifier,
                                               classification_loss)
 
@@ -85,6 +85,9 @@ class TextImageConfig:
     superpixel: int = 3
     max_words: int | None = None  # default: what fits on the canvas
     band_height: int | None = None  # fused mode: text band rows (default image_size // 4)
+    layout: str = "flow"  # flow (words back to back, the paper) | tiles (one compact block per word)
+    word_gap: int = 0  # tiles layout: blank cells between word blocks
+    repeat: bool = False  # repeat the words cyclically to fill the canvas
     seed: int = 0
 
 
@@ -402,9 +405,9 @@ def build_text_to_image(cfg: ChameleonRecipeConfig, vectors: Any = None) -> Any:
     if t.mode == "fused":
         band = t.band_height or size // 4
         return TextToImage(vectors, image_size=(band, size), superpixel=t.superpixel, max_words=t.max_words,
-                           mode="text", output="uint8")
+                           mode="text", output="uint8", layout=t.layout, word_gap=t.word_gap, repeat=t.repeat)
     return TextToImage(vectors, image_size=size, superpixel=t.superpixel, max_words=t.max_words,
-                       mode="text", output="uint8")
+                       mode="text", output="uint8", layout=t.layout, word_gap=t.word_gap, repeat=t.repeat)
 
 
 def build_text_encoder(cfg: ChameleonRecipeConfig) -> Any:
@@ -658,7 +661,7 @@ def load_trained(kind: str, cfg: ChameleonRecipeConfig, data: RecipeData, run_di
     if not path.is_file():
         raise FileNotFoundError(f"no trained {kind} model: {path} does not exist (run train.py first)")
     module = build_model(kind, cfg, data.num_classes, data.multilabel, text_dim, pretrained=False)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_torch_weights(path, "trained model")
     module.load_state_dict(ckpt["state_dict"])
     return module.eval()
 

@@ -19,12 +19,12 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from challenge import read_ground_truth, write_submission  # noqa: E402
-from modalink.data import (FACE_DIM, VOICE_DIM, FameTestSet, fame_languages, generate_synthetic_fame,  # noqa: E402
+from modalink.data import (FACE_DIM, VOICE_DIM, FameTestSet, FeatureFileError, fame_languages, generate_synthetic_fame,  # noqa: E402
                            normalize_language, other_language)
 from modalink.engine import EngineConfig  # noqa: E402
 from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig, build_face_voice_model,  # noqa: E402
                                  pair_distances)
-from modalink.io import atomic_write_text  # noqa: E402
+from modalink.io import atomic_write_text, load_torch_weights  # noqa: E402
 from modalink.metrics import fame_eer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -67,6 +67,29 @@ class FameConfig:
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    def validate_config(self) -> None:
+        """Cross-field and registry checks, run when the config is loaded (before any data)."""
+        from modalink.models import list_models
+
+        m = self.model
+        if m.name not in ("single_branch",) and m.name not in list_models():
+            raise ValueError(f"model.name: {m.name!r} is not a registered model; known: {', '.join(list_models())}")
+        if not 0 <= m.dropout < 1:
+            raise ValueError(f"model.dropout: {m.dropout} must be in [0, 1)")
+        if m.embed_dim < 1:
+            raise ValueError(f"model.embed_dim: {m.embed_dim} must be >= 1")
+        if m.init not in ("default", "xavier"):
+            raise ValueError(f"model.init: {m.init!r}; use default or xavier")
+        if self.loss.opl_on not in ("fused", "modalities", "both"):
+            raise ValueError(f"loss.opl_on: {self.loss.opl_on!r}; use fused, modalities or both")
+        for k in ("ce", "opl", "infonce", "aam", "align"):
+            if getattr(self.loss, k) < 0:
+                raise ValueError(f"loss.{k}: {getattr(self.loss, k)} must be >= 0")
+        if not 0 < self.data.val_fraction < 1:
+            raise ValueError(f"data.val_fraction: {self.data.val_fraction} must be in (0, 1)")
+        if self.data.val_ids < 0 or self.data.val_trials < 2:
+            raise ValueError("data.val_ids must be >= 0 and data.val_trials >= 2")
+
 
 def add_data_arguments(parser: Any) -> None:
     """The data/output options shared by train.py and evaluate.py."""
@@ -108,9 +131,13 @@ def feature_dims(root: Path, ver: str, cfg: DataConfig) -> tuple[int, int]:
     face, voice = cfg.face_dim, cfg.voice_dim
     info_path = root / "feats" / ver / "feature_info.json"
     if (not face or not voice) and info_path.is_file():
-        info = json.loads(info_path.read_text())
-        face = face or int(info["face_dim"])
-        voice = voice or int(info["voice_dim"])
+        try:
+            info = json.loads(info_path.read_text())
+            face = face or int(info["face_dim"])
+            voice = voice or int(info["voice_dim"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FeatureFileError(info_path, f"is not a valid feature_info.json ({exc}); it needs integer "
+                                   f"'face_dim' and 'voice_dim' (or set data.face_dim= and data.voice_dim=)") from None
     return face or FACE_DIM, voice or VOICE_DIM
 
 
@@ -124,6 +151,39 @@ def default_ground_truth(root: Path, ver: str, given: str | None) -> Path | None
     return p if p.is_dir() else None
 
 
+def check_ground_truth(gt_dir: Path | None, test_sets: list[FameTestSet]) -> None:
+    """Before training: every pair-list key has a ground-truth label and vice versa."""
+    if gt_dir is None:
+        return
+    for t in test_sets:
+        gt_path = gt_dir / f"{t.test_language}_test.txt"
+        if not gt_path.is_file():
+            raise FileNotFoundError(f"ground truth {gt_path} is missing (--ground-truth {gt_dir} has no file for "
+                                    f"{t.test_language}); add it or drop --ground-truth")
+        gt = read_ground_truth(gt_path)
+        keys = t.keys
+        missing = [k for k in keys if k not in gt]
+        extra = set(gt) - set(keys)
+        if missing or extra:
+            example = missing[0] if missing else sorted(extra)[0]
+            raise FeatureFileError(gt_path, f"does not match the pair list {t.pair_file}: {len(missing)} pair-list "
+                                   f"key(s) have no label and {len(extra)} label(s) have no pair (e.g. "
+                                   f"{example!r}); use the ground truth of the same release")
+
+
+def data_fingerprint(feats: dict[str, Any], gt_dir: Path | None) -> dict[str, str]:
+    """Content digests of every file a run reads (features, pair lists, ground truth)."""
+    from modalink.data.fame_cache import file_digest
+
+    out: dict[str, str] = {}
+    for f in feats.values():
+        out.update(f.digests)
+    if gt_dir is not None:
+        for p in sorted(gt_dir.glob("*_test.txt")):
+            out[f"ground_truth/{p.name}"] = file_digest(p)
+    return dict(sorted(out.items()))
+
+
 def load_model_from_run(lang_dir: Path, cfg: FameConfig, face_dim: int, voice_dim: int) -> nn.Module:
     """Rebuild the model of a finished training run and load ``best_model.pt``."""
     import torch
@@ -131,7 +191,7 @@ def load_model_from_run(lang_dir: Path, cfg: FameConfig, face_dim: int, voice_di
     ckpt_path = lang_dir / "best_model.pt"
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"no trained model at {ckpt_path}; run train.py first")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = load_torch_weights(ckpt_path, "trained model")
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     n_classes = state["logits_layer.weight"].shape[0] if "logits_layer.weight" in state else \
         state["head.weight"].shape[0]
@@ -147,17 +207,24 @@ def score_test_sets(model: nn.Module, test_sets: list[FameTestSet], train_lang: 
 
 
 def write_results(output_dir: Path, ver: str, scores: dict[tuple[str, str], tuple[list[str], np.ndarray]],
-                  pairs_dir: Path, gt_dir: Path | None, edition: str, extra: dict[str, Any] | None = None
+                  pairs_dir: Path, gt_dir: Path | None, edition: str, extra: dict[str, Any] | None = None,
+                  timings: dict[str, Any] | None = None, manifest_info: dict[str, Any] | None = None
                   ) -> dict[str, Any]:
-    """Write the submission files (via ``challenge``) and, with ground truth, the EER table."""
+    """Write the submission folder (via ``challenge``: staged, swapped in whole, with a manifest),
+    ``results.{json,md}`` and ``timings.json``. ``results.json`` holds no wall times, so the same
+    run gives the same file byte for byte (a resumed run included)."""
     sub_dir = output_dir / "submission"
-    written = write_submission(sub_dir, scores, edition=edition, pairs_dir=pairs_dir)
-    results: dict[str, Any] = {"ver": ver, "submission": str(sub_dir),
+    written = write_submission(sub_dir, scores, edition=edition, pairs_dir=pairs_dir, info=manifest_info)
+    results: dict[str, Any] = {"ver": ver, "submission": "submission",
                                "files": sorted(p.name for p in written.values()), **(extra or {})}
     if gt_dir is not None:
         rows = []
         for (train, test), (keys, dist) in sorted(scores.items()):
-            gt = read_ground_truth(gt_dir / f"{test}_test.txt")
+            gt_path = gt_dir / f"{test}_test.txt"
+            gt = read_ground_truth(gt_path)
+            lacking = [k for k in keys if k not in gt]
+            if lacking:
+                raise FeatureFileError(gt_path, f"has no label for {len(lacking)} scored key(s), e.g. {lacking[0]!r}")
             labels = np.array([gt[k] for k in keys])
             cond = "heard" if train == test else "unheard"
             rows.append({"train": train, "test": test, "condition": cond, "eer": fame_eer(labels, dist)})
@@ -165,6 +232,9 @@ def write_results(output_dir: Path, ver: str, scores: dict[tuple[str, str], tupl
         results["mean_eer"] = float(np.mean([r["eer"] for r in rows]))
     atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(output_dir / "results.md", format_results(results))
+    if timings:
+        atomic_write_text(output_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
+        results = {**results, **timings}
     return results
 
 
@@ -178,10 +248,11 @@ def format_results(results: dict[str, Any]) -> str:
         lines.append("(no ground truth given: EERs not computed)")
     if "seconds" in results:
         lines += ["", f"wall time: {results['seconds']:.1f} s"]
-    lines += ["", f"submission files in `{results['submission']}`: " + ", ".join(results["files"]), ""]
+    lines += ["", f"submission files in `{results['submission']}/`: " + ", ".join(results["files"]), ""]
     return "\n".join(lines)
 
 
 __all__ = ["FameConfig", "DataConfig", "RunConfig", "DEFAULT_CONFIG", "add_data_arguments", "resolve_languages",
+           "check_ground_truth", "data_fingerprint",
            "prepare_feats_root", "feature_dims", "default_ground_truth", "load_model_from_run",
            "score_test_sets", "write_results", "format_results", "other_language"]

@@ -11,6 +11,11 @@ EER, then score the heard and unheard test pairs (L2 distances, lower = same per
 ``<output-dir>/submission/sub_score_<TestLang>_<heard|unheard>.txt``. With ground truth the EER
 per condition and the mean of the four are printed and saved to ``results.{json,md}``.
 Any ``key=value`` argument overrides the YAML config (e.g. ``engine.lr=3e-4 model.dropout=0.2``).
+
+The output folder is a run contract: the same command again resumes (or re-scores a finished
+run); another config, other data or another process count is refused before anything is
+written — use a new ``--output-dir`` or ``--overwrite``. Errors end in one line
+(``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
@@ -20,9 +25,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fame_common import (DEFAULT_CONFIG, FameConfig, add_data_arguments, default_ground_truth,  # noqa: E402
-                         feature_dims, format_results, prepare_feats_root, resolve_languages,
-                         score_test_sets, write_results)
+from fame_common import (DEFAULT_CONFIG, FameConfig, add_data_arguments, check_ground_truth,  # noqa: E402
+                         data_fingerprint, default_ground_truth, feature_dims, format_results,
+                         prepare_feats_root, resolve_languages, score_test_sets, write_results)
+
+from modalink.errors import run_cli  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,41 +38,74 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", default=str(DEFAULT_CONFIG),
                    help="YAML config (hparams/default.yaml: strongest; fop.yaml: the official baseline; "
                         "sbnet.yaml: single branch)")
-    p.add_argument("--output-dir", default="runs/fame", help="run folder (resumes if it holds checkpoints)")
+    p.add_argument("--output-dir", default="runs/fame",
+                   help="run folder; the same command again resumes it, another config is refused")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true",
+                      help="discard the run already in --output-dir and start again")
+    mode.add_argument("--resume", action="store_true",
+                      help="require a compatible run in --output-dir to resume (error if there is none)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    from modalink.config import load_config, to_dict
+    from modalink.engine import process_state
+    from modalink.engine.run_folder import RunFolder
+
+    t0 = time.time()
+    cfg = load_config(FameConfig, args.config, args.overrides)  # settings checked before any data
+    langs = resolve_languages(args.ver, args.train_lang)
+    from challenge.naming import get_edition
+    get_edition(args.edition)
+    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
+    out = Path(args.output_dir)
+    cfg.run.ver, cfg.run.train_langs, cfg.run.output_dir = args.ver, langs, str(out)
+    cfg.run.edition, cfg.run.synthetic = args.edition, not args.feats_root
+    cfg.run.feats_root = str(Path(args.feats_root).absolute()) if args.feats_root else ""
+    # the run contract: refused here, before anything is written, if the folder holds another run
+    folder = RunFolder.open(out, to_dict(cfg), mode="overwrite" if args.overwrite else "resume" if args.resume
+                            else "auto", processes=state.num_processes, is_main=state.is_main_process,
+                            ignore=("run.feats_root", "run.ground_truth", "run.edition"))
+    try:
+        return _train(args, cfg, state, folder, langs, t0)
+    finally:
+        folder.close()
+
+
+def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     import numpy as np
     import torch
 
-    from modalink.config import load_config
     from modalink.data import FameFeatures, make_verification_trials, split_train_val
-    from modalink.engine import Trainer, process_state, start_run
+    from modalink.engine import Trainer, start_run
+    from modalink.engine.run_folder import config_fingerprint
     from modalink.face_voice import FaceVoiceObjective, PairDataset, build_face_voice_model, \
         collate_pairs, model_summary, trial_distances
     from modalink.metrics import fast_eer
 
-    t0 = time.time()
-    cfg = load_config(FameConfig, args.config, args.overrides)
-    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
     out = Path(args.output_dir)
     with state.main_process_first():  # the synthetic set and the feature cache are built once
         root, synthetic = prepare_feats_root(args.feats_root, out, args.ver, seed=cfg.engine.seed)
-        langs = resolve_languages(args.ver, args.train_lang)
         face_dim, voice_dim = feature_dims(root, args.ver, cfg.data)
         cache = cfg.data.cache_dir or None
         feats = {lang: FameFeatures.load(root, args.ver, lang, cache_dir=cache, face_dim=face_dim,
                                          voice_dim=voice_dim, mmap=True) for lang in langs}
-    cfg.run.feats_root, cfg.run.ver, cfg.run.train_langs = str(root), args.ver, langs
-    cfg.run.output_dir, cfg.run.edition, cfg.run.synthetic = str(out), args.edition, synthetic
+    cfg.run.feats_root = str(root)
     gt_dir = default_ground_truth(root, args.ver, args.ground_truth)
     cfg.run.ground_truth = str(gt_dir or "")
+    check_ground_truth(gt_dir, [t for f in feats.values() for t in (f.heard, f.unheard)])
+    folder.bind_data(data_fingerprint(feats, gt_dir))
+    folder.start()
     logger = start_run(out, cfg, state.is_main_process, log_name="modalink.fame")
+    if folder.resumed:
+        logger.info("resuming the run in %s (same config and data)", out)
     scores = {}
-    timings = {}
+    timings: dict = {}
+    selection: dict = {}
     for lang in langs:
         t_lang = time.time()
         data = feats[lang]
@@ -100,16 +140,21 @@ def main(argv: list[str] | None = None) -> dict:
         if state.is_main_process:
             model = trainer.model.model.eval()
             scores.update(score_test_sets(model, [data.heard, data.unheard], lang))
-        timings[lang] = {"seconds": round(time.time() - t_lang, 2), "best_val_eer": result.best_metric,
-                         "best_epoch": result.best_epoch}
+        timings[lang] = {"seconds": round(time.time() - t_lang, 2)}
+        selection[lang] = {"best_val_eer": result.best_metric, "best_epoch": result.best_epoch}
         state.wait_for_everyone()
     results: dict = {}
     if state.is_main_process:
         pairs_dir = root / "face_voice_association_splits" / args.ver
+        fingerprint = config_fingerprint(folder.contract["config"])
         results = write_results(out, args.ver, scores, pairs_dir, gt_dir, args.edition,
-                                extra={"config": args.config, "model": cfg.model.name, "training": timings,
-                                       "seconds": round(time.time() - t0, 2),
-                                       "processes": state.num_processes})
+                                extra={"config": Path(args.config).name, "model": cfg.model.name,
+                                       "config_fingerprint": fingerprint, "selection": selection,
+                                       "processes": state.num_processes},
+                                timings={"seconds": round(time.time() - t0, 2), "training": timings},
+                                manifest_info={"model": cfg.model.name, "config_fingerprint": fingerprint,
+                                               "run_dir": str(out.absolute())})
+        folder.finish(mean_eer=results.get("mean_eer"))
         print(format_results(results))
         logger.info("results written to %s", out / "results.md")
     state.wait_for_everyone()
@@ -117,4 +162,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

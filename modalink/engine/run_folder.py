@@ -1,0 +1,274 @@
+"""The run-folder contract every recipe uses.
+
+A run folder belongs to ONE run: its config (and the content fingerprint of its data) is fixed
+in ``run.json`` when the run starts. Running a command again into the same folder
+
+* resumes when the config and the data are the same (a finished run is simply re-scored);
+* is refused, **before anything is written**, when they differ — the message names the
+  differing keys and the two ways out (another ``--output-dir``, or ``--overwrite``);
+* is refused when another job holds the folder (an exclusive ``flock`` on ``.lock``, released
+  by the OS when the process dies, so a killed run never leaves a stale lock);
+* is refused when the process count differs (N processes do not reproduce a 1-process run's
+  random streams; resuming would silently mix two runs).
+
+``--overwrite`` empties a folder that holds a modalink run (and nothing else) and starts again.
+Keys that do not change results (progress bars, logging cadence, data-loader workers) are left
+out of the comparison.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping
+
+from modalink.errors import UserError
+from modalink.io import atomic_write_text, remove_stale_temps
+
+__all__ = ["RunFolder", "RunFolderError", "ResumeMode", "config_diff", "config_fingerprint", "VOLATILE_KEYS", "CONTRACT_FILE"]
+
+CONTRACT_FILE = "run.json"
+LOCK_FILE = ".lock"
+ResumeMode = Literal["auto", "resume", "overwrite"]
+
+#: Config keys that may change between a run and its resumption (they do not change results).
+VOLATILE_KEYS = frozenset({
+    "engine.progress", "engine.num_workers", "engine.log_every_steps", "engine.log_with",
+    "engine.keep_checkpoints", "run.output_dir",
+})
+#: What a folder may contain and still count as "a modalink run" that --overwrite may empty.
+_RUN_ENTRIES = {CONTRACT_FILE, LOCK_FILE, "config.yaml", "log.txt", "checkpoints", "best_model.pt",
+                "metrics.jsonl", "results.json", "results.md", "timings.json", "submission", "synthetic_data",
+                "model", "exported_model"}
+
+
+def config_fingerprint(config: Mapping[str, Any], ignore: Iterable[str] = VOLATILE_KEYS) -> str:
+    """A short SHA-256 of a config's result-relevant keys (for manifests and model cards)."""
+    import hashlib
+
+    skip = set(ignore)
+    flat = {k: v for k, v in _flatten(config).items() if k not in skip}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class RunFolderError(UserError):
+    """The run folder cannot be used as asked (other config, other data, locked, ...)."""
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """``["engine.lr: 0.001 -> 0.5", ...]`` for the keys whose values differ (``ignore`` skipped)."""
+    skip = set(ignore)
+    a, b = _flatten(old), _flatten(new)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if key in skip:
+            continue
+        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if json.dumps(va, sort_keys=True, default=str) != json.dumps(vb, sort_keys=True, default=str):
+            lines.append(f"{key}: {va!r} -> {vb!r}")
+    return lines
+
+
+def _broadcast(message: str | None) -> str | None:
+    """The main process's verdict, seen by every process of a distributed job."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return message
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return message
+    box = [message]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class RunFolder:
+    """One run's folder under the contract above. Create with :meth:`open`."""
+
+    def __init__(self, path: Path, is_main: bool) -> None:
+        self.path = path
+        self.is_main = is_main
+        self.contract: dict[str, Any] = {}
+        self.resumed = False
+        self._lock_fd: int | None = None
+        self._created = False
+        self._ignore: set[str] = set(VOLATILE_KEYS)
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, config: Mapping[str, Any], *, mode: ResumeMode = "auto",
+             processes: int = 1, is_main: bool = True, ignore: Iterable[str] = ()) -> "RunFolder":
+        """Lock ``path`` and check ``config`` (a plain dict, e.g. ``modalink.config.to_dict(cfg)``)
+        against the folder's contract. Nothing is written on refusal (a folder this call created
+        is removed again). Collective under ``accelerate launch``: call it on every process."""
+        if mode not in ("auto", "resume", "overwrite"):
+            raise RunFolderError(f"resume mode {mode!r}; use auto, resume or overwrite")
+        folder = cls(Path(path).absolute(), is_main)
+        folder._ignore |= set(ignore)
+        error = None
+        if is_main:
+            try:
+                folder._open_main(dict(config), mode, processes)
+            except RunFolderError as exc:
+                error = str(exc)
+        error = _broadcast(error)
+        if error is not None:
+            folder.close()
+            raise RunFolderError(error)
+        if not is_main:
+            folder.contract = {"config": dict(config), "processes": processes}
+        return folder
+
+    def _open_main(self, config: dict[str, Any], mode: ResumeMode, processes: int) -> None:
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise RunFolderError(f"--output-dir {path} is a file, not a folder; choose a folder")
+        self._created = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            old = self._read_contract()
+            if mode == "overwrite" and (old is not None or self._has_run_files()):
+                self._empty()
+                old = None
+            if old is None:
+                if mode == "resume":
+                    raise RunFolderError(f"--resume: {path} holds no run to resume ({CONTRACT_FILE} is missing); "
+                                         f"drop --resume to start a new run there")
+                if self._has_run_files():
+                    raise RunFolderError(
+                        f"{path} holds files of a run without a {CONTRACT_FILE} (an older modalink, or another "
+                        f"tool), so its config cannot be checked; use a new --output-dir, or --overwrite to "
+                        f"discard them")
+                self.contract = {"config": config, "processes": processes, "data": None,
+                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "new"}
+                return
+            diffs = config_diff(old.get("config", {}), config, self._ignore)
+            if diffs:
+                shown = "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} keys)" if len(diffs) > 8 else "")
+                raise RunFolderError(
+                    f"{path} holds a run with another config ({shown}); nothing was changed there. Use a new "
+                    f"--output-dir for the new settings, or --overwrite to discard the old run")
+            if int(old.get("processes", 1)) != processes:
+                raise RunFolderError(
+                    f"{path} was started with {old.get('processes', 1)} process(es) and this launch has "
+                    f"{processes}; resuming would mix two different random streams. Launch with "
+                    f"{old.get('processes', 1)} process(es) to resume, or use a new --output-dir / --overwrite")
+            self.contract = old
+            self.resumed = True
+        except BaseException:
+            self.close()
+            if self._created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    def _lock(self) -> None:
+        import fcntl
+
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunFolderError(f"{self.path} is in use by another job ({holder}); wait for it to finish or "
+                                 f"use another --output-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the lock (also released by the OS when the process ends)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _read_contract(self) -> dict[str, Any] | None:
+        p = self.path / CONTRACT_FILE
+        if not p.is_file():
+            return None
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RunFolderError(f"{p} is damaged ({exc}); use a new --output-dir, or --overwrite to discard "
+                                 f"the run") from None
+        if not isinstance(data, dict) or "config" not in data:
+            raise RunFolderError(f"{p} is not a modalink run contract; use a new --output-dir")
+        return data
+
+    def _has_run_files(self) -> bool:
+        # a synthetic data set is regenerated (and checked) by content: a run killed while making
+        # it has not started yet
+        return any(p.name not in (LOCK_FILE, "synthetic_data") and not p.name.endswith(".tmp")
+                   for p in self.path.iterdir())
+
+    def _empty(self) -> None:
+        foreign = [p.name for p in self.path.iterdir()
+                   if p.name not in _RUN_ENTRIES and not p.name.endswith(".tmp")
+                   and not (p.is_dir() and ((p / "checkpoints").is_dir() or (p / "best_model.pt").exists()
+                                            or (p / "metrics.jsonl").exists()))]
+        if foreign:
+            raise RunFolderError(f"--overwrite: {self.path} also holds {', '.join(sorted(foreign)[:5])}, which a "
+                                 f"modalink run does not write; refusing to delete them. Choose another "
+                                 f"--output-dir")
+        for p in self.path.iterdir():
+            if p.name == LOCK_FILE:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+    # -- after the data is known ---------------------------------------------------------
+    def bind_data(self, fingerprint: Mapping[str, Any]) -> None:
+        """Check (resumed run) or record (new run) the data's content fingerprint, then write the
+        contract. Collective; refuses with the files that changed."""
+        error = None
+        if self.is_main:
+            old = self.contract.get("data")
+            if self.resumed and old is not None:
+                diffs = config_diff(old, dict(fingerprint))
+                if diffs:
+                    shown = "; ".join(d.split(":")[0] for d in diffs[:6])
+                    error = (f"the data changed since the run in {self.path} started ({shown}); use a new "
+                             f"--output-dir, or --overwrite to retrain on the new data")
+            if error is None:
+                self.contract["data"] = dict(fingerprint)
+        error = _broadcast(error)
+        if error is not None:
+            raise RunFolderError(error)
+
+    def start(self) -> None:
+        """Write the contract (first start) and clean what a killed writer left; main process only."""
+        if not self.is_main:
+            return
+        remove_stale_temps(self.path, recursive=True)
+        self.contract.setdefault("data", None)
+        self.contract["status"] = "running"
+        self.contract["last_start"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self._write_contract()
+
+    def finish(self, **info: Any) -> None:
+        """Mark the run finished (main process)."""
+        if not self.is_main:
+            return
+        self.contract["status"] = "finished"
+        self.contract.update(info)
+        self._write_contract()
+
+    def _write_contract(self) -> None:
+        atomic_write_text(self.path / CONTRACT_FILE, json.dumps(self.contract, indent=1, default=str) + "\n")

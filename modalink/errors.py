@@ -1,0 +1,125 @@
+"""One error style for every modalink command.
+
+A *user error* (bad setting, bad or missing file, full disk, refused run folder) ends a
+command with ONE line on stderr — ``error: <what>, <where>, <what to do>`` — and exit code 2.
+The traceback is shown only with ``MODALINK_DEBUG=1`` (or a command's ``--debug`` flag).
+Under ``accelerate launch`` only the main process prints the line, so the real message is
+not buried under N copies; every process still exits non-zero.
+
+Anything else is a bug: one line as well, exit code 1, and a hint to rerun with
+``MODALINK_DEBUG=1`` for the traceback.
+
+:func:`failpoint` is a test hook: ``MODALINK_FAILPOINTS="name:N,..."`` kills the process
+(SIGKILL, like an out-of-memory kill or a power cut) the N-th time ``name`` is reached. It
+costs one dictionary look-up when unset.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import traceback
+from typing import Any, Callable, Sequence
+
+__all__ = ["UserError", "is_user_error", "run_cli", "failpoint", "debug_enabled"]
+
+
+class UserError(Exception):
+    """An error the user can fix (input, settings, environment); printed as one line."""
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("MODALINK_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Errors caused by input or environment rather than by a bug."""
+    if isinstance(exc, UserError):
+        return True
+    if isinstance(exc, OSError):  # missing file, permission, full disk, ...
+        return True
+    try:  # the challenge tools' and the readers' own error types
+        from challenge.files import ChallengeError
+        if isinstance(exc, ChallengeError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    from modalink.config import ConfigError
+    from modalink.data.fame_csv import FeatureFileError
+    return isinstance(exc, (ConfigError, FeatureFileError, FloatingPointError))
+
+
+def _is_main_process() -> bool:
+    # set by torchrun / accelerate launch; a plain `python` run is the main process
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and "no space" not in text.lower():
+        text = f"no space left on the device ({text}); free some space and run again"
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        text = str(exc.args[0])
+    return " ".join(text.split())
+
+
+def run_cli(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> int:
+    """Run a command's ``main(argv)`` with the one error style; returns the exit code.
+
+    ``--debug`` anywhere in ``argv`` (or ``MODALINK_DEBUG=1``) re-raises instead, so the full
+    traceback is shown.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        args.remove("--debug")
+        os.environ["MODALINK_DEBUG"] = "1"
+    try:
+        result = main(args)
+    except KeyboardInterrupt:
+        print("error: interrupted; the run folder keeps its last checkpoint, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the one place errors become exit codes
+        if debug_enabled():
+            traceback.print_exc()
+        user = is_user_error(exc)
+        if _is_main_process():
+            line = _one_line(exc)
+            if user:
+                print(f"error: {line}", file=sys.stderr)
+            else:
+                print(f"error: internal error ({type(exc).__name__}: {line}); rerun with MODALINK_DEBUG=1 "
+                      f"for the traceback and report it", file=sys.stderr)
+        sys.stderr.flush()
+        return 2 if user else 1
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+_FAILPOINTS: dict[str, int] | None = None
+_HITS: dict[str, int] = {}
+
+
+def _parse_failpoints() -> dict[str, int]:
+    spec = os.environ.get("MODALINK_FAILPOINTS", "")
+    out: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, count = item.partition(":")
+        out[name] = int(count or 1)
+    return out
+
+
+def failpoint(name: str) -> None:
+    """Kill this process with SIGKILL the N-th time ``name`` is reached (``MODALINK_FAILPOINTS``)."""
+    global _FAILPOINTS
+    if _FAILPOINTS is None:
+        _FAILPOINTS = _parse_failpoints()
+    if name not in _FAILPOINTS:
+        return
+    _HITS[name] = _HITS.get(name, 0) + 1
+    if _HITS[name] == _FAILPOINTS[name]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
