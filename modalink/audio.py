@@ -1,5 +1,9 @@
 """Audio input: read with soundfile, mix to mono, resample, and reject unusable clips.
 
+Every format the installed libsndfile decodes is read the same way (WAV, FLAC, MP3, OGG/Vorbis,
+OGG/Opus, AIFF, ...); :data:`AUDIO_EXTENSIONS` lists their file extensions, so scanners pick up
+exactly the files this loader can read.
+
 Every problem with a file raises a subclass of :class:`AudioError` that names the file, so a
 feature-extraction loop can ``except AudioError``, count the reason and move on.
 """
@@ -13,6 +17,30 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+#: File extensions of the container formats libsndfile (through soundfile) can decode, by its
+#: format name; :data:`AUDIO_EXTENSIONS` keeps those this soundfile build actually supports.
+_FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "WAV": (".wav", ".wave"), "WAVEX": (".wav",), "RF64": (".rf64",), "W64": (".w64",),
+    "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"), "MP3": (".mp3",),
+    "AIFF": (".aif", ".aiff", ".aifc"), "AU": (".au", ".snd"), "CAF": (".caf",),
+    "NIST": (".sph", ".nist"), "VOC": (".voc",), "HTK": (".htk",), "PAF": (".paf",), "PVF": (".pvf",),
+    "SVX": (".8svx", ".svx"), "XI": (".xi",), "AVR": (".avr",), "SD2": (".sd2",), "WVE": (".wve",),
+    "SDS": (".sds",), "IRCAM": (".sf", ".ircam"),
+}
+
+
+def audio_extensions() -> frozenset[str]:
+    """Lower-case file extensions (with the dot) of every format :func:`load_audio` can decode here."""
+    try:
+        available = set(sf.available_formats())
+    except Exception:  # noqa: BLE001 - an odd libsndfile build: fall back to the basics
+        available = {"WAV", "FLAC"}
+    return frozenset(ext for fmt, exts in _FORMAT_EXTENSIONS.items() if fmt in available for ext in exts)
+
+
+#: Extensions :func:`load_audio` decodes with this soundfile build (``.wav``, ``.flac``, ``.mp3``, ``.ogg`` ...).
+AUDIO_EXTENSIONS = audio_extensions()
+
 
 class AudioError(ValueError):
     """An audio file that cannot be used. ``reason`` is a short tag for counting."""
@@ -21,6 +49,7 @@ class AudioError(ValueError):
 
     def __init__(self, path: str | os.PathLike, message: str) -> None:
         self.path = str(path)
+        self.detail = message
         super().__init__(f"{path}: {message}")
 
 
@@ -108,6 +137,8 @@ def load_audio(path: str | os.PathLike, target_sr: int, *, min_seconds: float = 
     path = Path(path)
     if not path.is_file():
         raise AudioReadError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise EmptyAudioError(path, "empty file (0 bytes)")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:

@@ -1,4 +1,11 @@
-"""Scanning the raw MAV-Celeb release (images and wavs) and pairing faces with voices.
+"""The raw MAV-Celeb release: scanning it, pairing faces with voices, and embedding raw files.
+
+Shared by ``recipes/fame/prepare.py`` (raw files → the official feature CSV layout) and the
+raw-media verifier (:mod:`modalink.face_voice_verify`), so both read, preprocess and embed a
+file exactly the same way: :func:`load_face_image`, :func:`load_voice_clip`,
+:func:`embed_raw_files` and the encoder settings :class:`RawEncoderSettings` /
+:func:`build_raw_encoders`. Audio files of every format the audio loader decodes
+(:data:`modalink.audio.AUDIO_EXTENSIONS`: wav, flac, mp3, ogg ...) are scanned.
 
 Layouts (paths relative to a split root that holds ``faces/`` and ``voices/``):
 
@@ -15,21 +22,31 @@ paired with ``F[j mod |F|]`` over all its face images in that language. Voices o
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, NamedTuple, Sequence
 
+import numpy as np
+
+from modalink.audio import AUDIO_EXTENSIONS, AudioError, audio_num_frames, load_audio
 from modalink.data.fame_csv import read_pair_list
+from modalink.errors import UserError
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
-AUDIO_EXTS = frozenset({".wav", ".flac"})
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from modalink.encoders import Encoder
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+AUDIO_EXTS = AUDIO_EXTENSIONS
 Modality = Literal["faces", "voices"]
 _EXTS = {"faces": IMAGE_EXTS, "voices": AUDIO_EXTS}
 
 
-class RawLayoutError(ValueError):
+class RawLayoutError(UserError, ValueError):
     """The raw data folder does not have the expected MAV-Celeb layout."""
 
 
@@ -87,11 +104,13 @@ def _is_hidden(name: str) -> bool:
 
 
 def scan_train_split(train_root: str | os.PathLike, modality: Modality,
-                     languages: Iterable[str] | None = None) -> list[TrainClip]:
+                     languages: Iterable[str] | None = None, ignored: list[str] | None = None) -> list[TrainClip]:
     """All ``<modality>/<identity>/<Language>/<video>/<clip>.<ext>`` files, sorted.
 
-    Files with other extensions and hidden files are ignored; a file of the right type at the
-    wrong depth raises :class:`RawLayoutError` naming it. ``languages`` filters folder names.
+    Hidden files are skipped; files whose extension the loaders cannot read are skipped too and,
+    when ``ignored`` is a list, appended to it (paths relative to ``train_root``) so they can be
+    reported. A file of the right type at the wrong depth raises :class:`RawLayoutError` naming
+    it. ``languages`` filters folder names.
     """
     root = Path(train_root)
     base = root / modality
@@ -102,10 +121,14 @@ def scan_train_split(train_root: str | os.PathLike, modality: Modality,
     clips: list[TrainClip] = []
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        for name in filenames:
-            if _is_hidden(name) or Path(name).suffix.lower() not in exts:
+        for name in sorted(filenames):
+            if _is_hidden(name):
                 continue
             rel = Path(dirpath, name).relative_to(root)
+            if Path(name).suffix.lower() not in exts:
+                if ignored is not None:
+                    ignored.append(rel.as_posix())
+                continue
             parts = rel.parts
             if len(parts) != 5:
                 raise RawLayoutError(
@@ -240,3 +263,220 @@ def find_raw_layout(raw_root: str | os.PathLike, languages: Sequence[str], *,
         if matches:
             lists[lang] = matches[0]
     return RawLayout(train, test, lists)
+
+
+# ----------------------------------------------------------------------------- raw files → embeddings
+
+
+class MediaProblem(NamedTuple):
+    """Why a raw file gave no usable input: ``reason`` (a short tag for counting) and ``detail``."""
+
+    reason: str
+    detail: str = ""
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+def load_face_image(path: str | os.PathLike) -> "Image.Image | MediaProblem":
+    """An RGB PIL image, or a :class:`MediaProblem` (``missing_image`` / ``unreadable_image``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        return MediaProblem("missing_image", "file not found")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        return MediaProblem("unreadable_image", f"cannot decode the image ({_short(e)})")
+
+
+def load_voice_clip(path: str | os.PathLike, sample_rate: int, min_seconds: float = 0.0) -> "np.ndarray | MediaProblem":
+    """A mono float32 waveform at ``sample_rate`` (:func:`modalink.audio.load_audio`), or a
+    :class:`MediaProblem` named after the :class:`~modalink.audio.AudioError` (unreadable, empty,
+    too short, silent)."""
+    try:
+        return load_audio(path, sample_rate, min_seconds=min_seconds)
+    except AudioError as e:
+        return MediaProblem(e.reason, e.detail)
+
+
+@dataclass
+class FileEmbedding:
+    """What :func:`embed_raw_files` made of one file.
+
+    ``embedding`` is ``None`` when the file gave no usable input (``problem`` says why);
+    an embedding together with a ``problem`` was computed from a fallback (e.g. ``no_face``:
+    no face was detected and the centre of the image was used).
+    """
+
+    relpath: str
+    embedding: np.ndarray | None
+    problem: str | None = None
+    detail: str = ""
+
+
+class _RawFiles:
+    """A map-style dataset of ``(index, loaded item or MediaProblem)`` (picklable for workers)."""
+
+    def __init__(self, root: Path | None, relpaths: Sequence[str], load: Callable[[Path], Any]) -> None:
+        self.root, self.relpaths, self.load = root, list(relpaths), load
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        rel = self.relpaths[i]
+        return i, self.load(Path(rel) if self.root is None else self.root / rel)
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+_FALLBACK_DETAIL = {"no_face": "no face detected; the centre of the image was embedded instead"}
+_DROPPED_DETAIL = {"no_face": "no face detected (no-face policy: skip)",
+                   "too_short_audio": "shorter than the voice encoder's minimum length"}
+
+
+def embed_raw_files(encoder: "Encoder", root: str | os.PathLike | None, relpaths: Sequence[str], *,
+                    batch_size: int = 32, workers: int = 0, min_seconds: float = 0.0,
+                    desc: str | None = None, progress: bool = True) -> Iterator[list[FileEmbedding]]:
+    """Load, preprocess and embed raw files in batches; yields one list of :class:`FileEmbedding` per batch.
+
+    ``encoder`` is an image encoder (files read by :func:`load_face_image`) or an audio encoder
+    (:func:`load_voice_clip` at the contract's sample rate, clips shorter than ``min_seconds``
+    rejected; files sorted by length so batches pad little). A file that cannot be used never
+    stops the loop: it comes back with its ``problem``. ``relpaths`` are relative to ``root``
+    (``None``: used as given). Shows a tqdm bar unless ``progress=False``.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    kind = encoder.contract.input_kind
+    base = None if root is None else Path(root)
+    relpaths = list(relpaths)
+    if kind == "audio":
+        sr = int(encoder.contract.sample_rate)  # type: ignore[arg-type]
+        relpaths.sort(key=lambda r: (audio_num_frames(r if base is None else base / r), r))
+        load: Callable[[Path], Any] = functools.partial(load_voice_clip, sample_rate=sr, min_seconds=min_seconds)
+    elif kind == "image":
+        load = load_face_image
+    else:  # pragma: no cover - contracts validate input_kind
+        raise ValueError(f"encoder {encoder.contract.name}: unsupported input kind {kind!r}")
+    if not relpaths:
+        return
+    loader = DataLoader(_RawFiles(base, relpaths, load), batch_size=max(1, int(batch_size)),  # type: ignore[arg-type]
+                        num_workers=workers, collate_fn=_as_list)
+    unit = "img" if kind == "image" else "clip"
+    with tqdm(total=len(relpaths), desc=desc, unit=unit, disable=not progress) as bar:
+        for batch in loader:
+            results: list[FileEmbedding] = []
+            items, where = [], []
+            for i, item in batch:
+                if isinstance(item, MediaProblem):
+                    results.append(FileEmbedding(relpaths[i], None, item.reason, item.detail))
+                else:
+                    items.append(item if kind == "image" else (item, sr))
+                    where.append(i)
+            if items:
+                eb = encoder.preprocess_batch(items)
+                embs = encoder.embed_batch(eb).float().cpu().numpy()
+                for row, k in enumerate(eb.kept):
+                    note = eb.flagged.get(k)
+                    results.append(FileEmbedding(relpaths[where[k]], embs[row], note,
+                                                 _FALLBACK_DETAIL.get(note or "", note or "")))
+                for k, reason in eb.dropped.items():
+                    results.append(FileEmbedding(relpaths[where[k]], None, reason, _DROPPED_DETAIL.get(reason, reason)))
+            bar.update(len(batch))
+            yield results
+
+
+# ----------------------------------------------------------------------------- encoders for raw media
+
+
+@dataclass
+class RawEncoderSettings:
+    """Which encoders turn raw faces and voices into features, and how (recorded in
+    ``feature_info.json`` by prepare.py, read back by the raw-media verifier)."""
+
+    face_encoder: str = "facenet_vggface2"
+    voice_encoder: str = "ecapa_voxceleb"
+    face_weights: str | None = None
+    voice_weights: str | None = None
+    face_args: dict[str, Any] = field(default_factory=dict)
+    voice_args: dict[str, Any] = field(default_factory=dict)
+    no_face: str = "center_crop"
+    min_seconds: float = 0.5
+    random_weights: bool = False
+    seed: int = 0
+
+    def to_info(self, face: "Encoder", voice: "Encoder") -> dict[str, Any]:
+        """The ``face_encoder`` / ``voice_encoder`` entries of ``feature_info.json``."""
+        return {
+            "face_encoder": {"name": self.face_encoder, "weights": face.weights_path, "args": self.face_args,
+                             "contract": face.contract.to_dict(), "no_face": self.no_face,
+                             "random_weights": self.random_weights, "seed": self.seed},
+            "voice_encoder": {"name": self.voice_encoder, "weights": voice.weights_path, "args": self.voice_args,
+                              "contract": voice.contract.to_dict(), "min_seconds": self.min_seconds,
+                              "random_weights": self.random_weights, "seed": self.seed + 1},
+        }
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any], where: str = "feature_info.json") -> "RawEncoderSettings":
+        """Settings from a ``feature_info.json`` written by prepare.py; :class:`RawLayoutError` naming
+        ``where`` when it lacks the encoder entries (features made some other way)."""
+        try:
+            f, v = info["face_encoder"], info["voice_encoder"]
+            return cls(face_encoder=str(f["name"]), voice_encoder=str(v["name"]), face_weights=f.get("weights"),
+                       voice_weights=v.get("weights"), face_args=dict(f.get("args") or {}),
+                       voice_args=dict(v.get("args") or {}), no_face=str(f.get("no_face", "center_crop")),
+                       min_seconds=float(v.get("min_seconds", 0.5)),
+                       random_weights=bool(f.get("random_weights", False)), seed=int(f.get("seed", 0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RawLayoutError(f"{where}: does not say which encoders made the features ({_short(e)}); "
+                                 "it must come from recipes/fame/prepare.py") from None
+
+
+def build_raw_encoders(s: RawEncoderSettings, *, offline: bool | None = None,
+                       face_weights_option: str = "--face-weights", voice_weights_option: str = "--voice-weights",
+                       ) -> tuple["Encoder", "Encoder"]:
+    """The face and voice encoders of ``s`` in eval mode (random weights seeded by ``seed`` /
+    ``seed + 1``). Missing weights of BOTH encoders are reported together in one
+    :class:`~modalink.encoders.base.MissingWeightsError` naming the ``*_weights_option`` settings."""
+    import torch
+
+    from modalink.encoders import create_encoder
+    from modalink.encoders.base import build_all
+
+    if s.no_face not in ("skip", "center_crop"):
+        raise UserError(f"no_face must be skip or center_crop, got {s.no_face!r}")
+    pretrained = not s.random_weights
+
+    def face() -> "Encoder":
+        torch.manual_seed(s.seed)
+        kw = dict(s.face_args)
+        if s.face_encoder.startswith(("facenet", "timm")) and pretrained:
+            kw.setdefault("weights_option", face_weights_option)
+        enc = create_encoder(s.face_encoder, pretrained=pretrained, weights=None if s.random_weights else s.face_weights,
+                             offline=offline, **kw)
+        if hasattr(enc, "no_face"):  # face detectors only; plain image encoders have no policy
+            enc.no_face = s.no_face
+        return enc
+
+    def voice() -> "Encoder":
+        torch.manual_seed(s.seed + 1)
+        kw = dict(s.voice_args)
+        if s.voice_encoder.startswith("ecapa") and pretrained:
+            kw.setdefault("weights_option", voice_weights_option)
+        return create_encoder(s.voice_encoder, pretrained=pretrained,
+                              weights=None if s.random_weights else s.voice_weights, offline=offline, **kw)
+
+    face_enc, voice_enc = build_all([face, voice], note="nothing was written")
+    if face_enc.contract.input_kind != "image":
+        raise UserError(f"face encoder {s.face_encoder!r} is not an image encoder")
+    if voice_enc.contract.input_kind != "audio":
+        raise UserError(f"voice encoder {s.voice_encoder!r} is not an audio encoder")
+    return face_enc, voice_enc

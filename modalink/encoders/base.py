@@ -8,7 +8,10 @@ Weight lookup order (:func:`resolve_weights`):
 3. the remote source — only when not offline.
 
 Offline mode (``offline=True``, or ``MODALINK_OFFLINE=1`` / ``HF_HUB_OFFLINE=1`` in the
-environment) turns step 3 into a :class:`WeightsNotFoundError` that says where to put the file.
+environment), an unreachable server or a failed download turn step 3 into a
+:class:`WeightsNotFoundError` that names the missing file, the absolute place to put it and the
+program's setting that points at a file; :func:`build_all` gathers the misses of several
+encoders into one :class:`MissingWeightsError`, so a run reports all of them at once.
 ``pretrained=False`` skips all of this: random weights, no file system or network access.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 import torch.nn as nn
 
+from modalink.errors import UserError
 from modalink.registry import Registry
 
 Modality = Literal["face", "voice", "image"]
@@ -167,7 +171,7 @@ class Encoder(nn.Module):
 # ----------------------------------------------------------------------------- devices
 
 
-class DeviceNotAvailableError(ValueError):
+class DeviceNotAvailableError(UserError, ValueError):
     """A requested device (``cuda``, ``cuda:N``, ``mps``) is not usable on this machine."""
 
 
@@ -250,8 +254,8 @@ def modalink_home() -> Path:
     """``$MODALINK_HOME`` or ``$XDG_CACHE_HOME/modalink`` or ``~/.cache/modalink``."""
     env = os.environ.get("MODALINK_HOME")
     if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "modalink"
+        return Path(env).expanduser().absolute()
+    return (Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "modalink").absolute()
 
 
 def weights_cache_dir(encoder: str) -> Path:
@@ -278,40 +282,101 @@ def hf_cached_file(repo_id: str, filename: str) -> Path | None:
     return Path(found) if isinstance(found, (str, os.PathLike)) and Path(found).is_file() else None
 
 
+def _short_reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+def missing_weights_text(what: str, reason: str, *, filename: str, put_at: Path, url: str | None = None,
+                         weights_option: str | None = None, point_at: str | None = None,
+                         searched: Sequence[Path] = (), extra: Sequence[str] = ()) -> str:
+    """The message for one encoder's absent weights: what is missing, where to put it, how to point at it.
+
+    Same layout as the timm/sentence-transformers messages, so a program that misses several
+    encoders' weights can print the blocks one after the other (:class:`MissingWeightsError`).
+    """
+    opt = weights_option or "weights"
+    point = point_at or f"/path/to/{filename}"
+    lines = [f"{what}: pretrained weights not found locally, and {reason}.",
+             f"  missing file:   {filename}" + (f" ({url})" if url else ""),
+             f"  put it at:      {Path(put_at).absolute()}",
+             f"  or point at it: {opt}={point}",
+             *(f"                  {e}" for e in extra)]
+    others = [str(Path(p).absolute()) for p in searched if Path(p).absolute() != Path(put_at).absolute()]
+    if others:
+        lines.append("  also searched:  " + ", ".join(others))
+    return "\n".join(lines)
+
+
 def resolve_weights(what: str, *, weights: str | os.PathLike | None, candidates: Sequence[Path | None],
-                    offline: bool | None, download: Callable[[], Path] | None, hint: str,
+                    offline: bool | None, download: Callable[[], Path] | None, filename: str,
+                    url: str | None = None, weights_option: str | None = None, point_at: str | None = None,
+                    probe: Callable[[], str | None] | None = None, extra: Sequence[str] = (),
                     is_valid: Callable[[Path], bool] = Path.is_file) -> Path:
     """Find weights: explicit ``weights`` → first existing ``candidates`` → ``download()``.
 
-    ``is_valid`` decides whether a path is usable (default: an existing file). Offline (see
-    :func:`is_offline`) with nothing local raises :class:`WeightsNotFoundError` whose message
-    lists the places searched and ``hint`` (what to download and where to put it).
+    ``is_valid`` decides whether a path is usable (default: an existing file). When nothing is
+    local and the run is offline (see :func:`is_offline`), the source does not answer ``probe()``
+    (a quick check returning ``None`` or why not, so an unreachable server costs seconds, not a
+    minute of retries), or the download fails, :class:`WeightsNotFoundError` carries
+    :func:`missing_weights_text`: the missing ``filename`` (and ``url``), the absolute place to put
+    it (the first candidate), and ``weights_option`` (the calling program's setting, e.g.
+    ``--face-weights``) to point at a file.
     """
+    opt = weights_option or "weights"
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.exists():
-            raise WeightsNotFoundError(f"{what}: weights path {path} does not exist")
+            raise WeightsNotFoundError(f"{what}: weights path {path.absolute()} ({opt}={weights}) does not exist")
         if not is_valid(path):
-            raise WeightsNotFoundError(f"{what}: {path} is not usable weights ({hint})")
+            raise WeightsNotFoundError(f"{what}: {path.absolute()} ({opt}={weights}) is not usable weights; "
+                                       f"expected {point_at or filename}")
         return path
-    searched = [Path(c) for c in candidates if c is not None]
+    searched = [Path(c).absolute() for c in candidates if c is not None]
     for c in searched:
         if c.exists() and is_valid(c):
             return c
-    where = "\n".join(f"  - {c}" for c in searched) or "  (none)"
+    put_at = searched[0] if searched else Path(filename).absolute()
+
+    def missing(reason: str) -> WeightsNotFoundError:
+        return WeightsNotFoundError(missing_weights_text(
+            what, reason, filename=filename, put_at=put_at, url=url, weights_option=weights_option,
+            point_at=point_at, searched=searched, extra=extra))
+
     if is_offline(offline) or download is None:
-        raise WeightsNotFoundError(
-            f"{what}: pretrained weights not found locally and offline mode forbids downloading.\n"
-            f"Searched:\n{where}\n{hint}\n"
-            "Pass weights=PATH (--*-weights on the command line), place the file at the first path "
-            "above, or unset offline mode (offline=False / MODALINK_OFFLINE=0 / HF_HUB_OFFLINE=0)."
-        )
+        raise missing("offline mode forbids downloading (offline=True, --offline or MODALINK_OFFLINE=1)")
+    why = probe() if probe is not None else None
+    if why is not None:
+        raise missing(f"the download server cannot be reached ({why})")
     try:
         return download()
     except Exception as e:  # noqa: BLE001 - network errors come in many types
-        raise WeightsNotFoundError(
-            f"{what}: download failed ({type(e).__name__}: {e}).\nSearched locally:\n{where}\n{hint}"
-        ) from e
+        raise missing(f"the download failed ({_short_reason(e)})") from e
+
+
+class MissingWeightsError(WeightsNotFoundError):
+    """The weights of several encoders are missing: one message listing them all."""
+
+    def __init__(self, errors: Sequence[WeightsNotFoundError], note: str = "") -> None:
+        self.errors = list(errors)
+        n = len(self.errors)
+        head = (f"pretrained weights are missing for {n} encoders" if n > 1 else "pretrained weights are missing")
+        head += f"{'; ' + note if note else ''}:"
+        super().__init__("\n".join([head, *(str(e) for e in self.errors)]))
+
+
+def build_all(builders: Sequence[Callable[[], Any]], note: str = "") -> list[Any]:
+    """Call every builder; when some raise :class:`WeightsNotFoundError`, raise one
+    :class:`MissingWeightsError` naming all of them (instead of one per run)."""
+    built, errors = [], []
+    for build in builders:
+        try:
+            built.append(build())
+        except WeightsNotFoundError as e:
+            errors.extend(e.errors if isinstance(e, MissingWeightsError) else [e])
+    if errors:
+        raise MissingWeightsError(errors, note)
+    return built
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -260,11 +260,17 @@ def load_facenet_state_dict(backbone: nn.Module, path: str | os.PathLike) -> Non
                          f"unexpected {unexpected[:5]})")
 
 
+def _probe_url(url: str) -> str | None:
+    from modalink.encoders.image import probe_url
+
+    return probe_url(url)
+
+
 def _build_facenet(dataset: str, pretrained: bool, weights: str | os.PathLike | None,
                    offline: bool | None, no_face: NoFacePolicy = "center_crop",
                    detector: FaceDetector | None = None, margin: int = 0, min_face_size: int = 20,
                    dropout_prob: float = 0.6, image_size: int = FACE_IMAGE_SIZE,
-                   **kwargs: Any) -> FaceEncoder:
+                   weights_option: str | None = None, **kwargs: Any) -> FaceEncoder:
     if kwargs:
         raise TypeError(f"facenet encoder: unexpected arguments {sorted(kwargs)}")
     if image_size < 80:
@@ -287,8 +293,8 @@ def _build_facenet(dataset: str, pretrained: bool, weights: str | os.PathLike | 
         path = resolve_weights(
             contract.name, weights=weights,
             candidates=[cache, *(d / filename for d in torch_checkpoint_dirs())],
-            offline=offline, download=download,
-            hint=f"Download {url} (a state dict) and put it there.",
+            offline=offline, download=download, filename=filename, url=url, weights_option=weights_option,
+            probe=lambda: _probe_url(url),
         )
     backbone = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout_prob)
     if path is not None:
@@ -306,7 +312,8 @@ def facenet_vggface2(pretrained: bool = False, weights: str | os.PathLike | None
     """FaceNet InceptionResnetV1 (VGGFace2 weights), 512-D, MTCNN crops at 160 px.
 
     Keyword arguments: ``no_face`` ("center_crop" | "skip"), ``detector`` (a callable replacing
-    MTCNN), ``margin``, ``min_face_size``, ``dropout_prob``, ``image_size`` (default 160).
+    MTCNN), ``margin``, ``min_face_size``, ``dropout_prob``, ``image_size`` (default 160),
+    ``weights_option`` (the calling program's setting for ``weights``, named when they are missing).
     """
     return _build_facenet("vggface2", pretrained, weights, offline, **kwargs)
 

@@ -131,13 +131,23 @@ def _is_ecapa_weights(path: Path) -> bool:
     return path.is_file() or (path.is_dir() and (path / ECAPA_CKPT).is_file())
 
 
+def _probe_hub(repo_id: str, filename: str) -> str | None:
+    from modalink.encoders.image import probe_hub_file
+
+    return probe_hub_file(repo_id, filename)
+
+
 @register_encoder("ecapa_voxceleb")
 def ecapa_voxceleb(pretrained: bool = False, weights: str | os.PathLike | None = None,
-                   offline: bool | None = None, min_seconds: float = 0.05, **kwargs: Any) -> VoiceEncoder:
+                   offline: bool | None = None, min_seconds: float = 0.05, weights_option: str | None = None,
+                   **kwargs: Any) -> VoiceEncoder:
     """SpeechBrain ECAPA-TDNN (VoxCeleb), 16 kHz, 192-D.
 
     ``weights``: a folder holding ``embedding_model.ckpt`` (the ``speechbrain/spkrec-ecapa-voxceleb``
-    layout) or the ``.ckpt`` file itself. Extra keyword arguments override the architecture
+    layout) or the ``.ckpt`` file itself; searched otherwise in ``$MODALINK_HOME/weights/ecapa_voxceleb/``
+    and the Hugging Face cache (never relative to the current folder). ``weights_option`` names
+    the calling program's setting for ``weights`` in the missing-weights message. Extra keyword
+    arguments override the architecture
     (e.g. ``channels=[32, 32, 32, 32, 96]`` for tests); a checkpoint must match it.
     """
     arch = {**ECAPA_ARCH, **kwargs}
@@ -151,11 +161,13 @@ def ecapa_voxceleb(pretrained: bool = False, weights: str | os.PathLike | None =
 
         path = resolve_weights(
             contract.name, weights=weights,
-            candidates=[weights_cache_dir(contract.name) / ECAPA_CKPT, hf_cached_file(ECAPA_HUB_ID, ECAPA_CKPT),
-                        Path("pretrained_models") / "spkrec-ecapa-voxceleb" / ECAPA_CKPT],
-            offline=offline, download=download, is_valid=_is_ecapa_weights,
-            hint=f"Download {ECAPA_CKPT} from https://huggingface.co/{ECAPA_HUB_ID} "
-                 "(or the whole folder) and put it there.",
+            candidates=[weights_cache_dir(contract.name) / ECAPA_CKPT, hf_cached_file(ECAPA_HUB_ID, ECAPA_CKPT)],
+            offline=offline, download=download, is_valid=_is_ecapa_weights, filename=ECAPA_CKPT,
+            url=f"https://huggingface.co/{ECAPA_HUB_ID}/resolve/main/{ECAPA_CKPT}",
+            weights_option=weights_option, point_at="/path/to/spkrec-ecapa-voxceleb",
+            extra=[f"(a folder holding {ECAPA_CKPT} works too, e.g. SpeechBrain's pretrained_models/"
+                   "spkrec-ecapa-voxceleb)"],
+            probe=lambda: _probe_hub(ECAPA_HUB_ID, ECAPA_CKPT),
         )
         ckpt = path / ECAPA_CKPT if path.is_dir() else path
     enc = VoiceEncoder(contract, min_seconds=min_seconds, **arch)

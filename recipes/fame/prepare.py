@@ -10,26 +10,34 @@ Writes, under ``--output`` (FEATS_ROOT), exactly the files the FAME training rec
 * ``face_voice_association_splits/<ver>/<Lang>_test.txt`` (copies of the pair lists);
 * ``feats/<ver>/feature_info.json`` and ``preExtracted_.../<ver>/feature_info.json`` — feature
   dimensions (512 face / 192 voice with the default encoders, unlike the official 4096/512),
-  the encoders' contracts, the label map and the pairing rule.
+  the encoders (name, weights, arguments, contracts), the label map and the pairing rule;
+  ``recipes/fame/verify.py`` reads them to embed raw files the same way.
 
 Pairing rule for training rows: see :mod:`modalink.data.raw_mavceleb` (each voice clip is paired
 with a face image of the same identity and language, same video first, deterministic).
 
-Resumable: every source file's embedding is cached as ``<cache>/<encoder-tag>/<split>/<relpath>.npy``
-(failures as ``.fail`` markers), so a rerun only extracts new files; CSVs are rebuilt from the
-cache and written atomically. Failed test items get a zero row (the lists must stay aligned);
-failed training items drop their pairs. Counts go to the run log and ``summary.json``.
+Audio files of every format the audio loader decodes are used (wav, flac, mp3, ogg ...; see
+``modalink.audio.AUDIO_EXTENSIONS``). Resumable: every source file's embedding is cached as
+``<cache>/<encoder-tag>/<split>/<relpath>.npy`` (failures as ``.fail`` markers), so a rerun only
+extracts new files; CSVs are rebuilt from the cache and written atomically. Failed test items
+get a zero row (the lists must stay aligned); failed training voices drop their pair; training
+faces that cannot be used are left out of the pairing. Counts go to the run log and
+``summary.json``; every file that was skipped or replaced is named, with the reason, in the run
+folder's ``report.csv``. Everything (layout, pair lists, device, the weights of BOTH encoders) is
+checked before the run folder is created: a failed check leaves nothing behind.
 
 Example::
 
     python recipes/fame/prepare.py --raw-root /data/mavceleb_v1 --ver v1 --output data/fame \\
         --face-weights ~/weights/20180402-114759-vggface2.pt \\
-        --voice-weights ~/weights/spkrec-ecapa-voxceleb --offline --device cuda
+        --voice-weights ~/weights/spkrec-ecapa-voxceleb --offline
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -37,28 +45,29 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import torch
 import yaml
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from modalink.audio import AudioError, audio_num_frames, load_audio
 from modalink.data.fame import FAME_VERSIONS
 from modalink.data.raw_mavceleb import (
+    RawEncoderSettings,
     RawLayout,
+    TrainClip,
     TrainPair,
+    build_raw_encoders,
+    embed_raw_files,
     find_raw_layout,
     identity_labels,
     pair_train_clips,
     read_test_pairs,
     scan_train_split,
 )
-from modalink.encoders import Encoder, create_encoder
+from modalink.encoders import Encoder
+from modalink.encoders.base import MissingWeightsError, resolve_device
 from modalink.engine.run import start_run
+from modalink.errors import UserError, run_cli
 from modalink.io import atomic_path, atomic_write_text
 
 log = logging.getLogger("modalink.prepare")
@@ -66,11 +75,15 @@ log = logging.getLogger("modalink.prepare")
 TRAIN_DIR = "feats"
 TEST_DIR = "preExtracted_vggFace_utteranceLevel_Features"
 SPLITS_DIR = "face_voice_association_splits"
+REPORT_NAME = "report.csv"
+REPORT_FIELDS = ("part", "modality", "file", "problem", "action", "detail")
 PAIRING_RULE = (
-    "one row per voice clip; paired with a face image of the same identity and language: the k-th "
-    "voice clip of a video takes face k mod n of that video's faces (sorted), else the j-th voice "
+    "one row per voice clip; paired with a usable face image of the same identity and language: the "
+    "k-th voice clip of a video takes face k mod n of that video's faces (sorted), else the j-th voice "
     "clip of the identity takes face j mod N of all its faces in that language"
 )
+#: counts key for items embedded through a fallback (the encoder's flag → summary key)
+FALLBACK_COUNTS = {"no_face": "no_face_center_crop"}
 
 
 @dataclass
@@ -103,52 +116,22 @@ class PrepareConfig:
     retry_failed: bool = False
     float_format: str = "%.8g"
 
-
-# ----------------------------------------------------------------------------- loading
-
-
-class _ImageFiles(Dataset):
-    def __init__(self, root: Path, relpaths: Sequence[str]) -> None:
-        self.root, self.relpaths = root, list(relpaths)
-
-    def __len__(self) -> int:
-        return len(self.relpaths)
-
-    def __getitem__(self, i: int) -> tuple[int, Any]:
-        path = self.root / self.relpaths[i]
-        try:
-            with Image.open(path) as im:
-                return i, im.convert("RGB")
-        except FileNotFoundError:
-            return i, "missing_image"
-        except (UnidentifiedImageError, OSError, ValueError):
-            return i, "unreadable_image"
-
-
-class _AudioFiles(Dataset):
-    def __init__(self, root: Path, relpaths: Sequence[str], sample_rate: int, min_seconds: float) -> None:
-        self.root, self.relpaths = root, list(relpaths)
-        self.sample_rate, self.min_seconds = sample_rate, min_seconds
-
-    def __len__(self) -> int:
-        return len(self.relpaths)
-
-    def __getitem__(self, i: int) -> tuple[int, Any]:
-        try:
-            return i, load_audio(self.root / self.relpaths[i], self.sample_rate, min_seconds=self.min_seconds)
-        except AudioError as e:
-            return i, e.reason
-
-
-def _as_list(batch: list) -> list:
-    return batch
+    def encoder_settings(self) -> RawEncoderSettings:
+        """The encoder part of the config (what ``feature_info.json`` records for the verifier)."""
+        return RawEncoderSettings(
+            face_encoder=self.face_encoder, voice_encoder=self.voice_encoder, face_weights=self.face_weights,
+            voice_weights=self.voice_weights, face_args=dict(self.face_args), voice_args=dict(self.voice_args),
+            no_face=self.no_face, min_seconds=self.min_seconds, random_weights=self.random_weights, seed=self.seed)
 
 
 # ----------------------------------------------------------------------------- cache
 
 
 class EmbeddingCache:
-    """One ``.npy`` per source file under ``root/<split>/<relpath>.npy``; ``.fail`` / ``.noface`` markers."""
+    """One ``.npy`` per source file under ``root/<split>/<relpath>.npy``; ``.fail`` / ``.noface`` markers.
+
+    A ``.fail`` marker holds the reason on its first line and the detail on the second.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -179,23 +162,30 @@ class EmbeddingCache:
         fail = self.fail(split, relpath)
         if fail.exists():
             fail.unlink()
+        marker = self.noface(split, relpath)
         if no_face:
-            atomic_write_text(self.noface(split, relpath), "")
+            atomic_write_text(marker, "")
+        elif marker.exists():
+            marker.unlink()
 
-    def put_failure(self, split: str, relpath: str, reason: str) -> None:
-        atomic_write_text(self.fail(split, relpath), reason + "\n")
+    def put_failure(self, split: str, relpath: str, reason: str, detail: str = "") -> None:
+        atomic_write_text(self.fail(split, relpath), f"{reason}\n{' '.join(detail.split())}\n")
 
     def get(self, split: str, relpath: str) -> np.ndarray | None:
         path = self.npy(split, relpath)
         return np.load(path) if path.exists() else None
 
+    def failure(self, split: str, relpath: str) -> tuple[str, str]:
+        """(reason, detail) of a ``.fail`` marker."""
+        lines = self.fail(split, relpath).read_text(encoding="utf-8").splitlines()
+        return (lines[0].strip() if lines and lines[0].strip() else "failed"), (lines[1].strip() if len(lines) > 1 else "")
+
     def status(self, split: str, relpath: str) -> str:
         """``ok``, ``no_face`` (kept with a fallback), a failure reason, or ``missing``."""
         if self.npy(split, relpath).exists():
             return "no_face" if self.noface(split, relpath).exists() else "ok"
-        fail = self.fail(split, relpath)
-        if fail.exists():
-            return fail.read_text(encoding="utf-8").strip() or "failed"
+        if self.fail(split, relpath).exists():
+            return self.failure(split, relpath)[0]
         return "missing"
 
 
@@ -216,66 +206,25 @@ def encoder_tag(name: str, enc: Encoder, cfg: PrepareConfig, extra: dict[str, An
 # ----------------------------------------------------------------------------- extraction
 
 
-def extract_faces(enc: Encoder, root: Path, relpaths: Sequence[str], cache: EmbeddingCache, split: str,
-                  cfg: PrepareConfig) -> dict[str, int]:
-    """Embed the not-yet-cached images; returns counts for this call."""
+def extract(enc: Encoder, root: Path, relpaths: Sequence[str], cache: EmbeddingCache, split: str,
+            cfg: PrepareConfig, desc: str) -> dict[str, int]:
+    """Embed the not-yet-cached files (faces or voices, by the encoder's input kind) in batches of
+    ``cfg.batch_size``; cache embeddings and failure reasons. Returns counts for this call."""
     todo = [r for r in relpaths if not cache.done(split, r, cfg.retry_failed)]
     counts = {"files": len(relpaths), "cached": len(relpaths) - len(todo), "extracted": 0}
-    if not todo:
-        return counts
-    files = _ImageFiles(root, todo)
-    return _embed_files(enc, files, todo, cache, split, cfg, counts, f"{split} faces", "img",
-                        flag_reason="no_face_center_crop")
-
-
-def extract_voices(enc: Encoder, root: Path, relpaths: Sequence[str], cache: EmbeddingCache, split: str,
-                   cfg: PrepareConfig) -> dict[str, int]:
-    """Embed the not-yet-cached wavs (sorted by length so batches pad little)."""
-    todo = [r for r in relpaths if not cache.done(split, r, cfg.retry_failed)]
-    counts = {"files": len(relpaths), "cached": len(relpaths) - len(todo), "extracted": 0}
-    if not todo:
-        return counts
-    todo.sort(key=lambda r: (audio_num_frames(root / r), r))
-    sr = int(enc.contract.sample_rate)  # type: ignore[arg-type]
-    files = _AudioFiles(root, todo, sr, cfg.min_seconds)
-    return _embed_files(enc, files, todo, cache, split, cfg, counts, f"{split} voices", "wav",
-                        raw=lambda wave: (wave, sr))
-
-
-def _embed_files(enc: Encoder, files: Dataset, todo: Sequence[str], cache: EmbeddingCache, split: str,
-                 cfg: PrepareConfig, counts: dict[str, int], desc: str, unit: str,
-                 raw: Callable[[Any], Any] = lambda item: item, flag_reason: str | None = None
-                 ) -> dict[str, int]:
-    """Load ``files`` in batches, embed what loaded, cache embeddings and failure reasons.
-
-    An item the dataset could not load arrives as its failure reason (a string). Items the
-    encoder flags (faces: no face found, centre crop used) are cached with ``no_face`` and
-    counted under ``flag_reason``.
-    """
-    loader = DataLoader(files, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=_as_list)
-    with tqdm(total=len(todo), desc=desc, unit=unit) as bar:
-        for batch in loader:
-            items, idx = [], []
-            for i, item in batch:
-                if isinstance(item, str):
-                    cache.put_failure(split, todo[i], item)
-                    counts[item] = counts.get(item, 0) + 1
-                else:
-                    items.append(raw(item))
-                    idx.append(i)
-            if items:
-                eb = enc.preprocess_batch(items)
-                embs = enc.embed_batch(eb).cpu().numpy()
-                flagged = eb.flagged if flag_reason else {}
-                for row, k in enumerate(eb.kept):
-                    cache.put(split, todo[idx[k]], embs[row], no_face=k in flagged)
-                    counts["extracted"] += 1
-                for k, reason in eb.dropped.items():
-                    cache.put_failure(split, todo[idx[k]], reason)
-                    counts[reason] = counts.get(reason, 0) + 1
-                if flagged:
-                    counts[flag_reason] = counts.get(flag_reason, 0) + len(flagged)  # type: ignore[index]
-            bar.update(len(batch))
+    for results in embed_raw_files(enc, root, todo, batch_size=cfg.batch_size, workers=cfg.workers,
+                                   min_seconds=cfg.min_seconds, desc=desc):
+        for r in results:
+            if r.embedding is None:
+                reason = r.problem or "failed"
+                cache.put_failure(split, r.relpath, reason, r.detail)
+                counts[reason] = counts.get(reason, 0) + 1
+            else:
+                cache.put(split, r.relpath, r.embedding, no_face=r.problem == "no_face")
+                counts["extracted"] += 1
+                if r.problem:
+                    key = FALLBACK_COUNTS.get(r.problem, r.problem)
+                    counts[key] = counts.get(key, 0) + 1
     return counts
 
 
@@ -286,6 +235,49 @@ def status_counts(cache: EmbeddingCache, split: str, relpaths: Sequence[str]) ->
         s = cache.status(split, r)
         out[s] = out.get(s, 0) + 1
     return out
+
+
+# ----------------------------------------------------------------------------- problem report
+
+
+class ProblemReport:
+    """Rows of ``report.csv``: every file that was skipped or replaced, and why."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, str]] = []
+
+    def add(self, part: str, modality: str, file: Path | str, problem: str, action: str, detail: str = "") -> None:
+        self.rows.append({"part": part, "modality": modality, "file": str(file), "problem": problem,
+                          "action": action, "detail": detail})
+
+    def add_cached(self, cache: EmbeddingCache, part: str, modality: str, root: Path, relpaths: Sequence[str],
+                   failed_action: str | dict[str, str]) -> None:
+        """A row for every file of ``relpaths`` the cache holds as failed or embedded through a fallback."""
+        for r in relpaths:
+            status = cache.status(part, r)
+            if status == "ok":
+                continue
+            if status == "no_face":
+                self.add(part, modality, root / r, "no_face", "embedded the centre of the image instead (--no-face "
+                         "center_crop)", "no face detected")
+            elif status == "missing":
+                self.add(part, modality, root / r, "not_extracted", "left out", "no embedding in the cache")
+            else:
+                action = failed_action.get(r, "left out") if isinstance(failed_action, dict) else failed_action
+                self.add(part, modality, root / r, status, action, cache.failure(part, r)[1])
+
+    def write(self, path: Path) -> Path:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=REPORT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(sorted(self.rows, key=lambda d: (d["part"], d["modality"], d["file"])))
+        return atomic_write_text(path, buf.getvalue())
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self.rows:
+            out[row["problem"]] = out.get(row["problem"], 0) + 1
+        return dict(sorted(out.items()))
 
 
 # ----------------------------------------------------------------------------- CSV writing
@@ -330,73 +322,89 @@ def write_train_csvs(out: Path, ver: str, lang: str, pairs: list[TrainPair], fac
 # ----------------------------------------------------------------------------- main flow
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_encoders(cfg: PrepareConfig) -> tuple[Encoder, Encoder]:
-    """Face and voice encoders (random weights seeded by ``cfg.seed`` / ``cfg.seed + 1``)."""
-    offline = True if cfg.offline else None
-    pretrained = not cfg.random_weights
-    torch.manual_seed(cfg.seed)
-    face = create_encoder(cfg.face_encoder, pretrained=pretrained,
-                          weights=None if cfg.random_weights else cfg.face_weights,
-                          offline=offline, **cfg.face_args)
-    if hasattr(face, "no_face"):  # face detectors only; plain image encoders have no policy
-        if cfg.no_face not in ("skip", "center_crop"):
-            raise ValueError(f"--no-face must be skip or center_crop, got {cfg.no_face!r}")
-        face.no_face = cfg.no_face
-    torch.manual_seed(cfg.seed + 1)
-    voice = create_encoder(cfg.voice_encoder, pretrained=pretrained,
-                           weights=None if cfg.random_weights else cfg.voice_weights,
-                           offline=offline, **cfg.voice_args)
-    if face.contract.input_kind != "image":
-        raise ValueError(f"--face-encoder {cfg.face_encoder!r} is not an image encoder")
-    if voice.contract.input_kind != "audio":
-        raise ValueError(f"--voice-encoder {cfg.voice_encoder!r} is not an audio encoder")
-    return face, voice
+    """Face and voice encoders (random weights seeded by ``cfg.seed`` / ``cfg.seed + 1``); missing
+    weights of both are reported in one :class:`MissingWeightsError`."""
+    return build_raw_encoders(cfg.encoder_settings(), offline=True if cfg.offline else None)
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
+def check_config(cfg: PrepareConfig) -> tuple[tuple[str, str], RawLayout]:
+    """Every check that needs no model: settings, paths (made absolute), layout, pair lists.
+    Raises :class:`UserError` / :class:`RawLayoutError`; writes nothing."""
+    if cfg.ver not in FAME_VERSIONS:
+        raise UserError(f"--ver must be one of {sorted(FAME_VERSIONS)}, got {cfg.ver!r}")
+    unknown = set(cfg.parts) - {"train", "test"}
+    if unknown or not cfg.parts:
+        raise UserError(f"--parts must be a subset of train,test, got {','.join(cfg.parts)}")
+    if cfg.no_face not in ("skip", "center_crop"):
+        raise UserError(f"--no-face must be skip or center_crop, got {cfg.no_face!r}")
+    if cfg.batch_size < 1 or cfg.workers < 0 or cfg.min_seconds < 0:
+        raise UserError("--batch-size must be >= 1, --workers >= 0 and --min-seconds >= 0")
+    for name in ("raw_root", "output", "train_root", "test_root", "splits", "cache_dir", "run_dir",
+                 "face_weights", "voice_weights"):
+        setattr(cfg, name, _absolute(getattr(cfg, name)))
+    langs = FAME_VERSIONS[cfg.ver]
+    layout = find_raw_layout(cfg.raw_root, langs, train_root=cfg.train_root, test_root=cfg.test_root,
+                             splits_dir=cfg.splits)
+    if "train" in cfg.parts and layout.train_root is None:
+        raise UserError(f"{cfg.raw_root}: no training folder found ({{faces,voices}}/<id>/<Language>/<video>/<clip>); "
+                        "use --train-root or --parts test")
+    if "test" in cfg.parts:
+        if layout.test_root is None:
+            raise UserError(f"{cfg.raw_root}: no test folder found ({{faces,voices}}/<Language>/NNNNN); use "
+                            "--test-root or --parts train")
+        missing = [lang for lang in langs if lang not in layout.pair_lists]
+        if missing:
+            raise UserError(f"pair list(s) {', '.join(f'{m}_test.txt' for m in missing)} not found under "
+                            f"{cfg.splits or cfg.raw_root}; use --splits DIR or --parts train")
+    return langs, layout
+
+
+def _log_to_file_only(logger: logging.Logger, message: str) -> None:
+    """The error line in the run log, without printing it a second time on the console."""
+    for h in logger.handlers:
+        if isinstance(h, logging.FileHandler):
+            h.emit(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (), None))
 
 
 def prepare(cfg: PrepareConfig) -> dict[str, Any]:
-    """Run the whole extraction; returns the summary (also written to ``<run_dir>/summary.json``)."""
-    if cfg.ver not in FAME_VERSIONS:
-        raise ValueError(f"--ver must be one of {sorted(FAME_VERSIONS)}, got {cfg.ver!r}")
-    unknown = set(cfg.parts) - {"train", "test"}
-    if unknown or not cfg.parts:
-        raise ValueError(f"--parts must be a subset of train,test, got {cfg.parts}")
-    langs = FAME_VERSIONS[cfg.ver]
+    """Run the whole extraction; returns the summary (also written to ``<run_dir>/summary.json``).
+
+    Settings, layout, device and the weights of both encoders are checked before the run folder
+    is created, so a failed check leaves nothing behind.
+    """
+    langs, layout = check_config(cfg)
+    device = resolve_device(cfg.device)
+    face_enc, voice_enc = build_encoders(cfg)
+    face_enc.to(device)
+    voice_enc.to(device)
     out = Path(cfg.output)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else out / "prepare_runs" / f"{cfg.ver}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg.run_dir = str(run_dir)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out / ".cache" / "embeddings"
     cfg.cache_dir = str(cache_root)
     logger = start_run(run_dir, cfg, log_name="modalink")
-    t0 = time.time()
+    try:
+        return _prepare(cfg, langs, layout, device, face_enc, voice_enc, out, run_dir, cache_root, logger)
+    except BaseException as e:
+        _log_to_file_only(logger, f"error: {type(e).__name__}: {e}")
+        raise
 
-    layout: RawLayout = find_raw_layout(cfg.raw_root, langs, train_root=cfg.train_root,
-                                        test_root=cfg.test_root, splits_dir=cfg.splits)
+
+def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, device: Any, face_enc: Encoder,
+             voice_enc: Encoder, out: Path, run_dir: Path, cache_root: Path, logger: logging.Logger) -> dict[str, Any]:
+    t0 = time.time()
     logger.info("layout: train=%s test=%s pair lists=%s", layout.train_root, layout.test_root,
                 {k: str(v) for k, v in layout.pair_lists.items()})
-    if "train" in cfg.parts and layout.train_root is None:
-        raise FileNotFoundError(f"{cfg.raw_root}: no training folder found (use --train-root or --parts test)")
-    if "test" in cfg.parts:
-        if layout.test_root is None:
-            raise FileNotFoundError(f"{cfg.raw_root}: no test folder found (use --test-root or --parts train)")
-        missing = [lang for lang in langs if lang not in layout.pair_lists]
-        if missing:
-            raise FileNotFoundError(f"pair list(s) {', '.join(f'{m}_test.txt' for m in missing)} not found "
-                                    f"under {cfg.splits or cfg.raw_root} (use --splits DIR)")
-
-    device = _resolve_device(cfg.device)
-    face_enc, voice_enc = build_encoders(cfg)
-    face_enc.to(device)
-    voice_enc.to(device)
     face_tag = encoder_tag(cfg.face_encoder, face_enc, cfg, {"no_face": cfg.no_face, "args": cfg.face_args})
     voice_tag = encoder_tag(cfg.voice_encoder, voice_enc, cfg,
                             {"min_seconds": cfg.min_seconds, "args": cfg.voice_args})
     face_cache, voice_cache = EmbeddingCache(cache_root / face_tag), EmbeddingCache(cache_root / voice_tag)
+    logger.info("device %s; batch size %d", device, cfg.batch_size)
     logger.info("face encoder %s (%d-D, weights %s) → cache %s", cfg.face_encoder, face_enc.output_dim,
                 face_enc.weights_path or "random", face_cache.root)
     logger.info("voice encoder %s (%d-D, weights %s) → cache %s", cfg.voice_encoder, voice_enc.output_dim,
@@ -406,26 +414,40 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
                                "face_dim": face_enc.output_dim, "voice_dim": voice_enc.output_dim,
                                "extraction": {}, "train": {}, "test": {}}
     label_map: dict[str, Any] = {}
+    report = ProblemReport()
 
     # ---- training split
     if "train" in cfg.parts:
         assert layout.train_root is not None
-        faces = scan_train_split(layout.train_root, "faces", langs)
-        voices = scan_train_split(layout.train_root, "voices", langs)
+        troot = layout.train_root
+        ignored: dict[str, list[str]] = {"faces": [], "voices": []}
+        faces = scan_train_split(troot, "faces", langs, ignored=ignored["faces"])
+        voices = scan_train_split(troot, "voices", langs, ignored=ignored["voices"])
         logger.info("train: %d face images, %d voice clips", len(faces), len(voices))
         face_files = sorted({c.relpath for c in faces})
         voice_files = sorted({c.relpath for c in voices})
-        summary["extraction"]["train_faces"] = extract_faces(face_enc, layout.train_root, face_files,
-                                                             face_cache, "train", cfg)
-        summary["extraction"]["train_voices"] = extract_voices(voice_enc, layout.train_root, voice_files,
-                                                               voice_cache, "train", cfg)
-        summary["extraction"]["train_faces"]["status"] = status_counts(face_cache, "train", face_files)
-        summary["extraction"]["train_voices"]["status"] = status_counts(voice_cache, "train", voice_files)
+        ex = summary["extraction"]
+        ex["train_faces"] = extract(face_enc, troot, face_files, face_cache, "train", cfg, "train faces")
+        ex["train_voices"] = extract(voice_enc, troot, voice_files, voice_cache, "train", cfg, "train voices")
+        ex["train_faces"]["status"] = status_counts(face_cache, "train", face_files)
+        ex["train_voices"]["status"] = status_counts(voice_cache, "train", voice_files)
+        for modality, files in ignored.items():
+            if files:
+                ex[f"train_{modality}"]["unsupported_format"] = len(files)
+            for rel in files:
+                report.add("train", modality[:-1], troot / rel, "unsupported_format", "ignored",
+                           f"{Path(rel).suffix or 'no extension'} is not a format the "
+                           f"{'image' if modality == 'faces' else 'audio'} loader reads")
         label_map = identity_labels(c.identity for c in [*faces, *voices])
+        usable = {r for r in face_files if face_cache.status("train", r) in ("ok", "no_face")}
+        report.add_cached(face_cache, "train", "face", troot, face_files,
+                          "left out of the pairing (the identity's other face images are used)")
+        unpaired: list[TrainClip] = []
         for lang in langs:
-            lf = [c for c in faces if c.language == lang]
+            lf = [c for c in faces if c.language == lang and c.relpath in usable]
             lv = [c for c in voices if c.language == lang]
             pairing = pair_train_clips(lf, lv)
+            unpaired.extend(pairing.unpaired_voices)
             stats = write_train_csvs(out, cfg.ver, lang, pairing.pairs, face_cache, voice_cache,
                                      label_map, cfg.float_format)
             stats.update(unpaired_voices=len(pairing.unpaired_voices),
@@ -433,24 +455,34 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
                          cross_video_pairs=pairing.cross_video_pairs)
             summary["train"][lang] = stats
             logger.info("train %s: %d rows (%d identities), %d pairs dropped for failed files, "
-                        "%d voice clips without any face image", lang, stats["rows"], stats["identities"],
+                        "%d voice clips without any usable face image", lang, stats["rows"], stats["identities"],
                         stats["pairs_dropped"], stats["unpaired_voices"])
+        lang_of = {c.relpath: c.language for c in voices}
+        report.add_cached(voice_cache, "train", "voice", troot, voice_files,
+                          {r: f"pair dropped from {lang_of[r]}_{{faces,voices}}_train.csv" for r in voice_files})
+        for v in unpaired:
+            if voice_cache.status("train", v.relpath) in ("ok",):
+                report.add("train", "voice", troot / v.relpath, "no_face_image", "not in the training CSVs",
+                           f"identity {v.identity} has no usable face image in {v.language}")
 
     # ---- test split
     if "test" in cfg.parts:
         assert layout.test_root is not None
+        sroot = layout.test_root
         lists = {lang: read_test_pairs(layout.pair_lists[lang]) for lang in langs}
         face_files = sorted({p.face for pairs in lists.values() for p in pairs})
         voice_files = sorted({p.voice for pairs in lists.values() for p in pairs})
-        summary["extraction"]["test_faces"] = extract_faces(face_enc, layout.test_root, face_files,
-                                                            face_cache, "test", cfg)
-        summary["extraction"]["test_voices"] = extract_voices(voice_enc, layout.test_root, voice_files,
-                                                              voice_cache, "test", cfg)
-        summary["extraction"]["test_faces"]["status"] = status_counts(face_cache, "test", face_files)
-        summary["extraction"]["test_voices"]["status"] = status_counts(voice_cache, "test", voice_files)
+        ex = summary["extraction"]
+        ex["test_faces"] = extract(face_enc, sroot, face_files, face_cache, "test", cfg, "test faces")
+        ex["test_voices"] = extract(voice_enc, sroot, voice_files, voice_cache, "test", cfg, "test voices")
+        ex["test_faces"]["status"] = status_counts(face_cache, "test", face_files)
+        ex["test_voices"]["status"] = status_counts(voice_cache, "test", voice_files)
+        uses: dict[tuple[str, str], list[str]] = {}
         for test_lang, pairs in lists.items():
             frows, vrows, zero_f, zero_v = [], [], 0, 0
             for p in pairs:
+                uses.setdefault(("face", p.face), []).append(test_lang)
+                uses.setdefault(("voice", p.voice), []).append(test_lang)
                 f = face_cache.get("test", p.face)
                 v = voice_cache.get("test", p.voice)
                 if f is None:
@@ -471,19 +503,30 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
             summary["test"][test_lang] = {"rows": len(pairs), "zero_face_rows": zero_f,
                                           "zero_voice_rows": zero_v, "pair_list": str(src)}
             if zero_f or zero_v:
-                logger.warning("test %s: %d face and %d voice rows are zeros (unusable files)",
-                               test_lang, zero_f, zero_v)
+                logger.warning("test %s: %d face and %d voice rows are zeros (unusable files, see %s)",
+                               test_lang, zero_f, zero_v, run_dir / REPORT_NAME)
             logger.info("test %s: %d rows aligned with %s", test_lang, len(pairs), src)
+
+        def zero_action(modality: str, files: Sequence[str]) -> dict[str, str]:
+            out_actions = {}
+            for r in files:
+                by_lang: dict[str, int] = {}
+                for lang in uses.get((modality, r), []):
+                    by_lang[lang] = by_lang.get(lang, 0) + 1
+                out_actions[r] = "; ".join(f"zero row on {n} line(s) of {lang}_test.txt ({lang}_{modality}s_test.csv)"
+                                           for lang, n in sorted(by_lang.items()))
+            return out_actions
+
+        report.add_cached(face_cache, "test", "face", sroot, face_files, zero_action("face", face_files))
+        report.add_cached(voice_cache, "test", "voice", sroot, voice_files, zero_action("voice", voice_files))
 
     for key, counts in summary["extraction"].items():
         logger.info("%s: %s", key, {k: v for k, v in counts.items()})
+    settings = cfg.encoder_settings()
     info = {
         "ver": cfg.ver, "languages": list(langs),
         "face_dim": face_enc.output_dim, "voice_dim": voice_enc.output_dim,
-        "face_encoder": {"name": cfg.face_encoder, "weights": face_enc.weights_path,
-                         "contract": face_enc.contract.to_dict(), "no_face": cfg.no_face},
-        "voice_encoder": {"name": cfg.voice_encoder, "weights": voice_enc.weights_path,
-                          "contract": voice_enc.contract.to_dict(), "min_seconds": cfg.min_seconds},
+        **settings.to_info(face_enc, voice_enc),
         "train_label": "last column of *_train.csv; identity folder idNNNN → NNNN (see label_map)",
         "label_map": label_map,
         "pairing_rule": PAIRING_RULE,
@@ -493,6 +536,11 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
         atomic_write_text(out / TRAIN_DIR / cfg.ver / "feature_info.json", json.dumps(info, indent=2) + "\n")
     if "test" in cfg.parts:
         atomic_write_text(out / TEST_DIR / cfg.ver / "feature_info.json", json.dumps(info, indent=2) + "\n")
+    report_path = report.write(run_dir / REPORT_NAME)
+    summary["problems"] = report.counts()
+    summary["report"] = str(report_path)
+    logger.info("%d file(s) skipped or replaced %s; each is named in %s", len(report.rows),
+                summary["problems"] or "", report_path)
     summary["seconds"] = round(time.time() - t0, 2)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     logger.info("done in %.1f s; summary: %s", summary["seconds"], run_dir / "summary.json")
@@ -513,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="recipes/fame/prepare.py",
         description="Extract face/voice features from raw MAV-Celeb into the official FAME CSV layout "
-                    "(resumable; per-file embeddings are cached).",
+                    "(resumable; per-file embeddings are cached; problem files listed in <run-dir>/report.csv).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--raw-root", required=True, help="raw MAV-Celeb folder (train and test folders, pair lists)")
@@ -533,9 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-face", default="center_crop", choices=["center_crop", "skip"],
                    help="when MTCNN finds no face: centre crop the image, or skip it")
     p.add_argument("--min-seconds", type=float, default=0.5, help="shorter clips count as bad audio")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="files per batch (MTCNN and the encoders)")
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one, else cpu), cpu, cuda, cuda:1 ...")
     p.add_argument("--parts", default="train,test", help="comma-separated subset of train,test")
     p.add_argument("--train-root", help="training folder (default: found under --raw-root)")
     p.add_argument("--test-root", help="test folder (default: found under --raw-root)")
@@ -543,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="embedding cache (default: OUTPUT/.cache/embeddings)")
     p.add_argument("--run-dir", help="run folder (default: OUTPUT/prepare_runs/<ver>-<time>)")
     p.add_argument("--retry-failed", action="store_true", help="retry files that failed before")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
 
 
@@ -560,16 +609,19 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
     try:
-        prepare(cfg)
-    except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
+        prepare(config_from_args(args))
+    except MissingWeightsError as e:  # several lines (one block per encoder), printed once
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: exit code 0, or 2 with one ``error:`` message (``--debug``: traceback)."""
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":
