@@ -15,18 +15,20 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from modalink.losses import AAMSoftmax, AlignmentMSE, InfoNCE, OrthogonalProjectionLoss
-from modalink.models import SingleBranch, TwoBranch, create_model
+from modalink.models import SBNet, SingleBranch, TwoBranch, create_model
 
 
 @dataclass
 class FaceVoiceModelConfig:
     """The ``model:`` section: a registry name plus the knobs of the two model families."""
 
-    name: str = "fop_enhanced"  # fop | fop_linear | fop_enhanced | sbnet
+    name: str = "fop_enhanced"  # fop | fop_linear | fop_enhanced | sbnet | sbnet_stems
     embed_dim: int = 128
     dropout: float = 0.5
-    init: str = "default"  # default | xavier (the official FOP init: xavier_uniform, bias 0.01)
-    # single-branch only
+    init: str = "default"  # default | xavier (the official FOP/SBNet init: xavier_uniform, bias 0.01)
+    # sbnet only: width adapter for a modality whose width differs (linear: learned | random: fixed)
+    projection: str = "linear"
+    # sbnet_stems (modality stems + shared trunk) only
     stem_dim: int = 512
     trunk_hidden: list[int] = field(default_factory=lambda: [256])
     norm: str = "batch"
@@ -47,13 +49,28 @@ class FaceVoiceLossConfig:
     aam_margin: float = 0.2
     aam_scale: float = 30.0
     align: float = 0.0  # MSE between paired face and voice embeddings
+    # sbnet only: how a batch of B face-voice pairs becomes single-modality rows (BATCH_LAYOUTS)
+    layout: str = "fvfv"
 
+
+#: SBNet's training-batch layouts (public ``--split_type``), applied to a batch of B pairs:
+#: ``fvfv`` / ``vfvf`` — 2B rows, face and voice of each pair side by side, one BatchNorm batch
+#: (the two differ only in row order, which changes nothing but float summation order);
+#: ``hefhev`` / ``hevhef`` — the B faces and the B voices as two single-modality BatchNorm batches
+#: (CE and OPL within each), their losses averaged into one optimizer step (the public code
+#: takes a step per single-modality batch, all face batches of an epoch before all voice
+#: batches; here both orders train identically); ``random`` — one modality per pair, drawn at
+#: random, B rows of mixed modalities and unpaired identities in one BatchNorm batch.
+BATCH_LAYOUTS = ("fvfv", "vfvf", "hefhev", "hevhef", "random")
 
 def build_face_voice_model(cfg: FaceVoiceModelConfig, face_dim: int, voice_dim: int,
                            num_classes: int) -> nn.Module:
     """Build the configured model for the given feature widths and identity count."""
-    if cfg.name in ("sbnet", "single_branch"):
-        model = create_model("sbnet", input_dims={"face": face_dim, "voice": voice_dim},
+    if cfg.name == "sbnet":
+        model = create_model("sbnet", input_dims={"face": face_dim, "voice": voice_dim}, embed_dim=cfg.embed_dim,
+                             num_classes=num_classes, dropout=cfg.dropout, projection=cfg.projection)
+    elif cfg.name in ("sbnet_stems", "single_branch"):
+        model = create_model("sbnet_stems", input_dims={"face": face_dim, "voice": voice_dim},
                              embed_dim=cfg.embed_dim, stem_dim=cfg.stem_dim,
                              trunk_hidden=tuple(cfg.trunk_hidden), norm=cfg.norm, dropout=cfg.dropout,
                              num_classes=num_classes)
@@ -64,7 +81,8 @@ def build_face_voice_model(cfg: FaceVoiceModelConfig, face_dim: int, voice_dim: 
         for m in model.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.constant_(m.bias, 0.01)
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0.01)
     elif cfg.init != "default":
         raise ValueError(f"model.init={cfg.init!r}; use default or xavier")
     return model
@@ -74,7 +92,9 @@ class FaceVoiceObjective(nn.Module):
     """``forward(batch) -> {"loss", terms...}`` for a batch ``{"face", "voice", "label"}``.
 
     Two-branch models: CE on the fused logits + OPL on the fused vector (the FOP recipe), plus
-    optional InfoNCE / AAM / alignment on the per-modality embeddings. Single-branch models:
+    optional InfoNCE / AAM / alignment on the per-modality embeddings. ``SBNet``: the pairs become
+    single-modality rows in the configured ``layout`` (``BATCH_LAYOUTS``); CE on every row's logits
+    + OPL over the rows of each BatchNorm batch (the public SBNet objective). ``sbnet_stems``:
     both modalities pass the shared trunk; CE on each modality's logits, OPL on both.
     """
 
@@ -82,6 +102,8 @@ class FaceVoiceObjective(nn.Module):
         super().__init__()
         if cfg.opl_on not in ("fused", "modalities", "both"):
             raise ValueError(f"loss.opl_on={cfg.opl_on!r}; use fused, modalities or both")
+        if cfg.layout not in BATCH_LAYOUTS:
+            raise ValueError(f"loss.layout={cfg.layout!r}; use one of {', '.join(BATCH_LAYOUTS)}")
         self.model = model
         self.cfg = cfg
         self.opl = OrthogonalProjectionLoss(gamma=cfg.opl_gamma)
@@ -96,6 +118,8 @@ class FaceVoiceObjective(nn.Module):
         c = self.cfg
         y = batch["label"]
         terms: dict[str, torch.Tensor] = {}
+        if isinstance(self.model, SBNet):
+            return self._sbnet_forward(batch)
         if isinstance(self.model, SingleBranch):
             out = self.model({"face": batch["face"], "voice": batch["voice"]})
             f, v = out["face"], out["voice"]
@@ -121,6 +145,48 @@ class FaceVoiceObjective(nn.Module):
             terms["aam"] = self.aam(torch.cat([f, v]), torch.cat([y, y]))
         if self.align is not None:
             terms["align"] = self.align(f, v)
+        weights = {"ce": c.ce, "opl": c.opl, "infonce": c.infonce, "aam": c.aam, "align": c.align}
+        loss = sum(weights[k] * t for k, t in terms.items())
+        return {"loss": loss, **{k: t.detach() for k, t in terms.items()}}
+
+
+    def _sbnet_terms(self, out: Mapping[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        if self.cfg.ce:
+            terms["ce"] = F.cross_entropy(out["logits"], y)
+        if self.cfg.opl:
+            terms["opl"] = self.opl(out["embedding"], y)
+        return terms
+
+    def _sbnet_forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """SBNet: single-modality rows in ``cfg.layout``; CE + OPL per BatchNorm batch."""
+        c, model = self.cfg, self.model
+        f, v, y = batch["face"], batch["voice"], batch["label"]
+        if c.layout in ("fvfv", "vfvf"):
+            inputs = {"face": f, "voice": v} if c.layout == "fvfv" else {"voice": v, "face": f}
+            out = model(inputs, interleave=True)
+            runs = [(out, y.repeat_interleave(2))]
+        elif c.layout in ("hefhev", "hevhef"):
+            order = ("face", "voice") if c.layout == "hefhev" else ("voice", "face")
+            runs = [(model({m: batch[m]}), y) for m in order]
+        else:  # random: one modality per pair
+            take_face = torch.rand(y.shape[0], device=y.device) < 0.5
+            out = model({"face": f[take_face], "voice": v[~take_face]})
+            runs = [(out, torch.cat([y[take_face], y[~take_face]]))]
+        parts = [self._sbnet_terms(o, t) for o, t in runs]
+        terms = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
+        if self.infonce is not None or self.aam is not None or self.align is not None:
+            fe = next((o["face"] for o, _ in runs if "face" in o), None)
+            ve = next((o["voice"] for o, _ in runs if "voice" in o), None)
+            if fe is None or ve is None or fe.shape[0] != ve.shape[0]:
+                raise ValueError("loss.infonce/aam/align need paired embeddings: use layout fvfv, vfvf, "
+                                 "hefhev or hevhef")
+            if self.infonce is not None:
+                terms["infonce"] = self.infonce(fe, ve, y)
+            if self.aam is not None:
+                terms["aam"] = self.aam(torch.cat([fe, ve]), torch.cat([y, y]))
+            if self.align is not None:
+                terms["align"] = self.align(fe, ve)
         weights = {"ce": c.ce, "opl": c.opl, "infonce": c.infonce, "aam": c.aam, "align": c.align}
         loss = sum(weights[k] * t for k, t in terms.items())
         return {"loss": loss, **{k: t.detach() for k, t in terms.items()}}

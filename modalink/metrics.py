@@ -22,6 +22,14 @@ pass ``higher_is_same=True`` for similarities. EERs are in PERCENT.
   over all thresholds, "accept all" and "reject all" included, of
   ``c_miss * p_target * P_miss + c_fa * (1 - p_target) * P_fa`` divided by
   ``min(c_miss * p_target, c_fa * (1 - p_target))``; so it lies in [0, 1].
+
+Ranking conventions
+-------------------
+Tied scores never favour low item ids. :func:`recall_at_k` and :func:`ndcg_at_k` AVERAGE over
+ties: they return the exact expected value over a uniformly random order of tied items (for
+NDCG the value of scikit-learn's ``ndcg_score(..., ignore_ties=False)``), so a model that gives
+every candidate the same score scores the random-ranking level. :func:`topk_items` (and so
+:func:`coverage` of its lists) breaks ties at random with a seed (default 0: reproducible).
 """
 from __future__ import annotations
 
@@ -335,42 +343,71 @@ def _masked_scores(scores: Any, seen: Any | None) -> np.ndarray:
     return s
 
 
-def topk_items(scores: Any, k: int, seen: Any | None = None) -> np.ndarray:
+def topk_items(scores: Any, k: int, seen: Any | None = None, seed: int | None = 0) -> np.ndarray:
     """(U, k') item ids of each user's top-k by score, best first (k' = min(k, n_items)).
 
     ``seen`` (bool U×I) marks items excluded from the ranking (their score becomes -inf, so
-    they only appear if a user has fewer than k unseen items). Uses ``argpartition``, so the
-    cost is O(U·I + U·k log k); ties at the k-th place are broken arbitrarily.
+    they only appear if a user has fewer than k unseen items). Tied scores are ordered at
+    RANDOM (independently per user, from ``numpy.random.default_rng(seed)``; the same seed
+    gives the same lists), so a model that ties many items does not get the lowest item ids.
+    ``seed=None`` draws fresh randomness. Cost O(U·I + U·k log k).
     """
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     s = _masked_scores(scores, seen)
-    return _topk(s, int(k))
+    return _topk_random_ties(s, int(k), np.random.default_rng(seed))
 
 
-def _topk(s: np.ndarray, k: int) -> np.ndarray:
+def _kth_largest(s: np.ndarray, k: int) -> np.ndarray:
+    """(U,) the k-th largest value of each row (k ≤ n_items)."""
+    n = s.shape[1]
+    return np.partition(s, n - k, axis=1)[:, n - k]
+
+
+def _topk_random_ties(s: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     k = min(k, s.shape[1])
-    if k < s.shape[1]:
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(s.shape[1]), s.shape).copy()
-    part_scores = np.take_along_axis(s, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
+    r = rng.random(s.shape)
+    t = _kth_largest(s, k)[:, None]
+    # items above the k-th score are all in; of those tied with it, the ones with the largest
+    # random keys fill the remaining places
+    key = np.where(s > t, 2.0, np.where(s == t, r, -1.0))
+    part = np.argpartition(-key, k - 1, axis=1)[:, :k] if k < s.shape[1] else \
+        np.broadcast_to(np.arange(s.shape[1]), s.shape).copy()
+    ps, pr = np.take_along_axis(s, part, axis=1), np.take_along_axis(r, part, axis=1)
+    order = np.lexsort((-pr, -ps), axis=1)
     return np.take_along_axis(part, order, axis=1)
 
 
-def _ranking_hits(scores: Any, relevant: Any, k: int, seen: Any | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """(hits U×k' in rank order, n_relevant per user, k) after masking ``seen``."""
+def _expected_hits(scores: Any, relevant: Any, k: int, seen: Any | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(E[hit] per rank U×k', n_relevant per user, k) after masking ``seen``, the expectation
+    taken over a uniformly random order of tied scores (exact, no sampling): inside a group of
+    tied items every rank the group occupies gets the group's share of relevant items."""
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     s = _masked_scores(scores, seen)
     rel = _relevance_matrix(relevant, s.shape)
-    top = _topk(s, int(k))
-    hits = np.take_along_axis(rel, top, axis=1) & np.isfinite(np.take_along_axis(s, top, axis=1))
     n_rel = rel.sum(axis=1)
     if not (n_rel > 0).any():
         raise ValueError("no user has a relevant item; Recall/NDCG are undefined")
-    return hits, n_rel, int(k)
+    k = int(k)
+    kk = min(k, s.shape[1])
+    hit_able = rel & np.isfinite(s)  # masked (seen) items are never hits
+    t = _kth_largest(s, kk)
+    tied = s == t[:, None]
+    boundary_share = (hit_able & tied).sum(axis=1) / tied.sum(axis=1)  # the k-th score's group
+    top = _topk_random_ties(s, kk, np.random.default_rng(0))  # the order of ties is averaged out below
+    ts = np.take_along_axis(s, top, axis=1)
+    th = np.take_along_axis(hit_able, top, axis=1).astype(np.float64)
+    # groups of equal scores above the k-th score lie wholly inside the top k: average within them
+    new = np.ones_like(ts, dtype=bool)
+    new[:, 1:] = ts[:, 1:] != ts[:, :-1]
+    gid = (np.cumsum(new, axis=1) - 1) + (np.arange(ts.shape[0]) * kk)[:, None]
+    sums = np.bincount(gid.ravel(), th.ravel(), minlength=ts.size)
+    counts = np.bincount(gid.ravel(), minlength=ts.size)
+    expected = sums[gid] / counts[gid]
+    at_boundary = ts == t[:, None]
+    expected = np.where(at_boundary, boundary_share[:, None], expected)
+    return expected, n_rel, k
 
 
 def recall_at_k(scores: Any, relevant: Any, k: int, seen: Any | None = None) -> float:
@@ -379,9 +416,11 @@ def recall_at_k(scores: Any, relevant: Any, k: int, seen: Any | None = None) -> 
     Recall@K = (relevant items in the top K) / min(K, n_relevant) — the "truncated" recall
     used by SiBraR/RecBole-style evaluations, so a perfect ranking scores 1 even when a user
     has more than K relevant items. Items flagged in ``seen`` are removed from the ranking
-    (and cannot be hits); keep ``relevant`` and ``seen`` disjoint.
+    (and cannot be hits); keep ``relevant`` and ``seen`` disjoint. Ties are AVERAGED: the value
+    is the exact expectation over a uniformly random order of tied items (so a constant score
+    gives the random-ranking level, whatever the item ids).
     """
-    hits, n_rel, k = _ranking_hits(scores, relevant, k, seen)
+    hits, n_rel, k = _expected_hits(scores, relevant, k, seen)
     users = n_rel > 0
     per_user = hits[users].sum(axis=1) / np.minimum(k, n_rel[users])
     return float(per_user.mean())
@@ -391,9 +430,11 @@ def ndcg_at_k(scores: Any, relevant: Any, k: int, seen: Any | None = None) -> fl
     """Mean NDCG@K over users with at least one relevant item.
 
     Binary gains, discount ``1 / log2(rank + 1)`` (rank 1 = best); the ideal DCG places
-    ``min(K, n_relevant)`` relevant items first. ``seen`` as in :func:`recall_at_k`.
+    ``min(K, n_relevant)`` relevant items first. ``seen`` as in :func:`recall_at_k`. Ties are
+    averaged as in :func:`recall_at_k` (the same value as scikit-learn's ``ndcg_score`` with
+    ``ignore_ties=False``).
     """
-    hits, n_rel, k = _ranking_hits(scores, relevant, k, seen)
+    hits, n_rel, k = _expected_hits(scores, relevant, k, seen)
     users = n_rel > 0
     discount = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
     dcg = (hits[users] * discount).sum(axis=1)

@@ -257,6 +257,65 @@ def test_topk_and_coverage():
         M.ndcg_at_k(scores, np.ones((3, 3), dtype=bool), 2)
 
 
+def test_constant_scores_give_the_random_level():
+    """Ties are averaged: a model that scores every item the same gets the expected value of a
+    random ranking, whatever the item ids (no favouring of low ids)."""
+    rng = np.random.default_rng(0)
+    n_users, n_items, k = 40, 50, 10
+    relevant = rng.random((n_users, n_items)) < 0.1
+    relevant[:, :k] = False  # the lowest ids are never relevant: tie-by-id would score exactly 0
+    relevant[:, -1] = True
+    n_rel = relevant.sum(1)
+    scores = np.zeros((n_users, n_items))
+    # expected hits at every rank = n_rel / n_items (linearity of expectation)
+    p = n_rel / n_items
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    idcg = np.array([disc[:min(k, n)].sum() for n in n_rel])
+    assert M.recall_at_k(scores, relevant, k) == pytest.approx(float(np.mean(k * p / np.minimum(k, n_rel))))
+    assert M.ndcg_at_k(scores, relevant, k) == pytest.approx(float(np.mean(p * disc.sum() / idcg)))
+    # with seen items masked the random level is over the unseen items only
+    seen = np.zeros_like(relevant)
+    seen[:, k:2 * k] = ~relevant[:, k:2 * k]
+    n_cand = n_items - seen.sum(1)
+    assert M.recall_at_k(scores, relevant, k, seen=seen) == pytest.approx(
+        float(np.mean(k * (n_rel / n_cand) / np.minimum(k, n_rel))))
+
+
+def test_tied_ndcg_matches_sklearn_and_random_tie_breaking():
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(3)
+    for trial in range(30):
+        n_items, k = int(rng.integers(3, 25)), int(rng.integers(1, 12))
+        scores = rng.integers(0, 4, (6, n_items)).astype(float)  # many ties
+        relevant = rng.random((6, n_items)) < 0.3
+        relevant[:, 0] = True
+        ref = ndcg_score(relevant.astype(float), scores, k=k, ignore_ties=False)
+        assert M.ndcg_at_k(scores, relevant, k) == pytest.approx(ref, abs=1e-12)
+    # recall = the mean over random tie-breaks (Monte Carlo with topk_items' seeded tie-breaking)
+    scores = np.array([[1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 2.0, 0.0]])
+    relevant = np.array([[False, True, False, False, True, False, False, True]])
+    k = 3  # item 6, then 2 of the 4 items tied at 1.0 (1 relevant): E[recall] = (2 * 1/4) / 3
+    assert M.recall_at_k(scores, relevant, k) == pytest.approx(0.5 / 3)
+    draws = [relevant[0, M.topk_items(scores, k, seed=s)[0]].sum() / 3 for s in range(4000)]
+    assert np.mean(draws) == pytest.approx(0.5 / 3, abs=0.01)
+
+
+def test_topk_breaks_ties_at_random_with_a_seed():
+    scores = np.zeros((200, 30))
+    a, b = M.topk_items(scores, 5, seed=1), M.topk_items(scores, 5, seed=1)
+    assert np.array_equal(a, b)  # same seed, same lists
+    assert not np.array_equal(a, M.topk_items(scores, 5, seed=2))
+    # not the lowest ids: every item appears, about uniformly
+    counts = np.bincount(a.ravel(), minlength=30)
+    assert counts.min() > 0 and counts.max() < 3 * counts.mean()
+    assert M.coverage(a, 30) == 1.0
+    # strict order is kept: the best items stay first
+    scores[:, 7] = 2.0
+    scores[:, 3] = 1.0
+    assert (M.topk_items(scores, 5, seed=0)[:, :2] == [7, 3]).all()
+
+
 def test_det_curve_matches_sklearn_roc():
     y, s = _trials(500, seed=8, discrete=True)
     p_miss, p_fa, thr = M.det_curve(y, s)

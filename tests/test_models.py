@@ -1,4 +1,5 @@
-"""Models: every registered model builds, runs forward/backward, is deterministic; FOP interop."""
+"""Models: every registered model builds, runs forward/backward, is deterministic; FOP and SBNet
+match independent re-statements of their public code layer by layer."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 import torch.nn as nn
 
 import modalink
-from modalink.models import SingleBranch, TwoBranch, create_model, list_models
+from modalink.models import SBNet, SingleBranch, TwoBranch, create_model, list_models
 
 SMALL = {"face_dim": 64, "voice_dim": 32, "embed_dim": 16, "num_classes": 5}
 
@@ -14,8 +15,10 @@ SMALL = {"face_dim": 64, "voice_dim": 32, "embed_dim": 16, "num_classes": 5}
 def _build(name: str) -> nn.Module:
     if name.startswith("fop"):
         return create_model(name, **SMALL)
-    if name in ("sbnet", "single_branch", "srmm"):
-        dims = {"sbnet": {"face": 64, "voice": 32}, "srmm": {"image": 48, "text": 24},
+    if name == "sbnet":
+        return create_model(name, input_dims={"face": 64, "voice": 32}, embed_dim=16, num_classes=5)
+    if name in ("sbnet_stems", "single_branch", "srmm"):
+        dims = {"sbnet_stems": {"face": 64, "voice": 32}, "srmm": {"image": 48, "text": 24},
                 "single_branch": {"a": 20, "b": 12, "c": 8}}[name]
         return create_model(name, input_dims=dims, embed_dim=16, stem_dim=32, trunk_hidden=(32,),
                             num_classes=5, modality_subsets={m: 1.0 for m in dims})
@@ -32,7 +35,7 @@ def _inputs(model: nn.Module, batch: int = 8) -> tuple:
 
 def test_list_models_has_the_core_set() -> None:
     names = modalink.list_models()
-    for n in ("sbnet", "fop", "fop_gated", "fop_linear", "fop_enhanced", "single_branch", "srmm"):
+    for n in ("sbnet", "sbnet_stems", "fop", "fop_gated", "fop_linear", "fop_enhanced", "single_branch", "srmm"):
         assert n in names
     assert list_models("fop*") == [n for n in names if n.startswith("fop")]
 
@@ -42,13 +45,15 @@ def test_unknown_model_lists_known_ones() -> None:
         create_model("no_such_model")
 
 
-@pytest.mark.parametrize("name", ["fop", "fop_gated", "fop_linear", "fop_enhanced", "sbnet", "single_branch", "srmm"])
+@pytest.mark.parametrize("name", ["fop", "fop_gated", "fop_linear", "fop_enhanced", "sbnet", "sbnet_stems",
+                                  "single_branch", "srmm"])
 def test_forward_backward_and_embed(name: str) -> None:
     torch.manual_seed(0)
     model = _build(name)
     model.train()
     out = model(*_inputs(model))
-    assert "logits" in out and out["logits"].shape == (8, 5)
+    rows = 8 * len(model.modalities) if isinstance(model, SBNet) else 8  # SBNet: one row per (sample, modality)
+    assert "logits" in out and out["logits"].shape == (rows, 5)
     loss = out["logits"].logsumexp(1).mean()
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
@@ -61,7 +66,7 @@ def test_forward_backward_and_embed(name: str) -> None:
         torch.testing.assert_close(e.norm(dim=1), torch.ones(8))
 
 
-@pytest.mark.parametrize("name", ["fop", "fop_enhanced", "sbnet"])
+@pytest.mark.parametrize("name", ["fop", "fop_enhanced", "sbnet", "sbnet_stems"])
 def test_deterministic_under_seed(name: str) -> None:
     outs = []
     for _ in range(2):
@@ -97,6 +102,21 @@ def test_single_branch_missing_modalities_and_mean() -> None:
         model.embed(f, "image")
     with pytest.raises(ValueError, match="width 7, expected 10"):
         model({"face": torch.randn(4, 7)})
+
+
+def test_single_branch_normalized_combination_gives_each_modality_an_equal_vote() -> None:
+    torch.manual_seed(0)
+    model = SingleBranch({"a": 6, "b": 6}, embed_dim=4, stem_dim=8, trunk_hidden=(), norm="none",
+                         dropout=0.0, combine="normalized").eval()
+    x = {"a": torch.randn(5, 6), "b": torch.randn(5, 6)}
+    with torch.no_grad():
+        model.stems["b"][0].weight.mul_(100.0)  # modality b's trunk outputs are ~100x larger
+    ea, eb = model.embed(x["a"], "a"), model.embed(x["b"], "b")
+    torch.testing.assert_close(model.embed(x), nn.functional.normalize(ea + eb, dim=1))
+    model.combine = "raw"  # the raw mean is dominated by b
+    assert (model.embed(x) * eb).sum(1).min() > 0.95
+    with pytest.raises(ValueError, match="combine"):
+        SingleBranch({"a": 4}, combine="max")
 
 
 def test_modality_switching_frequencies() -> None:
@@ -180,7 +200,7 @@ def test_loads_official_fop_checkpoint_and_matches(tmp_path) -> None:
         wrong.load_official_checkpoint(path)
 
 
-@pytest.mark.parametrize("name", ["fop", "sbnet"])
+@pytest.mark.parametrize("name", ["fop", "sbnet", "sbnet_stems"])
 def test_torch_compile_graph_capture(name: str) -> None:
     """Models trace under torch.compile (aot_eager backend: checks capture without a C++ build)."""
     torch.manual_seed(0)
@@ -188,3 +208,103 @@ def test_torch_compile_graph_capture(name: str) -> None:
     compiled = torch.compile(model, backend="aot_eager")
     x = _inputs(model)
     torch.testing.assert_close(compiled(*x)["logits"], model(*x)["logits"])
+
+
+class _PublicSBNetBranch(nn.Module):
+    """Independent re-statement of SBNet's public ``EmbedBranch`` (msaadsaeed/SBNet,
+    ssnet_fop/retrieval_model.py): fc1 feat→128 and fc2 128→128, each Linear → BatchNorm1d →
+    ReLU → Dropout(0.5), then L2 normalisation."""
+
+    def __init__(self, feat_dim: int, d: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Sequential(nn.Linear(feat_dim, d), nn.BatchNorm1d(d), nn.ReLU(), nn.Dropout(p=0.5))
+        self.fc2 = nn.Sequential(nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU(), nn.Dropout(p=0.5))
+
+    def forward(self, x):
+        return nn.functional.normalize(self.fc2(self.fc1(x)))
+
+
+class _PublicSBNet(nn.Module):
+    """The public main module (one branch for every row, classifier on the normalised embedding)."""
+
+    def __init__(self, feat_dim: int, n_class: int, d: int = 128) -> None:
+        super().__init__()
+        self.embed_branch = _PublicSBNetBranch(feat_dim, d)
+        self.logits_layer = nn.Linear(d, n_class)
+
+    def forward(self, feats):
+        feats = self.embed_branch(feats)
+        return feats, self.logits_layer(feats)
+
+
+def _public_init(m: nn.Module) -> None:
+    if type(m) is nn.Linear:
+        nn.init.xavier_uniform_(m.weight)
+        m.bias.data.fill_(0.01)
+
+
+def test_sbnet_matches_public_layout_layer_by_layer() -> None:
+    torch.manual_seed(0)
+    ref = _PublicSBNet(512, n_class=40)
+    ref.apply(_public_init)
+    model = create_model("sbnet", input_dims={"face": 512, "voice": 512}, num_classes=40)
+    assert isinstance(model, SBNet)
+    # same parameter and buffer names and shapes, in the same order: the public state dict loads strictly
+    ours, theirs = model.state_dict(), ref.state_dict()
+    assert [(k, tuple(v.shape)) for k, v in ours.items()] == [(k, tuple(v.shape)) for k, v in theirs.items()]
+    model.load_state_dict(theirs, strict=True)
+    # layer by layer: the same module types in the same order
+    kinds = lambda net: [type(m).__name__ for m in net.embed_branch.modules() if not list(m.children())]  # noqa: E731
+    assert kinds(model) == kinds(ref) == ["Linear", "BatchNorm1d", "ReLU", "Dropout"] * 2
+    drops = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert drops == [0.5, 0.5]
+    # ≤ 10 % modality-specific weights (here none: every weight is shared)
+    total = sum(p.numel() for p in model.parameters())
+    assert model.modality_specific_parameters() == 0 <= 0.10 * total
+    # same outputs for a mixed batch of faces and voices (train-mode BatchNorm statistics too)
+    f, v = torch.randn(16, 512), torch.randn(16, 512)
+    rows = torch.stack([f, v], 1).reshape(32, 512)  # the public fvfv layout
+    ref.train(), model.train()
+    with torch.no_grad():
+        for _ in range(3):  # non-trivial running statistics, identical on both sides
+            torch.manual_seed(5)
+            ref(rows)
+            torch.manual_seed(5)
+            model({"face": f, "voice": v}, interleave=True)
+    ref.eval(), model.eval()
+    emb, logits = ref(rows)
+    out = model({"face": f, "voice": v}, interleave=True)
+    torch.testing.assert_close(out["embedding"], emb)
+    torch.testing.assert_close(out["logits"], logits)
+    torch.testing.assert_close(out["face"], emb[0::2])
+    torch.testing.assert_close(out["voice"], emb[1::2])
+    torch.testing.assert_close(model.embed(v, "voice"), emb[1::2])
+    assert bool((emb >= 0).all())  # ReLU before the normalisation: non-negative embeddings
+    # the public initialisation
+    model.reset_parameters_public()
+    assert all(torch.all(m.bias == 0.01) for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def test_sbnet_projects_only_where_widths_differ() -> None:
+    model = create_model("sbnet", num_classes=10)  # FAME features: 4096-D faces, 512-D voices
+    assert list(model.proj) == ["face"] and model.proj["face"].bias is None
+    assert tuple(model.proj["face"].weight.shape) == (512, 4096)
+    assert model.modality_specific_parameters() == 512 * 4096
+    shared = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("proj."))
+    assert shared == 512 * 128 + 128 + 2 * 128 + 128 * 128 + 128 + 2 * 128 + 128 * 10 + 10
+    model.eval()
+    out = model({"face": torch.randn(3, 4096), "voice": torch.randn(5, 512)})
+    assert out["embedding"].shape == (8, 128) and out["modality"].tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="width 400, expected 512"):
+        model.embed(torch.randn(2, 400), "voice")
+    with pytest.raises(KeyError, match="unknown modality"):
+        model.embed(torch.randn(2, 512), "image")
+    with pytest.raises(ValueError, match="same number of rows"):
+        model({"face": torch.randn(3, 4096), "voice": torch.randn(5, 512)}, interleave=True)
+
+
+def test_sbnet_stems_is_the_old_variant_and_mostly_modality_specific() -> None:
+    model = create_model("sbnet_stems", input_dims={"face": 512, "voice": 512}, num_classes=5)
+    assert isinstance(model, SingleBranch)
+    specific = sum(p.numel() for n, p in model.named_parameters() if n.startswith("stems."))
+    assert specific / sum(p.numel() for p in model.parameters()) > 0.5

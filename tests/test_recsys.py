@@ -134,14 +134,22 @@ def test_item_tower_cold_items_embed_from_content_alone():
     assert torch.allclose(vecs.norm(dim=1), torch.ones(6), atol=1e-5)
     # batch size does not change the result (eval mode, per-item)
     assert torch.allclose(vecs, tower.embed_catalogue(f, batch_size=100), atol=1e-6)
-    # a cold item (2): no ID, empty profile -> the mean of its text and genre trunk outputs only
+    # a cold item (2): no ID, empty profile -> the mean of its text and genre embeddings only
+    # (default combine="normalized": each modality's unit vector has an equal vote)
     tower.eval()
     b = f.batch(torch.tensor([2]))
     inputs, present = tower.inputs(b)
     assert present[ID].tolist() == [False] and present["profile"].tolist() == [False]
     h_text = tower.branch.encode(inputs["text"], "text")
     h_gen = tower.branch.encode(inputs["genres"], "genres")
-    assert torch.allclose(vecs[2], F.normalize((h_text + h_gen) / 2, dim=1)[0], atol=1e-5)
+    e_text, e_gen = F.normalize(h_text, dim=1), F.normalize(h_gen, dim=1)
+    assert torch.allclose(vecs[2], F.normalize((e_text + e_gen) / 2, dim=1)[0], atol=1e-5)
+    # an item with one available modality gets exactly that modality's embedding
+    assert torch.allclose(tower.embed_catalogue(f.restrict(["text"]), missing="zero")[2], e_text[0], atol=1e-5)
+    # combine="raw": the mean of the un-normalised trunk outputs
+    tower.branch.combine = "raw"
+    assert torch.allclose(tower.embed_catalogue(f)[2], F.normalize((h_text + h_gen) / 2, dim=1)[0], atol=1e-5)
+    tower.branch.combine = "normalized"
     # the cold item's vector does not depend on its (unlearned) ID row
     with torch.no_grad():
         tower.id_embedding.weight[2].add_(100.0)
@@ -251,6 +259,23 @@ def test_rank_metrics_hand_checked():
     # candidates restrict the ranking: among items {0, 1, 2} user 0 ranks 2, 1 -> hit at rank 1
     res = rank_metrics(user_vecs, np.array([0, 1]), item_vecs, relevant, candidates=np.array([0, 1, 2]), k=1)
     assert res["users"] == 1.0 and res["recall@1"] == 1.0 and res["coverage@1"] == pytest.approx(1 / 3)
+
+
+def test_tied_cold_items_score_the_random_level_not_id_order():
+    """A recommender that ties every candidate (popularity/MF on cold items) gets the random
+    level, not the relevance of the lowest item ids."""
+    n_users, n_items, k = 30, 40, 5
+    rng = np.random.default_rng(0)
+    users, items = [], []
+    for u in range(n_users):
+        for i in rng.choice(np.arange(k, n_items), size=3, replace=False):  # never items 0..k-1
+            users.append(u)
+            items.append(int(i))
+    relevant = Interactions(np.array(users), np.array(items), n_users, n_items)
+    tied = torch.zeros(n_items, 4)  # every item vector the same: all scores tie
+    res = rank_metrics(torch.ones(n_users, 4), np.arange(n_users), tied, relevant, k=k)
+    assert res[f"recall@{k}"] == pytest.approx(k * 3 / n_items / 3)
+    assert res[f"coverage@{k}"] > 0.5  # ties broken at random: not always items 0..k-1
 
 
 def test_baselines_on_cold_items():

@@ -1,12 +1,13 @@
-"""Models: single-branch (SBNet/SRMM/SiBraR) and two-branch (FOP) with fusion blocks."""
+"""Models: SBNet (fully shared), single-branch with stems (SRMM/SiBraR) and two-branch (FOP)."""
 from modalink.models.registry import MODELS, create_model, list_models, register_model
 from modalink.models.fusion import EnhancedGatedFusion, GatedFusion, LinearWeightedAvg, create_fusion
 from modalink.models.two_branch import EmbedBranch, TwoBranch
 from modalink.models.single_branch import SingleBranch
+from modalink.models.sbnet import SBNet
 
 __all__ = [
     "MODELS", "create_model", "list_models", "register_model", "GatedFusion", "LinearWeightedAvg",
-    "EnhancedGatedFusion", "create_fusion", "EmbedBranch", "TwoBranch", "SingleBranch", "LateFusion",
+    "EnhancedGatedFusion", "create_fusion", "EmbedBranch", "TwoBranch", "SingleBranch", "SBNet", "LateFusion",
     "ChameleonClassifier", "ImageClassifier", "MultiBranchClassifier",
 ]
 # imported for their registrations too: late_fusion, chameleon, image_classifier, multi_branch_classifier

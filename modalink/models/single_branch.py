@@ -1,6 +1,7 @@
-"""Single-branch shared-encoder model (SBNet, ICASSP 2023; SRMM, arXiv 2408.07445; SiBraR, RecSys 2024).
+"""Single-branch shared-trunk model with modality stems (SRMM, arXiv 2408.07445; SiBraR, RecSys 2024).
 
-Each modality has a small stem projecting its features to a common width; ONE shared trunk
+The published SBNet, which shares EVERY layer, is :mod:`modalink.models.sbnet`. Here each
+modality has a small stem projecting its features to a common width; ONE shared trunk
 (the same weights for every modality) then maps every stem output to the embedding space.
 During training a random non-empty subset of the available modalities can be kept per sample
 ("modality switching"), so the network learns to work when a modality is missing.
@@ -51,12 +52,22 @@ class SingleBranch(nn.Module):
         num_classes: size of the classifier over the combined embedding (0: no classifier).
         modality_subsets: training-time switching: probability of each subset, keys like
             ``"face"``, ``"voice"``, ``"face+voice"``; ``None`` keeps every available modality.
+        combine: how the kept modalities make ``embedding``: ``"raw"`` — L2-normalised mean of
+            the un-normalised trunk outputs (a modality with larger outputs dominates);
+            ``"normalized"`` — L2-normalised mean of the per-modality L2-normalised embeddings
+            (every modality has an equal vote, and an item with one modality gets exactly that
+            modality's embedding, as at training time under modality sampling). The classifier
+            (``logits``) reads the same combination before its final normalisation.
     """
 
     def __init__(self, input_dims: Mapping[str, int], embed_dim: int = 128, stem_dim: int = 512,
                  trunk_hidden: Sequence[int] = (512,), norm: str = "batch", dropout: float = 0.1,
-                 num_classes: int = 0, modality_subsets: Mapping[str, float] | None = None) -> None:
+                 num_classes: int = 0, modality_subsets: Mapping[str, float] | None = None,
+                 combine: str = "raw") -> None:
         super().__init__()
+        if combine not in ("raw", "normalized"):
+            raise ValueError(f"combine must be 'raw' or 'normalized', got {combine!r}")
+        self.combine = combine
         if not input_dims:
             raise ValueError("SingleBranch needs at least one modality in input_dims")
         self.modalities = tuple(input_dims)
@@ -139,7 +150,8 @@ class SingleBranch(nn.Module):
         for j, m in enumerate(self.modalities):
             out[m] = F.normalize(h[:, j], dim=1) * available[:, j:j + 1]
         w = keep.to(h.dtype).unsqueeze(-1)
-        combined = (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+        parts = h if self.combine == "raw" else F.normalize(h, dim=2)
+        combined = (parts * w).sum(1) / w.sum(1).clamp_min(1.0)
         out["embedding"] = F.normalize(combined, dim=1)
         out["mask"] = keep
         out["available"] = available
@@ -172,9 +184,12 @@ def single_branch(**kw: Any) -> SingleBranch:
     return SingleBranch(**kw)
 
 
-@register_model("sbnet")
-def sbnet(**kw: Any) -> SingleBranch:
-    """SBNet for face (4096-D VGGFace) and voice (512-D) features, switching one modality per sample."""
+@register_model("sbnet_stems")
+def sbnet_stems(**kw: Any) -> SingleBranch:
+    """NOT the published SBNet (that is ``sbnet``): a modalink variant for face (4096-D VGGFace)
+    and voice (512-D) features with a modality-specific stem per modality (4096→512, 512→512)
+    before a shared 512→256→128 trunk; most of its weights are modality-specific. Both
+    modalities of every pair pass in each batch (no modality switching by default)."""
     kw.setdefault("input_dims", {"face": 4096, "voice": 512})
     kw.setdefault("modality_subsets", None)
     return SingleBranch(**kw)

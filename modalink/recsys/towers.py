@@ -69,13 +69,16 @@ class ItemTower(nn.Module):
         keep_all_prob: probability that an item keeps ALL its modalities instead (a mix of
             SiBraR sampling and plain averaging; 0 = pure sampling).
         bag_dropout: training-time probability of dropping each id of a bag (e.g. profile users).
+        combine: ``"normalized"`` — the item vector is the normalised mean of the per-modality
+            unit vectors (each available modality an equal vote); ``"raw"`` — the normalised
+            mean of the un-normalised trunk outputs. See ``SingleBranch``.
     """
 
     def __init__(self, dense_dims: Mapping[str, int] | None = None, bag_sizes: Mapping[str, int] | None = None,
                  num_ids: int = 0, embed_dim: int = 64, stem_dim: int = 128, bag_dim: int = 64,
                  trunk_hidden: Sequence[int] = (128,), norm: str = "layer", dropout: float = 0.1,
                  sample_sizes: Sequence[int] | None = (1, 2), keep_all_prob: float = 0.0,
-                 bag_dropout: float = 0.0) -> None:
+                 bag_dropout: float = 0.0, combine: str = "normalized") -> None:
         super().__init__()
         dense_dims, bag_sizes = dict(dense_dims or {}), dict(bag_sizes or {})
         if ID in dense_dims or ID in bag_sizes:
@@ -88,7 +91,7 @@ class ItemTower(nn.Module):
             raise ValueError("ItemTower needs at least one modality (dense_dims, bag_sizes or num_ids)")
         self.branch = SampledBranch(input_dims, sample_sizes=sample_sizes, keep_all_prob=keep_all_prob,
                                     embed_dim=embed_dim, stem_dim=stem_dim, trunk_hidden=trunk_hidden, norm=norm,
-                                    dropout=dropout)
+                                    dropout=dropout, combine=combine)
         self.bags = nn.ModuleDict({m: nn.EmbeddingBag(n, bag_dim, mode="sum") for m, n in bag_sizes.items()})
         self.id_embedding = nn.Embedding(num_ids, bag_dim) if num_ids > 0 else None
         for emb in list(self.bags.values()) + ([self.id_embedding] if self.id_embedding is not None else []):

@@ -81,6 +81,7 @@ class TowerConfig:
     sample_sizes: list[int] = field(default_factory=lambda: [1, 2])  # SiBraR modality sampling; [] = off
     keep_all_prob: float = 0.0
     bag_dropout: float = 0.0
+    combine: str = "normalized"  # item vector = mean of per-modality unit vectors | raw: of trunk outputs
     user_mode: str = "item_mean"  # item_mean | profile | id
     share_trunk: bool = True  # profile mode: the user profile goes through the item trunk (CoBraR)
     profile_dropout: float = 0.2
@@ -187,7 +188,7 @@ def build_tower_objective(cfg: RecsysConfig, data: Any, split: Any) -> tuple[Any
     item = ItemTower.from_features(feats, embed_dim=t.embed_dim, stem_dim=t.stem_dim, bag_dim=t.bag_dim,
                                    trunk_hidden=tuple(t.trunk_hidden), norm=t.norm, dropout=t.dropout,
                                    sample_sizes=tuple(t.sample_sizes), keep_all_prob=t.keep_all_prob,
-                                   bag_dropout=t.bag_dropout)
+                                   bag_dropout=t.bag_dropout, combine=t.combine)
     n_users, n_items = data.interactions.n_users, data.interactions.n_items
     if t.user_mode == "profile" and t.share_trunk:
         user = UserTower.sharing(item, num_items=n_items, bag_dim=t.bag_dim, norm=t.norm, dropout=t.dropout,
