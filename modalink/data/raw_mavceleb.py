@@ -336,7 +336,7 @@ def _as_list(batch: list) -> list:
     return batch
 
 
-_FALLBACK_DETAIL = {"no_face": "no face detected; the centre of the image was embedded instead"}
+_FALLBACK_DETAIL = {"no_face": "no face detected"}
 _DROPPED_DETAIL = {"no_face": "no face detected (no-face policy: skip)",
                    "too_short_audio": "shorter than the voice encoder's minimum length"}
 

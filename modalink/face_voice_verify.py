@@ -1,0 +1,231 @@
+"""Face–voice verification on raw media: face images and voice clips → FAME distances.
+
+A trained face–voice model scores features; this module makes those features from raw files
+with exactly the encoders and preprocessing ``recipes/fame/prepare.py`` used for the training
+features (it reads them back from the ``feature_info.json`` prepare.py wrote, and embeds with
+:func:`modalink.data.raw_mavceleb.embed_raw_files`), then scores with the model the way
+``train.py`` scores its test pairs (:func:`modalink.face_voice.pair_distances`). So scoring a raw
+pair list gives the numbers train.py gives on prepare.py's CSVs of the same files, including
+the policy for unusable files (a zero feature row).
+
+Scores are DISTANCES: lower = same person, what the FAME scorer expects.
+
+    from modalink.face_voice_verify import RawMediaEmbedder, FaceVoiceVerifier
+    embedder = RawMediaEmbedder.from_feature_info(info)            # info: feature_info.json as a dict
+    verifier = FaceVoiceVerifier(model, embedder)                   # model: the trained nn.Module
+    d = verifier.distance("face.jpg", "voice.wav")
+    scores = verifier.score_pairs(read_test_pairs("English_test.txt"), root="mavceleb_v1_test")
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from modalink.data.raw_mavceleb import (
+    FileEmbedding,
+    RawEncoderSettings,
+    TestPair,
+    build_raw_encoders,
+    embed_raw_files,
+)
+from modalink.encoders.base import Encoder, resolve_device
+from modalink.errors import UserError
+
+__all__ = ["FeatureMismatchError", "MediaFileError", "FEATURE_INFO", "find_feature_info", "read_feature_info",
+           "check_model_dims", "RawMediaEmbedder", "PairScores", "FaceVoiceVerifier", "score_raw_pairs"]
+
+FEATURE_INFO = "feature_info.json"
+_INFO_DIRS = ("feats", "preExtracted_vggFace_utteranceLevel_Features")
+Modality = Literal["face", "voice"]
+
+
+class FeatureMismatchError(UserError, ValueError):
+    """The model expects other features than the raw-media encoders produce."""
+
+
+class MediaFileError(UserError, ValueError):
+    """A raw face image or voice clip that cannot be used (named, with the reason)."""
+
+
+def find_feature_info(feats_root: str | os.PathLike, ver: str) -> Path | None:
+    """``feats/<ver>/feature_info.json`` (or the test-side copy) under ``feats_root``, else ``None``."""
+    for sub in _INFO_DIRS:
+        p = Path(feats_root) / sub / ver / FEATURE_INFO
+        if p.is_file():
+            return p
+    return None
+
+
+def read_feature_info(feats_root: str | os.PathLike, ver: str) -> tuple[dict[str, Any], Path]:
+    """The ``feature_info.json`` prepare.py wrote for ``ver`` under ``feats_root``.
+
+    Raises :class:`FeatureMismatchError` when there is none: such features (e.g. the official
+    4096-D VGGFace / 512-D utterance-level ones, or the synthetic set) come from encoders this
+    toolkit does not have, so raw media cannot be turned into them.
+    """
+    path = find_feature_info(feats_root, ver)
+    if path is None:
+        raise FeatureMismatchError(
+            f"{Path(feats_root) / 'feats' / ver / FEATURE_INFO} not found: the features under {feats_root} were not "
+            "made by recipes/fame/prepare.py (e.g. the official 4096-D VGGFace / 512-D utterance features or the "
+            "synthetic set), so raw faces and voices cannot be embedded like them; extract features with "
+            "prepare.py, train on them, then verify with that run")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        int(info["face_dim"]), int(info["voice_dim"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise FeatureMismatchError(f"{path}: not a valid feature_info.json ({type(e).__name__}: {e})") from None
+    return info, path
+
+
+def check_model_dims(model: nn.Module, face_dim: int, voice_dim: int, what: str = "the model") -> None:
+    """Refuse a model whose input widths (``model.input_dims``) differ from the features' widths."""
+    dims = getattr(model, "input_dims", None)
+    if not isinstance(dims, Mapping):
+        return
+    want = {"face": int(face_dim), "voice": int(voice_dim)}
+    got = {m: int(dims[m]) for m in want if m in dims}
+    if got and got != {m: want[m] for m in got}:
+        raise FeatureMismatchError(
+            f"{what} was trained on {got.get('face', '?')}-D face / {got.get('voice', '?')}-D voice features, but the "
+            f"raw-media encoders give {face_dim}-D / {voice_dim}-D; use a model trained on the features of "
+            "recipes/fame/prepare.py with the same encoders")
+
+
+@dataclass
+class RawMediaEmbedder:
+    """Raw face images and voice clips → the feature rows prepare.py writes for them.
+
+    Unusable files (unreadable, empty, too short, silent, no face under ``no_face=skip``) give a
+    zero row, prepare.py's policy for test rows; :meth:`embed` also returns what happened to
+    every file.
+    """
+
+    face_encoder: Encoder
+    voice_encoder: Encoder
+    min_seconds: float = 0.5
+    batch_size: int = 32
+    workers: int = 0
+    progress: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: RawEncoderSettings, *, offline: bool | None = None,
+                      device: str | torch.device | None = "auto", face_weights_option: str = "face_weights",
+                      voice_weights_option: str = "voice_weights", **kwargs: Any) -> "RawMediaEmbedder":
+        """Build both encoders (missing weights of both reported together) on ``device``."""
+        dev = resolve_device(device)
+        face, voice = build_raw_encoders(settings, offline=offline, face_weights_option=face_weights_option,
+                                         voice_weights_option=voice_weights_option)
+        return cls(face.to(dev), voice.to(dev), min_seconds=settings.min_seconds, **kwargs)
+
+    @classmethod
+    def from_feature_info(cls, info: Mapping[str, Any], *, face_weights: str | os.PathLike | None = None,
+                          voice_weights: str | os.PathLike | None = None, where: str = FEATURE_INFO,
+                          **kwargs: Any) -> "RawMediaEmbedder":
+        """The encoders recorded in a prepare.py ``feature_info.json`` (``face_weights`` /
+        ``voice_weights`` replace the recorded weights paths, e.g. on another machine)."""
+        settings = RawEncoderSettings.from_info(dict(info), where)
+        if face_weights is not None:
+            settings.face_weights = str(face_weights)
+        if voice_weights is not None:
+            settings.voice_weights = str(voice_weights)
+        emb = cls.from_settings(settings, **kwargs)
+        for modality, enc in (("face", emb.face_encoder), ("voice", emb.voice_encoder)):
+            recorded = int(info[f"{modality}_dim"])
+            if enc.output_dim != recorded:
+                raise FeatureMismatchError(f"{where}: {modality}_dim is {recorded} but the recorded {modality} "
+                                           f"encoder gives {enc.output_dim}-D features")
+        return emb
+
+    @property
+    def face_dim(self) -> int:
+        return self.face_encoder.output_dim
+
+    @property
+    def voice_dim(self) -> int:
+        return self.voice_encoder.output_dim
+
+    def embed(self, modality: Modality, paths: Sequence[str | os.PathLike], root: str | os.PathLike | None = None,
+              desc: str | None = None) -> tuple[np.ndarray, list[FileEmbedding]]:
+        """Feature rows for ``paths`` (in order; zeros for unusable files) and one
+        :class:`FileEmbedding` per distinct path. Each distinct file is embedded once."""
+        enc = self.face_encoder if modality == "face" else self.voice_encoder
+        paths = [os.fspath(p) for p in paths]
+        unique = list(dict.fromkeys(paths))
+        done: dict[str, FileEmbedding] = {}
+        for results in embed_raw_files(enc, root, unique, batch_size=self.batch_size, workers=self.workers,
+                                       min_seconds=self.min_seconds, desc=desc or f"{modality}s",
+                                       progress=self.progress):
+            done.update((r.relpath, r) for r in results)
+        rows = np.zeros((len(paths), enc.output_dim), dtype=np.float32)
+        for i, p in enumerate(paths):
+            e = done[p].embedding
+            if e is not None:
+                rows[i] = e
+        return rows, [done[p] for p in unique]
+
+
+@dataclass
+class PairScores:
+    """Distances for the lines of a pair list, and every file that was replaced by a zero row or a fallback."""
+
+    keys: list[str]
+    distances: dict[str, np.ndarray]  # one array per model name, aligned with ``keys``
+    problems: list[tuple[Modality, FileEmbedding]] = field(default_factory=list)
+
+
+def score_raw_pairs(models: Mapping[str, nn.Module], embedder: RawMediaEmbedder, pairs: Sequence[TestPair],
+                    root: str | os.PathLike | None = None) -> PairScores:
+    """Embed every distinct face and voice file of ``pairs`` once, then score each line with each
+    model: the L2 distance between the model's face and voice scoring embeddings."""
+    from modalink.face_voice import pair_distances
+
+    for name, model in models.items():
+        check_model_dims(model, embedder.face_dim, embedder.voice_dim, f"model {name!r}")
+    faces, face_info = embedder.embed("face", [p.face for p in pairs], root, desc="faces")
+    voices, voice_info = embedder.embed("voice", [p.voice for p in pairs], root, desc="voices")
+    dist = {}
+    for name, model in models.items():
+        was = model.training
+        model.eval()
+        try:
+            dist[name] = np.asarray(pair_distances(model, faces, voices), dtype=np.float64)
+        finally:
+            model.train(was)
+    problems: list[tuple[Modality, FileEmbedding]] = [("face", r) for r in face_info if r.problem]
+    problems += [("voice", r) for r in voice_info if r.problem]
+    return PairScores([p.key for p in pairs], dist, problems)
+
+
+class FaceVoiceVerifier:
+    """One trained model + the raw-media encoders: ``distance(face, voice)`` and ``score_pairs``."""
+
+    def __init__(self, model: nn.Module, embedder: RawMediaEmbedder, name: str = "model") -> None:
+        check_model_dims(model, embedder.face_dim, embedder.voice_dim, f"model {name!r}")
+        self.model, self.embedder, self.name = model.eval(), embedder, name
+
+    def distance(self, face: str | os.PathLike, voice: str | os.PathLike) -> float:
+        """L2 distance (lower = same person) between a face image and a voice clip.
+
+        Raises :class:`MediaFileError` naming the file when either cannot be used (a single
+        pair has no list to keep aligned, so there is no zero-row fallback here); a face in
+        which no face is found is embedded as prepare.py does (centre crop, unless the features
+        were made with ``--no-face skip``).
+        """
+        scores = score_raw_pairs({self.name: self.model}, self.embedder, [TestPair("pair", str(voice), str(face))])
+        for modality, r in scores.problems:
+            if r.embedding is None:
+                raise MediaFileError(f"{r.relpath}: {modality} file cannot be used: {r.problem}"
+                                     f"{' (' + r.detail + ')' if r.detail else ''}")
+        return float(scores.distances[self.name][0])
+
+    def score_pairs(self, pairs: Sequence[TestPair], root: str | os.PathLike | None = None) -> PairScores:
+        """Distances for every line of a pair list (paths relative to ``root``)."""
+        return score_raw_pairs({self.name: self.model}, self.embedder, pairs, root)
