@@ -1,7 +1,8 @@
 """``manifest.json``: what a submission folder is made of, so that a set is checked as a set.
 
 Written by :func:`challenge.write_submission` (a whole set, staged then swapped in) and
-updated by ``python -m challenge write`` (one file at a time). For every score file it
+updated by ``python -m challenge write`` (one file at a time). It holds no time stamp: the same
+scores give the same bytes. For every score file it
 records the line count, the SHA-256 of its bytes and the (train, test, condition) entry it
 belongs to; a set written by a recipe also records the model and config fingerprint.
 ``validate`` checks a folder (or zip) against it: a file changed after it was written, a
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -45,7 +45,7 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def manifest_text(files: Mapping[str, Mapping[str, Any]], **info: Any) -> str:
-    body = {"format": FORMAT, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), **info,
+    body = {"format": FORMAT, **info,
             "files": {k: dict(v) for k, v in sorted(files.items())}}
     return json.dumps(body, indent=1, sort_keys=False) + "\n"
 

@@ -98,11 +98,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` atomically, so a crash never leaves a truncated checkpoint."""
+    import io
+
     import torch  # lazy: modalink.io is also used by torch-free tools (challenge)
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return Path(path)
+    # through a buffer: torch names the archive after the file it writes to, and the temp name
+    # is random; a buffer gives the same bytes for the same object
+    buf = io.BytesIO()
+    try:
+        torch.save(obj, buf)
+    except BaseException as exc:
+        if _is_disk_full(exc):
+            raise DiskFullError(errno.ENOSPC, f"no space left on the device while writing {path}; free some "
+                                "space (or choose another --output-dir) and run again") from exc
+        raise
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 @contextlib.contextmanager

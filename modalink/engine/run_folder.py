@@ -107,6 +107,7 @@ class RunFolder:
         self._lock_fd: int | None = None
         self._created = False
         self._ignore: set[str] = set(VOLATILE_KEYS)
+        self._started = False
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -192,7 +193,11 @@ class RunFolder:
         self._lock_fd = fd
 
     def close(self) -> None:
-        """Release the lock (also released by the OS when the process ends)."""
+        """Release the lock (also released by the OS when the process ends). A folder this run
+        created is removed again when the run never started (an error before training)."""
+        if self.is_main and self._created and not self._started and self.path.is_dir():
+            shutil.rmtree(self.path, ignore_errors=True)
+            self._created = False
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -254,6 +259,7 @@ class RunFolder:
 
     def start(self) -> None:
         """Write the contract (first start) and clean what a killed writer left; main process only."""
+        self._started = True
         if not self.is_main:
             return
         remove_stale_temps(self.path, recursive=True)

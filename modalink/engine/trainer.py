@@ -344,6 +344,12 @@ class Trainer:
         acc.wait_for_everyone()
         if acc.is_main_process:
             atomic_write_text(tmp / _STATE_FILE, json.dumps(self.state.state_dict(), default=float) + "\n")
+            best = self.run_dir / "best_model.pt"
+            if best.is_file():  # the best weights as of this checkpoint (a hard link: no copy)
+                try:
+                    os.link(best, tmp / "best_model.pt")
+                except OSError:
+                    shutil.copy2(best, tmp / "best_model.pt")
             failpoint("checkpoint.before_marker")
             files = {p.relative_to(tmp).as_posix(): [p.stat().st_size, _digest(p)]
                      for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -378,7 +384,10 @@ class Trainer:
                     problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             if problem is None:
                 self.state.load_state_dict(state)
-                self._check_best_model()
+                acc.wait_for_everyone()
+                if self.is_main:
+                    self._restore_best_model(ckpt)
+                acc.wait_for_everyone()
                 self.logger.info("resumed from %s (epoch %d, step %d)", ckpt, self.state.epoch,
                                  self.state.global_step)
                 return str(ckpt)
@@ -391,16 +400,27 @@ class Trainer:
             acc.wait_for_everyone()
         return None
 
-    def _check_best_model(self) -> None:
+    def _restore_best_model(self, ckpt: Path) -> None:
+        """Make ``best_model.pt`` the best model AS OF the resumed checkpoint: a run killed after
+        saving a new best but before its checkpoint, a fallback to an older checkpoint, or a
+        damaged file would otherwise pair the resumed state with other weights."""
         path = self.run_dir / "best_model.pt"
         want = self.state.best_digest
-        if want is None or not path.is_file() and self.state.best_epoch is None:
+        if want is None:  # no best model yet at this checkpoint: a later one is retrained
+            if path.is_file():
+                path.unlink()
             return
-        if not path.is_file() or _digest(path) != want:
+        if path.is_file() and _digest(path) == want:
+            return
+        copy = ckpt / "best_model.pt"
+        if not copy.is_file() or _digest(copy) != want:
             raise DamagedFileError(
-                f"{path} is missing or damaged (it does not match the digest recorded when epoch "
-                f"{self.state.best_epoch} was saved); the checkpoints hold the last weights, not the best. "
-                f"Rerun with --overwrite to retrain")
+                f"{path} is missing or damaged and {ckpt} holds no intact copy of the best model (epoch "
+                f"{self.state.best_epoch}); rerun with --overwrite to retrain")
+        tmp = path.with_name(".best_model.pt.restore.tmp")
+        shutil.copyfile(copy, tmp)
+        os.replace(tmp, path)
+        self.logger.warning("restored best_model.pt (epoch %s) from %s", self.state.best_epoch, ckpt)
 
     def _save_best(self) -> None:
         state = self.accelerator.get_state_dict(self.module)

@@ -22,6 +22,8 @@ from fame_common import (FameConfig, add_data_arguments, default_ground_truth, f
                          format_results, load_model_from_run, prepare_feats_root, resolve_languages,
                          score_test_sets, write_results)
 
+from modalink.errors import run_cli  # noqa: E402
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fusion", default="gated", choices=["gated", "linear"], help="fusion of the official checkpoint")
     p.add_argument("--embed-dim", type=int, default=128, help="embedding width of the official checkpoint")
     p.add_argument("--output-dir", default=None, help="where to write submission/ and results (default: --run-dir)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p.parse_args(argv)
 
 
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
         langs = resolve_languages(ver, args.train_lang) if args.train_lang != "all" else cfg.run.train_langs
     else:
         if args.train_lang == "all":
-            raise SystemExit("--official-checkpoint needs --train-lang (the language it was trained on)")
+            raise ValueError("--official-checkpoint needs --train-lang (the language it was trained on)")
         cfg = FameConfig()
         ver = args.ver
         out = Path(args.output_dir or "runs/fame_official")
@@ -74,11 +77,11 @@ def main(argv: list[str] | None = None) -> dict:
         scores.update(score_test_sets(model, [data.heard, data.unheard], lang))
     gt_dir = default_ground_truth(root, ver, args.ground_truth)
     results = write_results(out, ver, scores, root / "face_voice_association_splits" / ver, gt_dir, args.edition,
-                            extra={"source": args.run_dir or args.official_checkpoint,
-                                   "seconds": round(time.time() - t0, 2)})
+                            extra={"source": args.run_dir or args.official_checkpoint},
+                            timings={"seconds": round(time.time() - t0, 2)})
     print(format_results(results))
     return results
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -152,8 +152,7 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
                                        "config_fingerprint": fingerprint, "selection": selection,
                                        "processes": state.num_processes},
                                 timings={"seconds": round(time.time() - t0, 2), "training": timings},
-                                manifest_info={"model": cfg.model.name, "config_fingerprint": fingerprint,
-                                               "run_dir": str(out.absolute())})
+                                manifest_info={"model": cfg.model.name, "config_fingerprint": fingerprint})
         folder.finish(mean_eer=results.get("mean_eer"))
         print(format_results(results))
         logger.info("results written to %s", out / "results.md")

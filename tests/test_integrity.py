@@ -1,0 +1,423 @@
+"""Run and submission integrity: nothing lost, no silent wrong result, one clear message.
+
+Each test reproduces one case of the fault matrix (issue 11) on the FAME recipe or the library
+piece behind it: re-runs with another config, a second job, another process count, typos in
+``challenge write``, kills at random points, edited and damaged caches and checkpoints, invalid
+settings, late errors, a full disk, a checkpoint that would run code.
+"""
+from __future__ import annotations
+
+import errno
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from challenge import validate_submission
+from challenge.__main__ import main as challenge_main
+from modalink.config import ConfigError
+from modalink.data import generate_synthetic_fame
+from modalink.engine.run_folder import RunFolder, RunFolderError
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "fame"
+TINY = dict(n_train_ids=8, n_test_ids=4, rows_per_id=12, n_test_pairs=60, face_dim=64, voice_dim=32)
+DIMS = ["data.face_dim=64", "data.voice_dim=32", "data.val_ids=2", "data.val_trials=200"]
+FAST = ["engine.epochs=2", "engine.batch_size=32", "engine.progress=false", "engine.warmup_steps=0"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _load_script(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fame_train = _load_script("fame_integrity_train", RECIPE / "train.py")
+fame_evaluate = _load_script("fame_integrity_evaluate", RECIPE / "evaluate.py")
+
+
+@pytest.fixture()
+def feats_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    generate_synthetic_fame(root, ver="v3", seed=0, **TINY)
+    return root
+
+
+def _args(feats_root: Path, out: Path, *extra: str) -> list[str]:
+    return ["--feats-root", str(feats_root), "--ver", "v3", "--output-dir", str(out), *DIMS, *FAST, *extra]
+
+
+def _train(feats_root: Path, out: Path, *extra: str) -> dict:
+    return fame_train.main(_args(feats_root, out, *extra))
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "submission").iterdir())}
+    files["results.json"] = (out / "results.json").read_bytes()
+    return files
+
+
+# -- 1. re-running into a finished run folder ----------------------------------------------------
+def test_rerun_with_other_config_is_refused_before_anything_is_written(feats_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(feats_root, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for change in (["engine.lr=0.5"], ["model.dropout=0.9"], ["--config", str(RECIPE / "hparams" / "fop.yaml")]):
+        with pytest.raises(RunFolderError, match="another config") as err:
+            _train(feats_root, out, *change)
+        assert "--overwrite" in str(err.value) and "--output-dir" in str(err.value)
+        after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert after == before, f"{change} changed files of the refused run folder"
+    assert "engine.lr: 0.001 -> 0.5" in _refusal(feats_root, out, "engine.lr=0.5")
+    # the same command resumes the finished run: same submission, same results.json
+    snap = _snapshot(out)
+    _train(feats_root, out)
+    assert _snapshot(out) == snap
+    # the first run is still usable by evaluate.py
+    res = fame_evaluate.main(["--run-dir", str(out), "--output-dir", str(tmp_path / "eval")])
+    assert res["mean_eer"] == pytest.approx(json.loads(snap["results.json"])["mean_eer"])
+    # --overwrite starts again with the new settings
+    res = _train(feats_root, out, "engine.lr=0.01", "--overwrite")
+    assert "lr: 0.01" in (out / "config.yaml").read_text()
+    assert json.loads((out / "run.json").read_text())["config"]["engine"]["lr"] == 0.01
+
+
+def _refusal(feats_root: Path, out: Path, *change: str) -> str:
+    with pytest.raises(RunFolderError) as err:
+        _train(feats_root, out, *change)
+    return str(err.value)
+
+
+def test_overwrite_refuses_to_empty_a_folder_that_is_not_a_run(feats_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(RunFolderError, match="without a run.json"):
+        _train(feats_root, out)
+    with pytest.raises(RunFolderError, match="refusing to delete"):
+        _train(feats_root, out, "--overwrite")
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_resume_flag_needs_a_run(feats_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(RunFolderError, match="no run to resume"):
+        _train(feats_root, tmp_path / "none", "--resume")
+    assert not (tmp_path / "none").exists()
+
+
+# -- 2. two jobs in one folder -------------------------------------------------------------------
+def test_second_job_in_a_locked_folder_is_refused(feats_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    holder = RunFolder.open(out, {"x": 1})
+    try:
+        with pytest.raises(RunFolderError, match="in use by another job"):
+            _train(feats_root, out)
+        # from another process too (flock is per open file, released when the holder dies)
+        r = subprocess.run([sys.executable, str(RECIPE / "train.py"), *_args(feats_root, out)], env=ENV,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and "in use by another job" in r.stderr
+        assert r.stderr.strip().count("\n") == 0, r.stderr  # one line, no traceback
+    finally:
+        holder.close()
+    assert not (out / "run.json").exists()
+
+
+# -- 3. process count changes --------------------------------------------------------------------
+def test_process_count_change_is_refused(tmp_path: Path) -> None:
+    cfg = {"engine": {"lr": 0.1}}
+    folder = RunFolder.open(tmp_path / "r", cfg, processes=1)
+    folder.bind_data({})
+    folder.start()
+    folder.close()
+    with pytest.raises(RunFolderError, match="started with 1 process"):
+        RunFolder.open(tmp_path / "r", cfg, processes=2)
+    RunFolder.open(tmp_path / "r", cfg, processes=1).close()
+
+
+def test_changed_data_is_refused(feats_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(feats_root, out)
+    pairs = feats_root / "face_voice_association_splits" / "v3" / "German_test.txt"
+    gt = feats_root / "ground_truth" / "v3" / "German_test.txt"
+    # swap two keys in both lists: same size, same keys, different content
+    for p in (pairs, gt):
+        lines = p.read_text().splitlines()
+        lines[0], lines[1] = lines[1], lines[0]
+        p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunFolderError, match="data changed"):
+        _train(feats_root, out)
+
+
+# -- 4. challenge write --------------------------------------------------------------------------
+def _write_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    keys = [f"k{i:03d}" for i in range(30)]
+    (pairs / "English_test.txt").write_text("".join(f"{k} voices/English/{i}.wav faces/English/{i}.jpg\n"
+                                                    for i, k in enumerate(keys)))
+    (pairs / "Urdu_test.txt").write_text("u001 voices/Urdu/1.wav faces/Urdu/1.jpg\n")
+    scores = tmp_path / "s.npy"
+    np.save(scores, np.linspace(0.1, 1.9, 30))
+    return pairs, scores, tmp_path / "submission"
+
+
+def test_challenge_write_refuses_unknown_language_and_foreign_files(tmp_path: Path, capsys) -> None:
+    pairs, scores, sub = _write_setup(tmp_path)
+    lst = str(pairs / "English_test.txt")
+    assert challenge_main(["write", str(scores), "--pair-list", lst, "-o", f"{sub}/", "--train-lang", "German"]) == 0
+    written = (sub / "sub_score_English_unheard.txt").read_bytes()
+    # a typo: refused, nothing written
+    assert challenge_main(["write", str(scores), "--pair-list", lst, "-o", f"{sub}/", "--train-lang", "Englsh"]) == 2
+    err = capsys.readouterr().err
+    assert "Englsh" in err and "did you mean 'English'" in err
+    # the same file from another model (Urdu is unheard for English as well): refused without --force
+    np.save(scores, np.linspace(1.9, 0.1, 30))
+    assert challenge_main(["write", str(scores), "--pair-list", lst, "-o", f"{sub}/", "--train-lang", "Urdu"]) == 2
+    assert "written for the model trained on German" in capsys.readouterr().err
+    assert (sub / "sub_score_English_unheard.txt").read_bytes() == written
+    assert challenge_main(["write", str(scores), "--pair-list", lst, "-o", f"{sub}/", "--train-lang", "Urdu",
+                           "--force"]) == 0
+    manifest = json.loads((sub / "manifest.json").read_text())
+    assert manifest["files"]["sub_score_English_unheard.txt"]["train_lang"] == "Urdu"
+    # a file edited after it was written is caught by validate
+    (sub / "sub_score_English_unheard.txt").write_text((sub / "sub_score_English_unheard.txt").read_text()
+                                                       .replace("k000 ", "k000 1"))
+    report = validate_submission(sub, pairs, langs=["English", "Urdu"], partial=True)
+    assert any(i.code == "manifest" and "changed" in i.message for i in report.errors)
+
+
+def test_corrupt_zip_is_unusable_input_not_invalid_submission(tmp_path: Path, capsys) -> None:
+    pairs, _, _ = _write_setup(tmp_path)
+    bad = tmp_path / "sub.zip"
+    bad.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    assert challenge_main(["validate", str(bad), "--pairs", str(pairs), "--langs", "English", "German"]) == 2
+    assert "zip" in capsys.readouterr().err
+
+
+def test_validate_warns_on_constant_and_similarity_like_scores(tmp_path: Path) -> None:
+    from challenge.validate import distribution_warnings
+
+    assert [c for c, _ in distribution_warnings([0.7] * 50)] == ["constant"]
+    rng = np.random.default_rng(0)
+    assert [c for c, _ in distribution_warnings(rng.uniform(0.2, 0.8, 100))] == ["direction"]
+    assert distribution_warnings(rng.uniform(0.6, 1.6, 100)) == []  # L2 distances of unit vectors
+
+
+# -- 5 + the kill matrix: killed at random points, resumed, identical -------------------------
+@pytest.mark.slow
+def test_killed_runs_resume_to_identical_submission_and_results(feats_root: Path, tmp_path: Path) -> None:
+    extra = ["engine.checkpoint_every_steps=2", "engine.epochs=3"]
+    ref = tmp_path / "ref"
+    # the reference runs like the cut runs (a subprocess with the same thread count: the float
+    # reduction order, and so the last bits, depend on it)
+    r = subprocess.run([sys.executable, str(RECIPE / "train.py"), *_args(feats_root, ref, *extra)], env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    want = _snapshot(ref)
+    cmd = [sys.executable, str(RECIPE / "train.py"), *_args(feats_root, tmp_path / "cut", *extra)]
+    # during an epoch (twice), during a checkpoint save, between submission files
+    for point in ("train.step:3", "train.step:5", "checkpoint.before_marker:2", "submission.between_files:2"):
+        r = subprocess.run(cmd, env={**ENV, "MODALINK_FAILPOINTS": point}, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == -9, (point, r.returncode, r.stderr[-2000:])
+        sub = tmp_path / "cut" / "submission"
+        if sub.exists():  # never a mix: whatever is there is a whole earlier set
+            assert validate_submission(sub, feats_root / "face_voice_association_splits" / "v3").ok
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stderr
+    assert _snapshot(tmp_path / "cut") == want
+    assert not list((tmp_path / "cut").rglob("*.tmp")), "temp files left behind"
+
+
+# -- 6. the feature cache is content-checked -----------------------------------------------------
+def test_cache_serves_no_stale_or_altered_arrays(feats_root: Path) -> None:
+    import warnings
+
+    from modalink.data import FameFeatures
+
+    csv = feats_root / "feats" / "v3" / "English_feats" / "English_faces_train.csv"
+    first = FameFeatures.load(feats_root, "v3", "English", face_dim=64, voice_dim=32, load_test=False)
+    # edit in place keeping size and mtime (rsync -t, cp -p)
+    st = csv.stat()
+    text = csv.read_text()
+    first_cell = text.split(",", 1)[0]
+    edited = ("9" * len(first_cell.lstrip("-"))).rjust(len(first_cell), "-")[-len(first_cell):]
+    csv.write_text(edited + text[len(first_cell):])
+    os.utime(csv, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = FameFeatures.load(feats_root, "v3", "English", face_dim=64, voice_dim=32, load_test=False)
+    assert second.train.faces[0, 0] == pytest.approx(float(edited)) != first.train.faces[0, 0]
+    # an altered cached array (here: a NaN written into the .npy) is rebuilt with a warning
+    npy = next((feats_root / ".modalink_cache").glob("*English_faces_train.npy"))
+    arr = np.load(npy)
+    arr[3, 3] = np.nan
+    np.save(npy, arr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        third = FameFeatures.load(feats_root, "v3", "English", face_dim=64, voice_dim=32, load_test=False)
+    assert np.isfinite(third.train.faces).all()
+    assert any("damaged" in str(w.message) for w in caught)
+
+
+# -- 7. damaged checkpoints ----------------------------------------------------------------------
+def test_damaged_latest_checkpoint_falls_back_to_previous(feats_root: Path, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "run"
+    args = ("engine.checkpoint_every_steps=2", "engine.keep_checkpoints=3", "--train-lang", "English")
+    ref = _train(feats_root, out, *args)
+    ckpts = sorted((out / "v3_English" / "checkpoints").glob("step_*"), key=lambda p: int(p.name[5:]))
+    latest = ckpts[-1] / "model.safetensors"
+    latest.write_bytes(latest.read_bytes()[:100])  # truncated
+    res = _train(feats_root, out, *args)
+    assert (out / "v3_English" / "checkpoints" / f"damaged_{ckpts[-1].name}").is_dir()
+    assert res["mean_eer"] == pytest.approx(ref["mean_eer"])
+    # best_model.pt damaged: restored from the copy the newest checkpoint keeps, same results
+    best = out / "v3_English" / "best_model.pt"
+    intact = best.read_bytes()
+    best.write_bytes(intact[:50])
+    res = _train(feats_root, out, *args)
+    assert best.read_bytes() == intact and res["mean_eer"] == pytest.approx(ref["mean_eer"])
+    assert "restored" in caplog.text or True  # the log line is written to the run's log.txt
+    assert "restored best_model.pt" in (out / "log.txt").read_text() + (out / "v3_English" / "log.txt").read_text()
+
+
+# -- 8. invalid settings are refused before any data is read -----------------------------------
+@pytest.mark.parametrize("bad, key", [("engine.epochs=0", "epochs"), ("engine.epochs=-2", "epochs"),
+                                      ("engine.grad_accum=0", "grad_accum"), ("engine.optimizer=adm", "optimizer"),
+                                      ("engine.scheduler=cos", "scheduler"), ("model.dropout=1.0", "dropout"),
+                                      ("model.name=fop_gated2", "model.name")])
+def test_invalid_settings_fail_before_data(bad: str, key: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=key):
+        fame_train.main(["--feats-root", str(tmp_path / "does_not_exist"), "--output-dir", str(out), bad])
+    assert not out.exists()
+
+
+def test_unknown_edition_fails_before_training(feats_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="edition"):
+        _train(feats_root, tmp_path / "run", "--edition", "2025")
+    assert not (tmp_path / "run").exists()
+
+
+# -- 9. late errors come early, with a path ------------------------------------------------------
+def test_ground_truth_mismatch_is_found_before_training(feats_root: Path, tmp_path: Path) -> None:
+    gt = feats_root / "ground_truth" / "v3" / "German_test.txt"
+    lines = gt.read_text().splitlines()
+    gt.write_text("\n".join(["ffa4792c36 1", *lines[1:]]) + "\n")
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="German_test.txt.*does not match the pair list"):
+        _train(feats_root, out)
+    assert not (out / "run.json").exists() and not (out / "submission").exists()
+
+
+def test_bad_feature_info_and_gzip_csv_name_the_file(feats_root: Path, tmp_path: Path) -> None:
+    import gzip
+
+    info = feats_root / "feats" / "v3" / "feature_info.json"
+    info.write_text("{not json")
+    with pytest.raises(ValueError, match="feature_info.json"):
+        fame_train.main(["--feats-root", str(feats_root), "--output-dir", str(tmp_path / "a"), *FAST])
+    info.unlink()
+    csv = feats_root / "feats" / "v3" / "English_feats" / "English_voices_train.csv"
+    csv.write_bytes(gzip.compress(csv.read_bytes()))
+    with pytest.raises(ValueError, match="English_voices_train.csv.*gzip-compressed"):
+        _train(feats_root, tmp_path / "b")
+
+
+# -- 10. a full disk -----------------------------------------------------------------------------
+def test_disk_full_is_named(tmp_path: Path, monkeypatch) -> None:
+    from modalink.io import DiskFullError, atomic_torch_save, atomic_write_text
+
+    def full_save(obj, f, *a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 123 vs 100")
+
+    monkeypatch.setattr(torch, "save", full_save)
+    with pytest.raises(DiskFullError, match="no space left.*best_model.pt"):
+        atomic_torch_save({"a": torch.zeros(2)}, tmp_path / "best_model.pt")
+    assert list(tmp_path.iterdir()) == []  # no temp file left
+
+    def enospc(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", enospc)
+    with pytest.raises(DiskFullError, match="results.json"):
+        atomic_write_text(tmp_path / "results.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- 11. messages and file modes -----------------------------------------------------------------
+def test_errors_are_one_line_with_traceback_behind_debug(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(RECIPE / "train.py"), "--output-dir", str(tmp_path / "r"), "engine.grad_accum=0"]
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("error: ")
+    assert "grad_accum" in r.stderr
+    r = subprocess.run(cmd + ["--debug"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+def test_outputs_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
+    from modalink.io import atomic_dir, atomic_torch_save, atomic_write_text
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(atomic_write_text(tmp_path / "x.txt", "hi").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE(atomic_torch_save({}, tmp_path / "m.pt").stat().st_mode) == 0o666 & ~mask
+    with atomic_dir(tmp_path / "sub") as d:
+        (d / "f").write_text("x")
+    assert stat.S_IMODE((tmp_path / "sub").stat().st_mode) == 0o777 & ~mask
+
+
+# -- 12. a checkpoint that would run code is refused ---------------------------------------------
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_checkpoint_is_refused_and_runs_nothing(feats_root: Path, tmp_path: Path) -> None:
+    from modalink.io import UnsafeFileError
+    from modalink.models import create_model
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "checkpoint.pth.tar"
+    fop = create_model("fop_gated", face_dim=64, voice_dim=32, embed_dim=16, num_classes=3)
+    torch.save({"epoch": 1, "state_dict": fop.state_dict(), "extra": _Evil(str(marker))}, ckpt)
+    with pytest.raises(UnsafeFileError, match="refused to load official checkpoint"):
+        create_model("fop_gated", face_dim=64, voice_dim=32, embed_dim=16).load_official_checkpoint(ckpt)
+    assert not marker.exists()
+    # through the command line: one line, exit 2, nothing run
+    (feats_root / "feats" / "v3" / "feature_info.json").write_text(json.dumps({"face_dim": 64, "voice_dim": 32}))
+    r = subprocess.run([sys.executable, str(RECIPE / "evaluate.py"), "--official-checkpoint", str(ckpt),
+                        "--train-lang", "English", "--embed-dim", "16", "--feats-root", str(feats_root),
+                        "--output-dir", str(tmp_path / "o")], env=ENV, capture_output=True,
+                       text=True, timeout=300)
+    assert not marker.exists()
+    assert r.returncode == 2 and "refused to load" in r.stderr, r.stderr[-2000:]
+    # a plain official checkpoint still loads
+    torch.save({"epoch": 1, "state_dict": fop.state_dict()}, ckpt)
+    meta = create_model("fop_gated", face_dim=64, voice_dim=32, embed_dim=16).load_official_checkpoint(ckpt)
+    assert meta == {"epoch": 1}
+
+
+def test_malicious_best_model_is_refused(feats_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(feats_root, out, "--train-lang", "English")
+    best = out / "v3_English" / "best_model.pt"
+    state = torch.load(best, weights_only=True)
+    marker = tmp_path / "pwned"
+    state["hook"] = _Evil(str(marker))
+    torch.save(state, best)
+    with pytest.raises(Exception, match="refused to load"):
+        fame_evaluate.main(["--run-dir", str(out), "--output-dir", str(tmp_path / "e")])
+    assert not marker.exists()
