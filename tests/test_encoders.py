@@ -342,3 +342,63 @@ def test_audio_error_policy(tmp_path):
         load_audio(silent, 16000)
     except AudioError as e:
         assert e.reason == "silent_audio" and e.path == str(silent)
+
+
+@pytest.mark.parametrize("ext,kw", [(".mp3", {}), (".ogg", {}), (".flac", {}), (".aiff", {}),
+                                    (".opus", {"format": "OGG", "subtype": "OPUS"})])
+def test_every_scanned_extension_decodes(tmp_path, ext, kw):
+    from modalink.audio import AUDIO_EXTENSIONS
+
+    assert ext in AUDIO_EXTENSIONS
+    path = tmp_path / f"a{ext}"
+    sf.write(path, _sine(16000, 0.5), 16000, **kw)
+    wave = load_audio(path, 16000)
+    assert abs(wave.shape[0] - 8000) < 1200  # lossy codecs pad a little
+
+
+def test_zero_byte_file_is_empty_audio(tmp_path):
+    path = tmp_path / "zero.flac"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyAudioError, match="0 bytes"):
+        load_audio(path, 16000)
+
+
+def test_resolve_device():
+    from modalink.encoders.base import DeviceNotAvailableError, resolve_device
+    from modalink.errors import UserError
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto")
+    with pytest.raises(DeviceNotAvailableError, match="not a device name"):
+        resolve_device("gpu")
+    assert issubclass(DeviceNotAvailableError, UserError)
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceNotAvailableError, match=r"--device cuda:1: no CUDA GPU.*--device cpu"):
+            resolve_device("cuda:1")
+
+
+def test_missing_weights_of_several_encoders_in_one_error(no_network):
+    from modalink.encoders.base import MissingWeightsError, build_all
+
+    with pytest.raises(MissingWeightsError) as info:
+        build_all([lambda: create_encoder("facenet_vggface2", pretrained=True, offline=True, weights_option="--fw"),
+                   lambda: create_encoder("ecapa_voxceleb", pretrained=True, offline=True, weights_option="--vw",
+                                          **TINY_ECAPA)])
+    msg = str(info.value)
+    assert "missing for 2 encoders" in msg and len(info.value.errors) == 2
+    assert "--fw=/path/to/20180402-114759-vggface2.pt" in msg and "--vw=/path/to/spkrec-ecapa-voxceleb" in msg
+    assert os.path.join(os.environ["MODALINK_HOME"], "weights", "ecapa_voxceleb", "embedding_model.ckpt") in msg
+
+
+def test_unreachable_server_fails_fast_without_downloading(tmp_path):
+    from modalink.encoders.base import resolve_weights
+
+    def download():
+        raise AssertionError("download attempted although the probe failed")
+
+    with pytest.raises(WeightsNotFoundError, match="cannot be reached.*no route") as info:
+        resolve_weights("enc", weights=None, candidates=[tmp_path / "w.pt"], offline=False, download=download,
+                        filename="w.pt", url="https://example.invalid/w.pt", weights_option="--w",
+                        probe=lambda: "no route")
+    assert f"put it at:      {tmp_path / 'w.pt'}" in str(info.value) and "--w=/path/to/w.pt" in str(info.value)

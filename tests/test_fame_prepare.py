@@ -245,12 +245,73 @@ def test_output_loads_with_the_fame_reader(prepared):
 
 
 def test_offline_without_weights_fails_cleanly(prepared, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("MODALINK_HOME", str(tmp_path / "home"))
+    """Face AND voice weights missing: one message naming both files, the absolute place for each
+    and the flag to point at it; printed once; no run folder (nor anything else) written."""
+    monkeypatch.setenv("MODALINK_HOME", "rel_home")  # a relative home is reported absolute
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     rc = prepare_mod.main(["--raw-root", str(prepared["root"]), "--output", str(tmp_path / "o"),
-                           "--offline", "--workers", "0", "--run-dir", str(tmp_path / "run")])
+                           "--offline", "--workers", "0", *VOICE_ARGS])
     err = capsys.readouterr().err
-    assert rc == 2 and "offline" in err and "20180402-114759-vggface2.pt" in err
+    assert rc == 2 and err.count("error:") == 1, err
+    assert "missing for 2 encoders" in err and "offline" in err
+    home = tmp_path / "rel_home" / "weights"
+    assert f"put it at:      {home / 'facenet_vggface2' / '20180402-114759-vggface2.pt'}" in err
+    assert f"put it at:      {home / 'ecapa_voxceleb' / 'embedding_model.ckpt'}" in err
+    assert "--face-weights=/path/to/20180402-114759-vggface2.pt" in err
+    assert "--voice-weights=/path/to/spkrec-ecapa-voxceleb" in err
+    assert "pretrained_models" not in err.replace("SpeechBrain's pretrained_models", "")  # no cwd-relative search
+    assert not (tmp_path / "o").exists()  # no empty prepare_runs/<time> folder
+
+
+def test_missing_explicit_weights_file_named_with_its_flag(prepared, tmp_path, capsys):
+    rc = prepare_mod.main(["--raw-root", str(prepared["root"]), "--output", str(tmp_path / "o"), "--offline",
+                           "--face-weights", str(tmp_path / "nope.pt"), "--voice-weights", str(tmp_path / "nodir"),
+                           "--workers", "0", *VOICE_ARGS])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("error:") == 1
+    assert f"{tmp_path / 'nope.pt'} (--face-weights=" in err and f"{tmp_path / 'nodir'} (--voice-weights=" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_absent_device_is_one_line_and_writes_nothing(prepared, tmp_path, capsys):
+    rc = prepare_mod.main(["--raw-root", str(prepared["root"]), "--output", str(tmp_path / "o"), "--random-weights",
+                           "--device", "cuda", "--workers", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --device cuda: no CUDA GPU")
+    assert "--device cpu" in err[0] and not (tmp_path / "o").exists()
+
+
+def test_default_device_is_auto():
+    args = prepare_mod.build_parser().parse_args(["--raw-root", "r", "--output", "o"])
+    assert args.device == "auto" and args.batch_size == 32
+
+
+def test_relative_paths_from_another_folder(prepared, tmp_path, monkeypatch):
+    """Relative --raw-root/--output work from any folder and are recorded absolute."""
+    monkeypatch.chdir(tmp_path)
+    rc = prepare_mod.main(["--raw-root", str(Path("..") / prepared["root"].name), "--output", "feats_rel",
+                           "--random-weights", "--parts", "test", "--workers", "0", "--device", "cpu",
+                           *FACE_ARGS, *VOICE_ARGS, "--run-dir", "run_rel"])
+    assert rc == 0
+    cfg = (tmp_path / "run_rel" / "config.yaml").read_text()
+    assert f"raw_root: {prepared['root']}" in cfg and f"output: {tmp_path / 'feats_rel'}" in cfg
+    assert (tmp_path / "feats_rel" / "preExtracted_vggFace_utteranceLevel_Features" / "v1" / "English").is_dir()
+
+
+def test_report_names_problem_files(prepared):
+    import csv
+
+    with open(prepared["out"] / "run1" / "report.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_file = {Path(r["file"]).relative_to(prepared["root"]).as_posix(): r for r in rows}
+    silent = by_file["mavceleb_v1_train/voices/id0002/Urdu/vidB/00002.wav"]
+    assert silent["problem"] == "silent_audio" and "pair dropped" in silent["action"]
+    corrupt = by_file["mavceleb_v1_test/voices/Urdu/00001.wav"]
+    assert corrupt["problem"] == "unreadable_audio" and "zero row" in corrupt["action"]
+    assert sum(r["problem"] == "no_face" for r in rows) == 8 + 4  # blank images: centre crops
 
 
 def test_any_image_encoder_via_contract(prepared, tmp_path):

@@ -254,8 +254,8 @@ def modalink_home() -> Path:
     """``$MODALINK_HOME`` or ``$XDG_CACHE_HOME/modalink`` or ``~/.cache/modalink``."""
     env = os.environ.get("MODALINK_HOME")
     if env:
-        return Path(env).expanduser().absolute()
-    return (Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "modalink").absolute()
+        return Path(os.path.abspath(os.path.expanduser(env)))
+    return Path(os.path.abspath(os.path.expanduser(os.environ.get("XDG_CACHE_HOME", "~/.cache")))) / "modalink"
 
 
 def weights_cache_dir(encoder: str) -> Path:
@@ -299,10 +299,10 @@ def missing_weights_text(what: str, reason: str, *, filename: str, put_at: Path,
     point = point_at or f"/path/to/{filename}"
     lines = [f"{what}: pretrained weights not found locally, and {reason}.",
              f"  missing file:   {filename}" + (f" ({url})" if url else ""),
-             f"  put it at:      {Path(put_at).absolute()}",
+             f"  put it at:      {os.path.abspath(put_at)}",
              f"  or point at it: {opt}={point}",
              *(f"                  {e}" for e in extra)]
-    others = [str(Path(p).absolute()) for p in searched if Path(p).absolute() != Path(put_at).absolute()]
+    others = [os.path.abspath(p) for p in searched if os.path.abspath(p) != os.path.abspath(put_at)]
     if others:
         lines.append("  also searched:  " + ", ".join(others))
     return "\n".join(lines)
@@ -327,16 +327,16 @@ def resolve_weights(what: str, *, weights: str | os.PathLike | None, candidates:
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.exists():
-            raise WeightsNotFoundError(f"{what}: weights path {path.absolute()} ({opt}={weights}) does not exist")
+            raise WeightsNotFoundError(f"{what}: weights path {os.path.abspath(path)} ({opt}={weights}) does not exist")
         if not is_valid(path):
-            raise WeightsNotFoundError(f"{what}: {path.absolute()} ({opt}={weights}) is not usable weights; "
+            raise WeightsNotFoundError(f"{what}: {os.path.abspath(path)} ({opt}={weights}) is not usable weights; "
                                        f"expected {point_at or filename}")
         return path
-    searched = [Path(c).absolute() for c in candidates if c is not None]
+    searched = [Path(os.path.abspath(c)) for c in candidates if c is not None]
     for c in searched:
         if c.exists() and is_valid(c):
             return c
-    put_at = searched[0] if searched else Path(filename).absolute()
+    put_at = searched[0] if searched else Path(os.path.abspath(filename))
 
     def missing(reason: str) -> WeightsNotFoundError:
         return WeightsNotFoundError(missing_weights_text(

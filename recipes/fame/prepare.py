@@ -40,6 +40,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -329,7 +330,7 @@ def build_encoders(cfg: PrepareConfig) -> tuple[Encoder, Encoder]:
 
 
 def _absolute(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().absolute())
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
 
 
 def check_config(cfg: PrepareConfig) -> tuple[tuple[str, str], RawLayout]:
