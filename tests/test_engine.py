@@ -12,15 +12,7 @@ import torch
 JOB = Path(__file__).parent / "jobs" / "engine_job.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
-ACCELERATE_CONFIG = """\
-compute_environment: LOCAL_MACHINE
-distributed_type: MULTI_CPU
-num_machines: 1
-num_processes: 2
-machine_rank: 0
-mixed_precision: 'no'
-use_cpu: true
-"""
+from conftest import launch_2proc  # noqa: E402
 
 
 def _run(args: list[str], launcher: list[str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -31,26 +23,14 @@ def _run(args: list[str], launcher: list[str] | None = None, check: bool = True)
     return res
 
 
-def _launch_2proc(tmp: Path) -> list[str]:
-    """accelerate launch with a temporary config file (never the user's) and 2 CPU processes.
-
-    Accelerate's ``--cpu`` launcher starts ONE process unless mpirun is used; the torchrun-based
-    launcher (``--multi_gpu``) runs N processes with the gloo backend on a CPU-only machine.
-    """
-    cfg = tmp / "accelerate.yaml"
-    cfg.write_text(ACCELERATE_CONFIG)
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg),
-            "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--dynamo_backend", "no",
-            "--main_process_port", "29517"]
-
-
 def _load(p: Path) -> dict:
-    return torch.load(p, weights_only=False)
+    return torch.load(p, weights_only=True)
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path: Path) -> None:
     _run(["--run-dir", str(tmp_path / "one"), "--out", str(tmp_path / "one.pt")])
-    _run(["--run-dir", str(tmp_path / "two"), "--out", str(tmp_path / "two.pt")], _launch_2proc(tmp_path))
+    _run(["--run-dir", str(tmp_path / "two"), "--out", str(tmp_path / "two.pt")], launch_2proc(tmp_path))
     one, two = _load(tmp_path / "one.pt"), _load(tmp_path / "two.pt")
     assert (tmp_path / "two" / "checkpoints").is_dir()
     assert any(p.name == "random_states_1.pkl" for p in (tmp_path / "two").rglob("*")), "not 2 processes"

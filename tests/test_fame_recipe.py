@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from challenge import score_submission, validate_submission
+from conftest import launch_2proc
 from modalink.data import generate_synthetic_fame
 from modalink.models import create_model
 
@@ -109,6 +110,7 @@ def test_official_checkpoint_scoring(feats_root: Path, tmp_path: Path) -> None:
     assert {r["condition"] for r in res["eer"]} == {"heard", "unheard"}
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(feats_root: Path, tmp_path: Path) -> None:
     """1 vs 2 processes: same global batches (split_batches); LayerNorm, no dropout and losses that
     decompose over processes (per-sample CE; InfoNCE with negatives gathered across processes)
@@ -120,13 +122,8 @@ def test_two_processes_match_one(feats_root: Path, tmp_path: Path) -> None:
     one = tmp_path / "one"
     subprocess.run([sys.executable, str(RECIPE / "train.py"), "--feats-root", str(feats_root), "--output-dir",
                     str(one), *same], check=True, env=env, capture_output=True, timeout=300)
-    cfg = tmp_path / "acc.yaml"
-    cfg.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_machines: 1\n"
-                   "num_processes: 2\nmachine_rank: 0\nmixed_precision: 'no'\nuse_cpu: true\n")
     two = tmp_path / "two"
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg), "--multi_gpu",
-                        "--num_processes", "2", "--num_machines", "1", "--dynamo_backend", "no",
-                        "--main_process_port", "29531", str(RECIPE / "train.py"), "--feats-root", str(feats_root),
+    r = subprocess.run([*launch_2proc(tmp_path), str(RECIPE / "train.py"), "--feats-root", str(feats_root),
                         "--output-dir", str(two), *same], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     a = json.loads((one / "results.json").read_text())
