@@ -99,9 +99,10 @@ def test_batched_mtcnn_mixed_batch_equals_single_image_path(frames, detector):
     batch = [frames[names[i % len(names)]] for i in range(32)]
     crops = detector(batch)
     assert len(crops) == 32
-    for i, (img, crop) in enumerate(zip(batch, crops)):
+    singles = {name: detector.mtcnn(img) for name, img in frames.items()}  # the one-image call
+    for i, crop in enumerate(crops):
         name = names[i % len(names)]
-        single = detector.mtcnn(img)
+        single = singles[name]
         if name in NO_FACE:
             assert crop is None and single is None, name
         else:
@@ -120,6 +121,33 @@ def test_mtcnn_tiny_and_mixed_size_images(frames, detector):
     assert crops[0] is None and crops[1] is None and crops[4] is None
     assert crops[2] is not None and crops[3] is not None
     assert torch.equal(crops[2], detector.mtcnn(big).float())
+
+
+def test_mtcnn_batch_failure_falls_back_to_single_images(frames, detector, monkeypatch):
+    """If MTCNN's batched pass fails on a group, each image is detected alone (same crops)."""
+    import facenet_pytorch.models.utils.detect_face as df
+
+    real = df.detect_face
+
+    def flaky(imgs, *args, **kwargs):
+        if len(imgs) > 1:
+            raise RuntimeError("simulated failure of a batched pass")
+        return real(imgs, *args, **kwargs)
+
+    batch = [frames["astronaut"], frames["cat"], frames["two_faces"]]
+    expected = detector(batch)
+    monkeypatch.setattr(df, "detect_face", flaky)
+    got = detector(batch)
+    assert got[1] is None and all(torch.equal(a, b) for a, b in zip([got[0], got[2]], [expected[0], expected[2]]))
+
+
+def test_commands_have_help(capsys):
+    for main in (verify_mod.main, _load_script("real_media_bench", ROOT / "scripts" / "bench_mtcnn.py").main):
+        with pytest.raises(SystemExit) as info:
+            main(["--help"])
+        assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--run-dir" in out and "--pairs" in out and "--batch-size" in out
 
 
 # ----------------------------------------------------------------------------- a raw MAV-Celeb folder
@@ -321,6 +349,15 @@ def test_verify_one_face_against_one_voice(pipeline, capsys):
     expected = dict(x.split() for x in (pipeline["run"] / "submission" / "sub_score_English_heard.txt")
                     .read_text().splitlines())[line[0]]
     assert dist == pytest.approx(float(expected), abs=1e-4)
+    # the same through the library
+    from modalink.face_voice_verify import FaceVoiceVerifier, RawMediaEmbedder, read_feature_info
+
+    info, _ = read_feature_info(pipeline["feats"], "v1")
+    cfg = verify_mod.load_run(pipeline["run"], "English", None)[0]
+    model = verify_mod.load_model_from_run(pipeline["run"] / "v1_English", cfg, 512, 192)
+    embedder = RawMediaEmbedder.from_feature_info(info, device="cpu", progress=False)
+    verifier = FaceVoiceVerifier(model, embedder, "English")
+    assert verifier.distance(test / line[2], test / line[1]) == pytest.approx(dist, abs=1e-5)
     # an unusable clip ends in one line naming it
     bad = sorted((test / "voices" / "Urdu").glob("00001.*"))[0]
     rc = verify_mod.main(["--run-dir", str(pipeline["run"]), "--face", str(test / line[2]), "--voice", str(bad),
