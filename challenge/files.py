@@ -1,6 +1,7 @@
 """Reading FAME pair lists and ground truth, writing one score file, finding the lists.
 
-Formats (one record per line, fields separated by whitespace):
+The pair lists and ground truth are read by :mod:`modalink.data.fame_lists` (one reader for the
+recipes and the submission tools). Formats (one record per line, fields separated by whitespace):
 
 * pair list ``<Lang>_test.txt``:      ``key voices/English/00000.wav faces/English/00000.jpg``
 * ground truth ``<Lang>_test.txt``:   ``key label`` with label 1 (same person) or 0
@@ -8,15 +9,16 @@ Formats (one record per line, fields separated by whitespace):
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from challenge.naming import VERSIONS, version_langs
+from modalink.data.fame_csv import FeatureFileError
+from modalink.data.fame_lists import PairEntry, ground_truth_lines, list_file_name, read_ground_truth, read_pairs
 
 __all__ = [
     "ChallengeError", "FormatError", "Pair", "read_pairs", "read_pair_list", "read_ground_truth",
@@ -32,102 +34,22 @@ class ChallengeError(Exception):
     """Base class of the challenge tools' errors."""
 
 
-class FormatError(ChallengeError, ValueError):
-    """A malformed input file; the message names the file and the line."""
+class FormatError(ChallengeError, FeatureFileError):
+    """A malformed input file; the message names the file and the line. (The list readers of
+    :mod:`modalink.data.fame_lists` raise its base, :class:`FeatureFileError`.)"""
 
     def __init__(self, path: str | os.PathLike, line: int | None, message: str):
-        self.path = str(path)
-        self.line = line
         self.detail = message
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
+        FeatureFileError.__init__(self, path, message, line)
 
 
-class Pair(NamedTuple):
-    """One test trial of a pair list."""
-
-    key: str
-    voice: str
-    face: str
-    line: int
-
-
-def list_file_name(lang: str) -> str:
-    """File name of a language's pair list / ground truth: ``<Lang>_test.txt``."""
-    return f"{lang}_test.txt"
-
-
-def _records(path: Path, n_fields: int, layout: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield ``(line number, fields)`` of non-blank lines, checking the field count."""
-    if not path.is_file():
-        raise FormatError(path, None, "file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise FormatError(path, None, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != n_fields:
-            raise FormatError(path, lineno, f"expected {n_fields} fields ({layout}), found {len(fields)}: {line.strip()[:80]!r}")
-        yield lineno, fields
-
-
-def read_pairs(path: str | os.PathLike) -> list[Pair]:
-    """Read a FAME pair list (``key voice_path face_path`` lines); blank lines are skipped.
-
-    Raises :class:`FormatError` naming file and line on a malformed line, a duplicate key,
-    or an empty list.
-    """
-    path = Path(path)
-    pairs: list[Pair] = []
-    first_line: dict[str, int] = {}
-    for lineno, (key, voice, face) in _records(path, 3, "key voice_path face_path"):
-        if key in first_line:
-            raise FormatError(path, lineno, f"duplicate key {key!r} (first on line {first_line[key]})")
-        first_line[key] = lineno
-        pairs.append(Pair(key, voice, face, lineno))
-    if not pairs:
-        raise FormatError(path, None, "pair list is empty")
-    return pairs
+#: One trial of a pair list (``key``, ``voice_path``, ``face_path``, ``line``).
+Pair = PairEntry
 
 
 def read_pair_list(path: str | os.PathLike) -> list[str]:
     """The keys of a FAME pair list, in file order (see :func:`read_pairs`)."""
     return [p.key for p in read_pairs(path)]
-
-
-def read_ground_truth(path: str | os.PathLike) -> dict[str, int]:
-    """Read a ground-truth file of ``key label`` lines (1 = same person, 0 = different).
-
-    Raises :class:`FormatError` naming file and line on a malformed line, a label other than
-    0/1, a duplicate key, an empty file, or a file with only one class.
-    """
-    path = Path(path)
-    labels: dict[str, int] = {}
-    first_line: dict[str, int] = {}
-    for lineno, (key, raw) in _records(path, 2, "key label"):
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if value not in (0.0, 1.0):
-            raise FormatError(path, lineno, f"key {key!r}: label must be 0 or 1, got {raw!r}")
-        if key in labels:
-            raise FormatError(path, lineno, f"duplicate key {key!r} (first on line {first_line[key]})")
-        labels[key] = int(value)
-        first_line[key] = lineno
-    if not labels:
-        raise FormatError(path, None, "ground-truth file is empty")
-    if len(set(labels.values())) < 2:
-        raise FormatError(path, None, f"ground truth has only label {next(iter(labels.values()))}; need both 0 and 1")
-    return labels
-
-
-def ground_truth_lines(path: Path) -> dict[str, int]:
-    """``{key: line number}`` of a ground-truth file (already validated by read_ground_truth)."""
-    return {fields[0]: lineno for lineno, fields in _records(path, 2, "key label")}
 
 
 def read_score_values(path: str | os.PathLike, keys: Sequence[str] | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 from modalink.data import (FAME_VERSIONS, FeatureCache, FeatureFileError, FameFeatures, FameLayout,
                            generate_synthetic_fame, load_fame_test, load_fame_train,
                            make_verification_trials, normalize_language, other_language,
-                           read_feature_csv, read_key_labels, read_pair_list, remap_labels,
+                           read_feature_csv, read_ground_truth, read_pair_list, remap_labels,
                            split_train_val)
 from modalink.data import synthetic_fame
 
@@ -147,7 +147,7 @@ def test_read_pair_list_and_errors(tmp_path):
         "k1 voices/English/00000.wav faces/English/00000.jpg",
         "k2  voices/English/00001.wav\tfaces/English/00001.jpg", ""])
     pairs = read_pair_list(p)
-    assert [tuple(x) for x in pairs] == [("k1", "voices/English/00000.wav", "faces/English/00000.jpg"),
+    assert [tuple(x)[:3] for x in pairs] == [("k1", "voices/English/00000.wav", "faces/English/00000.jpg"),
                                         ("k2", "voices/English/00001.wav", "faces/English/00001.jpg")]
     assert pairs[1].face_path == "faces/English/00001.jpg"
     bad = write_rows(tmp_path / "bad.txt", ["k1 v f", "k2 v_only"])
@@ -157,8 +157,9 @@ def test_read_pair_list_and_errors(tmp_path):
     with pytest.raises(FeatureFileError, match=r"line 3: duplicate key 'k1' \(first on line 1\)"):
         read_pair_list(dup)
     hole = write_rows(tmp_path / "hole.txt", ["k1 v f", "", "k2 v f"])
+    assert [p.line for p in read_pair_list(hole)] == [1, 3]  # skipped by default, lines kept
     with pytest.raises(FeatureFileError, match="line 2: blank line"):
-        read_pair_list(hole)
+        read_pair_list(hole, blank_lines="error")
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(FeatureFileError, match="pair list is empty"):
         read_pair_list(tmp_path / "empty.txt")
@@ -166,10 +167,13 @@ def test_read_pair_list_and_errors(tmp_path):
         read_pair_list(tmp_path / "missing.txt")
 
 
-def test_read_key_labels(tmp_path):
-    assert read_key_labels(write_rows(tmp_path / "gt.txt", ["a 1", "b 0"])) == {"a": 1, "b": 0}
-    with pytest.raises(FeatureFileError, match="line 2, column 2: label must be 0 or 1"):
-        read_key_labels(write_rows(tmp_path / "gt2.txt", ["a 1", "b 2"]))
+def test_read_ground_truth(tmp_path):
+    assert read_ground_truth(write_rows(tmp_path / "gt.txt", ["a 1", "b 0"])) == {"a": 1, "b": 0}
+    with pytest.raises(FeatureFileError, match="line 2, column 2: key 'b': label must be 0 or 1"):
+        read_ground_truth(write_rows(tmp_path / "gt2.txt", ["a 1", "b 2"]))
+    assert read_ground_truth(write_rows(tmp_path / "gt3.txt", ["a 1.0", "b 0"])) == {"a": 1, "b": 0}
+    with pytest.raises(FeatureFileError, match="only label 1"):
+        read_ground_truth(write_rows(tmp_path / "gt4.txt", ["a 1", "b 1"]))
 
 
 # --------------------------------------------------------------------------- cache
@@ -407,7 +411,7 @@ def test_synthetic_layout_ground_truth_and_disjoint_ids(syn):
         for m in ("faces", "voices"):
             assert f"feats/v3/{lang}_feats/{lang}_{m}_train.csv" in files
         assert f"face_voice_association_splits/v3/{lang}_test.txt" in files
-        gt = read_key_labels(syn.ground_truth(lang))
+        gt = read_ground_truth(syn.ground_truth(lang))
         pairs = read_pair_list(FameLayout(syn.root, "v3").pair_list(lang))
         assert [p.key for p in pairs] == list(gt) and sum(gt.values()) == len(gt) // 2
         assert pairs[3].voice_path == f"voices/{lang}/00003.wav"
@@ -487,7 +491,7 @@ def test_synthetic_association_is_learnable_but_not_trivial(tmp_path):
     proj_face, proj_voice = _linear_cca(tr.faces.astype(np.float64), tr.voices.astype(np.float64), 12)
     rng = np.random.default_rng(0)
     for ts in (data.heard, data.unheard):
-        gt = read_key_labels(out.ground_truth(ts.test_language))
+        gt = read_ground_truth(out.ground_truth(ts.test_language))
         same = np.array([gt[k] for k in ts.keys])
         a, b = proj_face(ts.faces), proj_voice(ts.voices)
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

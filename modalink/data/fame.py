@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from modalink.data.fame_cache import FeatureCache, cache_name_for, file_digest
-from modalink.data.fame_csv import FeatureFileError, PairEntry, read_feature_csv, read_pair_list
+from modalink.data.fame_csv import FeatureFileError, read_feature_csv
+from modalink.data.fame_lists import PairEntry, read_pair_list
 
 __all__ = [
     "FACE_DIM", "VOICE_DIM", "FAME_VERSIONS", "FAME_IDENTITY_COUNTS", "DEFAULT_CACHE_SUBDIR",

@@ -5,8 +5,8 @@
   (about 3x faster than ``pandas.read_csv`` on 4096-wide rows and without pandas), into one
   preallocated float32 array. Widths are checked per line before parsing, and any parse
   failure is re-located so the error names the file, the 1-based line and the column.
-* :func:`read_pair_list` — ``key voice_path face_path`` test lists.
-* :func:`read_key_labels` — ``key label`` ground-truth lists (label 1 = same identity).
+
+Pair lists and ground truth are read by :mod:`modalink.data.fame_lists`.
 """
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ import os
 import re
 from itertools import islice
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
 __all__ = [
-    "FeatureFileError", "PairEntry", "read_feature_csv", "read_pair_list", "read_key_labels",
+    "FeatureFileError", "read_feature_csv",
 ]
 
 _INT_RE = re.compile(r"[+-]?\d+\Z")
@@ -212,68 +211,3 @@ def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None =
     labels = _parse_labels(path, label_tokens) if label_tokens else None
     return feats, labels
 
-
-class PairEntry(NamedTuple):
-    """One line of a FAME test pair list."""
-
-    key: str
-    voice_path: str
-    face_path: str
-
-
-def _read_lines(path: Path, what: str) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FeatureFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise FeatureFileError(path, f"{what} is empty")
-    return lines
-
-
-def read_pair_list(path: str | os.PathLike) -> list[PairEntry]:
-    """Read ``key voices/<Lang>/NNNNN.wav faces/<Lang>/NNNNN.jpg`` lines, in file order.
-
-    Raises :class:`FeatureFileError` with the 1-based line for a line without exactly three
-    whitespace-separated fields, a blank line inside the list, a duplicate key (naming the
-    first occurrence too) and an empty file; ``FileNotFoundError`` when it is missing.
-    """
-    path = Path(path)
-    entries: list[PairEntry] = []
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(_read_lines(path, "pair list"), start=1):
-        fields = line.split()
-        if not fields:
-            raise FeatureFileError(path, "blank line inside the pair list", lineno)
-        if len(fields) != 3:
-            raise FeatureFileError(path, f"expected 3 fields 'key voice_path face_path', found "
-                                   f"{len(fields)}: {line.strip()[:120]!r}", lineno)
-        key = fields[0]
-        if key in seen:
-            raise FeatureFileError(path, f"duplicate key {key!r} (first on line {seen[key]})", lineno)
-        seen[key] = lineno
-        entries.append(PairEntry(key, fields[1], fields[2]))
-    return entries
-
-
-def read_key_labels(path: str | os.PathLike) -> dict[str, int]:
-    """Read ``key label`` ground-truth lines (label 1 = same identity, 0 = different)."""
-    path = Path(path)
-    out: dict[str, int] = {}
-    for lineno, line in enumerate(_read_lines(path, "ground-truth list"), start=1):
-        fields = line.split()
-        if len(fields) != 2:
-            raise FeatureFileError(path, f"expected 2 fields 'key label', found {len(fields)}: "
-                                   f"{line.strip()[:120]!r}", lineno)
-        key, label = fields
-        if label not in ("0", "1"):
-            raise FeatureFileError(path, f"label must be 0 or 1, found {label!r}", lineno, 2)
-        if key in out:
-            raise FeatureFileError(path, f"duplicate key {key!r}", lineno)
-        out[key] = int(label)
-    return out

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Na
 import numpy as np
 
 from modalink.audio import AUDIO_EXTENSIONS, AudioError, audio_num_frames, load_audio
-from modalink.data.fame_csv import read_pair_list
+from modalink.data.fame_lists import read_pair_list
 from modalink.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover

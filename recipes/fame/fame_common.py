@@ -186,8 +186,6 @@ def data_fingerprint(feats: dict[str, Any], gt_dir: Path | None) -> dict[str, st
 
 def load_model_from_run(lang_dir: Path, cfg: FameConfig, face_dim: int, voice_dim: int) -> nn.Module:
     """Rebuild the model of a finished training run and load ``best_model.pt``."""
-    import torch
-
     ckpt_path = lang_dir / "best_model.pt"
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"no trained model at {ckpt_path}; run train.py first")
