@@ -88,7 +88,10 @@ def load_run(run_dir: Path, train_lang: str, feats_root: str | None) -> tuple[Fa
     ver = cfg.run.ver
     langs = list(cfg.run.train_langs)
     if train_lang != "all":
-        (lang,) = resolve_languages(ver, train_lang)
+        try:
+            (lang,) = resolve_languages(ver, train_lang)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"--train-lang {train_lang}: {e}") from None
         if lang not in langs:
             raise UserError(f"--train-lang {train_lang}: run {run_dir} was trained on {', '.join(langs)} only")
         langs = [lang]
@@ -125,8 +128,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
     t0 = time.time()
-    import torch
-
     from modalink.data.raw_mavceleb import TestPair, read_test_pairs
     from modalink.encoders.base import MissingWeightsError, resolve_device
     from modalink.face_voice_verify import FeatureMismatchError, RawMediaEmbedder, read_feature_info, score_raw_pairs
