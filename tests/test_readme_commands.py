@@ -248,20 +248,49 @@ def command_env(copy: Path, home: Path) -> dict[str, str]:
     return env
 
 
-def run_command(cmd: Command, extra: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    line = cmd.text + "".join(" " + shlex.quote(a) for a in extra)
-    t0 = time.time()
-    try:
-        proc = subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=COMMAND_TIMEOUT_S)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{cmd.id}: `{line}` ran over {COMMAND_TIMEOUT_S} s\n{(e.stdout or '')[-3000:]}")
-    took = time.time() - t0
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr)[-4000:]
-        pytest.fail(f"{cmd.id}: README command failed (exit {proc.returncode}) in {took:.0f} s:\n"
-                    f"  {line}\n--- output (tail) ---\n{tail}", pytrace=False)
-    return took, proc.stdout + proc.stderr
+@dataclass
+class Outcome:
+    """What running one README's commands gave: per-command times, and the first failure."""
+
+    timings: list[str] = field(default_factory=list)
+    failure: str | None = None
+
+
+def _failure(cmd: Command, line: str, why: str, output: str) -> str:
+    errors = [ln for ln in output.splitlines() if re.match(r"^(error|\w*Error)\b", ln.strip())]
+    shown = "\n".join(dict.fromkeys(errors))  # the command's own one-line errors first, once each
+    return (f"{cmd.id}: README command {why}:\n  {line}\n"
+            + (f"--- error lines ---\n{shown}\n" if shown else "")
+            + f"--- output (tail) ---\n{output[-3000:]}")
+
+
+def run_readme(readme: str, workdir: Path) -> Outcome:
+    """Run the planned commands of ``readme`` in order in a fresh copy under ``workdir``."""
+    out = Outcome()
+    copy = copy_repository(workdir / "repo")
+    env = command_env(copy, workdir / "home")
+    probe = subprocess.run([sys.executable, "-c", "import modalink; print(modalink.__file__)"], cwd=copy, env=env,
+                           capture_output=True, text=True)
+    if not probe.stdout.strip().startswith(str(copy)):  # the copy must be what runs
+        out.failure = f"the copy's modalink is not the one imported: {probe.stdout}{probe.stderr}"
+        return out
+    for cmd, extra in PLANS[readme].run:
+        line = cmd.text + "".join(" " + shlex.quote(a) for a in extra)
+        t0 = time.time()
+        try:
+            proc = subprocess.run(["bash", "-c", line], cwd=copy, env=env, capture_output=True, text=True,
+                                  timeout=COMMAND_TIMEOUT_S)
+        except subprocess.TimeoutExpired as e:
+            output = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            out.failure = _failure(cmd, line, f"ran over {COMMAND_TIMEOUT_S} s", output)
+            return out
+        took = time.time() - t0
+        out.timings.append(f"{took:5.1f} s  {cmd.id}")
+        if proc.returncode != 0:
+            out.failure = _failure(cmd, line, f"failed (exit {proc.returncode}) after {took:.0f} s",
+                                   proc.stdout + proc.stderr)
+            return out
+    return out
 
 
 ALL_COMMANDS = readme_commands()
@@ -280,7 +309,7 @@ def test_parser_joins_continuations_and_drops_comments():
         (13, "python c.py#hash-in-word")]
 
 
-def test_every_readme_command_is_run_or_skipped_by_a_rule(capsys):
+def test_every_readme_command_is_run_or_skipped_by_a_rule():
     assert {"README.md", "recipes/srmm/README.md", "recipes/chameleon/README.md", "recipes/fame/README.md",
             "recipes/recsys/README.md"} <= set(PLANS)
     seen = [c for p in PLANS.values() for c, _ in p.run] + [c for p in PLANS.values() for c, _ in p.skipped]
@@ -294,8 +323,7 @@ def test_every_readme_command_is_run_or_skipped_by_a_rule(capsys):
         assert quick in run, quick
     # nothing that reads /data or downloads weights is run
     assert not [t for t in run if re.search(r"/data/|/models/|~/", t)]
-    with capsys.disabled():
-        print("\nREADME commands:\n" + describe(PLANS))
+    print("\nREADME commands:\n" + describe(PLANS))  # shown with -s
 
 
 def test_readme_commands_name_existing_scripts():
@@ -309,17 +337,32 @@ def test_readme_commands_name_existing_scripts():
 
 
 # ----------------------------------------------------------------------------- the runs
+RUNNABLE = [r for r, p in PLANS.items() if p.run]
+#: README sequences run side by side (each command is single-threaded); env MODALINK_README_JOBS.
+JOBS = int(os.environ.get("MODALINK_README_JOBS", "0") or 0) or max(1, min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="module")
+def readme_runs(request, tmp_path_factory):
+    """Start the README sequences of the selected tests at once, ``JOBS`` at a time (longest plans
+    first); each test then waits for its own README's outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = [item.callspec.params["readme"] for item in request.session.items
+              if getattr(item, "originalname", None) == "test_readme_quick_starts_run_as_written"
+              and hasattr(item, "callspec")]
+    order = sorted(dict.fromkeys(wanted), key=lambda r: -len(PLANS[r].run))
+    pool = ThreadPoolExecutor(max_workers=JOBS)
+    futures = {r: pool.submit(run_readme, r, tmp_path_factory.mktemp(Path(r).parent.name or "root"))
+               for r in order}
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("readme", [r for r, p in PLANS.items() if p.run])
-def test_readme_quick_starts_run_as_written(readme, tmp_path):
-    plan = PLANS[readme]
-    copy = copy_repository(tmp_path / "repo")
-    env = command_env(copy, tmp_path / "home")
-    probe = subprocess.run([sys.executable, "-c", "import modalink; print(modalink.__file__)"], cwd=copy, env=env,
-                           capture_output=True, text=True)
-    assert probe.stdout.strip().startswith(str(copy)), probe.stdout + probe.stderr  # the copy is what runs
-    timings = []
-    for cmd, extra in plan.run:
-        took, _ = run_command(cmd, extra, copy, env)
-        timings.append(f"{took:5.1f} s  {cmd.id}")
-    print("\n".join(timings))
+@pytest.mark.parametrize("readme", RUNNABLE)
+def test_readme_quick_starts_run_as_written(readme, readme_runs):
+    outcome = readme_runs[readme].result()
+    print("\n" + "\n".join(outcome.timings))
+    if outcome.failure:
+        pytest.fail(outcome.failure, pytrace=False)
