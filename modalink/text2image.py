@@ -16,6 +16,14 @@ unused cells, the right/bottom margin when ``H`` or ``W`` is not a multiple of `
 Example: 227×227 px, ``p=3`` → 75×75 = 5,625 cells (2-px margin); 300-d vectors → 100 cells
 per word → at most 56 words; 150-d vectors → 112 words; ``p=2`` and 300-d → 127 words.
 
+Layout ("tiles", ``layout="tiles"``): each word is a compact block of ``tile_rows × tile_cols``
+cells (the most square shape holding ``C`` cells, filled row by row), and word blocks sit on a
+regular grid of tiles, ``word_gap`` blank cells apart, filled row-major. One word is then one
+distinct tile at a fixed set of positions, a pattern a small convolution can pick up wherever
+the word stands, instead of a strip that may wrap across rows. ``repeat=True`` (either layout)
+fills the unused word slots by repeating the text's words cyclically, so short texts cover the
+whole canvas (more evidence for a globally pooled network; a blank text stays blank).
+
 Empty or missing text (``None``, ``""``, or no known word with ``oov="skip"``) gives a blank
 (all-zero) text image, so a network can learn "no text" from one constant input.
 
@@ -52,12 +60,29 @@ Mode = Literal["text", "fused", "joint"]
 
 @dataclass(frozen=True)
 class TextGrid:
-    """Geometry of a text canvas: ``height×width`` pixels, superpixel ``p``, words of ``C`` cells."""
+    """Geometry of a text canvas: ``height×width`` pixels, superpixel ``p``, words of ``C`` cells,
+    laid out as a ``"flow"`` (words back to back, row-major) or as ``"tiles"`` (one compact block
+    per word on a regular grid, ``word_gap`` blank cells apart)."""
 
     height: int
     width: int
     superpixel: int
     cells_per_word: int
+    layout: str = "flow"
+    word_gap: int = 0
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """(rows, cols) of cells of one word's block in the "tiles" layout."""
+        tc = math.ceil(math.sqrt(self.cells_per_word))
+        return math.ceil(self.cells_per_word / tc), tc
+
+    @property
+    def tiles(self) -> tuple[int, int]:
+        """(rows, cols) of word blocks on the canvas ("tiles" layout)."""
+        tr, tc = self.tile_shape
+        g = self.word_gap
+        return (self.rows + g) // (tr + g), (self.cols + g) // (tc + g)
 
     @property
     def rows(self) -> int:
@@ -70,7 +95,24 @@ class TextGrid:
     @property
     def capacity(self) -> int:
         """How many whole words fit on the canvas."""
+        if self.layout == "tiles":
+            r, c = self.tiles
+            return r * c
         return (self.rows * self.cols) // self.cells_per_word
+
+    def cell_index(self, n_words: int) -> np.ndarray:
+        """Flat grid cell (``row * cols + col``) of every (word, triplet) slot, ``(n_words * C,)``."""
+        c = self.cells_per_word
+        if self.layout != "tiles":
+            return np.arange(n_words * c, dtype=np.int64)
+        tr, tc = self.tile_shape
+        _, n_tc = self.tiles
+        k, j = np.divmod(np.arange(n_words * c, dtype=np.int64), c)
+        tile_r, tile_c = np.divmod(k, n_tc)
+        in_r, in_c = np.divmod(j, tc)
+        row = tile_r * (tr + self.word_gap) + in_r
+        col = tile_c * (tc + self.word_gap) + in_c
+        return row * self.cols + col
 
 
 def quantise_bytes(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -102,6 +144,10 @@ class TextToImage:
         tokenizer: text → list of words (default :func:`modalink.text.tokenize`).
         cache_size: distinct words whose quantised bytes are cached (0: no cache); the cache
             is cleared when full. Word vectors must not change while the encoder is in use.
+        layout: ``"flow"`` (words back to back, the Chameleon paper's layout) or ``"tiles"``
+            (one compact block per word on a regular grid).
+        word_gap: blank cells between word blocks (``"tiles"`` layout).
+        repeat: fill unused word slots by repeating the text's words cyclically.
     """
 
     def __init__(
@@ -116,6 +162,9 @@ class TextToImage:
         output: Literal["float", "uint8"] = "float",
         tokenizer: Callable[[str], list[str]] = tokenize,
         cache_size: int = 200_000,
+        layout: Literal["flow", "tiles"] = "flow",
+        word_gap: int = 0,
+        repeat: bool = False,
     ) -> None:
         self.vectors = vectors if vectors is not None else WordVectors.hashed(300, seed=0)
         self.image_size = _as_size(image_size)
@@ -125,7 +174,12 @@ class TextToImage:
             raise ValueError(f"mode must be 'text', 'fused' or 'joint', got {mode!r}")
         if output not in ("float", "uint8"):
             raise ValueError(f"output must be 'float' or 'uint8', got {output!r}")
+        if layout not in ("flow", "tiles"):
+            raise ValueError(f"layout must be 'flow' or 'tiles', got {layout!r}")
+        if word_gap < 0 or (word_gap and layout != "tiles"):
+            raise ValueError(f"word_gap must be >= 0 and needs layout='tiles', got {word_gap} with {layout!r}")
         self.superpixel = int(superpixel)
+        self.repeat = bool(repeat)
         self.mode: Mode = mode
         self.output = output
         self.tokenizer = tokenizer
@@ -138,7 +192,8 @@ class TextToImage:
         else:
             self.band_height = None
             canvas = (h, w)
-        self.grid = TextGrid(canvas[0], canvas[1], self.superpixel, math.ceil(self.vectors.dim / 3))
+        self.grid = TextGrid(canvas[0], canvas[1], self.superpixel, math.ceil(self.vectors.dim / 3),
+                             layout, int(word_gap))
         if self.grid.capacity < 1:
             raise ValueError(
                 f"a {canvas[0]}x{canvas[1]} canvas with {self.superpixel}-px superpixels has "
@@ -149,6 +204,7 @@ class TextToImage:
         if not 1 <= max_words <= self.grid.capacity:
             raise ValueError(f"max_words must be in 1..{self.grid.capacity} (what fits on the canvas), got {max_words}")
         self.max_words = int(max_words)
+        self._cells = self.grid.cell_index(self.max_words)
         if isinstance(quantise, str):
             if quantise != "minmax":
                 raise ValueError(f"quantise must be 'minmax' or a (lo, hi) pair, got {quantise!r}")
@@ -221,6 +277,10 @@ class TextToImage:
         pos = np.arange(len(local)) - (np.cumsum(kept) - kept)[text_id]
         sel = pos < m
         out[text_id[sel], pos[sel]] = q[local[sel]]
+        if self.repeat:  # slot k of a text with n < m words takes its word k mod n
+            n = np.minimum(kept, m)
+            slot = np.arange(m)[None, :] % np.maximum(n, 1)[:, None]
+            out = np.take_along_axis(out, slot[:, :, None], axis=1)
         return out
 
     def _paint(self, words: np.ndarray, canvas: torch.Tensor) -> None:
@@ -229,7 +289,10 @@ class TextToImage:
         b = words.shape[0]
         n_cells = self.max_words * g.cells_per_word
         cells = np.zeros((b, 3, g.rows * g.cols), dtype=np.uint8)
-        cells[:, :, :n_cells] = words.reshape(b, n_cells, 3).transpose(0, 2, 1)
+        if g.layout == "flow":
+            cells[:, :, :n_cells] = words.reshape(b, n_cells, 3).transpose(0, 2, 1)
+        else:
+            cells[:, :, self._cells] = words.reshape(b, n_cells, 3).transpose(0, 2, 1)
         small = torch.from_numpy(cells).view(b, 3, g.rows, g.cols, 1)
         if canvas.dtype != torch.uint8:
             small = small.to(canvas.dtype).div_(255.0)
@@ -302,7 +365,7 @@ class TextToImage:
     def __repr__(self) -> str:
         g = self.grid
         return (f"TextToImage(mode={self.mode!r}, image_size={self.image_size}, superpixel={self.superpixel}, "
-                f"grid={g.rows}x{g.cols}, words<={self.max_words}, dim={self.vectors.dim}, "
+                f"grid={g.rows}x{g.cols}, layout={g.layout!r}, word_gap={g.word_gap}, repeat={self.repeat}, words<={self.max_words}, dim={self.vectors.dim}, "
                 f"range={self.value_range}, output={self.output!r})")
 
 
@@ -316,6 +379,9 @@ def naive_text_to_image(
     max_words: int,
     value_range: tuple[float, float],
     tokenizer: Callable[[str], list[str]] = tokenize,
+    layout: str = "flow",
+    word_gap: int = 0,
+    repeat: bool = False,
 ) -> np.ndarray:
     """Reference encoder: one text, word by word, pixel by pixel, in plain Python.
 
@@ -325,17 +391,26 @@ def naive_text_to_image(
     cols, rows = width // p, height // p
     cells_per_word = math.ceil(vectors.dim / 3)
     lo, hi = value_range
+    tile_cols = math.ceil(math.sqrt(cells_per_word))
+    tile_rows = math.ceil(cells_per_word / tile_cols)
+    tiles_per_row = (cols + word_gap) // (tile_cols + word_gap)
     img = [[[0] * width for _ in range(height)] for _ in range(3)]
-    k = 0
+    kept: list[list[float]] = []
     for word in tokenizer(text) if text else []:
-        if k >= max_words:
+        if len(kept) >= max_words:
             break
         vec = vectors.vector(word)
-        if vec is None:
-            continue
-        values = [float(v) for v in vec]
+        if vec is not None:
+            kept.append([float(v) for v in vec])
+    slots = [kept[k % len(kept)] for k in range(max_words)] if repeat and kept else kept
+    for k, values in enumerate(slots):
         for j in range(cells_per_word):
-            r, c = divmod(k * cells_per_word + j, cols)
+            if layout == "tiles":
+                tr, tc = divmod(k, tiles_per_row)
+                ir, ic = divmod(j, tile_cols)
+                r, c = tr * (tile_rows + word_gap) + ir, tc * (tile_cols + word_gap) + ic
+            else:
+                r, c = divmod(k * cells_per_word + j, cols)
             assert r < rows, "word does not fit on the canvas"
             for ch in range(3):
                 i = 3 * j + ch
@@ -347,5 +422,4 @@ def naive_text_to_image(
                 for dy in range(p):
                     for dx in range(p):
                         img[ch][r * p + dy][c * p + dx] = byte
-        k += 1
     return np.array(img, dtype=np.uint8)

@@ -263,3 +263,39 @@ def test_two_processes(tmp_path: Path) -> None:
         assert (ckpt / "random_states_1.pkl").is_file(), "not 2 processes"
     res = json.loads((out / "results.json").read_text())
     assert res["n_test"] == 20 and set(res["results"]) == {"chameleon", "multi_branch"}
+
+
+# ----------------------------------------------------------------------------- complementary evidence
+def test_complementary_setting_has_computable_ceilings(tmp_path: Path) -> None:
+    from modalink.data.synthetic_food101 import COMPLEMENTARY, generate_synthetic_food101
+
+    made = generate_synthetic_food101(tmp_path / "c", **{**COMPLEMENTARY, "n_train_per_class": 2,
+                                                           "n_test_per_class": 1, "image_size": 16})
+    manifest = json.loads((made.root / "manifest.json").read_text())
+    assert manifest["params"]["evidence"] == "complementary"
+    assert manifest["ceilings"] == pytest.approx({"complete": 1.0, "text=30%": 0.65, "text=0%": 0.5,
+                                                  "image=30%": 0.3 + 0.7 / 6, "image=0%": 1 / 6})
+    assert made.ceiling(0.65, 0.65) == pytest.approx(0.3 + 0.35 * 0.5 + 0.35 / 6)
+    # neither modality decides alone: every visual group has every text group and vice versa
+    pairs = {(v, t) for v, t in zip(made.visual_group, made.text_group)}
+    assert len(pairs) == 12 and len(set(made.visual_group)) == 6 and len(set(made.text_group)) == 2
+    with pytest.raises(ValueError, match="complementary"):
+        generate_synthetic_food101(tmp_path / "bad", evidence="complementary", image_text_cue=0.5)
+    with pytest.raises(ValueError, match="evidence"):
+        generate_synthetic_food101(tmp_path / "bad", evidence="redundant")
+
+
+def test_chameleon_reads_the_text_on_complementary_data(tmp_path: Path, recipe_modules) -> None:
+    """Classes need both modalities (no text: at most 50 %): the trained network must use the text
+    image, i.e. be clearly better with it than without it, and keep the photo-only ceiling."""
+    _, train_script, _ = recipe_modules
+    args = ["--output-dir", str(tmp_path / "run"), "--cpu", "--methods", "chameleon",
+            "chameleon.backbone=test_resnet", "data.image_size=32", "data.synthetic.evidence=complementary",
+            "data.synthetic.title_visual_hint=0", "data.synthetic.image_text_cue=0", "data.synthetic.image_difficulty=0",
+            "data.synthetic.n_classes=4", "data.synthetic.n_train_per_class=40", "data.synthetic.n_test_per_class=20",
+            "data.synthetic.image_size=32", "text_image.dim=12", "text_image.superpixel=4",
+            "text_image.layout=tiles", "engine.epochs=6", "engine.batch_size=16", "engine.lr=0.003",
+            "engine.progress=false", "missing.eval=[complete,text=0%]"]
+    res = train_script.main(args)["results"]["chameleon"]
+    assert res["complete"]["accuracy"] >= res["text=0%"]["accuracy"] + 25.0, res
+    assert res["text=0%"]["accuracy"] >= 35.0, res  # the photo alone still decides its half

@@ -211,3 +211,37 @@ def test_fused_and_joint_modes():
     assert pics.data_ptr() != photos.data_ptr()
     with pytest.raises(ValueError, match="needs the batch's images"):
         joint(texts)
+
+
+@pytest.mark.parametrize("dim,size,p,gap,repeat", [(12, 48, 4, 0, False), (12, 48, 4, 1, True), (48, 64, 4, 0, True),
+                                                    (7, 30, 3, 1, False), (300, 227, 3, 0, False)])
+def test_tiles_layout_matches_naive_and_keeps_words_apart(dim, size, p, gap, repeat):
+    enc = TextToImage(WordVectors.hashed(dim, seed=2), image_size=size, superpixel=p, layout="tiles",
+                      word_gap=gap, repeat=repeat, output="uint8")
+    g = enc.grid
+    got = enc.encode_text(TEXTS).numpy()
+    want = np.stack([naive_text_to_image(t, enc.vectors, height=g.height, width=g.width, superpixel=p,
+                                         max_words=enc.max_words, value_range=enc.value_range, layout="tiles",
+                                         word_gap=gap, repeat=repeat) for t in TEXTS])
+    np.testing.assert_array_equal(got, want)
+    tr, tc = g.tile_shape
+    assert tr * tc >= g.cells_per_word and tc == math.ceil(math.sqrt(g.cells_per_word))
+    assert enc.max_words == g.capacity == g.tiles[0] * g.tiles[1]
+    # one word = one tile: "pie" alone paints exactly the top-left block, wherever the flow would wrap
+    one = enc.encode_text(["pie"]).numpy()[0]
+    cells = one[:, ::p, ::p].any(0)
+    if repeat:  # every tile holds the same word: the second tile of the first row repeats the first
+        x = (tc + gap) * p
+        np.testing.assert_array_equal(one[:, :tr * p, :tc * p], one[:, :tr * p, x:x + tc * p])
+    else:
+        assert not cells[tr:].any() and not cells[:, tc:].any()
+    assert enc.encode_text([None, ""]).sum() == 0  # blank stays blank, also with repeat
+
+
+def test_layout_errors():
+    with pytest.raises(ValueError, match="layout"):
+        TextToImage(WordVectors.hashed(12), image_size=48, superpixel=4, layout="spiral")
+    with pytest.raises(ValueError, match="word_gap"):
+        TextToImage(WordVectors.hashed(12), image_size=48, superpixel=4, word_gap=1)  # flow has no tiles
+    with pytest.raises(ValueError, match="cells"):
+        TextToImage(WordVectors.hashed(300), image_size=24, superpixel=3, layout="tiles")

@@ -13,6 +13,13 @@ Then neither modality alone determines the class: an image-only model can reach 
 a text-only model at most ``1 / n_visual``; both together determine it. So missing text hurts
 without zeroing the accuracy. Those ceilings are recorded in ``manifest.json``.
 
+``evidence="complementary"`` names that setting and holds it: it refuses the redundancy options
+below, records the setting in the manifest with the accuracy ceilings of the usual conditions
+(complete 100 %; 30 % text ``0.3 + 0.7 / n_text`` = 65 % with 2 text groups; no text
+``1 / n_text`` = 50 %), and :meth:`SyntheticFood101.ceiling` computes the ceiling of any
+availability. :data:`COMPLEMENTARY` is the preset the Chameleon recipe and its tests use (12
+classes, 64-px photos, 30 title words per text group so that the text must really be read).
+
 Options (all off by default, which keeps the output unchanged) add the redundancy of real
 Food-101, where each modality alone is strongly predictive: ``title_visual_hint`` (titles also
 name the visual group), ``image_text_cue`` (the photo also shows the text group as a stripe
@@ -43,13 +50,20 @@ from PIL import Image, ImageDraw
 
 from modalink.io import atomic_dir
 
-__all__ = ["SyntheticFood101", "generate_synthetic_food101", "FILLER_WORDS"]
+__all__ = ["SyntheticFood101", "generate_synthetic_food101", "FILLER_WORDS", "COMPLEMENTARY", "EVIDENCE_SETTINGS"]
 
 _VERSION = 1
 FILLER_WORDS = (
     "recipe", "easy", "homemade", "best", "with", "and", "the", "quick", "classic", "delicious",
     "simple", "how", "to", "make", "my", "favourite", "style", "fresh", "healthy", "perfect",
 )
+EVIDENCE_SETTINGS = ("complementary",)
+# Neither modality alone decides: 12 classes = 6 visual x 2 text groups; a large title vocabulary
+# (30 words per text group, plus the 20 filler words) so that reading the text means telling many
+# words apart, not spotting one of a few.
+COMPLEMENTARY: dict[str, Any] = {"evidence": "complementary", "n_classes": 12, "n_text_groups": 2,
+                                 "words_per_group": 30, "image_size": 64, "n_train_per_class": 100,
+                                 "n_test_per_class": 50}
 _SHAPES = ("disc", "square", "triangle", "diamond", "bar")
 _SYLLABLES = ("ba", "ko", "ri", "mu", "zel", "tan", "vo", "pi", "sha", "lu", "dor", "qua", "ne", "fi", "gro")
 
@@ -75,6 +89,19 @@ class SyntheticFood101:
     def text_only_ceiling(self) -> float:
         hint = self.params.get("title_visual_hint", 0.0)
         return hint + (1.0 - hint) / (self.params["n_classes"] // self.params["n_text_groups"])
+
+    def ceiling(self, text: float = 1.0, image: float = 1.0) -> float:
+        """Best possible accuracy when a share ``text`` of the samples keeps its title and a share
+        ``image`` its photo (missing parts disjoint, as in :mod:`modalink.data.missing`)."""
+        return _ceiling(text, image, self.image_only_ceiling, self.text_only_ceiling, 1.0 / self.params["n_classes"])
+
+
+def _ceiling(text: float, image: float, image_only: float, text_only: float, chance: float) -> float:
+    if not (0.0 <= text <= 1.0 and 0.0 <= image <= 1.0):
+        raise ValueError(f"shares must be in [0, 1], got text={text}, image={image}")
+    both = max(0.0, text + image - 1.0)
+    none = max(0.0, 1.0 - text - image)
+    return both + (text - both) * text_only + (image - both) * image_only + none * chance
 
 
 def _group_vocabulary(n_text: int, words_per_group: int, rng: np.random.Generator,
@@ -189,6 +216,7 @@ def generate_synthetic_food101(
     title_visual_hint: float = 0.0,
     image_difficulty: float = 0.0,
     image_text_cue: float = 0.0,
+    evidence: str | None = None,
     overwrite: bool = False,
 ) -> SyntheticFood101:
     """Write (or find, if already there with the same parameters) a synthetic Food-101 copy.
@@ -207,6 +235,11 @@ def generate_synthetic_food101(
     texture on the object (angle ``pi * t / n_text_groups``); with 1.0 the photo alone determines
     the class, like a real food photo (the image-only ceiling becomes
     ``image_text_cue + (1 - image_text_cue) / n_text_groups``). 0 (default): no texture.
+
+    ``evidence``: ``None`` (default: the options above decide) or ``"complementary"``: neither
+    modality alone decides (``title_visual_hint`` and ``image_text_cue`` must stay 0); the
+    manifest then records the setting and the ceilings of complete / 30 % text / no text /
+    30 % images (``generate_synthetic_food101(root, **COMPLEMENTARY)`` is the recipe's preset).
 
     ``n_classes`` must be a multiple of ``n_text_groups``. A non-empty ``root`` that was not
     made by this generator is never touched (error); ``overwrite=True`` regenerates ours.
@@ -231,6 +264,13 @@ def generate_synthetic_food101(
         raise ValueError(f"image_text_cue must be in [0, 1], got {image_text_cue}")
     if image_text_cue > 0:
         params["image_text_cue"] = image_text_cue
+    if evidence is not None:
+        if evidence not in EVIDENCE_SETTINGS:
+            raise ValueError(f"evidence must be None or one of {', '.join(EVIDENCE_SETTINGS)}, got {evidence!r}")
+        if title_visual_hint > 0 or image_text_cue > 0:
+            raise ValueError("evidence='complementary' needs title_visual_hint=0 and image_text_cue=0 "
+                             "(either would let one modality decide alone)")
+        params["evidence"] = evidence  # only when set: manifests of other sets stay unchanged
     n_visual = n_classes // n_text_groups
     rng = np.random.default_rng(seed)
     vocab = _group_vocabulary(n_text_groups, words_per_group, rng)
@@ -276,5 +316,10 @@ def generate_synthetic_food101(
             "text_only_ceiling": title_visual_hint + (1.0 - title_visual_hint) / n_visual,
             "chance": 1.0 / n_classes,
         }
+        if evidence is not None:
+            img_c, txt_c = manifest["image_only_ceiling"], manifest["text_only_ceiling"]
+            manifest["ceilings"] = {c: _ceiling(t, i, img_c, txt_c, 1.0 / n_classes) for c, (t, i) in
+                                    {"complete": (1.0, 1.0), "text=30%": (0.3, 1.0), "text=0%": (0.0, 1.0),
+                                     "image=30%": (1.0, 0.3), "image=0%": (1.0, 0.0)}.items()}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return SyntheticFood101(root, classes, visual, textual, vocab, params, generated=True)

@@ -53,6 +53,9 @@ class SyntheticConfig:
     title_visual_hint: float = 0.0  # P(title also names the visual group): redundancy real titles have
     image_difficulty: float = 0.0  # photo clutter (0-1): the photo is harder to read than the title
     image_text_cue: float = 0.0  # P(photo also shows the text group): the image alone can decide
+    evidence: str | None = None  # "complementary": neither modality alone decides (hint and cue stay 0)
+    preset: str | None = None  # "complementary": the generator's COMPLEMENTARY preset (neither modality
+    #                            decides alone); it replaces every field above except ``seed``
 
 
 @dataclass
@@ -461,6 +464,7 @@ class RecipeData:
     task: str  # multiclass | multilabel | binary
     metrics: tuple[str, ...]
     description: str
+    ceiling: Callable[..., float] | None = None  # synthetic data: best accuracy at (text, image) shares
 
     @property
     def num_classes(self) -> int:
@@ -475,11 +479,23 @@ def synthetic_root(cfg: ChameleonRecipeConfig) -> Path:
     return Path(cfg.data.synthetic_dir).expanduser() if cfg.data.synthetic_dir else Path(cfg.output_dir) / "data"
 
 
-def ensure_synthetic(cfg: ChameleonRecipeConfig) -> Path:
+def synthetic_kwargs(s: SyntheticConfig) -> dict[str, Any]:
+    """Generator arguments of ``data.synthetic``: its fields, or a named preset (plus ``seed``)."""
+    from modalink.data.synthetic_food101 import COMPLEMENTARY
+
+    if s.preset is None:
+        return {k: v for k, v in dataclasses.asdict(s).items() if k != "preset"}
+    presets = {"complementary": COMPLEMENTARY}
+    if s.preset not in presets:
+        raise ValueError(f"data.synthetic.preset={s.preset!r}; use null or {', '.join(presets)}")
+    return {**presets[s.preset], "seed": s.seed}
+
+
+def ensure_synthetic(cfg: ChameleonRecipeConfig) -> Any:
     """Generate (once; the generator skips existing data) the synthetic Food-101 layout."""
     from modalink.data.synthetic_food101 import generate_synthetic_food101
 
-    return generate_synthetic_food101(synthetic_root(cfg), **dataclasses.asdict(cfg.data.synthetic)).root
+    return generate_synthetic_food101(synthetic_root(cfg), **synthetic_kwargs(cfg.data.synthetic))
 
 
 def condition_mask(n: int, split: str, condition: str, seed: int) -> Any:
@@ -508,7 +524,8 @@ def load_data(cfg: ChameleonRecipeConfig, progress: bool = True) -> RecipeData:
             raise FileNotFoundError(f"data.root / --data-root {root} is not a folder")
         dataset = d.dataset
     else:
-        root, synthetic, dataset = ensure_synthetic(cfg), True, "food101"
+        made = ensure_synthetic(cfg)
+        root, synthetic, dataset = made.root, True, "food101"
     transform = PhotoTransform(d.image_size, d.resize_ratio)
     opts = dict(d.loader_options)
 
@@ -537,17 +554,21 @@ def load_data(cfg: ChameleonRecipeConfig, progress: bool = True) -> RecipeData:
     if cfg.missing.train != "complete":
         m = condition_mask(len(train), "train", cfg.missing.train, cfg.missing.seed)
         train = train.with_mask(m.image, m.text)
+    ceilings = None
     if synthetic:
-        s = d.synthetic
-        ceiling = s.image_text_cue + (1 - s.image_text_cue) / s.n_text_groups
-        desc = (f"synthetic Food-101 layout ({s.n_classes} classes = {s.n_classes // s.n_text_groups} visual x "
-                f"{s.n_text_groups} text groups, {s.n_train_per_class}+{s.n_test_per_class} per class, "
-                f"title_visual_hint {s.title_visual_hint:g}, image_text_cue {s.image_text_cue:g}, "
-                f"image_difficulty {s.image_difficulty:g}, seed {s.seed}; the photo alone can reach "
-                f"{100 * ceiling:.0f}%)")
+        s = made.params
+        setting = f"{s['evidence']} evidence, " if "evidence" in s else ""
+        desc = (f"synthetic Food-101 layout ({setting}{s['n_classes']} classes = "
+                f"{s['n_classes'] // s['n_text_groups']} visual x {s['n_text_groups']} text groups, "
+                f"{s['n_train_per_class']}+{s['n_test_per_class']} per class, {s['words_per_group']} words per "
+                f"text group, title_visual_hint {s.get('title_visual_hint', 0):g}, image_text_cue "
+                f"{s.get('image_text_cue', 0):g}, image_difficulty {s.get('image_difficulty', 0):g}, seed "
+                f"{s['seed']}; the photo alone can reach {100 * made.image_only_ceiling:.0f}%)")
+        ceilings = made.ceiling
     else:
         desc = f"{dataset} at {root}"
-    return RecipeData(train, val, test, list(train_ds.classes), train_ds.task, tuple(train_ds.metrics), desc)
+    return RecipeData(train, val, test, list(train_ds.classes), train_ds.task, tuple(train_ds.metrics), desc,
+                      ceilings)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -612,10 +633,21 @@ def evaluate_methods(models: Mapping[str, tuple[ClassifierModule, BatchBuilder]]
             logits = predict_logits(module, view, collate, batch_size=batch_size, trainer=trainer)
             results.setdefault(name, {})[cond] = {k: round(v, 2) for k, v in score(test.labels, logits,
                                                                                   data.task).items()}
-    return {"dataset": data.description, "task": data.task, "metrics": list(data.metrics),
-            "num_classes": data.num_classes, "n_test": len(test), "n_train": len(data.train),
-            "train_condition": cfg.missing.train, "mask_seed": cfg.missing.seed,
-            "conditions": list(cfg.missing.eval), "results": results}
+    out = {"dataset": data.description, "task": data.task, "metrics": list(data.metrics),
+           "num_classes": data.num_classes, "n_test": len(test), "n_train": len(data.train),
+           "train_condition": cfg.missing.train, "mask_seed": cfg.missing.seed,
+           "conditions": list(cfg.missing.eval), "results": results}
+    if data.ceiling is not None:
+        out["ceiling"] = {c: round(100 * data.ceiling(*_shares(c)), 2) for c in cfg.missing.eval}
+    return out
+
+
+def _shares(condition: str) -> tuple[float, float]:
+    """(share of samples with text, share with a photo) of a condition label."""
+    from modalink.data.missing import parse_condition
+
+    _, rates = parse_condition(condition)  # missing rates
+    return 1.0 - rates.get("text", 0.0), 1.0 - rates.get("image", 0.0)
 
 
 def format_table(res: Mapping[str, Any]) -> str:
@@ -641,6 +673,9 @@ def format_table(res: Mapping[str, Any]) -> str:
                 worst = min(v for c, v in zip(conds, vals) if c != "complete")
                 row += f" | {full - worst:.1f}"
             lines.append(row + " |")
+        if metric == "accuracy" and res.get("ceiling"):
+            lines.append("| ceiling (best possible on this data) | " + " | ".join(
+                f"{res['ceiling'][c]:.1f}" for c in conds) + (" | |" if has_drop else " |"))
         lines.append("")
     if "wall_time_s" in res:
         lines.append(f"Wall time of the command: {res['wall_time_s']:.0f} s")
