@@ -16,6 +16,7 @@ from PIL import Image
 
 from modalink.data.embedding_cache import CacheError, CacheKey, EmbeddingCache, file_list_hash
 from modalink.data.missing import derive_seed, mask_for_condition
+from modalink.errors import run_cli
 from modalink.models import create_model
 from modalink.text import hashed_vectors, tokenize
 from modalink.text_encoders import HashedBagOfWords, create_text_encoder, list_text_encoders
@@ -477,15 +478,15 @@ def test_bad_paths_end_in_one_message_before_anything_is_written(tmp_path, monke
     evaluate = _load_script("srmm_recipe_evaluate", RECIPE / "evaluate.py")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MODALINK_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        srmm_core.run_cli(train.main, ["--data-root", "no/such/food101", "--output-dir", "out"])
-    assert info.value.code == 2
+    assert run_cli(train.main, ["--data-root", "no/such/food101", "--output-dir", "out"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --data-root ") and str(tmp_path / "no/such/food101") in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
-    with pytest.raises(SystemExit):
-        srmm_core.run_cli(evaluate.main, ["runs/nothing"])
+    assert run_cli(evaluate.main, ["runs/nothing"]) == 2
     assert "run folder runs/nothing does not exist" in capsys.readouterr().err
+    assert run_cli(train.main, ["--output-dir", "out", "image_encoder.name=nope"]) == 2  # a user error too
+    err = capsys.readouterr().err
+    assert "image_encoder: unknown image encoder 'nope'" in err and not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------- missing weights
@@ -556,7 +557,7 @@ def test_missing_timm_weights_offline_names_the_setting(monkeypatch, hub):
         srmm_features.create_image_features("timm/test_resnet", pretrained=True,
                                             weights_option="image_encoder.weights")
     msg = str(info.value)
-    assert "offline mode forbids downloading (HF_HUB_OFFLINE=1)" in msg and not hub.probes
+    assert "offline mode forbids downloading" in msg and not hub.probes
     assert "image_encoder.weights=" in msg and "--*-weights" not in msg
 
 
@@ -575,17 +576,15 @@ def test_train_with_missing_weights_writes_nothing(tmp_path, monkeypatch, capsys
     train = _load_script("srmm_recipe_train", RECIPE / "train.py")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MODALINK_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        srmm_core.run_cli(train.main, ["--output-dir", "out", "image_encoder.name=timm/test_resnet", *TINY_RUN])
+    code = run_cli(train.main, ["--output-dir", "out", "image_encoder.name=timm/test_resnet", *TINY_RUN])
     err = capsys.readouterr().err
-    assert info.value.code == 2 and err.startswith("error: timm/test_resnet: pretrained weights not found")
+    assert code == 2 and err.startswith("error: timm/test_resnet: pretrained weights not found")
     assert "image_encoder.weights=" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # no half-made run folder
-    with pytest.raises(SystemExit):
-        srmm_core.run_cli(train.main, ["--output-dir", "out", "image_encoder.name=timm/test_resnet",
-                                       "image_encoder.weights=w/nope.safetensors", *TINY_RUN])
+    assert run_cli(train.main, ["--output-dir", "out", "image_encoder.name=timm/test_resnet",
+                                "image_encoder.weights=w/nope.safetensors", *TINY_RUN]) == 2
     err = capsys.readouterr().err
-    assert f"weights file {tmp_path / 'w' / 'nope.safetensors'}" in err and "image_encoder.weights=" in err
+    assert f"weights path {tmp_path / 'w' / 'nope.safetensors'}" in err and "image_encoder.weights=" in err
 
 
 def test_missing_sentence_transformer_online_fail_fast(monkeypatch, hub):

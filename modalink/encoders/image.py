@@ -10,7 +10,8 @@ the Hugging Face cache and the torch hub cache are searched before timm download
 when the server does not answer a single quick probe (:func:`probe_hub_file`, a few seconds at
 most, instead of ``hf_hub_download``'s minute of retries), a :class:`WeightsNotFoundError` names
 the missing file, where to put it and the setting that points at a file
-(:func:`missing_weights_message`; ``weights_option`` names that setting for the calling program).
+(:func:`modalink.encoders.base.missing_weights_text`; ``weights_option`` names that setting for
+the calling program).
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from modalink.encoders.base import (
     EncoderContract,
     WeightsNotFoundError,
     hf_cached_file,
-    is_offline,
+    missing_weights_text,
     register_encoder,
+    resolve_weights,
     torch_checkpoint_dirs,
     weights_cache_dir,
 )
@@ -185,27 +187,6 @@ def _remote_file(model_name: str) -> tuple[str, str | None, str | None]:
     return "model.safetensors", None, None
 
 
-def missing_weights_message(model_name: str, reason: str, weights_option: str | None = None,
-                            searched: list[Path] | None = None) -> str:
-    """One message for absent timm weights: what is missing, where to put it, how to point at it."""
-    filename, hub_id, url = _remote_file(model_name)
-    opt = weights_option or "weights"
-    pre = opt[: -len("weights")] + "pretrained" if opt.endswith("weights") else "pretrained"
-    target = weights_cache_dir("timm") / model_name / filename
-    lines = [f"timm/{model_name}: pretrained weights not found locally, and {reason}.",
-             f"  missing file:   {filename}" + (f" ({url})" if url else ""),
-             f"  put it at:      {target}"]
-    if hub_id:
-        lines.append(f"                  or in the Hugging Face cache {hf_hub_cache_dir()} (`hf download {hub_id} "
-                     f"{filename}` on a machine with network, then copy that cache folder here)")
-    lines += [f"  or point at it: {opt}=/path/to/{filename}",
-              f"  or use random weights: {pre}=false"]
-    others = [str(p) for p in (searched or []) if p != target]
-    if others:
-        lines.append("  also searched:  " + ", ".join(others))
-    return "\n".join(lines)
-
-
 def hf_hub_cache_dir() -> str:
     """The Hugging Face hub cache folder, from the environment as it is now (``HF_HUB_CACHE``,
     else ``HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub`` or ``~/.cache/huggingface/hub``)."""
@@ -216,45 +197,42 @@ def hf_hub_cache_dir() -> str:
     return str(Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "huggingface" / "hub")
 
 
-def _find_timm_weights(model_name: str, weights: str | os.PathLike | None, offline: bool | None,
-                       weights_option: str | None) -> Path | None:
-    """The local weights file to load, or ``None`` when timm may download them (online, hub reachable).
+def _weights_help(model_name: str, weights_option: str | None) -> dict[str, Any]:
+    """Arguments of :func:`resolve_weights` / :func:`missing_weights_text` for timm's ``model_name``."""
+    filename, hub_id, url = _remote_file(model_name)
+    opt = weights_option or "weights"
+    pre = opt[: -len("weights")] + "pretrained" if opt.endswith("weights") else "pretrained"
+    extra = []
+    if hub_id:
+        extra.append(f"or put it in the Hugging Face cache {hf_hub_cache_dir()} (`hf download {hub_id} {filename}` "
+                     "on a machine with network, then copy that cache folder here)")
+    extra.append(f"or use random weights: {pre}=false")
+    return {"filename": filename, "url": url, "weights_option": opt, "extra": extra}
 
-    Raises :class:`WeightsNotFoundError` with :func:`missing_weights_message` when the explicit
-    file is absent, or nothing is local and the run is offline or the server cannot be reached.
-    """
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            opt = weights_option or "weights"
-            what = "does not exist" if not path.exists() else "is not a file"
-            raise WeightsNotFoundError(f"timm/{model_name}: weights file {os.path.abspath(path)} ({opt}={weights}) "
-                                       f"{what}; point {opt}= at a .safetensors/.pth/.bin file of the "
-                                       f"{model_name} weights")
-        return path
-    searched = [Path(c) for c in _local_timm_weights(model_name) if c is not None]
-    for c in searched:
-        if c.is_file():
-            return c
-    if is_offline(offline):
-        flags = [k for k in ("MODALINK_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-                 if os.environ.get(k, "").strip().lower() in {"1", "true", "yes", "on"}]
-        how = "offline=True" if offline else "=1, ".join(flags) + "=1"
-        raise WeightsNotFoundError(missing_weights_message(
-            model_name, f"offline mode forbids downloading ({how})", weights_option, searched))
+
+def _probe_source(model_name: str) -> str | None:
+    """``None`` when the server timm downloads ``model_name``'s weights from answers, else why not."""
     filename, hub_id, url = _remote_file(model_name)
     if hub_id:
-        why = probe_hub_file(hub_id, filename)
-        where = "the Hugging Face hub"
-    elif url:
-        why = probe_url(url)
-        where = url.split("/")[2] if "://" in url else url
-    else:
-        why, where = "timm knows no download source for this architecture", "timm"
-    if why is not None:
-        raise WeightsNotFoundError(missing_weights_message(
-            model_name, f"{where} cannot be reached to download them ({why})", weights_option, searched))
-    return None
+        return probe_hub_file(hub_id, filename)
+    if url:
+        return probe_url(url)
+    return "timm knows no download source for this architecture"
+
+
+def _find_timm_weights(model_name: str, weights: str | os.PathLike | None, offline: bool | None,
+                       weights_option: str | None) -> Path | None:
+    """The local weights file to load, or ``None`` when timm may download them (online, source reachable).
+
+    Explicit file → ``$MODALINK_HOME/weights/timm/<arch>/`` → Hugging Face cache → torch hub cache;
+    then, offline or when the source does not answer one quick probe, :class:`WeightsNotFoundError`
+    (:func:`modalink.encoders.base.missing_weights_text`: the file, where to put it, the setting).
+    """
+    local = resolve_weights(
+        f"timm/{model_name}", weights=weights, candidates=_local_timm_weights(model_name), offline=offline,
+        download=lambda: None,  # reachable: timm downloads into its own cache (see timm_image)
+        probe=lambda: _probe_source(model_name), **_weights_help(model_name, weights_option))
+    return Path(local) if local is not None else None
 
 
 @register_encoder("timm")
@@ -285,9 +263,10 @@ def timm_image(model_name: str = "resnet50", pretrained: bool = False,
             except Exception as e:  # noqa: BLE001 - the download failed after the probe succeeded
                 if not _is_download_error(e):
                     raise
-                raise WeightsNotFoundError(missing_weights_message(
-                    model_name, f"the download failed ({_short_error(e)})", weights_option,
-                    [Path(c) for c in _local_timm_weights(model_name) if c is not None])) from e
+                searched = [Path(c) for c in _local_timm_weights(model_name) if c is not None]
+                raise WeightsNotFoundError(missing_weights_text(
+                    f"timm/{model_name}", f"the download failed ({_short_error(e)})",
+                    put_at=searched[0], searched=searched, **_weights_help(model_name, weights_option))) from e
     enc = ImageEncoder(model, timm_contract(model, model_name))
     if pretrained:
         enc.weights_path = str(local) if local is not None else f"timm:{model_name}"

@@ -21,9 +21,10 @@ if str(_HERE) not in sys.path:
 import torch  # noqa: E402
 
 from modalink.config import load_config  # noqa: E402
+from modalink.errors import run_cli  # noqa: E402
 from modalink.io import load_torch_weights  # noqa: E402
 
-from srmm_core import SRMMConfig, absolute_paths, build_late_fusion, build_srmm, run_cli  # noqa: E402
+from srmm_core import SRMMConfig, absolute_paths, build_late_fusion, build_srmm  # noqa: E402
 from srmm_data import prepare_all  # noqa: E402
 from srmm_eval import evaluate_models, format_table, write_results  # noqa: E402
 
@@ -62,4 +63,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(run_cli(main))

@@ -21,8 +21,8 @@ if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
 from modalink.engine import start_run  # noqa: E402
+from modalink.errors import run_cli  # noqa: E402
 
-from srmm_core import run_cli  # noqa: E402
 from srmm_data import build_encoders, check_data_root, prepare_all  # noqa: E402
 from train import load_recipe_config, parse_args  # noqa: E402
 
@@ -44,4 +44,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(run_cli(main))

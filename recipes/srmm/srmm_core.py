@@ -6,10 +6,9 @@ The scripts (``prepare.py``, ``train.py``, ``evaluate.py``) only wire these toge
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -149,28 +148,6 @@ def absolute_paths(cfg: SRMMConfig, base: str | os.PathLike | None = None) -> SR
     if name.startswith("st:") and (b / Path(name[3:]).expanduser()).exists():
         cfg.text_encoder.name = "st:" + str(_absolute(name[3:], b))
     return cfg
-
-
-def run_cli(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
-    """Run a recipe script's ``main``; a user error (bad config or path, missing weights or data)
-    ends in ``error: <message>`` on stderr and exit status 2 instead of a traceback (the style of
-    the other modalink commands). ``MODALINK_DEBUG=1`` shows the traceback."""
-    from modalink.config import ConfigError
-    from modalink.data.embedding_cache import CacheError
-
-    user_errors = (ConfigError, CacheError, OSError, ValueError, KeyError, ImportError)
-    try:
-        main(argv)
-    except user_errors as e:
-        if os.environ.get("MODALINK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}:
-            raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
-        if isinstance(e, ConfigError):
-            msg = f"config error: {msg}"
-        elif isinstance(e, FileNotFoundError) and not msg:
-            msg = f"file not found: {e.filename}"
-        print(f"error: {msg}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 # ----------------------------------------------------------------------------- switching

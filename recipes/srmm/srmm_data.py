@@ -147,8 +147,19 @@ def build_image_encoder(cfg: SRMMConfig) -> Any:
 
 def build_encoders(cfg: SRMMConfig) -> tuple[Any, TextEncoder]:
     """(image, text) encoders: built before a run folder is written, so that missing weights or a
-    bad encoder name end the command before anything is created."""
-    return build_image_encoder(cfg), build_text_encoder(cfg)
+    bad encoder setting end the command before anything is created. An unknown name, a bad
+    option or an optional package that is not installed is the user's to fix: a
+    :class:`modalink.errors.UserError` naming the setting."""
+    from modalink.errors import UserError
+
+    built = []
+    for key, build in (("image_encoder", build_image_encoder), ("text_encoder", build_text_encoder)):
+        try:
+            built.append(build(cfg))
+        except (KeyError, ValueError, TypeError, ImportError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            raise UserError(f"{key}: {msg} (settings {key}.name / {key}.options)") from e
+    return built[0], built[1]
 
 
 # ----------------------------------------------------------------------------- extraction

@@ -26,11 +26,12 @@ if str(_HERE) not in sys.path:
 import numpy as np  # noqa: E402
 
 from modalink.config import load_config  # noqa: E402
+from modalink.errors import run_cli  # noqa: E402
 from modalink.engine import Trainer, process_state, start_run  # noqa: E402
 from modalink.metrics import accuracy  # noqa: E402
 
 from srmm_core import (SRMMConfig, absolute_paths, build_late_fusion, build_srmm, collate_batch,  # noqa: E402
-                       predict_logits, run_cli)
+                       predict_logits)
 from srmm_data import PreparedData, build_encoders, check_data_root, prepare_all  # noqa: E402
 from srmm_eval import evaluate_models, format_table, write_results  # noqa: E402
 
@@ -120,4 +121,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(run_cli(main))
