@@ -26,8 +26,8 @@ class FaceVoiceModelConfig:
     embed_dim: int = 128
     dropout: float = 0.5
     init: str = "default"  # default | xavier (the official FOP/SBNet init: xavier_uniform, bias 0.01)
-    # sbnet only: width adapter for a modality whose width differs (linear: learned | random: fixed)
-    projection: str = "linear"
+    # sbnet only: width adapter for a modality whose width differs (random: fixed | linear: learned)
+    projection: str = "random"
     # sbnet_stems (modality stems + shared trunk) only
     stem_dim: int = 512
     trunk_hidden: list[int] = field(default_factory=lambda: [256])

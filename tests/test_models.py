@@ -286,10 +286,16 @@ def test_sbnet_matches_public_layout_layer_by_layer() -> None:
 
 
 def test_sbnet_projects_only_where_widths_differ() -> None:
-    model = create_model("sbnet", num_classes=10)  # FAME features: 4096-D faces, 512-D voices
-    assert list(model.proj) == ["face"] and model.proj["face"].bias is None
-    assert tuple(model.proj["face"].weight.shape) == (512, 4096)
-    assert model.modality_specific_parameters() == 512 * 4096
+    learned = create_model("sbnet", num_classes=10, projection="linear")  # 4096-D faces, 512-D voices
+    assert list(learned.proj) == ["face"] and learned.proj["face"].bias is None
+    assert tuple(learned.proj["face"].weight.shape) == (512, 4096)
+    assert learned.modality_specific_parameters() == 512 * 4096
+    model = create_model("sbnet", num_classes=10)  # default: a fixed random projection, nothing face-only trains
+    assert model.modality_specific_parameters() == 0 and tuple(model.proj["face"].weight.shape) == (512, 4096)
+    assert "proj.face.weight" in model.state_dict()  # saved with the model, so scores reproduce
+    torch.testing.assert_close(create_model("sbnet").proj["face"].weight, model.proj["face"].weight)
+    model.reset_parameters_public()  # the public init touches Linear layers only
+    torch.testing.assert_close(create_model("sbnet").proj["face"].weight, model.proj["face"].weight)
     shared = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("proj."))
     assert shared == 512 * 128 + 128 + 2 * 128 + 128 * 128 + 128 + 2 * 128 + 128 * 10 + 10
     model.eval()

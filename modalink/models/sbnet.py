@@ -14,10 +14,12 @@ Every weight is shared by both modalities. Parameter names follow the public cod
 Where the modalities' input widths differ (e.g. 4096-D VGGFace faces and 512-D voices in the FAME
 release), a modality whose width is not the shared input width gets ONE bias-free linear map to
 it (``proj.<modality>``, no norm, no activation): the smallest change that lets its rows enter
-the shared network. ``projection="linear"`` learns it; ``projection="random"`` fixes it to a
-seeded Gaussian random projection (scaled by 1/sqrt(width), stored with the weights but never
-trained), so that no trainable weight is modality-specific at all. With equal widths there is
-no projection.
+the shared network. ``projection="random"`` (default) fixes it to a seeded Gaussian random
+projection (scaled by 1/sqrt(width), stored with the weights but never trained), so that no
+trainable weight is modality-specific at all; ``projection="linear"`` learns it (2.1 M
+face-only weights for 4096-D faces, 96 % of the model; on the synthetic FAME set it trains far
+worse at the public lr 1e-2: validation EER ~45 % vs ~23 % after one epoch). With equal widths
+there is no projection.
 """
 from __future__ import annotations
 
@@ -66,11 +68,11 @@ class SBNet(nn.Module):
         dropout: dropout after fc1 and fc2 (public: 0.5).
         shared_dim: input width of the shared network; default: the smallest modality width.
             Modalities of another width get the bias-free projection ``proj.<modality>``.
-        projection: ``"linear"`` (learned) or ``"random"`` (fixed, see ``RandomProjection``).
+        projection: ``"random"`` (fixed, see ``RandomProjection``) or ``"linear"`` (learned).
     """
 
     def __init__(self, input_dims: Mapping[str, int], embed_dim: int = 128, num_classes: int = 0,
-                 dropout: float = 0.5, shared_dim: int | None = None, projection: str = "linear") -> None:
+                 dropout: float = 0.5, shared_dim: int | None = None, projection: str = "random") -> None:
         super().__init__()
         if projection not in ("linear", "random"):
             raise ValueError(f"projection must be 'linear' or 'random', got {projection!r}")
@@ -153,7 +155,7 @@ class SBNet(nn.Module):
 @register_model("sbnet")
 def sbnet(**kw: Any) -> SBNet:
     """SBNet as published: one fully shared fc 512→128→128 network (BN, ReLU, dropout 0.5,
-    L2-normalised), classifier on the embedding. Default inputs: 4096-D VGGFace faces (one
-    bias-free projection to 512) and 512-D voices."""
+    L2-normalised), classifier on the embedding. Default inputs: 4096-D VGGFace faces (a fixed
+    random projection to 512, no trainable face-only weight) and 512-D voices."""
     kw.setdefault("input_dims", {"face": 4096, "voice": 512})
     return SBNet(**kw)

@@ -2,8 +2,9 @@
 
 Neither can embed a cold item from content: popularity gives every cold item a count of 0,
 and MF has no trained row for it, so cold items get the ``fallback`` vector (the mean of the
-trained item vectors by default, which ties every cold item — ranking among cold items is
-then arbitrary, i.e. random-level). Cold users get the mean user vector (≈ popularity).
+trained item vectors by default, which ties every cold item). ``modalink.metrics`` averages
+Recall/NDCG over tied items, so on the item-cold split both score exactly the random-ranking
+level, whatever the item ids. Cold users get the mean user vector (≈ popularity).
 """
 from __future__ import annotations
 
