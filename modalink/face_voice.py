@@ -6,7 +6,7 @@ Scores are DISTANCES (lower = same person), as the FAME organisers' scorer expec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ class FaceVoiceModelConfig:
     dropout: float = 0.5
     init: str = "default"  # default | xavier (the official FOP/SBNet init: xavier_uniform, bias 0.01)
     # sbnet only: width adapter for a modality whose width differs (random: fixed | linear: learned)
-    projection: str = "random"
+    projection: Literal["random", "linear"] = "random"
     # sbnet_stems (modality stems + shared trunk) only
     stem_dim: int = 512
     trunk_hidden: list[int] = field(default_factory=lambda: [256])
@@ -50,7 +50,7 @@ class FaceVoiceLossConfig:
     aam_scale: float = 30.0
     align: float = 0.0  # MSE between paired face and voice embeddings
     # sbnet only: how a batch of B face-voice pairs becomes single-modality rows (BATCH_LAYOUTS)
-    layout: str = "fvfv"
+    layout: Literal["fvfv", "vfvf", "hefhev", "hevhef", "random"] = "fvfv"
 
 
 #: SBNet's training-batch layouts (public ``--split_type``), applied to a batch of B pairs:
