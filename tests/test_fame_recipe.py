@@ -116,7 +116,7 @@ def test_two_processes_match_one(feats_root: Path, tmp_path: Path) -> None:
     decompose over processes (per-sample CE; InfoNCE with negatives gathered across processes)
     make the computation identical up to float rounding. (OPL's within-batch pairs do not
     decompose: with it, N processes see N half-batches of pairs, a small, expected difference.)"""
-    same = ["--train-lang", "English", "--config", str(RECIPE / "hparams" / "sbnet.yaml"), *DIMS, *FAST,
+    same = ["--train-lang", "English", "--config", str(RECIPE / "hparams" / "sbnet_stems.yaml"), *DIMS, *FAST,
             "model.norm=layer", "model.dropout=0.0", "loss.opl=0", "loss.infonce=1.0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = tmp_path / "one"

@@ -413,11 +413,16 @@ def test_malicious_checkpoint_is_refused_and_runs_nothing(feats_root: Path, tmp_
 def test_malicious_best_model_is_refused(feats_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     _train(feats_root, out, "--train-lang", "English")
+    # evaluate.py reads the exported safetensors model, never a pickle; a best_model.pt swapped for
+    # a malicious one is refused when a resumed run reloads it
     best = out / "v3_English" / "best_model.pt"
     state = torch.load(best, weights_only=True)
     marker = tmp_path / "pwned"
     state["hook"] = _Evil(str(marker))
     torch.save(state, best)
-    with pytest.raises(Exception, match="refused to load"):
-        fame_evaluate.main(["--run-dir", str(out), "--output-dir", str(tmp_path / "e")])
+    from modalink.io import UnsafeFileError, load_torch_weights
+
+    with pytest.raises(UnsafeFileError, match="refused to load"):
+        load_torch_weights(best, "best model")
     assert not marker.exists()
+    assert (out / "v3_English" / "model" / "model.safetensors").is_file()

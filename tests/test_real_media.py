@@ -353,8 +353,7 @@ def test_verify_one_face_against_one_voice(pipeline, capsys):
     from modalink.face_voice_verify import FaceVoiceVerifier, RawMediaEmbedder, read_feature_info
 
     info, _ = read_feature_info(pipeline["feats"], "v1")
-    cfg = verify_mod.load_run(pipeline["run"], "English", None)[0]
-    model = verify_mod.load_model_from_run(pipeline["run"] / "v1_English", cfg, 512, 192)
+    model = verify_mod.load_model_from_run(pipeline["run"] / "v1_English", 512, 192)
     embedder = RawMediaEmbedder.from_feature_info(info, device="cpu", progress=False)
     verifier = FaceVoiceVerifier(model, embedder, "English")
     assert verifier.distance(test / line[2], test / line[1]) == pytest.approx(dist, abs=1e-5)

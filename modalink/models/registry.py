@@ -12,8 +12,13 @@ register_model = MODELS.register
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model; unknown names raise ``KeyError`` listing the known ones."""
-    return MODELS.create(name, **kwargs)
+    """Build a registered model; unknown names raise ``KeyError`` listing the known ones.
+
+    The name and arguments are recorded as ``model.model_spec``, so that
+    :func:`modalink.hub.save_pretrained` can export any registered model."""
+    model = MODELS.create(name, **kwargs)
+    model.model_spec = {"name": name, "kwargs": dict(kwargs)}
+    return model
 
 
 def list_models(pattern: str | None = None) -> list[str]:

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
         data = FameFeatures.load(root, ver, lang, cache_dir=cfg.data.cache_dir or None, load_train=False,
                                  face_dim=face_dim, voice_dim=voice_dim, mmap=True)
         if args.run_dir:
-            model = load_model_from_run(Path(args.run_dir) / f"{ver}_{lang}", cfg, face_dim, voice_dim)
+            model = load_model_from_run(Path(args.run_dir) / f"{ver}_{lang}", face_dim, voice_dim)
         else:
             model = create_model(f"fop_{args.fusion}", face_dim=face_dim, voice_dim=voice_dim,
                                  embed_dim=args.embed_dim)

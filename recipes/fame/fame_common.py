@@ -22,9 +22,9 @@ from challenge import read_ground_truth, write_submission  # noqa: E402
 from modalink.data import (FACE_DIM, VOICE_DIM, FameTestSet, FeatureFileError, fame_languages, generate_synthetic_fame,  # noqa: E402
                            normalize_language, other_language)
 from modalink.engine import EngineConfig  # noqa: E402
-from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig, build_face_voice_model,  # noqa: E402
+from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig,  # noqa: E402
                                  pair_distances)
-from modalink.io import atomic_write_text, load_torch_weights  # noqa: E402
+from modalink.io import atomic_write_text  # noqa: E402
 from modalink.metrics import fame_eer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -184,18 +184,45 @@ def data_fingerprint(feats: dict[str, Any], gt_dir: Path | None) -> dict[str, st
     return dict(sorted(out.items()))
 
 
-def load_model_from_run(lang_dir: Path, cfg: FameConfig, face_dim: int, voice_dim: int) -> nn.Module:
-    """Rebuild the model of a finished training run and load ``best_model.pt``."""
-    ckpt_path = lang_dir / "best_model.pt"
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"no trained model at {ckpt_path}; run train.py first")
-    ckpt = load_torch_weights(ckpt_path, "trained model")
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    n_classes = state["logits_layer.weight"].shape[0] if "logits_layer.weight" in state else \
-        state["head.weight"].shape[0]
-    model = build_face_voice_model(cfg.model, face_dim, voice_dim, n_classes)
-    model.load_state_dict(state)
-    return model.eval()
+def load_model_from_run(lang_dir: Path, face_dim: int | None = None, voice_dim: int | None = None) -> nn.Module:
+    """The model a training run exported to ``<lang_dir>/model`` (:func:`modalink.hub.from_pretrained`);
+    with ``face_dim``/``voice_dim`` given, refuses a model trained on other feature widths."""
+    from modalink.hub import from_pretrained
+
+    folder = lang_dir / "model"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"no exported model in {folder}: the run has not finished (run the same train.py "
+                                f"command again to resume and export it)")
+    model = from_pretrained(folder)
+    contract = model.export_config.get("contract", {})
+    for key, want in (("face_dim", face_dim), ("voice_dim", voice_dim)):
+        if want is not None and contract.get(key) not in (None, want):
+            raise ValueError(f"{folder} was trained on {contract[key]}-D {key[:-4]} features, these are {want}-D; "
+                             f"score it with the features it was trained on")
+    return model
+
+
+def export_models(out: Path, ver: str, models: dict[str, nn.Module], contract: dict[str, Any],
+                  config: dict[str, Any], results: dict[str, Any]) -> None:
+    """Export each language's model to ``<out>/<ver>_<Lang>/model`` with its EERs on the model card."""
+    from modalink.hub import save_pretrained
+
+    for lang, model in models.items():
+        rows = {f"EER {r['train']}->{r['test']} ({r['condition']})": r["eer"]
+                for r in results.get("eer", []) if r["train"] == lang}
+        save_pretrained(model, out / f"{ver}_{lang}" / "model", contract=contract, config=config, results=rows,
+                        title=f"modalink FAME {ver} face-voice model trained on {lang}")
+
+
+def model_contract(root: Path, ver: str, face_dim: int, voice_dim: int) -> dict[str, Any]:
+    """What a FAME model reads: feature widths, the features' origin (prepare.py's
+    ``feature_info.json`` when present) and the score direction."""
+    contract: dict[str, Any] = {"face_dim": face_dim, "voice_dim": voice_dim,
+                                "score": "L2 distance of the scoring embeddings (lower = same person)"}
+    info = root / "feats" / ver / "feature_info.json"
+    if info.is_file():
+        contract["feature_info"] = json.loads(info.read_text())
+    return contract
 
 
 def score_test_sets(model: nn.Module, test_sets: list[FameTestSet], train_lang: str
@@ -252,5 +279,6 @@ def format_results(results: dict[str, Any]) -> str:
 
 __all__ = ["FameConfig", "DataConfig", "RunConfig", "DEFAULT_CONFIG", "add_data_arguments", "resolve_languages",
            "check_ground_truth", "data_fingerprint",
-           "prepare_feats_root", "feature_dims", "default_ground_truth", "load_model_from_run",
+           "prepare_feats_root", "feature_dims", "default_ground_truth", "load_model_from_run", "export_models",
+           "model_contract",
            "score_test_sets", "write_results", "format_results", "other_language"]

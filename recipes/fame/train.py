@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fame_common import (DEFAULT_CONFIG, FameConfig, add_data_arguments, check_ground_truth,  # noqa: E402
-                         data_fingerprint, default_ground_truth, feature_dims, format_results,
-                         prepare_feats_root, resolve_languages, score_test_sets, write_results)
+                         data_fingerprint, default_ground_truth, export_models, feature_dims, format_results,
+                         model_contract, prepare_feats_root, resolve_languages, score_test_sets, write_results)
 
 from modalink.errors import run_cli  # noqa: E402
 
@@ -106,6 +106,7 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     scores = {}
     timings: dict = {}
     selection: dict = {}
+    trained: dict = {}
     for lang in langs:
         t_lang = time.time()
         data = feats[lang]
@@ -140,6 +141,7 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
         if state.is_main_process:
             model = trainer.model.model.eval()
             scores.update(score_test_sets(model, [data.heard, data.unheard], lang))
+            trained[lang] = model
         timings[lang] = {"seconds": round(time.time() - t_lang, 2)}
         selection[lang] = {"best_val_eer": result.best_metric, "best_epoch": result.best_epoch}
         state.wait_for_everyone()
@@ -153,6 +155,8 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
                                        "processes": state.num_processes},
                                 timings={"seconds": round(time.time() - t0, 2), "training": timings},
                                 manifest_info={"model": cfg.model.name, "config_fingerprint": fingerprint})
+        export_models(out, args.ver, trained, model_contract(root, args.ver, face_dim, voice_dim),
+                      folder.contract["config"], results)
         folder.finish(mean_eer=results.get("mean_eer"))
         print(format_results(results))
         logger.info("results written to %s", out / "results.md")

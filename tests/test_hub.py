@@ -1,0 +1,47 @@
+"""The one export format: save_pretrained / from_pretrained round trips, strictness, no pickle."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from modalink.hub import from_pretrained, save_pretrained
+from modalink.io import DamagedFileError
+from modalink.models import create_model
+
+CASES = {
+    "fop_enhanced": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
+    "fop_gated": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
+    "single_branch": dict(input_dims={"face": 24, "voice": 12}, embed_dim=8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_round_trip_gives_identical_outputs(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **CASES[name]).eval()
+    folder = save_pretrained(model, tmp_path / "m", contract={"face_dim": 24}, results={"eer": 21.5},
+                             config={"engine": {"lr": 0.001}})
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    body = json.loads((folder / "config.json").read_text())
+    assert body["name"] == name and body["contract"] == {"face_dim": 24} and body["config_fingerprint"]
+    assert "21.5" in (folder / "README.md").read_text()
+    loaded = from_pretrained(folder)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+    assert not loaded.training and loaded.export_config["results"] == {"eer": 21.5}
+
+
+def test_refuses_models_not_built_by_the_registry_and_mismatched_weights(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="create_model"):
+        save_pretrained(torch.nn.Linear(2, 2), tmp_path / "x")
+    folder = save_pretrained(create_model("fop_gated", **CASES["fop_gated"]), tmp_path / "m")
+    body = json.loads((folder / "config.json").read_text())
+    body["kwargs"]["embed_dim"] = 16
+    (folder / "config.json").write_text(json.dumps(body))
+    with pytest.raises(DamagedFileError):
+        from_pretrained(folder)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        from_pretrained(tmp_path / "nothing")
