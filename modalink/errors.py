@@ -86,16 +86,33 @@ def run_cli(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | N
         if debug_enabled():
             traceback.print_exc()
         user = is_user_error(exc)
+        line = _one_line(exc)
+        text = (f"error: {line}" if user else f"error: internal error ({type(exc).__name__}: {line}); rerun with "
+                f"MODALINK_DEBUG=1 for the traceback and report it")
         if _is_main_process():
-            line = _one_line(exc)
-            if user:
-                print(f"error: {line}", file=sys.stderr)
-            else:
-                print(f"error: internal error ({type(exc).__name__}: {line}); rerun with MODALINK_DEBUG=1 "
-                      f"for the traceback and report it", file=sys.stderr)
+            print(text, file=sys.stderr)
+        _tell_launcher(text)
         sys.stderr.flush()
         return 2 if user else 1
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def _tell_launcher(text: str) -> None:
+    """Under ``accelerate launch``/``torchrun`` the launcher prints a failure summary after the
+    processes end; its error file puts our one line there (as the 'traceback'), so the real
+    message is also the last thing shown instead of ``error_file: <N/A>``."""
+    import json
+    import time
+
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"message": {"message": text, "extraInfo": {"py_callstack": text,
+                                                                 "timestamp": str(int(time.time()))}}}, fh)
+    except OSError:
+        pass
 
 
 _FAILPOINTS: dict[str, int] | None = None

@@ -426,3 +426,15 @@ def test_malicious_best_model_is_refused(feats_root: Path, tmp_path: Path) -> No
         load_torch_weights(best, "best model")
     assert not marker.exists()
     assert (out / "v3_English" / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_two_process_error_is_one_line_and_last(tmp_path: Path, two_process_launcher: list[str]) -> None:
+    r = subprocess.run([*two_process_launcher, str(RECIPE / "train.py"), "--output-dir", str(tmp_path / "r"),
+                        "engine.grad_accum=0"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    ours = [ln for ln in r.stderr.splitlines() if "grad_accum: 0 is out of range" in ln]
+    assert ours and ours[0].startswith("error: ")  # printed once by the main process ...
+    assert r.stderr.count("error: /") == 1
+    last = [ln for ln in r.stderr.splitlines() if ln.strip() and not set(ln.strip()) <= {"="}][-1]
+    assert "grad_accum: 0 is out of range" in last  # ... and again at the end of the launcher's summary
