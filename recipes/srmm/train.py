@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
     check_data_root(cfg)  # a wrong --data-root or missing weights end here, before the run folder is written
     state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
     t0 = time.time()
-    with state.main_process_first():  # the main process fetches weights first; the others find them cached
-        encoders = build_encoders(cfg)
+    # every process looks for the weights itself (hub downloads are file-locked), so missing
+    # weights end every process at once instead of leaving the others waiting at a barrier
+    encoders = build_encoders(cfg)
     out_dir = Path(cfg.output_dir)
     logger = start_run(out_dir, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
                        log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
