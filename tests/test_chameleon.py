@@ -238,6 +238,7 @@ def test_config_errors(recipe_modules) -> None:
         train_script.main(["missing.eval=[complete,text=130%]"])
 
 
+@pytest.mark.slow
 def test_two_processes(tmp_path: Path) -> None:
     """``accelerate launch`` with 2 CPU (gloo) processes: one run folder, both ranks checkpointed."""
     import os

@@ -43,6 +43,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     assert (tmp_path / "one" / "log.txt").read_text().count("epoch 3/3") == 1
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_same_weights(tmp_path: Path) -> None:
     _run(["--run-dir", str(tmp_path / "ref"), "--out", str(tmp_path / "ref.pt"), "--checkpoint-every-steps", "5"])
     res = _run(["--run-dir", str(tmp_path / "cut"), "--out", str(tmp_path / "cut.pt"),

@@ -155,6 +155,7 @@ def _gather_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_infonce_gathers_negatives_across_processes(tmp_path):
     import torch.multiprocessing as mp
 

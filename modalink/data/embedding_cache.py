@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from modalink.errors import UserError
 from modalink.io import atomic_path, atomic_write_text
 
 __all__ = ["CacheKey", "EmbeddingCache", "CacheError", "file_list_hash", "bytes_hash", "texts_hash"]
@@ -34,7 +35,7 @@ MANIFEST_VERSION = 1
 log = logging.getLogger("modalink.data.embedding_cache")
 
 
-class CacheError(RuntimeError):
+class CacheError(UserError, RuntimeError):
     """An embedding cache that cannot be read or built (names the file)."""
 
 

@@ -46,18 +46,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0 = time.time()
     if args.run_dir:
-        run_dir = Path(args.run_dir)
+        run_dir = Path(args.run_dir).absolute()
         cfg = load_config(FameConfig, run_dir / "config.yaml")
         feats_root = args.feats_root or cfg.run.feats_root
         ver = args.ver if args.feats_root else cfg.run.ver
-        out = Path(args.output_dir or run_dir)
+        out = Path(args.output_dir or run_dir).absolute()
         langs = resolve_languages(ver, args.train_lang) if args.train_lang != "all" else cfg.run.train_langs
     else:
         if args.train_lang == "all":
             raise ValueError("--official-checkpoint needs --train-lang (the language it was trained on)")
         cfg = FameConfig()
         ver = args.ver
-        out = Path(args.output_dir or "runs/fame_official")
+        out = Path(args.output_dir or "runs/fame_official").absolute()
         feats_root = args.feats_root
         langs = resolve_languages(ver, args.train_lang)
     root, _ = prepare_feats_root(feats_root, out, ver)

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     from challenge.naming import get_edition
     get_edition(args.edition)
     state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
-    out = Path(args.output_dir)
+    out = Path(args.output_dir).absolute()
     cfg.run.ver, cfg.run.train_langs, cfg.run.output_dir = args.ver, langs, str(out)
     cfg.run.edition, cfg.run.synthetic = args.edition, not args.feats_root
     cfg.run.feats_root = str(Path(args.feats_root).absolute()) if args.feats_root else ""
@@ -87,7 +87,7 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
         collate_pairs, model_summary, trial_distances
     from modalink.metrics import fast_eer
 
-    out = Path(args.output_dir)
+    out = Path(args.output_dir).absolute()
     with state.main_process_first():  # the synthetic set and the feature cache are built once
         root, synthetic = prepare_feats_root(args.feats_root, out, args.ver, seed=cfg.engine.seed)
         face_dim, voice_dim = feature_dims(root, args.ver, cfg.data)
