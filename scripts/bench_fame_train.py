@@ -49,23 +49,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from modalink.data import fame_languages, generate_synthetic_fame, load_fame_train, normalize_language  # noqa: E402
-from modalink.data.fame import FameLayout  # noqa: E402
-from modalink.data.fame_cache import FeatureCache, cache_name_for  # noqa: E402
-from modalink.engine import EngineConfig, Trainer  # noqa: E402
-from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig, FaceVoiceObjective,  # noqa: E402
+from modalink.data import fame_languages, generate_synthetic_fame, load_fame_train, normalize_language
+from modalink.data.fame import FameLayout
+from modalink.data.fame_cache import FeatureCache, cache_name_for
+from modalink.engine import EngineConfig, Trainer
+from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig, FaceVoiceObjective,
                                  PairDataset, build_face_voice_model, collate_pairs)
-from modalink.io import atomic_write_text  # noqa: E402
-from modalink.losses import OrthogonalProjectionLoss  # noqa: E402
+from modalink.io import atomic_write_text
+from modalink.losses import OrthogonalProjectionLoss
 
 #: The FOP baseline's model, loss and optimiser settings (recipes/fame/hparams/fop.yaml).
 FOP_MODEL = FaceVoiceModelConfig(name="fop", embed_dim=128, dropout=0.5, init="xavier")

@@ -22,10 +22,9 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modalink import metrics as M  # noqa: E402
-from modalink.io import atomic_write_text  # noqa: E402
+from modalink import metrics as M
+from modalink.io import atomic_write_text
 
 
 def make_trials(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -34,11 +34,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modalink.encoders.base import resolve_device  # noqa: E402
-from modalink.encoders.face import MTCNNDetector  # noqa: E402
-from modalink.io import atomic_write_text  # noqa: E402
+from modalink.encoders.base import resolve_device
+from modalink.encoders.face import MTCNNDetector
+from modalink.io import atomic_write_text
 
 FACE_PHOTOS = ("astronaut", "camera")
 NO_FACE_PHOTOS = ("chelsea", "coffee")

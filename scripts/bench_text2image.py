@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -29,11 +28,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modalink.io import atomic_write_text  # noqa: E402
-from modalink.text import WordVectors  # noqa: E402
-from modalink.text2image import TextToImage, naive_text_to_image  # noqa: E402
+from modalink.io import atomic_write_text
+from modalink.text import WordVectors
+from modalink.text2image import TextToImage, naive_text_to_image
 
 
 def make_texts(n: int, words_per_text: int, vocab_size: int, seed: int) -> list[str]:

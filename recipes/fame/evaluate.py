@@ -17,12 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fame_common import (FameConfig, add_data_arguments, default_ground_truth, feature_dims,  # noqa: E402
+from fame_common import (FameConfig, add_data_arguments, default_ground_truth, feature_dims,
                          format_results, load_model_from_run, prepare_feats_root, resolve_languages,
                          score_test_sets, write_results)
 
-from modalink.errors import run_cli  # noqa: E402
+from modalink.errors import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

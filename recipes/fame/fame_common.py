@@ -1,12 +1,13 @@
-"""Wiring shared by the FAME recipe's train.py and evaluate.py (config, data, scoring, report).
+"""Wiring shared by the FAME recipe's train.py, evaluate.py and verify.py (config, data, scoring,
+report, exported models).
 
-The work itself lives in the library (modalink.face_voice, modalink.data, challenge); this file
-only connects them to the recipe's folders and command line.
+The work itself lives in the library (modalink.face_voice, modalink.data, modalink.hub) and in
+challenge; this file only connects them to the recipe's folders and command line. It is found
+because Python puts a script's own folder first on ``sys.path``.
 """
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,14 @@ from typing import Any
 import numpy as np
 import torch.nn as nn
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a script from a checkout
-    sys.path.insert(0, str(REPO))
-
-from challenge import read_ground_truth, write_submission  # noqa: E402
-from modalink.data import (FACE_DIM, VOICE_DIM, FameTestSet, FeatureFileError, fame_languages, generate_synthetic_fame,  # noqa: E402
+from challenge import read_ground_truth, write_submission
+from modalink.data import (FACE_DIM, VOICE_DIM, FameTestSet, FeatureFileError, fame_languages, generate_synthetic_fame,
                            normalize_language, other_language)
-from modalink.engine import EngineConfig  # noqa: E402
-from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig,  # noqa: E402
+from modalink.engine import EngineConfig
+from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig,
                                  pair_distances)
-from modalink.io import atomic_write_text  # noqa: E402
-from modalink.metrics import fame_eer  # noqa: E402
+from modalink.io import atomic_write_text
+from modalink.metrics import fame_eer
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "hparams" / "default.yaml"

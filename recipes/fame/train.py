@@ -24,12 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fame_common import (DEFAULT_CONFIG, FameConfig, add_data_arguments, check_ground_truth,  # noqa: E402
+from fame_common import (DEFAULT_CONFIG, FameConfig, add_data_arguments, check_ground_truth,
                          data_fingerprint, default_ground_truth, export_models, feature_dims, format_results,
                          model_contract, prepare_feats_root, resolve_languages, score_test_sets, write_results)
 
-from modalink.errors import run_cli  # noqa: E402
+from modalink.errors import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fame_common import FameConfig, feature_dims, load_model_from_run, resolve_languages  # noqa: E402
+from fame_common import FameConfig, feature_dims, load_model_from_run, resolve_languages
 
-from modalink.errors import UserError, run_cli  # noqa: E402
+from modalink.errors import UserError, run_cli
 
 REPORT_FIELDS = ("pair_list", "modality", "file", "problem", "action", "detail")
 
