@@ -28,46 +28,39 @@ from fame_common import (DEFAULT_CONFIG, FameConfig, add_data_arguments, check_g
                          data_fingerprint, default_ground_truth, export_models, feature_dims, format_results,
                          model_contract, prepare_feats_root, resolve_languages, score_test_sets, write_results)
 
+from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
 from modalink.errors import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = recipe_parser(__doc__, default_config=DEFAULT_CONFIG, output_default="runs/fame")
     add_data_arguments(p)
-    p.add_argument("--config", default=str(DEFAULT_CONFIG),
-                   help="YAML config (hparams/default.yaml: strongest; fop.yaml: the official baseline; "
-                        "sbnet.yaml: single branch)")
-    p.add_argument("--output-dir", default="runs/fame",
-                   help="run folder; the same command again resumes it, another config is refused")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--overwrite", action="store_true",
-                      help="discard the run already in --output-dir and start again")
-    mode.add_argument("--resume", action="store_true",
-                      help="require a compatible run in --output-dir to resume (error if there is none)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    return p.parse_args(argv)
+    return parse_recipe_args(p, argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    from modalink.config import load_config, to_dict
+    from modalink.config import to_dict
     from modalink.engine import process_state
     from modalink.engine.run_folder import RunFolder
 
     t0 = time.time()
-    cfg = load_config(FameConfig, args.config, args.overrides)  # settings checked before any data
     langs = resolve_languages(args.ver, args.train_lang)
     from challenge.naming import get_edition
     get_edition(args.edition)
-    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
     out = Path(args.output_dir).absolute()
-    cfg.run.ver, cfg.run.train_langs, cfg.run.output_dir = args.ver, langs, str(out)
-    cfg.run.edition, cfg.run.synthetic = args.edition, not args.feats_root
-    cfg.run.feats_root = str(Path(args.feats_root).absolute()) if args.feats_root else ""
+    # settings checked before any data; the run: section comes from the flags only
+    cfg = load_recipe_config(FameConfig, args, flag_only=("run",), flags={
+        "run.ver": args.ver, "run.train_langs": langs, "run.output_dir": str(out), "run.edition": args.edition,
+        "run.synthetic": not args.feats_root,
+        "run.feats_root": str(Path(args.feats_root).absolute()) if args.feats_root else ""})
+    if args.print_config:
+        print_config(cfg)
+        return {}
+    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
     # the run contract: refused here, before anything is written, if the folder holds another run
-    folder = RunFolder.open(out, to_dict(cfg), mode="overwrite" if args.overwrite else "resume" if args.resume
-                            else "auto", processes=state.num_processes, is_main=state.is_main_process,
+    folder = RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
+                            is_main=state.is_main_process,
                             ignore=("run.feats_root", "run.ground_truth", "run.edition"))
     try:
         return _train(args, cfg, state, folder, langs, t0)
