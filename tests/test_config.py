@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dataclasses
+
 import pytest
 
 from modalink.config import ConfigError, load_config, parse_overrides, save_config, to_dict
@@ -64,38 +66,39 @@ def test_yaml_never_executes_code(tmp_path: Path) -> None:
         load_config(Cfg, p)
 
 
+@dataclasses.dataclass
+class _Run:
+    root: str = ""
+
+
+@dataclasses.dataclass
+class _Train:
+    lr: float = 0.1
+    epochs: int = 1
+
+
+@dataclasses.dataclass
+class _Cfg:
+    train: _Train = dataclasses.field(default_factory=_Train)
+    run: _Run = dataclasses.field(default_factory=_Run)
+
+
 def test_recipe_cli_precedence_flag_only_sections_and_print_config(tmp_path, capsys):
     """defaults < YAML < flags < key=value; a flag-only section is refused in YAML and overrides."""
-    from dataclasses import dataclass, field
-
     from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
-
-    @dataclass
-    class Run:
-        root: str = ""
-
-    @dataclass
-    class Train:
-        lr: float = 0.1
-        epochs: int = 1
-
-    @dataclass
-    class Cfg:
-        train: Train = field(default_factory=Train)
-        run: Run = field(default_factory=Run)
 
     yml = tmp_path / "c.yaml"
     yml.write_text("train:\n  lr: 0.2\n  epochs: 5\n")
     p = recipe_parser("demo", default_config=yml, output_default="runs/x")
     p.add_argument("--data-root")
     args = parse_recipe_args(p, ["train.epochs=7", "--data-root", "/d", "--overwrite"])
-    cfg = load_recipe_config(Cfg, args, flags={"run.root": args.data_root, "train.lr": None}, flag_only=("run",))
+    cfg = load_recipe_config(_Cfg, args, flags={"run.root": args.data_root, "train.lr": None}, flag_only=("run",))
     assert (cfg.train.lr, cfg.train.epochs, cfg.run.root) == (0.2, 7, "/d") and resume_mode(args) == "overwrite"
     args = parse_recipe_args(p, ["run.root=/x"])
     with pytest.raises(ConfigError, match="set by the command's flags"):
-        load_recipe_config(Cfg, args, flag_only=("run",))
+        load_recipe_config(_Cfg, args, flag_only=("run",))
     yml.write_text("run:\n  root: /y\n")
     with pytest.raises(ConfigError, match="'run' section is set from the command line"):
-        load_recipe_config(Cfg, parse_recipe_args(p, []), flag_only=("run",))
+        load_recipe_config(_Cfg, parse_recipe_args(p, []), flag_only=("run",))
     print_config(cfg)
     assert "epochs: 7" in capsys.readouterr().out
