@@ -41,9 +41,9 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from modalink.data.missing import MissingModalityMask
+from modalink.progress import progress_bar
 
 __all__ = [
     "DatasetFormatError", "MultimodalRecord", "LoadReport", "MultimodalDataset", "Task",
@@ -396,8 +396,8 @@ def build_dataset(
     report = issues.report
     index = _DirIndex()
     kept: list[MultimodalRecord] = []
-    it = tqdm(records, desc=f"verify {name} {split} images", unit="img",
-              disable=not verify_images or len(records) < 1000)
+    it = progress_bar(records, desc=f"verify {name} {split} images", unit="img",
+              enabled=verify_images and len(records) >= 1000)
     for rec in it:
         if rec.image is not None:
             path, line = _split_source(rec.source)

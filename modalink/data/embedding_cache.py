@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from modalink.errors import UserError
 from modalink.io import atomic_path, atomic_write_text
+from modalink.progress import progress_bar
 
 __all__ = ["CacheKey", "EmbeddingCache", "CacheError", "file_list_hash", "bytes_hash", "texts_hash"]
 
@@ -212,8 +212,8 @@ class EmbeddingCache:
         rows_done = sum(b - a for i, (a, b) in enumerate(bounds) if i in done)
         if done:
             log.info("%s: resuming, %d/%d shards already extracted", key.stem, len(done), len(bounds))
-        bar = tqdm(total=key.count, initial=rows_done, desc=desc or f"extract {key.stem}", unit="item",
-                   disable=not progress, leave=False)
+        bar = progress_bar(total=key.count, initial=rows_done, desc=desc or f"extract {key.stem}", unit="item",
+                   enabled=progress, leave=False)
         try:
             for i, (a, b) in enumerate(bounds):
                 if i in done:

@@ -16,7 +16,8 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from modalink.progress import progress_bar
 
 __all__ = [
     "FeatureFileError", "read_feature_csv",
@@ -151,7 +152,7 @@ def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None =
     width: int | None = None
     blank_line: int | None = None
 
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=not progress, leave=False)
+    bar = progress_bar(total=size, unit="B", unit_scale=True, desc=path.name, enabled=progress, leave=False)
     with open(path, "r", encoding="utf-8-sig", errors="replace", newline=None) as fh, bar:
         while True:
             lines = list(islice(fh, chunk_rows))

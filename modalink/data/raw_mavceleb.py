@@ -353,7 +353,7 @@ def embed_raw_files(encoder: "Encoder", root: str | os.PathLike | None, relpaths
     (``None``: used as given). Shows a tqdm bar unless ``progress=False``.
     """
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
+    from modalink.progress import progress_bar
 
     kind = encoder.contract.input_kind
     base = None if root is None else Path(root)
@@ -371,7 +371,7 @@ def embed_raw_files(encoder: "Encoder", root: str | os.PathLike | None, relpaths
     loader = DataLoader(_RawFiles(base, relpaths, load), batch_size=max(1, int(batch_size)),  # type: ignore[arg-type]
                         num_workers=workers, collate_fn=_as_list)
     unit = "img" if kind == "image" else "clip"
-    with tqdm(total=len(relpaths), desc=desc, unit=unit, disable=not progress) as bar:
+    with progress_bar(total=len(relpaths), desc=desc, unit=unit, enabled=progress) as bar:
         for batch in loader:
             results: list[FileEmbedding] = []
             items, where = [], []

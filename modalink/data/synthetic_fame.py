@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from modalink.data.fame import (FACE_DIM, FAME_IDENTITY_COUNTS, SPLITS_DIR, TEST_DIR, TRAIN_DIR,
                                 VOICE_DIM, fame_languages)
 from modalink.io import atomic_path, atomic_write_text
+from modalink.progress import progress_bar
 
 __all__ = ["SyntheticFameSpec", "SyntheticFame", "generate_synthetic_fame", "main"]
 
@@ -207,7 +207,7 @@ def generate_synthetic_fame(root: str | os.PathLike, ver: str = "v3", seed: int 
     gen = _Generator(spec)
     lang_a, lang_b = fame_languages(ver)
     written: dict[str, int] = {}
-    bar = tqdm(total=16, desc=f"synthetic FAME {ver}", unit="file", disable=not progress)
+    bar = progress_bar(total=16, desc=f"synthetic FAME {ver}", unit="file", enabled=progress)
 
     def emit(rel: str, lines: Iterable[str]) -> None:
         path = root / rel

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from modalink.config import bounded
 from modalink.engine.run import append_jsonl, setup_logging
 from modalink.errors import failpoint
 from modalink.io import DamagedFileError, atomic_torch_save, atomic_write_text, load_torch_weights
+from modalink.progress import progress_bar
 
 
 @dataclass
@@ -301,8 +301,8 @@ class Trainer:
         parts: dict[str, list[np.ndarray]] = {}
         try:
             with torch.no_grad():
-                for batch in tqdm(loader, desc=desc, leave=False,
-                                  disable=not (self.cfg.progress and self.is_main)):
+                for batch in progress_bar(loader, desc=desc, leave=False,
+                                  enabled=self.cfg.progress and self.is_main):
                     out = fn(model, batch)
                     gathered = acc.gather_for_metrics({k: v.contiguous() for k, v in out.items()})
                     for k, v in gathered.items():
@@ -456,8 +456,8 @@ class Trainer:
                 loader = acc.skip_first_batches(self.train_loader, st.step_in_epoch)
             sums: dict[str, torch.Tensor] = {}
             count = 0
-            bar = tqdm(loader, total=n_batches, initial=st.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not (cfg.progress and acc.is_main_process), leave=False)
+            bar = progress_bar(loader, total=n_batches, initial=st.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       enabled=cfg.progress and acc.is_main_process, leave=False)
             for batch in bar:
                 with acc.accumulate(self.module):
                     out = self.module(batch)

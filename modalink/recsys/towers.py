@@ -14,10 +14,10 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from modalink.models import SingleBranch
 from modalink.models.blocks import fc_block, mlp
+from modalink.progress import progress_bar
 from modalink.recsys.data import ID, BagBatch, Bags, ItemBatch, ItemFeatures
 
 
@@ -185,8 +185,8 @@ class ItemTower(nn.Module):
                 rows = has[ids].nonzero().flatten()
             else:
                 rows = torch.arange(ids.numel(), device=device)
-            for start in tqdm(range(0, rows.numel(), batch_size), desc="embed items", leave=False,
-                              disable=not progress):
+            for start in progress_bar(range(0, rows.numel(), batch_size), desc="embed items", leave=False,
+                              enabled=progress):
                 r = rows[start:start + batch_size]
                 out[r] = self.forward(feats.batch(ids[r]))["embedding"]
             return out
