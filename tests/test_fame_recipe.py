@@ -1,7 +1,6 @@
 """FAME recipe end to end on a tiny synthetic MAV-Celeb-like set (CPU, seconds)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,23 +12,15 @@ import pytest
 import torch
 
 from challenge import score_submission, validate_submission
-from conftest import launch_2proc
+from conftest import launch_2proc, load_script
 from modalink.data import generate_synthetic_fame
 from modalink.models import create_model
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "fame"
 
 
-def _load_script(name: str, path: Path):
-    """Import a recipe script under a unique module name (other recipes also have train.py)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fame_train = _load_script("fame_recipe_train", RECIPE / "train.py")
-fame_evaluate = _load_script("fame_recipe_evaluate", RECIPE / "evaluate.py")
+fame_train = load_script("fame_recipe_train", RECIPE / "train.py")
+fame_evaluate = load_script("fame_recipe_evaluate", RECIPE / "evaluate.py")
 
 TINY = dict(n_train_ids=8, n_test_ids=4, rows_per_id=12, n_test_pairs=60, face_dim=64, voice_dim=32)
 DIMS = ["data.face_dim=64", "data.voice_dim=32", "data.val_ids=2", "data.val_trials=200"]

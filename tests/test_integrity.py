@@ -8,7 +8,6 @@ settings, late errors, a full disk, a checkpoint that would run code.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import stat
@@ -22,6 +21,7 @@ import torch
 
 from challenge import validate_submission
 from challenge.__main__ import main as challenge_main
+from conftest import load_script
 from modalink.config import ConfigError
 from modalink.data import generate_synthetic_fame
 from modalink.engine.run_folder import RunFolder, RunFolderError
@@ -34,15 +34,8 @@ FAST = ["engine.epochs=2", "engine.batch_size=32", "engine.progress=false", "eng
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-def _load_script(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fame_train = _load_script("fame_integrity_train", RECIPE / "train.py")
-fame_evaluate = _load_script("fame_integrity_evaluate", RECIPE / "evaluate.py")
+fame_train = load_script("fame_integrity_train", RECIPE / "train.py")
+fame_evaluate = load_script("fame_integrity_evaluate", RECIPE / "evaluate.py")
 
 
 @pytest.fixture()

@@ -12,7 +12,6 @@ unsupported .m4a). No network, CPU only.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ skdata = pytest.importorskip("skimage.data")
 
 from modalink.audio import AUDIO_EXTENSIONS  # noqa: E402
 from modalink.encoders.face import MTCNNDetector  # noqa: E402
+from conftest import load_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "fame"
@@ -41,17 +41,9 @@ TRAIN_FAST = ["data.val_ids=2", "data.val_trials=50", "engine.epochs=1", "engine
               "engine.progress=false", "engine.warmup_steps=0"]
 
 
-def _load_script(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare_mod = _load_script("real_media_prepare", RECIPE / "prepare.py")
-train_mod = _load_script("real_media_train", RECIPE / "train.py")
-verify_mod = _load_script("real_media_verify", RECIPE / "verify.py")
+prepare_mod = load_script("real_media_prepare", RECIPE / "prepare.py")
+train_mod = load_script("real_media_train", RECIPE / "train.py")
+verify_mod = load_script("real_media_verify", RECIPE / "verify.py")
 
 
 # ----------------------------------------------------------------------------- real frames
@@ -142,7 +134,7 @@ def test_mtcnn_batch_failure_falls_back_to_single_images(frames, detector, monke
 
 
 def test_commands_have_help(capsys):
-    for main in (verify_mod.main, _load_script("real_media_bench", ROOT / "scripts" / "bench_mtcnn.py").main):
+    for main in (verify_mod.main, load_script("real_media_bench", ROOT / "scripts" / "bench_mtcnn.py").main):
         with pytest.raises(SystemExit) as info:
             main(["--help"])
         assert info.value.code == 0

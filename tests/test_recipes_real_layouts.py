@@ -7,31 +7,19 @@ outputs (metric keys and ranges, run-folder files). Nothing is downloaded.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import yaml
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 
 WORDS = ["spicy", "sweet", "crispy", "salty", "fresh", "baked", "grilled", "creamy", "smoky", "tangy"]
-
-
-def _load_script(name: str, path: Path) -> ModuleType:
-    """Load a recipe script under a unique module name (every recipe has a train.py)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 def _image(path: Path, colour: tuple[int, int, int], seed: int, size: tuple[int, int] = (20, 16)) -> None:
@@ -176,7 +164,7 @@ def _check_run_folder(out: Path, methods: tuple[str, ...]) -> None:
 
 
 def _run_chameleon(tmp_path: Path, dataset: str, root: Path, extra: tuple[str, ...] = ()) -> tuple[dict, Path]:
-    train = _load_script("real_layouts_chameleon_train", RECIPES / "chameleon" / "train.py")
+    train = load_script("real_layouts_chameleon_train", RECIPES / "chameleon" / "train.py")
     out = tmp_path / "run"
     res = train.main(["--dataset", dataset, "--data-root", str(root), "--output-dir", str(out), *CHAMELEON_TINY,
                       *extra])
@@ -241,7 +229,7 @@ def test_chameleon_food101_layout(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- SRMM
 def test_srmm_food101_layout(tmp_path: Path) -> None:
     root = write_food101(tmp_path / "food101")
-    train = _load_script("real_layouts_srmm_train", RECIPES / "srmm" / "train.py")
+    train = load_script("real_layouts_srmm_train", RECIPES / "srmm" / "train.py")
     out = tmp_path / "run"
     res = train.main(["--data-root", str(root), "--output-dir", str(out), "--cpu",
                       "image_encoder.name=pixel-stats", "image_encoder.num_workers=0", "text_encoder.name=hashed-bow",
@@ -277,7 +265,7 @@ RECSYS_TINY = ["--cpu", "engine.epochs=1", "engine.batch_size=64", "engine.progr
 def test_recsys_movielens_layouts(tmp_path: Path, kind: str) -> None:
     writer = write_ml100k if kind == "ml-100k" else write_ml1m
     writer(tmp_path / "data" / kind)
-    recipe = _load_script("real_layouts_recsys_train", RECIPES / "recsys" / "train.py")
+    recipe = load_script("real_layouts_recsys_train", RECIPES / "recsys" / "train.py")
     out = tmp_path / "run"
     # the parent folder: read_movielens finds <root>/ml-100k or <root>/ml-1m
     res = recipe.main(["--data-root", str(tmp_path / "data"), "--output-dir", str(out), *RECSYS_TINY])
