@@ -15,6 +15,7 @@ It also checks that both implementations agree pixel for pixel on the naive text
 write the results as JSON. Example::
 
     python scripts/bench_text2image.py --n-texts 8192 --batch-size 256 --json bench.json
+    python scripts/bench_text2image.py --image-size 64 --superpixel 4 --dim 48 --layout tiles --repeat
 """
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--dim", type=int, default=300, help="word-vector dimension (hashed vectors)")
     ap.add_argument("--image-size", type=int, default=227)
     ap.add_argument("--superpixel", type=int, default=3)
+    ap.add_argument("--layout", choices=("flow", "tiles"), default="flow", help="word layout on the canvas")
+    ap.add_argument("--word-gap", type=int, default=0, help="blank cells between word tiles (tiles layout)")
+    ap.add_argument("--repeat", action="store_true", help="repeat the words to fill the canvas")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results here (atomically)")
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     texts = make_texts(args.n_texts, args.words_per_text, args.vocab_size, args.seed)
     vectors = WordVectors.hashed(args.dim, seed=args.seed)
-    kw = dict(image_size=args.image_size, superpixel=args.superpixel)
+    kw = dict(image_size=args.image_size, superpixel=args.superpixel, layout=args.layout, word_gap=args.word_gap,
+              repeat=args.repeat)
     enc_u8 = TextToImage(vectors, output="uint8", **kw)
     print(enc_u8)
 
@@ -92,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     naive = [naive_text_to_image(t, vectors, height=args.image_size, width=args.image_size,
                                  superpixel=args.superpixel, max_words=enc_u8.max_words,
-                                 value_range=enc_u8.value_range)
+                                 value_range=enc_u8.value_range, layout=args.layout, word_gap=args.word_gap,
+                                 repeat=args.repeat)
              for t in tqdm(naive_texts, desc="naive", leave=False)]
     naive_tps = len(naive_texts) / (time.perf_counter() - t0)
     naive_cpu = len(naive_texts) / (time.process_time() - c0)

@@ -120,6 +120,7 @@ class BaselineConfig:
     dropout: float = 0.1
     drop_text: float = 0.0  # 0: trained on complete data, the usual multi-branch practice
     drop_image: float = 0.0
+    epochs: int | None = None  # default: engine.epochs
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
 
 

@@ -78,6 +78,8 @@ def train_one(kind: str, cfg: ChameleonRecipeConfig, data: RecipeData, out_dir: 
     torch.manual_seed(cfg.engine.seed)  # the same initial weights whatever ran before
     module = build_model(kind, cfg, data.num_classes, data.multilabel, text_dim)
     engine = resolve_monitor(cfg.engine, data)
+    if kind == "multi_branch" and cfg.baseline.epochs:
+        engine.epochs = cfg.baseline.epochs
     evaluate = make_evaluate_fn(data, eval_collate)
     if evaluate is None:  # nothing to select on: keep the last epoch
         engine.eval_every_epochs = 0
