@@ -177,14 +177,15 @@ def test_recipe_smoke_train_then_evaluate(tmp_path: Path, recipe_modules) -> Non
             "data.synthetic.image_size=32", "text_image.dim=12", "text_image.superpixel=4", "engine.epochs=2",
             "engine.batch_size=8", "engine.progress=false", "baseline.embed_dim=16", "baseline.hidden=[16]"]
     res = train_script.main(args)
-    conds = ["complete", "text=70%", "text=30%", "text=0%"]
+    conds = ["complete", "text=70%", "text=30%", "text=0%", "image=30%"]
     assert res["conditions"] == conds and set(res["results"]) == {"chameleon", "multi_branch"}
     for method in res["results"].values():
         for c in conds:
             assert 0.0 <= method[c]["accuracy"] <= 100.0
     assert res["n_test"] == 20
     table = (out / "results.md").read_text()
-    assert "Chameleon" in table and "Multi-branch" in table and "text=30%" in table
+    assert "Chameleon" in table and "Multi-branch" in table and "text=30%" in table and "ceiling" in table
+    assert res["ceiling"]["complete"] == 100.0 and res["ceiling"]["text=0%"] == pytest.approx(100.0)  # cue 1.0
     saved = json.loads((out / "results.json").read_text())
     assert saved["results"] == res["results"]
     for kind in ("chameleon", "multi_branch"):
