@@ -39,6 +39,8 @@ def is_user_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError):  # missing file, permission, full disk, ...
         return True
+    if type(exc) is ValueError:  # plain ValueErrors are raised by input and settings checks
+        return True
     try:  # the challenge tools' and the readers' own error types
         from challenge.files import ChallengeError
         if isinstance(exc, ChallengeError):
