@@ -17,7 +17,7 @@ without zeroing the accuracy. Those ceilings are recorded in ``manifest.json``.
 below, records the setting in the manifest with the accuracy ceilings of the usual conditions
 (complete 100 %; 30 % text ``0.3 + 0.7 / n_text`` = 65 % with 2 text groups; no text
 ``1 / n_text`` = 50 %), and :meth:`SyntheticFood101.ceiling` computes the ceiling of any
-availability. :data:`COMPLEMENTARY` is the preset the Chameleon recipe and its tests use (12
+availability. :data:`COMPLEMENTARY` is the preset of the Chameleon recipe (12
 classes, 64-px photos, 30 title words per text group so that the text must really be read).
 
 Options (all off by default, which keeps the output unchanged) add the redundancy of real
