@@ -108,18 +108,22 @@ class RunFolder:
         self._created = False
         self._ignore: set[str] = set(VOLATILE_KEYS)
         self._started = False
+        self._entries: set[str] = set(_RUN_ENTRIES)
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, config: Mapping[str, Any], *, mode: ResumeMode = "auto",
-             processes: int = 1, is_main: bool = True, ignore: Iterable[str] = ()) -> "RunFolder":
+             processes: int = 1, is_main: bool = True, ignore: Iterable[str] = (),
+             entries: Iterable[str] = ()) -> "RunFolder":
         """Lock ``path`` and check ``config`` (a plain dict, e.g. ``modalink.config.to_dict(cfg)``)
         against the folder's contract. Nothing is written on refusal (a folder this call created
-        is removed again). Collective under ``accelerate launch``: call it on every process."""
+        is removed again). ``entries`` names further files/folders the recipe writes (that
+        ``--overwrite`` may delete). Collective under ``accelerate launch``: call it on every process."""
         if mode not in ("auto", "resume", "overwrite"):
             raise RunFolderError(f"resume mode {mode!r}; use auto, resume or overwrite")
         folder = cls(Path(path).absolute(), is_main)
         folder._ignore |= set(ignore)
+        folder._entries = _RUN_ENTRIES | set(entries)
         error = None
         if is_main:
             try:
@@ -223,7 +227,7 @@ class RunFolder:
 
     def _empty(self) -> None:
         foreign = [p.name for p in self.path.iterdir()
-                   if p.name not in _RUN_ENTRIES and not p.name.endswith(".tmp")
+                   if p.name not in self._entries and not p.name.endswith(".tmp")
                    and not (p.is_dir() and ((p / "checkpoints").is_dir() or (p / "best_model.pt").exists()
                                             or (p / "metrics.jsonl").exists()))]
         if foreign:

@@ -50,6 +50,8 @@ class TimmBackbone(nn.Module):
         pretrained: load pretrained weights (``weights`` file → local caches → hub unless offline).
         weights: explicit local weights file (implies ``pretrained``).
         offline: forbid downloads (default: ``MODALINK_OFFLINE``/``HF_HUB_OFFLINE``).
+        weights_option: the caller's setting that points at a weights file (e.g.
+            ``chameleon.weights``), named in the message when the weights are missing.
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``img_size=64`` for ViTs,
             ``drop_path_rate``).
 
@@ -59,12 +61,12 @@ class TimmBackbone(nn.Module):
 
     def __init__(self, name: str = "resnet18", pretrained: bool = False,
                  weights: str | os.PathLike | None = None, offline: bool | None = None,
-                 **timm_kwargs: Any) -> None:
+                 weights_option: str | None = None, **timm_kwargs: Any) -> None:
         super().__init__()
         from modalink.encoders import create_encoder
 
         enc = create_encoder(f"timm/{name}", pretrained=pretrained, weights=weights, offline=offline,
-                             **timm_kwargs)
+                             weights_option=weights_option, **timm_kwargs)
         self.name = name
         self.net = enc.backbone
         self.contract = enc.contract

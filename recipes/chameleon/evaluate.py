@@ -1,32 +1,24 @@
 #!/usr/bin/env python
-"""Evaluate trained Chameleon / multi-branch models of a run folder under missing-modality
-conditions (complete data, missing text, missing images).
+"""Evaluate the models a Chameleon run exported under missing-modality conditions (complete
+data, missing text, missing images).
 
     python recipes/chameleon/evaluate.py --run-dir runs/chameleon_synthetic
     python recipes/chameleon/evaluate.py --run-dir runs/cham_food101 \\
         --conditions complete text=70% text=30% text=0% image=30%
 
-Reads ``<run-dir>/config.yaml`` (the resolved training config) and each method's
-``<run-dir>/<method>/best_model.pt``; rebuilds the test split and the same deterministic masks
-(``missing.seed``) and writes ``<run-dir>/<stem>.json`` / ``<stem>.md`` (default stem
-``eval``) and ``<run-dir>/masks/``. ``key=value`` overrides change the config (e.g.
-``data.root=/new/place`` when the data moved).
+Reads ``<run-dir>/config.yaml`` (the resolved training config) and each method's exported model
+``<run-dir>/<method>/model`` (:func:`modalink.hub.from_pretrained`); rebuilds the test split and
+the same deterministic masks (``missing.seed``) and writes ``<run-dir>/<stem>.json`` /
+``<stem>.md`` (default stem ``eval``) and ``<run-dir>/masks/``. ``key=value`` overrides change
+the config (e.g. ``data.root=/new/place`` when the data moved).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-from modalink.config import ConfigError, load_config  # noqa: E402
-
-from chameleon_core import (ChameleonRecipeConfig, evaluate_methods, format_table, load_data,  # noqa: E402
-                            load_trained, method_collates, write_results)
+from modalink.errors import UserError, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,40 +30,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", help="dataset folder, if it moved since training")
     p.add_argument("--stem", default="eval", help="output file stem in the run folder (default: eval)")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from modalink.classification import chameleon as cham
+    from modalink.classification.evaluation import evaluate_conditions, format_table, write_results
+    from modalink.config import load_config
+
     a = parse_args(argv)
-    run_dir = Path(a.run_dir)
-    cfg_path = run_dir / "config.yaml"
+    run_dir = Path(a.run_dir).absolute()
+    if not (run_dir / "config.yaml").is_file():
+        what = "does not exist" if not run_dir.exists() else "has no config.yaml"
+        raise UserError(f"run folder {run_dir} {what}: pass the --output-dir of a finished train.py run")
     overrides = [f"output_dir={run_dir}"]
     if a.data_root:
         overrides.append(f"data.root={a.data_root}")
     if a.methods:
         overrides.append(f"methods=[{a.methods}]")
+    cfg = load_config(cham.ChameleonRecipeConfig, run_dir / "config.yaml", overrides + list(a.overrides))
+    if a.conditions:
+        cfg.missing.eval = list(a.conditions)
     try:
-        cfg = load_config(ChameleonRecipeConfig, cfg_path, overrides + list(a.overrides))
-        if a.conditions:
-            cfg.missing.eval = list(a.conditions)
         cfg.check()
-    except (ConfigError, ValueError) as e:
-        raise SystemExit(f"config error: {e}")
+    except ValueError as e:
+        raise UserError(f"config: {e}") from None
+    cham.absolute_paths(cfg)
     cfg.engine.progress = False
-    t0 = time.time()
-    data = load_data(cfg, progress=True)
+    data = cham.load_data(cfg, progress=True)
     cache: dict = {}
     models = {}
     for kind in cfg.methods:
-        _, collate, text_dim = method_collates(kind, cfg, cache)
-        models[kind] = (load_trained(kind, cfg, data, run_dir / kind, text_dim), collate)
-    results = evaluate_methods(models, data, cfg, mask_dir=run_dir / "masks", batch_size=a.batch_size)
-    results["wall_time_s"] = round(time.time() - t0, 1)
-    write_results(results, run_dir, a.stem)
-    print(format_table(results))
+        _, collate, _ = cham.method_collates(kind, cfg, cache)
+        models[kind] = (cham.load_trained(kind, cfg, data, run_dir), collate)
+    info = {"dataset": data.description, "num_classes": data.num_classes, "n_train": len(data.train),
+            "train_condition": cfg.missing.train}
+    results = evaluate_conditions(models, {"test": data.test}, cfg.missing.eval, task=data.task, metrics=data.metrics,
+                                  seed=cfg.missing.seed, batch_size=a.batch_size, mask_dir=run_dir / "masks", info=info)
+    if data.ceiling is not None:
+        from modalink.classification.conditions import condition_shares
+        results["ceiling"] = {c: round(100 * data.ceiling(*condition_shares(c)), 2) for c in cfg.missing.eval}
+    write_results(results, run_dir, a.stem, titles=cham.METHOD_TITLES)
+    print(format_table(results, cham.METHOD_TITLES))
     return results
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -9,9 +9,12 @@ complete data and with missing text (e.g. 70 %, 30 %, 0 % of test samples keep t
 
 Without ``--config`` the defaults are ``hparams/default.yaml`` (synthetic data) or
 ``hparams/<dataset>.yaml`` (with ``--data-root``). Writes, under the output folder:
-``config.yaml`` and ``log.txt``; ``chameleon/`` and ``multi_branch/`` run folders (log,
-metrics.jsonl, checkpoints/, best_model.pt); ``masks/`` (the test masks); ``results.json`` and
-``results.md`` (the tables). A run that is started again resumes from its checkpoints.
+``run.json`` (the run contract), ``config.yaml`` and ``log.txt``; ``chameleon/`` and
+``multi_branch/`` run folders (log, metrics.jsonl, checkpoints/, best_model.pt) with the exported
+model in ``<method>/model``; ``masks/`` (the test masks); ``results.json`` and ``results.md``
+(the tables) and ``timings.json``. The same command again resumes (or re-scores a finished run);
+another config or other data is refused before anything is written — use a new ``--output-dir``
+or ``--overwrite``. Errors end in one line (``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
@@ -20,110 +23,126 @@ import sys
 import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
+from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
+from modalink.errors import UserError, run_cli
 
-import torch  # noqa: E402
-
-from modalink.config import ConfigError, load_config  # noqa: E402
-from modalink.engine import Trainer, process_state, start_run  # noqa: E402
-
-from chameleon_core import (ChameleonRecipeConfig, RecipeData, build_model, evaluate_methods,  # noqa: E402
-                            format_table, load_data, make_evaluate_fn, method_collates, resolve_monitor,
-                            write_results)
-
+HPARAMS = Path(__file__).resolve().parent / "hparams"
 DATASETS = ("food101", "mmimdb", "hateful_memes", "ferramenta")
+ENTRIES = ("masks", "eval.json", "eval.md")  # what this recipe writes besides the shared run files
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = recipe_parser(__doc__)
     p.add_argument("--dataset", choices=DATASETS, help="dataset of --data-root (default: food101)")
     p.add_argument("--data-root", help="dataset folder; default: synthetic Food-101-layout data")
-    p.add_argument("--output-dir", help="run folder (default: output_dir from the config)")
-    p.add_argument("--config", help="hparams YAML (default: hparams/default.yaml or hparams/<dataset>.yaml)")
     p.add_argument("--methods", help="comma-separated subset of chameleon,multi_branch")
     p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. engine.epochs=5 chameleon.backbone=resnet50")
-    a = p.parse_args(argv)
-    return a, list(a.overrides)
+    args = parse_recipe_args(p, argv)
+    if args.config is None:  # the default config follows the data source
+        args.config = str(HPARAMS / (f"{args.dataset or 'food101'}.yaml" if args.data_root else "default.yaml"))
+    return args
 
 
-def load_recipe_config(args: argparse.Namespace, overrides: list[str]) -> ChameleonRecipeConfig:
-    """hparams file (default by data source) ← command-line flags ← key=value overrides."""
-    dataset = args.dataset or "food101"
-    default = f"{dataset}.yaml" if args.data_root else "default.yaml"
-    path = args.config or str(_HERE / "hparams" / default)
-    extra = []
-    if args.data_root:
-        extra += [f"data.root={args.data_root}", f"data.dataset={dataset}"]
-    elif args.dataset:
-        extra.append(f"data.dataset={dataset}")
-    if args.output_dir:
-        extra.append(f"output_dir={args.output_dir}")
-    if args.methods:
-        extra.append(f"methods=[{args.methods}]")
-    if args.cpu:
-        extra.append("engine.cpu=true")
-    cfg = load_config(ChameleonRecipeConfig, path, extra + list(overrides))
-    cfg.check()
+def load_config(args: argparse.Namespace):
+    """hparams file ← command-line flags ← key=value overrides; relative paths made absolute."""
+    from modalink.classification.chameleon import ChameleonRecipeConfig, absolute_paths
+
     if args.dataset and not args.data_root and args.dataset != "food101":
-        raise ConfigError(f"--dataset {args.dataset} needs --data-root (only the Food-101 layout is synthesised)")
-    return cfg
-
-
-def train_one(kind: str, cfg: ChameleonRecipeConfig, data: RecipeData, out_dir: Path, cache: dict) -> tuple:
-    """Fit one method in ``out_dir/kind``; returns (trainer, eval collate)."""
-    train_collate, eval_collate, text_dim = method_collates(kind, cfg, cache)
-    torch.manual_seed(cfg.engine.seed)  # the same initial weights whatever ran before
-    module = build_model(kind, cfg, data.num_classes, data.multilabel, text_dim)
-    engine = resolve_monitor(cfg.engine, data)
-    if kind == "multi_branch" and cfg.baseline.epochs:
-        engine.epochs = cfg.baseline.epochs
-    evaluate = make_evaluate_fn(data, eval_collate)
-    if evaluate is None:  # nothing to select on: keep the last epoch
-        engine.eval_every_epochs = 0
-    trainer = Trainer(module, data.train, engine, out_dir / kind, evaluate_fn=evaluate, collate_fn=train_collate)
-    n_params = sum(p.numel() for p in module.parameters())
-    trainer.logger.info("%s: %d train / %d val / %d test samples, %d classes, %.2fM parameters", kind,
-                        len(data.train), len(data.val) if data.val is not None else 0, len(data.test),
-                        data.num_classes, n_params / 1e6)
-    t0 = time.time()
-    trainer.fit()
-    trainer.logger.info("%s: trained in %.1f s", kind, time.time() - t0)
-    return trainer, eval_collate
+        raise UserError(f"--dataset {args.dataset} needs --data-root (only the Food-101 layout is synthesised)")
+    cfg = load_recipe_config(ChameleonRecipeConfig, args, flags={
+        "data.root": args.data_root, "data.dataset": args.dataset, "output_dir": args.output_dir,
+        "methods": args.methods.split(",") if args.methods else None, "engine.cpu": True if args.cpu else None})
+    try:
+        cfg.check()
+    except ValueError as e:
+        raise UserError(f"config: {e}") from None
+    return absolute_paths(cfg)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args, overrides = parse_args(argv)
-    try:
-        cfg = load_recipe_config(args, overrides)
-    except (ConfigError, ValueError) as e:
-        raise SystemExit(f"config error: {e}")
+    args = parse_args(argv)
+    cfg = load_config(args)
+    if args.print_config:
+        print_config(cfg)
+        return {}
+    from modalink.config import to_dict
+    from modalink.engine import process_state
+    from modalink.engine.run_folder import RunFolder
+
     state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
-    out_dir = Path(cfg.output_dir)
-    logger = start_run(out_dir, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
-                       log_name="modalink.chameleon")  # own logger: the Trainers reopen "modalink" in their folders
+    out = Path(cfg.output_dir)
+    # the run contract: refused here, before anything is written, if the folder holds another run
+    folder = RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
+                            is_main=state.is_main_process, ignore=("output_dir",), entries=ENTRIES)
+    try:
+        return _train(args, cfg, state, folder, argv)
+    finally:
+        folder.close()
+
+
+def _train(args, cfg, state, folder, argv) -> dict:
+    import torch
+
+    from modalink.classification import chameleon as cham
+    from modalink.classification.evaluation import evaluate_conditions, format_table, write_results, write_timings
+    from modalink.engine import Trainer, start_run
+    from modalink.hub import save_pretrained
+
+    out = Path(cfg.output_dir)
     t0 = time.time()
     with state.main_process_first():  # the main process generates the synthetic data; the others reuse it
-        data = load_data(cfg, progress=cfg.engine.progress and state.is_main_process)
+        data = cham.load_data(cfg, progress=cfg.engine.progress and state.is_main_process)
+    folder.bind_data(cham.data_fingerprint(data))
+    folder.start()
+    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
+                       log_name="modalink.chameleon")  # own logger: the Trainers reopen "modalink" in their folders
     logger.info("data: %s (%.1f s)", data.description, time.time() - t0)
+    if folder.resumed:
+        logger.info("resuming the run in %s (same config and data)", out)
     cache: dict = {}
-    models, trainers = {}, {}
+    models, trainers, timings = {}, {}, {}
     for kind in cfg.methods:
-        trainer, collate = train_one(kind, cfg, data, out_dir, cache)
-        trainers[kind] = trainer
-        models[kind] = (trainer.model, collate)
-    results = evaluate_methods(models, data, cfg, trainers=trainers,
-                               mask_dir=out_dir / "masks" if state.is_main_process else None,
-                               batch_size=max(cfg.engine.batch_size, 128))
-    results["wall_time_s"] = round(time.time() - t0, 1)
+        t_kind = time.time()
+        train_collate, eval_collate, text_dim = cham.method_collates(kind, cfg, cache)
+        torch.manual_seed(cfg.engine.seed)  # the same initial weights whatever ran before
+        module = cham.build_model(kind, cfg, data.num_classes, data.multilabel, text_dim)
+        engine = cham.resolve_monitor(cfg.engine, data)
+        if kind == "multi_branch" and cfg.baseline.epochs:
+            engine.epochs = cfg.baseline.epochs
+        evaluate = cham.make_evaluate_fn(data, eval_collate)
+        if evaluate is None:  # nothing to select on: keep the last epoch
+            engine.eval_every_epochs = 0
+        trainer = Trainer(module, data.train, engine, out / kind, evaluate_fn=evaluate, collate_fn=train_collate)
+        n_params = sum(p.numel() for p in module.parameters())
+        trainer.logger.info("%s: %d train / %d val / %d test samples, %d classes, %.2fM parameters", kind,
+                            len(data.train), len(data.val) if data.val is not None else 0, len(data.test),
+                            data.num_classes, n_params / 1e6)
+        trainer.fit()
+        trainers[kind], models[kind] = trainer, (trainer.model, eval_collate)
+        timings[kind] = {"seconds": round(time.time() - t_kind, 1)}
+    info = {"dataset": data.description, "num_classes": data.num_classes, "n_train": len(data.train),
+            "train_condition": cfg.missing.train}
+    results = evaluate_conditions(models, {"test": data.test}, cfg.missing.eval, task=data.task,
+                                  metrics=data.metrics, seed=cfg.missing.seed, batch_size=max(cfg.engine.batch_size, 128),
+                                  trainers=trainers, mask_dir=out / "masks" if state.is_main_process else None,
+                                  info=info)
+    if data.ceiling is not None:
+        from modalink.classification.conditions import condition_shares
+        results["ceiling"] = {c: round(100 * data.ceiling(*condition_shares(c)), 2) for c in cfg.missing.eval}
     if state.is_main_process:
-        write_results(results, out_dir)
-        print(format_table(results))
-        logger.info("results written to %s (%.1f s in all)", out_dir / "results.md", results["wall_time_s"])
+        write_results(results, out, titles=cham.METHOD_TITLES)
+        write_timings({"seconds": round(time.time() - t0, 1), "training": timings}, out)
+        for kind, trainer in trainers.items():
+            rows = {f"{m} ({c})": v for c, vals in results["results"][kind].items() for m, v in vals.items()}
+            save_pretrained(trainer.model.net, out / kind / "model", config=folder.contract["config"],
+                            contract=cham.model_contract(kind, cfg), results=rows,
+                            title=f"modalink {cham.METHOD_TITLES[kind]}")
+        folder.finish()
+        print(format_table(results, cham.METHOD_TITLES))
+        logger.info("results written to %s (%.1f s in all)", out / "results.md", time.time() - t0)
+    state.wait_for_everyone()
     return results
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

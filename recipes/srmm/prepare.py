@@ -8,39 +8,59 @@
 Writes ``<cache>/<split>_{image,text}.npy`` and a JSON manifest per array (encoder config,
 count, shape, source hash) for the train and test files; a valid cache is reused, a stale one
 (other encoder, changed files, wrong shape) rebuilt, an interrupted extraction resumed from its
-shards. ``train.py`` calls the same code, so running this first is optional.
+shards. ``train.py`` calls the same code, so running this first is optional. Takes the same
+arguments as ``train.py``.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
+from modalink.cli import parse_recipe_args, print_config, recipe_parser
+from modalink.errors import run_cli
 
-from modalink.engine import start_run  # noqa: E402
-from modalink.errors import run_cli  # noqa: E402
-
-from srmm_data import build_encoders, check_data_root, prepare_all  # noqa: E402
-from train import load_recipe_config, parse_args  # noqa: E402
+HPARAMS = Path(__file__).resolve().parent / "hparams"
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, overrides = parse_args(argv, description=__doc__)
-    cfg = load_recipe_config(args, overrides)
-    check_data_root(cfg)  # a wrong --data-root or missing weights end here, before the run folder is written
+    from modalink.classification import embeddings, srmm
+    from modalink.cli import load_recipe_config, resume_mode
+    from modalink.config import to_dict
+    from modalink.engine.run_folder import RunFolder
+
+    p = recipe_parser(__doc__)
+    p.add_argument("--data-root", help="UPMC Food-101 folder (images/, texts/); default: synthetic data")
+    p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
+    args = parse_recipe_args(p, argv)
+    if args.config is None:
+        args.config = str(HPARAMS / ("food101.yaml" if args.data_root else "default.yaml"))
+    cfg = load_recipe_config(srmm.SRMMConfig, args, flags={
+        "data.root": args.data_root, "output_dir": args.output_dir, "engine.cpu": True if args.cpu else None})
+    srmm.check(cfg)
+    srmm.absolute_paths(cfg)
+    if args.print_config:
+        print_config(cfg)
+        return
+    embeddings.check_data_root(cfg)  # a wrong --data-root or missing weights end here, before anything is written
     t0 = time.time()
-    encoders = build_encoders(cfg)
-    out_dir = Path(cfg.output_dir)
-    logger = start_run(out_dir, cfg, argv=sys.argv if argv is None else argv, log_name="modalink")
-    data = prepare_all(cfg, out_dir, progress=cfg.prepare.progress, encoders=encoders)
+    encoders = srmm.build_encoders(cfg)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    log = logging.getLogger("modalink.srmm")
+    # the caches belong to the run: train.py with the same settings resumes this folder
+    folder = RunFolder.open(cfg.output_dir, to_dict(cfg), mode=resume_mode(args), ignore=("output_dir", "prepare.progress"),
+                            entries=("cache", "masks"))
+    try:
+        data = embeddings.prepare_all(cfg, Path(cfg.output_dir), progress=cfg.prepare.progress, encoders=encoders)
+        folder.bind_data(data.fingerprint())
+        folder.start()
+    finally:
+        folder.close()
     for split, (part, idx) in data.rows.items():
-        logger.info("%s: %d samples (rows of the %s file)", split, len(idx), part)
-    logger.info("caches in %s: image %s (%d-D), text %s (%d-D); %.1f s", data.cache_dir,
-                data.image_encoder.get("name"), data.dims["image"], data.text_encoder.get("name"),
-                data.dims["text"], time.time() - t0)
+        log.info("%s: %d samples (rows of the %s file)", split, len(idx), part)
+    log.info("caches in %s: image %s (%d-D), text %s (%d-D); %.1f s", data.cache_dir, data.image_encoder.get("name"),
+             data.dims["image"], data.text_encoder.get("name"), data.dims["text"], time.time() - t0)
 
 
 if __name__ == "__main__":

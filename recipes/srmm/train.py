@@ -7,117 +7,141 @@ cached image/text embeddings, then evaluate both with complete and missing text.
     accelerate launch recipes/srmm/train.py --data-root /data/food101 engine.batch_size=256
 
 Without ``--config`` the defaults are ``hparams/default.yaml`` (synthetic data) or
-``hparams/food101.yaml`` (with ``--data-root``). Writes, under the output folder:
-``srmm/`` and ``late_fusion/`` run folders (config, log, metrics, checkpoints, best model),
-``results.json`` and ``results.md`` (the accuracy table).
+``hparams/food101.yaml`` (with ``--data-root``). Writes, under the output folder: ``run.json``
+(the run contract), ``config.yaml``, ``log.txt``; ``srmm/`` and ``late_fusion/`` run folders
+(log, metrics, checkpoints, best model) with the exported model in ``<method>/model``;
+``cache/`` (embeddings), ``masks/``, ``results.json`` / ``results.md`` (the accuracy tables) and
+``timings.json``. The same command again resumes (or re-scores a finished run); another config
+or other data is refused before anything is written — use a new ``--output-dir`` or
+``--overwrite``. Errors end in one line (``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
+from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
+from modalink.errors import run_cli
 
-import numpy as np  # noqa: E402
-
-from modalink.config import load_config  # noqa: E402
-from modalink.errors import run_cli  # noqa: E402
-from modalink.engine import Trainer, process_state, start_run  # noqa: E402
-from modalink.metrics import accuracy  # noqa: E402
-
-from srmm_core import (SRMMConfig, absolute_paths, build_late_fusion, build_srmm, collate_batch,  # noqa: E402
-                       predict_logits)
-from srmm_data import PreparedData, build_encoders, check_data_root, prepare_all  # noqa: E402
-from srmm_eval import evaluate_models, format_table, write_results  # noqa: E402
+HPARAMS = Path(__file__).resolve().parent / "hparams"
+ENTRIES = ("cache", "masks")  # what this recipe writes besides the shared run files
 
 
-def parse_args(argv: list[str] | None = None, description: str | None = None
-               ) -> tuple[argparse.Namespace, list[str]]:
-    """The recipe's common command line: --data-root, --output-dir, --config, --cpu, key=value."""
-    p = argparse.ArgumentParser(description=description or __doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
+    p = recipe_parser(description or __doc__)
     p.add_argument("--data-root", help="UPMC Food-101 folder (images/, texts/); default: synthetic data")
-    p.add_argument("--output-dir", help="run folder (default: output_dir from the config)")
-    p.add_argument("--config", help="hparams YAML (default: hparams/default.yaml or hparams/food101.yaml)")
     p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. engine.epochs=5 model.switching=alternate")
-    a = p.parse_intermixed_args(argv)  # flags and key=value overrides in any order
-    return a, list(a.overrides)
+    args = parse_recipe_args(p, argv)
+    if args.config is None:
+        args.config = str(HPARAMS / ("food101.yaml" if args.data_root else "default.yaml"))
+    return args
 
 
-def load_recipe_config(args: argparse.Namespace, overrides: list[str]) -> SRMMConfig:
-    """hparams file (default by data source) ← command-line flags ← key=value overrides; relative
-    paths (``--data-root``, ``--output-dir``, ``data.cache_dir=``, ``image_encoder.weights=`` ...)
-    are made absolute from the current folder (:func:`srmm_core.absolute_paths`)."""
-    path = args.config or str(_HERE / "hparams" / ("food101.yaml" if args.data_root else "default.yaml"))
-    extra = list(overrides)
-    if args.data_root:
-        extra.insert(0, f"data.root={args.data_root}")
-    if args.output_dir:
-        extra.insert(0, f"output_dir={args.output_dir}")
-    if args.cpu:
-        extra.insert(0, "engine.cpu=true")
-    return absolute_paths(load_config(SRMMConfig, path, extra))
+def load_config(args: argparse.Namespace):
+    """hparams file ← flags ← key=value overrides; relative paths made absolute from the current folder."""
+    from modalink.classification import srmm
 
-
-def train_one(name: str, cfg: SRMMConfig, data: PreparedData, out_dir: Path):
-    """Fit one model (``srmm`` or ``late_fusion``) in ``out_dir/name``; returns the Trainer."""
-    build = build_srmm if name == "srmm" else build_late_fusion
-    module = build(cfg, data.dims, data.num_classes)
-    train_set, val_set = data.train_set(cfg), data.val_set(cfg)
-    eval_every = val_set is not None and len(val_set) > 0
-
-    def evaluate(trainer: Trainer) -> dict[str, float]:
-        logits = predict_logits(trainer.model, val_set, trainer=trainer)
-        res = {"acc": accuracy(val_set.label.numpy(), logits)}
-        img_only = val_set.with_text_mask(np.zeros(len(val_set), dtype=bool))
-        res["acc_image_only"] = accuracy(img_only.label.numpy(), predict_logits(trainer.model, img_only,
-                                                                                 trainer=trainer))
-        return res
-
-    engine = dataclasses.replace(cfg.engine)
-    if not eval_every:  # nothing to select on: keep the last epoch
-        engine.eval_every_epochs = 0
-    trainer = Trainer(module, train_set, engine, out_dir / name, evaluate_fn=evaluate if eval_every else None,
-                      collate_fn=collate_batch)
-    trainer.logger.info("%s: %d train / %d val samples, %d classes, dims %s", name, len(train_set),
-                        len(val_set) if val_set is not None else 0, data.num_classes, data.dims)
-    trainer.fit()
-    return trainer
+    cfg = load_recipe_config(srmm.SRMMConfig, args, flags={
+        "data.root": args.data_root, "output_dir": args.output_dir, "engine.cpu": True if args.cpu else None})
+    srmm.check(cfg)
+    return srmm.absolute_paths(cfg)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args, overrides = parse_args(argv)
-    cfg = load_recipe_config(args, overrides)
-    check_data_root(cfg)  # a wrong --data-root or missing weights end here, before the run folder is written
+    from modalink.classification import embeddings, srmm
+    from modalink.config import to_dict
+    from modalink.engine import process_state
+    from modalink.engine.run_folder import RunFolder
+
+    args = parse_args(argv)
+    cfg = load_config(args)
+    if args.print_config:
+        print_config(cfg)
+        return {}
+    embeddings.check_data_root(cfg)  # a wrong --data-root ends here, before the run folder is written
     state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
-    t0 = time.time()
     # every process looks for the weights itself (hub downloads are file-locked), so missing
     # weights end every process at once instead of leaving the others waiting at a barrier
-    encoders = build_encoders(cfg)
-    out_dir = Path(cfg.output_dir)
-    logger = start_run(out_dir, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
-                       log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
+    encoders = srmm.build_encoders(cfg)
+    folder = RunFolder.open(cfg.output_dir, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
+                            is_main=state.is_main_process, ignore=("output_dir", "prepare.progress"), entries=ENTRIES)
+    try:
+        return _train(cfg, state, folder, encoders, argv)
+    finally:
+        folder.close()
+
+
+def _train(cfg, state, folder, encoders, argv) -> dict:
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from modalink.classification import embeddings, srmm
+    from modalink.classification.datasets import collate_embeddings
+    from modalink.classification.evaluation import (evaluate_conditions, format_table, predict_logits, write_results,
+                                                    write_timings)
+    from modalink.engine import Trainer, start_run
+    from modalink.hub import save_pretrained
+    from modalink.metrics import accuracy
+
+    out = Path(cfg.output_dir)
+    t0 = time.time()
     with state.main_process_first():  # the main process extracts; the others then read valid caches
-        data = prepare_all(cfg, out_dir, progress=cfg.prepare.progress and state.is_main_process,
-                           encoders=encoders)
+        data = embeddings.prepare_all(cfg, out, progress=cfg.prepare.progress and state.is_main_process,
+                                      encoders=encoders)
+    folder.bind_data(data.fingerprint())
+    folder.start()
+    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
+                       log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
     logger.info("embeddings ready in %.1f s (image %s %s, text %s %s)", time.time() - t0,
-                data.image_encoder.get("name"), data.dims["image"], data.text_encoder.get("name"),
-                data.dims["text"])
-    trainers = {"srmm": train_one("srmm", cfg, data, out_dir)}
-    if cfg.baseline.enabled:
-        trainers["late_fusion"] = train_one("late_fusion", cfg, data, out_dir)
-    results = evaluate_models({k: t.model for k, t in trainers.items()}, data, cfg, trainers=trainers)
-    results["wall_time_s"] = round(time.time() - t0, 1)
+                data.image_encoder.get("name"), data.dims["image"], data.text_encoder.get("name"), data.dims["text"])
+    train_set, val_set = data.train_set(cfg), data.val_set(cfg)
+    names = ["srmm"] + (["late_fusion"] if cfg.baseline.enabled else [])
+    trainers, timings = {}, {}
+    for name in names:
+        t_name = time.time()
+        if name == "srmm":  # seeded: SRMM's initial weights used to depend on the process (irreproducible);
+            torch.manual_seed(cfg.engine.seed)  # late fusion keeps its init (built after SRMM's seeded training)
+        module = (srmm.build_srmm if name == "srmm" else srmm.build_late_fusion)(cfg, data.dims, data.num_classes)
+
+        def evaluate(trainer: Trainer) -> dict[str, float]:
+            logits = predict_logits(trainer.model, val_set, collate_embeddings, batch_size=1024, trainer=trainer)
+            res = {"acc": accuracy(val_set.labels, logits)}
+            img_only = val_set.with_mask(has_text=np.zeros(len(val_set), dtype=bool))
+            res["acc_image_only"] = accuracy(img_only.labels, predict_logits(
+                trainer.model, img_only, collate_embeddings, batch_size=1024, trainer=trainer))
+            return res
+
+        engine = dataclasses.replace(cfg.engine)
+        if val_set is None:  # nothing to select on: keep the last epoch
+            engine.eval_every_epochs = 0
+        trainer = Trainer(module, train_set, engine, out / name, evaluate_fn=evaluate if val_set is not None else None,
+                          collate_fn=collate_embeddings)
+        trainer.logger.info("%s: %d train / %d val samples, %d classes, dims %s", name, len(train_set),
+                            len(val_set) if val_set is not None else 0, data.num_classes, data.dims)
+        trainer.fit()
+        trainers[name] = trainer
+        timings[name] = {"seconds": round(time.time() - t_name, 1)}
+    results = evaluate_conditions({n: (t.model, collate_embeddings) for n, t in trainers.items()},
+                                  {s: data.eval_set(s) for s in cfg.missing.splits}, cfg.missing.eval,
+                                  task="multiclass", metrics=("accuracy",), seed=cfg.missing.seed, batch_size=1024,
+                                  trainers=trainers, mask_dir=out / "masks" if state.is_main_process else None,
+                                  info=srmm.results_info(data, cfg))
     if state.is_main_process:
-        write_results(results, out_dir)
-        print(format_table(results))
-        logger.info("results written to %s (%.1f s in all)", out_dir / "results.md", results["wall_time_s"])
+        write_results(results, out, titles=srmm.METHOD_TITLES)
+        write_timings({"seconds": round(time.time() - t0, 1), "training": timings}, out)
+        for name, trainer in trainers.items():
+            rows = {f"accuracy ({c})": v["accuracy"] for c, v in results["results"][name].items()}
+            save_pretrained(trainer.model.net, out / name / "model", config=folder.contract["config"],
+                            contract=srmm.model_contract(data), results=rows,
+                            title=f"modalink {srmm.METHOD_TITLES[name]}")
+        folder.finish()
+        print(format_table(results, srmm.METHOD_TITLES))
+        logger.info("results written to %s (%.1f s in all)", out / "results.md", time.time() - t0)
+    state.wait_for_everyone()
     return results
 
 

@@ -1,5 +1,7 @@
-"""SRMM recipe data: Food-101 records, embedding extraction into validated caches, missing-text
-masks and the datasets the trainer sees.
+"""The embedding-extraction-and-cache pipeline of methods on features (SRMM, late fusion):
+Food-101 records, image/text embeddings extracted once into validated caches
+(:mod:`modalink.data.embedding_cache`), and the :class:`~modalink.classification.datasets.EmbeddingSet` s
+the trainer sees.
 
 Cache layout (``data.cache_dir``, default ``<output_dir>/cache``)::
 
@@ -16,18 +18,20 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modalink.classification.conditions import condition_mask
+from modalink.classification.datasets import EmbeddingSet
 from modalink.data.embedding_cache import CacheKey, EmbeddingCache, bytes_hash, file_list_hash, texts_hash
-from modalink.text_encoders import TextEncoder, create_text_encoder
+from modalink.errors import UserError
+from modalink.text_encoders import TextEncoder
 
-from srmm_core import EmbeddingSet, SRMMConfig
-from srmm_features import create_image_features
+if TYPE_CHECKING:
+    from modalink.classification.srmm import SRMMConfig
 
 log = logging.getLogger("modalink.srmm")
-
 
 
 # ----------------------------------------------------------------------------- records
@@ -96,72 +100,6 @@ def generate_synthetic(root: Path, cfg: SRMMConfig) -> Path:
     return Path(generate_synthetic_food101(root, **kwargs).root)
 
 
-def condition_for(rate: float) -> str:
-    """Text availability → the shared protocol's condition label (1.0 → "complete", 0.3 → "text=30%")."""
-    from modalink.data.missing import condition_name
-
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"text availability {rate} is outside [0, 1]")
-    return condition_name("text", {"text": round(1.0 - rate, 12)})
-
-
-def text_mask(split: str, n: int, rate: float, seed: int) -> np.ndarray:
-    """(n,) bool: which samples keep their text at availability ``rate``.
-
-    The shared protocol (:mod:`modalink.data.missing`, as in the Chameleon recipe): the mask
-    of condition ``text=P%`` on ``split`` uses ``derive_seed(seed, split, condition)``.
-    """
-    from modalink.data.missing import derive_seed, mask_for_condition
-
-    cond = condition_for(rate)
-    return mask_for_condition(n, cond, seed=derive_seed(seed, split, cond)).text.copy()
-
-
-# ----------------------------------------------------------------------------- encoders
-def build_text_encoder(cfg: SRMMConfig) -> TextEncoder:
-    """The configured text encoder; ``auto`` = sentence-transformers when installed, else hashed-bow."""
-    name, opts = cfg.text_encoder.name, dict(cfg.text_encoder.options)
-    if name == "auto":
-        try:
-            import sentence_transformers  # noqa: F401
-
-            name = "sentence-transformers/all-MiniLM-L6-v2"
-        except ImportError:
-            name = "hashed-bow"
-        log.info("text encoder 'auto' → %s", name)
-    if name.startswith(("st:", "sentence-transformers")):
-        opts.setdefault("name_option", "text_encoder.name")  # named in the message when the model is missing
-    return create_text_encoder(name, **opts)
-
-
-def build_image_encoder(cfg: SRMMConfig) -> Any:
-    """The configured image feature extractor; missing timm weights raise one message that names
-    the file, where to put it and ``image_encoder.weights=`` (the setting that points at a file)."""
-    c = cfg.image_encoder
-    kwargs: dict[str, Any] = {}
-    if c.name.startswith("timm/"):
-        kwargs = {"pretrained": c.pretrained, "weights": c.weights, "device": c.device,
-                  "num_workers": c.num_workers, "seed": c.seed, "weights_option": "image_encoder.weights"}
-    return create_image_features(c.name, **kwargs)
-
-
-def build_encoders(cfg: SRMMConfig) -> tuple[Any, TextEncoder]:
-    """(image, text) encoders: built before a run folder is written, so that missing weights or a
-    bad encoder setting end the command before anything is created. An unknown name, a bad
-    option or an optional package that is not installed is the user's to fix: a
-    :class:`modalink.errors.UserError` naming the setting."""
-    from modalink.errors import UserError
-
-    built = []
-    for key, build in (("image_encoder", build_image_encoder), ("text_encoder", build_text_encoder)):
-        try:
-            built.append(build(cfg))
-        except (KeyError, ValueError, TypeError, ImportError) as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-            raise UserError(f"{key}: {msg} (settings {key}.name / {key}.options)") from e
-    return built[0], built[1]
-
-
 # ----------------------------------------------------------------------------- extraction
 def image_source_hash(rec: SplitRecords) -> str:
     return file_list_hash(rec.image_paths, rec.root, ordered=True)
@@ -214,6 +152,7 @@ class PreparedData:
     image_encoder: dict[str, Any]
     text_encoder: dict[str, Any]
     description: str
+    sources: dict[str, str]  # "<part>/<modality>" -> source hash of the cached array
 
     @property
     def num_classes(self) -> int:
@@ -232,16 +171,18 @@ class PreparedData:
         s = self.parts[part]
         return EmbeddingSet(s.image[idx], s.text[idx], s.labels[idx], s.has_image[idx], s.has_text[idx])
 
-    def text_mask(self, split: str, rate: float, cfg: SRMMConfig, n: int | None = None) -> np.ndarray:
-        """Text availability mask of ``split`` at ``rate`` (shared protocol, ``missing.seed``)."""
-        return text_mask(split, len(self.rows[split][1]) if n is None else n, rate, cfg.missing.seed)
-
     def train_set(self, cfg: SRMMConfig) -> EmbeddingSet:
-        """Training samples with the training text mask (``missing.train_text``) applied."""
+        """Training samples with the training condition (``missing.train``) applied."""
         ds = self.eval_set("train")
-        if cfg.missing.train_text < 1.0:
-            ds = ds.with_text_mask(self.text_mask("train", cfg.missing.train_text, cfg))
+        if cfg.missing.train != "complete":
+            m = condition_mask(len(ds), "train", cfg.missing.train, cfg.missing.seed)
+            ds = ds.with_mask(m.image, m.text)
         return ds
+
+    def fingerprint(self) -> dict[str, str]:
+        """Content digests of the data a run reads (the caches' source hashes; see
+        :meth:`modalink.engine.run_folder.RunFolder.bind_data`)."""
+        return dict(sorted(self.sources.items()))
 
     def val_set(self, cfg: SRMMConfig) -> EmbeddingSet | None:
         ds = self.eval_set("val")
@@ -256,7 +197,7 @@ def check_data_root(cfg: SRMMConfig) -> Path | None:
     root = Path(cfg.data.root).expanduser()
     if not (root / "texts").is_dir() or not (root / "images").is_dir():
         what = "does not exist" if not root.exists() else "is not in the UPMC Food-101 layout"
-        raise FileNotFoundError(f"--data-root {root} (data.root) {what}: expected "
+        raise UserError(f"--data-root {root} (data.root) {what}: expected "
                                 "images/{train,test}/<class>/*.jpg and texts/{train,test}_titles.csv")
     return root
 
@@ -266,7 +207,7 @@ def resolve_root(cfg: SRMMConfig, out_dir: Path) -> tuple[Path, str]:
     root = check_data_root(cfg)
     if root is not None:
         return root, f"UPMC Food-101 at {root}"
-    root = generate_synthetic(out_dir / "synthetic_food101", cfg)
+    root = generate_synthetic(out_dir / "synthetic_data", cfg)
     s = cfg.data.synthetic
     opts = s.options
     img_ceiling = _ceiling(opts.get("image_text_cue", 0.0), s.n_text_groups)
@@ -289,18 +230,24 @@ def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = Tr
     (``encoders``: the ``(image, text)`` pair of :func:`build_encoders`, built here when omitted).
     Relative paths are read from the current folder."""
     out_dir = Path(out_dir)
-    image_enc, text_enc = encoders if encoders is not None else build_encoders(cfg)
+    if encoders is None:
+        from modalink.classification.srmm import build_encoders
+
+        encoders = build_encoders(cfg)
+    image_enc, text_enc = encoders
     root, description = resolve_root(cfg, out_dir)
     cache = EmbeddingCache(Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else out_dir / "cache")
     parts: dict[str, PreparedSplit] = {}
     rows: dict[str, tuple[str, np.ndarray]] = {}
     classes: list[str] | None = None
+    sources: dict[str, str] = {}
     for part in ("train", "test"):
         rec = load_records(root, part)
         if classes is None:
             classes = rec.classes
         elif rec.classes != classes:
             raise ValueError(f"{root}: class lists of train and test differ ({len(classes)} vs {len(rec.classes)})")
+        sources[f"{part}/image"], sources[f"{part}/text"] = image_source_hash(rec), text_source_hash(rec)
         image, text = extract_split(rec, cache, image_enc, text_enc, image_batch=cfg.image_encoder.batch_size,
                                     text_batch=cfg.text_encoder.batch_size, shard_size=cfg.prepare.shard_size,
                                     force=cfg.prepare.force, progress=progress)
@@ -312,4 +259,5 @@ def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = Tr
         else:
             rows["test"] = ("test", np.arange(len(rec)))
     assert classes is not None
-    return PreparedData(parts, rows, classes, root, cache.root, image_enc.config(), text_enc.config(), description)
+    return PreparedData(parts, rows, classes, root, cache.root, image_enc.config(), text_enc.config(), description,
+                        sources)

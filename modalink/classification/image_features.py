@@ -1,8 +1,8 @@
-"""Image feature extractors for the SRMM recipe: a timm backbone, or built-in pixel statistics.
+"""Image feature extractors for methods on cached embeddings: a timm backbone, or pixel statistics.
 
 Both expose ``name``, ``dim``, ``config()`` (the cache key) and ``encode_paths(paths)``.
 
-* ``timm/<arch>`` — :func:`modalink.encoders.create_encoder`: weights from ``weights=FILE``,
+* ``timm/<arch>`` — the one image-encoder registry, :func:`modalink.encoders.create_encoder`: weights from ``weights=FILE``,
   the local caches or the hub (``pretrained=True``), random weights with ``pretrained=False``
   (tests). Images are decoded and preprocessed by DataLoader workers, embedded in batches.
 * ``pixel-stats`` — no network, no weights: a 8×8 colour thumbnail, per-channel and

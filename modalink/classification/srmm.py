@@ -1,0 +1,250 @@
+"""SRMM (one shared branch, modality switching) and the two-branch late-fusion baseline on cached
+image/text embeddings: config, encoders and models.
+
+``recipes/srmm`` wires these with :mod:`modalink.classification.embeddings` (extraction and
+cache), :mod:`modalink.classification.evaluation` and the shared run-folder, export and
+command-line helpers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from modalink.classification.conditions import MissingConfig, check_conditions
+from modalink.classification.image_features import create_image_features
+from modalink.classification.paths import absolute
+from modalink.classification.trainer_module import MODALITIES, MissingModalityModule, ModalitySwitch
+from modalink.engine import EngineConfig
+from modalink.errors import UserError
+from modalink.models import create_model
+from modalink.text_encoders import TextEncoder, create_text_encoder
+
+log = logging.getLogger("modalink.srmm")
+
+METHODS = ("srmm", "late_fusion")
+METHOD_TITLES = {"srmm": "SRMM (single branch, switching)", "late_fusion": "Late fusion (two branches)"}
+
+# UPMC Food-101 test accuracy (%) reported in SRMM (arXiv 2408.07445) and, for ViLT, in Ma et al.
+# (CVPR 2022) as quoted there: complete data / 30 % of the test samples with text.
+PUBLISHED = {
+    "SRMM (arXiv 2408.07445)": {"complete": 94.6, "text=30%": 84.8},
+    "ViLT (Ma et al. 2022)": {"complete": 91.9, "text=30%": 65.9},
+}
+
+
+@dataclass
+class SyntheticConfig:
+    """Arguments of :func:`modalink.data.synthetic_food101.generate_synthetic_food101` (the data
+    used without --data-root): class = (visual group, text group). Without ``options`` the image
+    shows only the visual group and the title only the text group; ``options`` such as
+    ``title_visual_hint``, ``image_text_cue`` and ``image_difficulty`` make each modality alone
+    (nearly) sufficient, as in real Food-101 (see ``hparams/default.yaml``)."""
+
+    n_classes: int = 10
+    n_train_per_class: int = 100
+    n_test_per_class: int = 30
+    image_size: int = 64
+    seed: int = 0
+    n_text_groups: int = 2
+    words_per_group: int = 6
+    options: dict[str, Any] = field(default_factory=dict)  # further generator arguments, passed as is
+
+
+@dataclass
+class DataConfig:
+    root: str | None = None  # Food-101 layout; None: generate the synthetic default
+    cache_dir: str | None = None  # default: <output_dir>/cache
+    val_fraction: float | None = None  # val share of the train file; None: load_food101's (6846/67988)
+    val_seed: int = 0  # load_food101's split seed
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ImageEncoderConfig:
+    name: str = "pixel-stats"  # pixel-stats | timm/<arch>
+    pretrained: bool = True  # timm only; false: random weights (seeded)
+    weights: str | None = None  # local weights file for timm
+    seed: int = 0
+    batch_size: int = 64
+    num_workers: int = 0
+    device: str | None = None
+
+
+@dataclass
+class TextEncoderConfig:
+    name: str = "hashed-bow"  # hashed-bow | word-vectors | sentence-transformers/<model> | st:<path> | auto
+    options: dict[str, Any] = field(default_factory=dict)  # constructor arguments, e.g. {dim: 1024}
+    batch_size: int = 256
+
+
+@dataclass
+class PrepareConfig:
+    shard_size: int = 1024
+    force: bool = False  # rebuild caches even when valid
+    progress: bool = True
+
+
+@dataclass
+class ModelConfig:
+    embed_dim: int = 128
+    stem_dim: int = 256
+    trunk_hidden: list[int] = field(default_factory=lambda: [256])
+    norm: str = "layer"
+    dropout: float = 0.2
+    switching: str = "per_sample"  # per_sample | per_batch | alternate | none
+    modality_subsets: dict[str, float] = field(
+        default_factory=lambda: {"image": 1.0, "text": 1.0, "image+text": 1.0})
+    aux_weight: float = 0.0  # extra CE on each kept modality's own logits
+
+
+@dataclass
+class BaselineConfig:
+    enabled: bool = True
+    embed_dim: int = 128
+    hidden: list[int] = field(default_factory=lambda: [256])
+    norm: str = "layer"
+    dropout: float = 0.2
+    fusion: str = "mlp"  # mlp (concat -> MLP -> classifier, the standard head) | concat (linear) | mean
+
+
+@dataclass
+class SRMMConfig:
+    """The whole recipe (``hparams/*.yaml``, ``key=value`` overrides)."""
+
+    output_dir: str = "runs/srmm"
+    data: DataConfig = field(default_factory=DataConfig)
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    missing: MissingConfig = field(default_factory=lambda: MissingConfig(splits=["test", "train"]))
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(
+        epochs=30, batch_size=64, lr=1e-3, weight_decay=1e-4, scheduler="cosine", monitor="acc",
+        monitor_mode="max", cpu=False))
+
+
+def absolute_paths(cfg: SRMMConfig, base: str | os.PathLike | None = None) -> SRMMConfig:
+    """Make every file setting of ``cfg`` absolute, in place (relative ones are taken from ``base``,
+    default the current folder): ``output_dir``, ``data.root``, ``data.cache_dir``,
+    ``image_encoder.weights``, ``text_encoder.options.path`` and a local ``st:<folder>`` text
+    encoder. The run's ``config.yaml`` then names the same files from any working directory, so
+    ``evaluate.py RUN`` works wherever it is started."""
+    b = Path(os.path.abspath(base if base is not None else os.getcwd()))
+    _absolute = absolute
+    cfg.output_dir = _absolute(cfg.output_dir, b) or cfg.output_dir
+    cfg.data.root = _absolute(cfg.data.root, b)
+    cfg.data.cache_dir = _absolute(cfg.data.cache_dir, b)
+    cfg.image_encoder.weights = _absolute(cfg.image_encoder.weights, b)
+    opts = cfg.text_encoder.options
+    if isinstance(opts, dict) and isinstance(opts.get("path"), str) and opts["path"]:
+        opts["path"] = _absolute(opts["path"], b)
+    name = cfg.text_encoder.name
+    if name.startswith("st:") and (b / Path(name[3:]).expanduser()).exists():
+        cfg.text_encoder.name = "st:" + str(_absolute(name[3:], b))
+    return cfg
+
+
+def check(cfg: SRMMConfig) -> None:
+    """Validate choices the dataclass types cannot express (before any data is read)."""
+    check_conditions([cfg.missing.train, *cfg.missing.eval])
+    if not cfg.missing.splits or any(s not in ("train", "val", "test") for s in cfg.missing.splits):
+        raise UserError(f"missing.splits={cfg.missing.splits}: choose from train, val, test")
+    if cfg.model.switching not in ModalitySwitch.MODES:
+        raise UserError(f"model.switching={cfg.model.switching!r}; use one of {', '.join(ModalitySwitch.MODES)}")
+
+
+def build_srmm(cfg: SRMMConfig, dims: Mapping[str, int], num_classes: int) -> MissingModalityModule:
+    """The single-branch SRMM network with the configured switching schedule."""
+    m = cfg.model
+    net = create_model("srmm", input_dims=dict(dims), embed_dim=m.embed_dim, stem_dim=m.stem_dim,
+                       trunk_hidden=list(m.trunk_hidden), norm=m.norm, dropout=m.dropout,
+                       num_classes=num_classes, modality_subsets=None)
+    switch = None if m.switching == "none" else ModalitySwitch(m.modality_subsets, MODALITIES, m.switching)
+    return MissingModalityModule(net, "embeddings", aux_weight=m.aux_weight, switch=switch)
+
+
+def build_late_fusion(cfg: SRMMConfig, dims: Mapping[str, int], num_classes: int) -> MissingModalityModule:
+    """The two-branch late-fusion baseline (no switching: a missing text is a zero vector)."""
+    b = cfg.baseline
+    net = create_model("late_fusion", input_dims=dict(dims), embed_dim=b.embed_dim, hidden=list(b.hidden),
+                       norm=b.norm, dropout=b.dropout, num_classes=num_classes, fusion=b.fusion)
+    return MissingModalityModule(net, "embeddings")
+
+
+def build_text_encoder(cfg: SRMMConfig) -> TextEncoder:
+    """The configured text encoder; ``auto`` = sentence-transformers when installed, else hashed-bow."""
+    name, opts = cfg.text_encoder.name, dict(cfg.text_encoder.options)
+    if name == "auto":
+        try:
+            import sentence_transformers  # noqa: F401
+
+            name = "sentence-transformers/all-MiniLM-L6-v2"
+        except ImportError:
+            name = "hashed-bow"
+        log.info("text encoder 'auto' → %s", name)
+    if name.startswith(("st:", "sentence-transformers")):
+        opts.setdefault("name_option", "text_encoder.name")  # named in the message when the model is missing
+    return create_text_encoder(name, **opts)
+
+
+def build_image_encoder(cfg: SRMMConfig) -> Any:
+    """The configured image feature extractor; missing timm weights raise one message that names
+    the file, where to put it and ``image_encoder.weights=`` (the setting that points at a file)."""
+    c = cfg.image_encoder
+    kwargs: dict[str, Any] = {}
+    if c.name.startswith("timm/"):
+        kwargs = {"pretrained": c.pretrained, "weights": c.weights, "device": c.device,
+                  "num_workers": c.num_workers, "seed": c.seed, "weights_option": "image_encoder.weights"}
+    return create_image_features(c.name, **kwargs)
+
+
+def build_encoders(cfg: SRMMConfig) -> tuple[Any, TextEncoder]:
+    """(image, text) encoders: built before a run folder is written, so that missing weights or a
+    bad encoder setting end the command before anything is created. An unknown name, a bad
+    option or an optional package that is not installed is the user's to fix: a
+    :class:`modalink.errors.UserError` naming the setting."""
+    built = []
+    for key, build in (("image_encoder", build_image_encoder), ("text_encoder", build_text_encoder)):
+        try:
+            built.append(build(cfg))
+        except (KeyError, ValueError, TypeError, ImportError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            raise UserError(f"{key}: {msg} (settings {key}.name / {key}.options)") from e
+    return built[0], built[1]
+
+
+def wrap(name: str, net: Any, cfg: SRMMConfig) -> MissingModalityModule:
+    """A trained network (e.g. from :func:`modalink.hub.from_pretrained`) inside its trainer module."""
+    if name == "srmm":
+        m = cfg.model
+        switch = None if m.switching == "none" else ModalitySwitch(m.modality_subsets, MODALITIES, m.switching)
+        return MissingModalityModule(net, "embeddings", aux_weight=m.aux_weight, switch=switch)
+    return MissingModalityModule(net, "embeddings")
+
+
+def load_trained(run_dir: str | os.PathLike, name: str, cfg: SRMMConfig) -> MissingModalityModule:
+    """Model ``name`` exported by a finished run (``<run_dir>/<name>/model``), in eval mode."""
+    from modalink.hub import from_pretrained
+
+    folder = Path(run_dir) / name / "model"
+    if not (folder / "config.json").is_file():
+        raise UserError(f"no exported {name} model in {folder}: the run has not finished (run the same train.py "
+                        f"command again to resume and export it)")
+    return wrap(name, from_pretrained(folder), cfg).eval()
+
+
+def results_info(data: Any, cfg: SRMMConfig) -> dict[str, Any]:
+    """What ``results.json`` records besides the table: data, encoders, training condition and
+    the published Food-101 figures (references, not measured here)."""
+    return {"dataset": data.description, "num_classes": data.num_classes, "image_encoder": data.image_encoder,
+            "text_encoder": data.text_encoder, "train_condition": cfg.missing.train, "references": PUBLISHED}
+
+
+def model_contract(data: Any) -> dict[str, Any]:
+    """What an exported model reads: embeddings of these encoders and widths."""
+    return {"inputs": "embeddings", "dims": dict(data.dims), "image_encoder": data.image_encoder,
+            "text_encoder": data.text_encoder}
