@@ -22,19 +22,15 @@ from modalink.text import hashed_vectors, tokenize
 from modalink.text_encoders import HashedBagOfWords, create_text_encoder, list_text_encoders
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "srmm"
-if str(RECIPE) not in sys.path:
-    sys.path.insert(0, str(RECIPE))
 
-def _load_script(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script as _load_script  # noqa: E402
 
-
-srmm_core = importlib.import_module("srmm_core")
-srmm_data = importlib.import_module("srmm_data")
-srmm_features = importlib.import_module("srmm_features")
+from modalink.classification import embeddings as srmm_data  # noqa: E402
+from modalink.classification import image_features as srmm_features  # noqa: E402
+from modalink.classification import srmm as srmm_core  # noqa: E402
+from modalink.classification.conditions import condition_mask, text_condition  # noqa: E402
+from modalink.classification.datasets import EmbeddingSet, collate_embeddings  # noqa: E402
+from modalink.classification.trainer_module import MissingModalityModule, ModalitySwitch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -239,7 +235,7 @@ def test_pixel_stats_separates_colours():
 
 # ----------------------------------------------------------------------------- switching
 def test_per_sample_switching_frequencies():
-    sw = srmm_core.ModalitySwitch({"image": 1, "text": 1, "image+text": 2}, mode="per_sample")
+    sw = ModalitySwitch({"image": 1, "text": 1, "image+text": 2}, mode="per_sample")
     avail = torch.ones(40000, 2, dtype=torch.bool)
     keep = sw(avail, generator=torch.Generator().manual_seed(0))
     freq = {"image": (keep[:, 0] & ~keep[:, 1]).float().mean().item(),
@@ -255,27 +251,27 @@ def test_per_sample_switching_frequencies():
 
 def test_batch_and_alternating_schedules():
     avail = torch.ones(6, 2, dtype=torch.bool)
-    sw = srmm_core.ModalitySwitch({"image": 1, "text": 1, "image+text": 1}, mode="alternate")
+    sw = ModalitySwitch({"image": 1, "text": 1, "image+text": 1}, mode="alternate")
     seq = [tuple(sw(avail, step)[0].tolist()) for step in range(6)]
     assert seq == [(True, False), (False, True), (True, True)] * 2
     assert all((sw(avail, s) == sw(avail, s)[0]).all() for s in range(3))  # whole batch alike
-    per_batch = srmm_core.ModalitySwitch({"image": 1, "text": 1}, mode="per_batch")
+    per_batch = ModalitySwitch({"image": 1, "text": 1}, mode="per_batch")
     for s in range(5):
         k = per_batch(avail, s, generator=torch.Generator().manual_seed(s))
         assert (k == k[0]).all() and k[0].sum() == 1
-    assert torch.equal(srmm_core.ModalitySwitch({"image": 1}, mode="none")(avail), avail)
+    assert torch.equal(ModalitySwitch({"image": 1}, mode="none")(avail), avail)
     with pytest.raises(ValueError, match="switching"):
-        srmm_core.ModalitySwitch({"image": 1}, mode="sometimes")
+        ModalitySwitch({"image": 1}, mode="sometimes")
     with pytest.raises(ValueError, match="unknown modality"):
-        srmm_core.ModalitySwitch({"audio": 1})
+        ModalitySwitch({"audio": 1})
 
 
 def test_wrapper_applies_switching_only_in_training():
     torch.manual_seed(0)
     net = create_model("srmm", input_dims={"image": 4, "text": 3}, embed_dim=8, stem_dim=8, trunk_hidden=(8,),
                        num_classes=3, modality_subsets=None)
-    sw = srmm_core.ModalitySwitch({"image": 1, "text": 1}, mode="alternate")
-    mod = srmm_core.MissingModalityClassifier(net, sw)
+    sw = ModalitySwitch({"image": 1, "text": 1}, mode="alternate")
+    mod = MissingModalityModule(net, "embeddings", switch=sw)
     batch = {"image": torch.randn(5, 4), "text": torch.randn(5, 3), "label": torch.tensor([0, 1, 2, 0, 1]),
              "has_image": torch.ones(5, dtype=torch.bool), "has_text": torch.ones(5, dtype=torch.bool)}
     mod.train()
@@ -292,21 +288,20 @@ def test_wrapper_applies_switching_only_in_training():
 def test_text_masks_follow_the_shared_protocol():
     n = 101
     for rate, cond in ((1.0, "complete"), (0.7, "text=70%"), (0.3, "text=30%"), (0.0, "text=0%")):
-        assert srmm_data.condition_for(rate) == cond
-        m = srmm_data.text_mask("test", n, rate, seed=0)
+        assert text_condition(rate) == cond
+        m = condition_mask(n, "test", cond, seed=0).text
         ref = mask_for_condition(n, cond, seed=derive_seed(0, "test", cond)).text
         np.testing.assert_array_equal(m, ref)
         assert m.sum() == int(np.floor(rate * n + 0.5))
-    assert not np.array_equal(srmm_data.text_mask("train", n, 0.3, 0), srmm_data.text_mask("test", n, 0.3, 0))
-    np.testing.assert_array_equal(srmm_data.text_mask("test", n, 0.3, 0), srmm_data.text_mask("test", n, 0.3, 0))
+    assert not np.array_equal(condition_mask(n, "train", "text=30%", 0).text, condition_mask(n, "test", "text=30%", 0).text)
 
 
 def test_embedding_set_text_mask_view():
-    ds = srmm_core.EmbeddingSet(np.ones((4, 2)), np.ones((4, 3)), np.arange(4), has_text=[1, 1, 0, 1])
-    view = ds.with_text_mask(np.array([1, 0, 1, 1], bool))
+    ds = EmbeddingSet(np.ones((4, 2)), np.ones((4, 3)), np.arange(4), has_text=[1, 1, 0, 1])
+    view = ds.with_mask(has_text=np.array([1, 0, 1, 1], bool))
     assert view.has_text.tolist() == [True, False, False, True]
     assert ds.has_text.tolist() == [True, True, False, True]
-    batch = srmm_core.collate_batch(view.__getitems__([1, 3]))
+    batch = collate_embeddings(view.__getitems__([1, 3]))
     assert batch["image"].shape == (2, 2) and batch["has_text"].tolist() == [False, True]
 
 
@@ -336,16 +331,16 @@ def test_two_epoch_smoke_run_and_reevaluation(tmp_path):
             "model.stem_dim=32", "model.trunk_hidden=[32]", "model.embed_dim=16", "baseline.hidden=[32]",
             "baseline.embed_dim=16"]
     res = train.main(args)
-    assert res["columns"] == ["complete", "70% text", "30% text", "0% text"]
-    assert set(res["accuracy"]) == {"srmm", "late_fusion"}
-    assert set(res["accuracy"]["srmm"]) == {"train", "test"} and res["counts"]["test"] == 16
+    assert res["conditions"] == ["complete", "text=70%", "text=30%", "text=0%"]
+    assert set(res["results"]) == {"srmm", "late_fusion"} and res["split"] == "test"
+    assert set(res["other_splits"]) == {"train"} and res["counts"]["test"] == 16
     for name in ("srmm", "late_fusion"):
-        assert (out / name / "best_model.pt").is_file()
+        assert (out / name / "best_model.pt").is_file() and (out / name / "model" / "config.json").is_file()
         assert len((out / name / "metrics.jsonl").read_text().splitlines()) == 2
     md = (out / "results.md").read_text()
     assert "SRMM (arXiv 2408.07445) | 94.6 | 84.8" in md and "ViLT (Ma et al. 2022) | 91.9 | 65.9" in md
     again = evaluate.main([str(out), "--out", str(tmp_path / "re")])
-    assert again["accuracy"] == res["accuracy"]
+    assert again["results"] == res["results"]
 
 
 # ----------------------------------------------------------------------------- generator options
@@ -460,17 +455,17 @@ def test_commands_take_relative_paths_from_any_folder(tmp_path, monkeypatch):
     assert saved["output_dir"] == str(run)  # recorded absolute: the run folder works from anywhere
     # from another folder: a relative --data-root and --output-dir, then evaluate a relative run folder
     monkeypatch.chdir(other)
-    prepare.main(["--data-root", "../work/runs/srmm/synthetic_food101", "--output-dir", "prep",
+    prepare.main(["--data-root", "../work/runs/srmm/synthetic_data", "--output-dir", "prep",
                   "image_encoder.name=pixel-stats", "text_encoder.name=hashed-bow",
                   "text_encoder.options={dim: 32}", "prepare.progress=false"])
     assert (other / "prep" / "cache" / "test_image.npy").is_file()
     saved = yaml.safe_load((other / "prep" / "config.yaml").read_text())
-    assert saved["data"]["root"] == str(work / "runs" / "srmm" / "synthetic_food101")
+    assert saved["data"]["root"] == str(work / "runs" / "srmm" / "synthetic_data")
     again = evaluate.main(["../work/runs/srmm", "--out", "re"])
-    assert again["accuracy"] == res["accuracy"] and (other / "re" / "results.md").is_file()
+    assert again["results"] == res["results"] and (other / "re" / "results.md").is_file()
     # and an absolute run folder, from a third place
     monkeypatch.chdir(tmp_path)
-    assert evaluate.main([str(run), "--out", "re2"])["accuracy"] == res["accuracy"]
+    assert evaluate.main([str(run), "--out", "re2"])["results"] == res["results"]
 
 
 def test_bad_paths_end_in_one_message_before_anything_is_written(tmp_path, monkeypatch, capsys):
@@ -598,7 +593,7 @@ def test_missing_sentence_transformer_online_fail_fast(monkeypatch, hub):
     cfg = _tiny_cfg(Path("unused"), "text_encoder.name=sentence-transformers/all-MiniLM-L6-v2")
     cfg.text_encoder.options = {}
     with pytest.raises(WeightsNotFoundError) as info:
-        srmm_data.build_text_encoder(cfg)
+        srmm_core.build_text_encoder(cfg)
     msg = str(info.value)
     assert len(hub.probes) == 1 and "sentence-transformers/all-MiniLM-L6-v2" in hub.probes[0][0]
     assert "text_encoder.name=st:/path/to/all-MiniLM-L6-v2" in msg and "text_encoder.name=hashed-bow" in msg

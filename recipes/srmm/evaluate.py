@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     run_dir = Path(a.run_dir).expanduser().absolute()
     if not (run_dir / "config.yaml").is_file():
         what = "does not exist" if not run_dir.exists() else "has no config.yaml"
-        raise UserError(f"run folder {run_dir} {what}: pass the --output-dir of a finished "
+        raise UserError(f"run folder {a.run_dir} {what}: pass the --output-dir of a finished "
                         "train.py run (default runs/srmm)")
     # train.py records absolute paths; a relative one (older runs, hand edits) is read from here
     cfg = srmm.absolute_paths(load_config(srmm.SRMMConfig, run_dir / "config.yaml", a.overrides))

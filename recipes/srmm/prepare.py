@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         data = embeddings.prepare_all(cfg, Path(cfg.output_dir), progress=cfg.prepare.progress, encoders=encoders)
         folder.bind_data(data.fingerprint())
         folder.start()
+        from modalink.config import save_config
+        save_config(cfg, Path(cfg.output_dir) / "config.yaml")
     finally:
         folder.close()
     for split, (part, idx) in data.rows.items():
