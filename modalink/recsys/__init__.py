@@ -8,6 +8,10 @@
   and user-cold splits, and over modality subsets.
 * :mod:`~modalink.recsys.baselines` — popularity and BPR matrix factorisation.
 * :mod:`~modalink.recsys.index` — catalogue export and inner-product search (FAISS or exact).
+* :mod:`~modalink.recsys.catalogue` — a user's own catalogue (items.csv + interactions.csv) with
+  photos, audio and text embedded by modalink encoders through the embedding cache.
+* :mod:`~modalink.recsys.raw_items` — an exported modalink model as an item encoder (frozen or
+  fine-tuned), and new (cold) items embedded from raw files and queried against the index.
 """
 from modalink.recsys.baselines import MatrixFactorization, Popularity
 from modalink.recsys.data import (ID, BagBatch, Bags, Interactions, ItemBatch, ItemFeatures, RecsysData,
@@ -17,6 +21,8 @@ from modalink.recsys.evaluate import (evaluate_all, evaluate_modality_subsets, e
                                       rank_metrics)
 from modalink.recsys.index import InnerProductIndex, export_item_index, faiss_available
 from modalink.recsys.towers import ItemTower, RecsysObjective, SampledBranch, UserTower
+from modalink.recsys.catalogue import Catalogue, CatalogueError, MediaConfig, extract_media, read_catalogue
+from modalink.recsys.raw_items import ColdItemEncoder, ItemModelConfig
 
 __all__ = [
     "ID", "BagBatch", "Bags", "Interactions", "ItemBatch", "ItemFeatures", "RecsysData", "RecsysSplit",
@@ -25,4 +31,6 @@ __all__ = [
     "Popularity", "MatrixFactorization",
     "evaluate_all", "evaluate_split", "evaluate_modality_subsets", "rank_metrics", "format_table",
     "InnerProductIndex", "export_item_index", "faiss_available",
+    "Catalogue", "CatalogueError", "MediaConfig", "extract_media", "read_catalogue", "ColdItemEncoder",
+    "ItemModelConfig",
 ]

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modalink.models import SingleBranch
+from modalink.models.registry import register_model
 from modalink.models.blocks import fc_block, mlp
 from modalink.progress import progress_bar
 from modalink.recsys.data import ID, BagBatch, Bags, ItemBatch, ItemFeatures
@@ -72,15 +73,34 @@ class ItemTower(nn.Module):
         combine: ``"normalized"`` — the item vector is the normalised mean of the per-modality
             unit vectors (each available modality an equal vote); ``"raw"`` — the normalised
             mean of the un-normalised trunk outputs. See ``SingleBranch``.
+        item_encoder: ``{"name", "kwargs"}`` of a registered modalink model trained inside the
+            tower (e.g. an SRMM model loaded from an exported folder, then fine-tuned);
+            ``encoder_inputs`` maps tower modalities to the model modality that embeds them
+            (``{"model_image": "image"}``); those modalities' ``dense_dims`` are the model's
+            embedding width, their features the model's input vectors.
     """
 
     def __init__(self, dense_dims: Mapping[str, int] | None = None, bag_sizes: Mapping[str, int] | None = None,
                  num_ids: int = 0, embed_dim: int = 64, stem_dim: int = 128, bag_dim: int = 64,
                  trunk_hidden: Sequence[int] = (128,), norm: str = "layer", dropout: float = 0.1,
                  sample_sizes: Sequence[int] | None = (1, 2), keep_all_prob: float = 0.0,
-                 bag_dropout: float = 0.0, combine: str = "normalized") -> None:
+                 bag_dropout: float = 0.0, combine: str = "normalized", item_encoder: Mapping[str, Any] | None = None,
+                 encoder_inputs: Mapping[str, str] | None = None) -> None:
         super().__init__()
         dense_dims, bag_sizes = dict(dense_dims or {}), dict(bag_sizes or {})
+        self.encoder_inputs = dict(encoder_inputs or {})
+        self.item_encoder: nn.Module | None = None
+        if item_encoder:
+            # a modalink model (registry name + arguments) trained INSIDE the tower: the dense
+            # inputs named in encoder_inputs go through item_encoder.embed(x, model_modality)
+            from modalink.models import create_model
+
+            self.item_encoder = create_model(item_encoder["name"], **item_encoder.get("kwargs", {}))
+            unknown = [m for m in self.encoder_inputs if m not in dense_dims]
+            if unknown:
+                raise ValueError(f"encoder_inputs names {unknown}, which are not dense modalities {list(dense_dims)}")
+        elif self.encoder_inputs:
+            raise ValueError("encoder_inputs needs item_encoder")
         if ID in dense_dims or ID in bag_sizes:
             raise ValueError(f"{ID!r} is the reserved ID modality; set num_ids instead")
         input_dims = dict(dense_dims)
@@ -103,7 +123,9 @@ class ItemTower(nn.Module):
     @classmethod
     def from_features(cls, features: ItemFeatures, **kw: Any) -> "ItemTower":
         """A tower for every modality of ``features`` (ID when ``features`` has one)."""
-        return cls({m: x.shape[1] for m, x in features.dense.items()},
+        dims = {m: x.shape[1] for m, x in features.dense.items()}
+        dims.update(kw.pop("dense_dims", None) or {})
+        return cls(dims,
                    {m: b.num_embeddings for m, b in features.bags.items()},
                    num_ids=features.n_items if ID in features.available else 0, **kw)
 
@@ -132,9 +154,20 @@ class ItemTower(nn.Module):
                 x = batch.dense.get(m)
                 if x is None:
                     continue
+                if m in self.encoder_inputs:
+                    x = self._encode_rows(x, m, mask)
             inputs[m] = x
             present[m] = mask if mask is not None else torch.ones(n, dtype=torch.bool, device=x.device)
         return inputs, present
+
+    def _encode_rows(self, x: torch.Tensor, m: str, mask: torch.Tensor | None) -> torch.Tensor:
+        """The item encoder's embedding of the rows that have ``m`` (others stay zero, so
+        batch statistics of a fine-tuned model never see missing rows)."""
+        rows = torch.arange(x.shape[0], device=x.device) if mask is None else mask.nonzero().flatten()
+        out = x.new_zeros(x.shape[0], self.dense_dims[m])
+        if rows.numel():
+            out = out.index_put((rows,), self.item_encoder.embed(x[rows], self.encoder_inputs[m]).to(x.dtype))  # type: ignore[union-attr]
+        return out
 
     def forward(self, batch: ItemBatch, sample: bool = True) -> dict[str, torch.Tensor]:
         """``SingleBranch`` outputs: per-modality embeddings, ``embedding`` (mean over kept
@@ -192,6 +225,13 @@ class ItemTower(nn.Module):
             return out
         finally:
             self.train(was)
+
+
+@register_model("recsys_item_tower")
+def recsys_item_tower(**kw: Any) -> ItemTower:
+    """The recsys item tower (:class:`ItemTower`) as a registered model, so a trained tower is
+    exported with :func:`modalink.hub.save_pretrained` and reloaded with ``from_pretrained``."""
+    return ItemTower(**kw)
 
 
 class UserTower(nn.Module):

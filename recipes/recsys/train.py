@@ -27,7 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
 from modalink.engine import EngineConfig
+from modalink.errors import run_cli
+from modalink.recsys.catalogue import MediaConfig
+from modalink.recsys.raw_items import INDEX_FILE, TOWER_FOLDER, ItemModelConfig
 
 _HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = _HERE / "hparams" / "default.yaml"
@@ -55,7 +59,9 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    root: str = ""  # MovieLens folder; empty = synthetic
+    root: str = ""  # catalogue folder (items.csv) or MovieLens folder; empty = synthetic
+    unknown_items: str = "skip"  # catalogue interactions naming an unknown item: skip (counted) | error
+    cache_dir: str = ""  # media embedding cache; empty = <output_dir>/media_cache
     min_rating: float = 0.0  # MovieLens ratings >= this are positives
     text_dim: int = 256  # hashed bag-of-words width for MovieLens titles
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -119,27 +125,18 @@ class RecsysConfig:
     tower: TowerConfig = field(default_factory=TowerConfig)
     mf: MFConfig = field(default_factory=MFConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    item_model: ItemModelConfig = field(default_factory=ItemModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     output_dir: str = "runs/recsys"
 
 
-def load_recipe_config(path: str | Path | None, overrides: list[str]) -> RecsysConfig:
-    """hparams YAML ← key=value overrides; unknown keys are errors naming the file."""
-    from modalink.config import load_config
-
-    return load_config(RecsysConfig, path, overrides)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", help="MovieLens-100K or ML-1M folder; default: synthetic catalogue")
-    p.add_argument("--output-dir", help="run folder (default: output_dir from the config; resumes if it "
-                                        "holds checkpoints)")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="hparams YAML (default: %(default)s)")
+    p = recipe_parser(__doc__, default_config=DEFAULT_CONFIG, output_default=None)
+    p.add_argument("--data-root", help="a catalogue folder (items.csv + interactions.csv) or MovieLens-100K / "
+                                       "ML-1M; default: synthetic catalogue")
     p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="config overrides, e.g. engine.epochs=5 tower.loss=softmax")
-    return p.parse_args(argv)
+    return parse_recipe_args(p, argv)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,34 +158,88 @@ class PairDataset:
         return {"user": self.users[k], "item": self.items[k]}
 
 
-def load_data(cfg: RecsysConfig) -> Any:
-    """The dataset (MovieLens when ``data.root`` is set, else synthetic)."""
+def load_data(cfg: RecsysConfig, log: Any = None, cache_dir: str | Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """``(RecsysData, info)``: a catalogue folder (media through modalink encoders), MovieLens
+    when ``data.root`` is set, else the synthetic catalogue. ``info`` holds the reports, the
+    media encoders' configs and, with ``item_model.path``, the item model's settings."""
     from modalink.recsys import make_synthetic, read_movielens
+    from modalink.recsys.catalogue import catalogue_data, extract_media, is_catalogue, read_catalogue
+    from modalink.recsys.raw_items import apply_item_model
 
     d = cfg.data
-    if d.root:
-        return read_movielens(d.root, min_rating=d.min_rating, text_dim=d.text_dim)
-    s = d.synthetic
-    return make_synthetic(n_users=s.n_users, n_items=s.n_items, latent_dim=s.latent_dim, n_genres=s.n_genres,
-                          text_dim=s.text_dim, image_dim=s.image_dim,
-                          interactions_per_user=(s.interactions_min, s.interactions_max),
-                          content_noise=s.content_noise, missing={"text": s.missing_text, "image": s.missing_image},
-                          temperature=s.temperature, seed=s.seed)
+    info: dict[str, Any] = {}
+    raw: dict[str, Any]
+    if d.root and is_catalogue(d.root):
+        cat = read_catalogue(d.root, min_rating=d.min_rating, unknown_items=d.unknown_items)
+        info["catalogue"] = cat.report
+        if log is not None and cat.report["skipped_unknown_items"]:
+            log.warning("%d interaction(s) name items that are not in items.csv and were skipped (e.g. %s)",
+                        cat.report["skipped_unknown_items"], cat.report["unknown_item_examples"][0])
+        cache = Path(d.cache_dir or cache_dir or cat.root / ".modalink_cache")
+        vectors, media_report, configs = extract_media(cat, cfg.media, cache, progress=cfg.engine.progress, log=log)
+        info.update(media=media_report, media_configs=configs, catalogue_obj=cat)
+        data = catalogue_data(cat, vectors)
+        raw = vectors
+    elif d.root:
+        data = read_movielens(d.root, min_rating=d.min_rating, text_dim=d.text_dim)
+        raw = dict(data.item_dense)
+    else:
+        s = d.synthetic
+        data = make_synthetic(n_users=s.n_users, n_items=s.n_items, latent_dim=s.latent_dim, n_genres=s.n_genres,
+                              text_dim=s.text_dim, image_dim=s.image_dim,
+                              interactions_per_user=(s.interactions_min, s.interactions_max),
+                              content_noise=s.content_noise, missing={"text": s.missing_text, "image": s.missing_image},
+                              temperature=s.temperature, seed=s.seed)
+        raw = dict(data.item_dense)
+    if cfg.item_model.path:
+        info["item_model"] = apply_item_model(cfg.item_model, raw, data.item_dense)
+    return data, info
 
 
-def build_tower_objective(cfg: RecsysConfig, data: Any, split: Any) -> tuple[Any, Any]:
+def data_fingerprint(cfg: RecsysConfig, info: dict[str, Any]) -> dict[str, str]:
+    """Content digests of the files a run reads (the synthetic set is fixed by its config)."""
+    from modalink.data.embedding_cache import file_list_hash
+    from modalink.data.fame_cache import file_digest
+
+    root = cfg.data.root
+    if not root:
+        return {"synthetic": "generated from data.synthetic.*"}
+    root_p = Path(root)
+    cat = info.get("catalogue_obj")
+    if cat is not None:
+        media = [p for p in [*cat.images, *cat.audio] if p is not None]
+        out = {p.name: file_digest(p) for p in cat.files()}
+        out["media files (path, size, mtime)"] = file_list_hash(media, cat.root)
+        return out
+    return {str(p.relative_to(root_p)): file_digest(p) for p in sorted(root_p.rglob("*"))
+            if p.is_file() and (p.suffix in (".dat", ".data", ".item", ".user") or p.name.startswith("u."))}
+
+
+def build_tower_objective(cfg: RecsysConfig, data: Any, split: Any,
+                          item_model: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """(RecsysObjective, ItemFeatures) for the configured tower."""
     import torch
 
-    from modalink.recsys import ItemTower, RecsysObjective, UserTower, build_item_features
+    from modalink.recsys import ID, RecsysObjective, UserTower, build_item_features
 
     t = cfg.tower
     feats = build_item_features(data, split, use_profile=t.use_profile, use_id=t.use_id,
                                 modalities=t.modalities or None)
-    item = ItemTower.from_features(feats, embed_dim=t.embed_dim, stem_dim=t.stem_dim, bag_dim=t.bag_dim,
-                                   trunk_hidden=tuple(t.trunk_hidden), norm=t.norm, dropout=t.dropout,
-                                   sample_sizes=tuple(t.sample_sizes), keep_all_prob=t.keep_all_prob,
-                                   bag_dropout=t.bag_dropout, combine=t.combine)
+    extra = dict((item_model or {}).get("tower_kwargs") or {})
+    dims = {m: int(x.shape[1]) for m, x in feats.dense.items()}
+    dims.update(extra.pop("dense_dims", {}))
+    extra["encoder_inputs"] = {m: v for m, v in extra.get("encoder_inputs", {}).items() if m in dims}
+    if not extra["encoder_inputs"]:
+        extra = {}
+    from modalink.models import create_model
+    item = create_model("recsys_item_tower", dense_dims=dims,
+                        bag_sizes={m: b.num_embeddings for m, b in feats.bags.items()},
+                        num_ids=feats.n_items if ID in feats.available else 0, embed_dim=t.embed_dim,
+                        stem_dim=t.stem_dim, bag_dim=t.bag_dim, trunk_hidden=list(t.trunk_hidden), norm=t.norm,
+                        dropout=t.dropout, sample_sizes=list(t.sample_sizes), keep_all_prob=t.keep_all_prob,
+                        bag_dropout=t.bag_dropout, combine=t.combine, **extra)
+    if extra and item_model and "state_dict" in item_model:  # start the fine-tuned item model from its weights
+        item.item_encoder.load_state_dict(item_model["state_dict"])
     n_users, n_items = data.interactions.n_users, data.interactions.n_items
     if t.user_mode == "profile" and t.share_trunk:
         user = UserTower.sharing(item, num_items=n_items, bag_dim=t.bag_dim, norm=t.norm, dropout=t.dropout,
@@ -227,29 +278,54 @@ def _val_fn(split: Any, k: int, cold: bool) -> Any:
 # ---------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    overrides = list(args.overrides)
-    if args.data_root:
-        overrides.insert(0, f"data.root={args.data_root}")
-    if args.output_dir:
-        overrides.insert(0, f"output_dir={args.output_dir}")
-    if args.cpu:
-        overrides.append("engine.cpu=true")
-    cfg = load_recipe_config(args.config, overrides)
+    from modalink.config import to_dict
+    from modalink.engine import process_state
+    from modalink.engine.run_folder import RunFolder
 
+    out = Path(args.output_dir).absolute() if args.output_dir else None
+    cfg = load_recipe_config(RecsysConfig, args, flags={
+        "data.root": str(Path(args.data_root).expanduser().absolute()) if args.data_root else None,
+        "output_dir": str(out) if out else None, "engine.cpu": True if args.cpu else None})
+    if args.print_config:
+        print_config(cfg)
+        return {}
+    out = Path(cfg.output_dir).absolute()
+    state = process_state(cfg.engine)
+    # the run contract: refused here, before anything is written, if the folder holds another run
+    folder = RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
+                            is_main=state.is_main_process, ignore=("output_dir", "data.cache_dir", "media.device",
+                                                                   "media.batch_size", "media.shard_size"),
+                            entries=("tower", "mf", "split.json", INDEX_FILE, TOWER_FOLDER, "media_report.json",
+                                                                   "media_cache"))
+    try:
+        return _train(cfg, folder, out, argv)
+    finally:
+        folder.close()
+
+
+def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) -> dict[str, Any]:
     import torch
 
+    from modalink.config import to_dict
     from modalink.engine import Trainer, start_run
+    from modalink.hub import save_pretrained
     from modalink.io import atomic_write_text
     from modalink.recsys import (MatrixFactorization, Popularity, evaluate_all, evaluate_modality_subsets,
                                  export_item_index, format_table, split_recsys)
 
     t0 = time.time()
-    out = Path(cfg.output_dir)
-    log = start_run(out, cfg, log_name="modalink.recsys", argv=sys.argv if argv is None else ["train.py", *argv])
     k = cfg.eval.k
+    import logging
+    data, info = load_data(cfg, log=logging.getLogger("modalink.recsys"), cache_dir=out / "media_cache")
+    if len(data.interactions) == 0:
+        raise ValueError(f"{cfg.data.root or 'the synthetic catalogue'}: no interactions to train on "
+                         f"(check data.min_rating={cfg.data.min_rating})")
+    folder.bind_data(data_fingerprint(cfg, info))
+    folder.start()
+    log = start_run(out, cfg, log_name="modalink.recsys", argv=sys.argv if argv is None else ["train.py", *argv])
+    if folder.resumed:
+        log.info("resuming the run in %s (same config and data)", out)
     torch.manual_seed(cfg.engine.seed)
-
-    data = load_data(cfg)
     d = cfg.data
     split = split_recsys(data.interactions, cold_item_frac=d.cold_item_frac, cold_user_frac=d.cold_user_frac,
                          val_frac=d.val_frac, test_frac=d.test_frac, fold_in_frac=d.fold_in_frac, seed=d.split_seed)
@@ -257,9 +333,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "interactions": len(data.interactions), **split.summary()}
     atomic_write_text(out / "split.json", json.dumps(summary, indent=2) + "\n")
     log.info("data %s: %s", data.name, summary)
+    if "media" in info:
+        media_report = {"catalogue": info["catalogue"], "media": info["media"]}
+        atomic_write_text(out / "media_report.json", json.dumps(media_report, indent=2) + "\n")
+        for m, r in info["media"].items():
+            log.info("item %s: %d/%d items embedded with %s (%d missing file(s), %d unreadable)", m, r["embedded"],
+                     r["items"], r["encoder"], r.get("missing_files", 0), r["unreadable"])
+    if not split.train.users.size:
+        raise ValueError(f"{cfg.data.root or 'the synthetic catalogue'}: no training interactions after the split")
 
     # -- the item tower ---------------------------------------------------------------------
-    objective, feats = build_tower_objective(cfg, data, split)
+    objective, feats = build_tower_objective(cfg, data, split, info.get("item_model"))
     log.info("item modalities: %s; user tower: %s; loss: %s", list(objective.item_tower.modalities),
              cfg.tower.user_mode, cfg.tower.loss)
     tower_engine = dataclasses.replace(cfg.engine, monitor=f"mean_ndcg@{k}", monitor_mode="max")
@@ -271,7 +355,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, dict[str, dict[str, float]]] = {}
     results["modalink tower"] = evaluate_all(objective, split, "test", k)
     item_vecs = objective.item_vectors()
-    export_item_index(item_vecs.cpu(), list(range(feats.n_items)), out / "item_index.npz")
+    export_item_index(item_vecs.cpu(), list(data.item_names) if "media" in info else list(range(feats.n_items)),
+                      out / INDEX_FILE)
 
     # -- baselines --------------------------------------------------------------------------
     results["popularity"] = evaluate_all(Popularity(split.train), split, "test", k)
@@ -290,8 +375,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["BPR-MF"] = evaluate_all(mf, split, "test", k)
 
     # -- missing-modality evaluation of the tower on cold items ------------------------------
-    subsets = {n: mods for n, mods in cfg.eval.modality_subsets.items()
-               if all(m in feats.modalities for m in mods)}
+    subsets = dict(cfg.eval.modality_subsets)
+    content = [m for m in feats.modalities if m not in ("profile", "id")]
+    if "media" in info or cfg.item_model.path:  # a catalogue: each content modality alone, then all
+        subsets = {m: [m] for m in content}
+        if len(content) > 1:
+            subsets["all content"] = content
+    subsets = {n: mods for n, mods in subsets.items() if all(m in feats.modalities for m in mods)}
     missing = evaluate_modality_subsets(objective, feats, split, subsets, "item_cold", "test", k) if subsets else {}
 
     table = format_table(results, k)
@@ -300,19 +390,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         lines += ["## Item-cold-start, tower with a subset of the content modalities", "",
                   f"| item modalities | NDCG@{k} | Recall@{k} | Cov@{k} |", "|---|---|---|---|"]
         lines += [f"| {n} | {r[f'ndcg@{k}']:.4f} | {r[f'recall@{k}']:.4f} | {r[f'coverage@{k}']:.3f} |"
-                  for n, r in missing.items()]
+                  for n, r in missing.items() if r]
         lines.append("")
+    if "media" in info:
+        lines += ["## Item media", "", "| modality | encoder | items with a file/text | embedded | missing files | "
+                  "unreadable |", "|---|---|---|---|---|---|"]
+        lines += [f"| {m} | {r['encoder']} | {r['with_source']} | {r['embedded']} | {r.get('missing_files', 0)} | "
+                  f"{r['unreadable']} |" for m, r in info["media"].items()]
+        c = info["catalogue"]
+        lines += ["", f"Interactions skipped: {c['skipped_unknown_items']} naming unknown items, "
+                      f"{c['skipped_below_min_rating']} below data.min_rating (details: media_report.json).", ""]
     lines.append(f"Training time: tower {t_tower:.0f} s, BPR-MF {t_mf:.0f} s; total {time.time() - t0:.0f} s.")
     report = "\n".join(lines) + "\n"
     payload = {"dataset": data.name, "k": k, "split": summary, "results": results,
                "missing_modalities_item_cold": missing,
                "seconds": {"tower": round(t_tower, 1), "mf": round(t_mf, 1), "total": round(time.time() - t0, 1)}}
+    if "media" in info:
+        payload["media"] = info["media"]
+        payload["catalogue"] = info["catalogue"]
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out / "results.md", report)
+
+    # -- the exported item tower (raw-file queries load it: modalink.recsys.ColdItemEncoder) --
+    contract: dict[str, Any] = {"task": "recsys item tower", "modalities": list(objective.item_tower.modalities),
+                                "tag_vocab": data.tag_vocab, "embed_dim": cfg.tower.embed_dim, "index": INDEX_FILE}
+    if "media" in info:
+        contract["media"] = {"config": to_dict(cfg.media), "modalities": list(info["media"]),
+                             "encoders": info["media_configs"]}
+    if "item_model" in info:
+        contract["item_model"] = {k2: v for k2, v in info["item_model"].items() if k2 not in ("state_dict", "tower_kwargs")}
+    cold = results["modalink tower"].get("item_cold", {})
+    save_pretrained(objective.item_tower, out / TOWER_FOLDER, contract=contract, config=folder.contract["config"],
+                    results={f"item_cold_{n}": v for n, v in cold.items() if n != "users"},
+                    title=f"modalink recsys item tower ({data.name})")
+    folder.finish(**{f"item_cold_ndcg@{k}": cold.get(f"ndcg@{k}")})
     print(report)
-    log.info("results written to %s", out / "results.md")
+    log.info("results written to %s; item tower exported to %s", out / "results.md", out / TOWER_FOLDER)
     return payload
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -1,0 +1,411 @@
+"""A user's own item catalogue: items with text, tags, photos and audio clips, plus interactions.
+
+Layout (a folder, given to ``train.py --data-root``)::
+
+    items.csv          header row; columns: item_id (required), text, tags, image, audio (optional)
+    interactions.csv   header row; columns: user_id, item_id (required), rating, timestamp (optional)
+    <any folders>      the media files, paths in items.csv are relative to the folder (or absolute)
+
+``tags`` are ``|``-separated (``jazz|live``). Any of text, tags, image and audio may be empty for an
+item: that modality is then missing for that item and the item tower averages over the others.
+Errors name the file and line (``items.csv:12: duplicate item_id 'a7'``); an empty interactions file
+is refused. Interactions naming an item that is not in ``items.csv`` are skipped and counted
+(``unknown_items`` in the report, with the first lines), or refused with ``unknown_items="error"``.
+
+Media go through modalink encoders (:func:`extract_media`): images through a registered image
+encoder (``timm/<arch>``), audio through the voice encoder (``ecapa_voxceleb``, read with
+soundfile by :func:`modalink.audio.load_audio`), text through a text encoder
+(:func:`modalink.text_encoders.create_text_encoder`). Extraction goes through
+:class:`modalink.data.embedding_cache.EmbeddingCache` (resumable shards, content-checked).
+A listed file that does not exist, or that cannot be decoded, becomes a missing modality for
+that item (a zero row) and is counted per reason in the media report; it never stops a run
+(unless NO item of a modality could be read, which is a configuration error).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from modalink.errors import UserError
+
+__all__ = ["Catalogue", "CatalogueError", "MediaConfig", "read_catalogue", "is_catalogue", "extract_media",
+           "media_encoders", "encode_media_rows", "catalogue_data", "ITEMS_FILE", "INTERACTIONS_FILE",
+           "MEDIA_MODALITIES"]
+
+ITEMS_FILE = "items.csv"
+INTERACTIONS_FILE = "interactions.csv"
+ITEM_COLUMNS = ("item_id", "text", "tags", "image", "audio")
+INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
+MEDIA_MODALITIES = ("text", "image", "audio")
+
+
+class CatalogueError(UserError, ValueError):
+    """A catalogue file that cannot be used (names the file and line)."""
+
+
+@dataclass
+class Catalogue:
+    """The parsed catalogue: item i has ``item_ids[i]``, ``texts[i]`` (None = no text),
+    ``tags[i]``, ``images[i]``/``audio[i]`` (absolute path or None); interactions are index pairs."""
+
+    root: Path
+    item_ids: list[str]
+    texts: list[str | None]
+    tags: list[list[str]]
+    images: list[Path | None]
+    audio: list[Path | None]
+    users: np.ndarray
+    items: np.ndarray
+    user_ids: list[str]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def files(self) -> list[Path]:
+        """The catalogue's two table files."""
+        return [self.root / ITEMS_FILE, self.root / INTERACTIONS_FILE]
+
+
+def is_catalogue(root: str | os.PathLike) -> bool:
+    """Whether ``root`` holds the catalogue layout (an ``items.csv``)."""
+    return (Path(root) / ITEMS_FILE).is_file()
+
+
+def _open_table(path: Path, required: Sequence[str], known: Sequence[str]) -> tuple[list[str], list[tuple[int, dict]]]:
+    if not path.is_file():
+        raise CatalogueError(f"{path}: file not found; a catalogue folder holds {ITEMS_FILE} and "
+                             f"{INTERACTIONS_FILE} (see recipes/recsys/README.md)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CatalogueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    lines = text.splitlines()
+    if not any(ln.strip() for ln in lines):
+        raise CatalogueError(f"{path}: the file is empty; it needs a header row ({', '.join(required)}, ...) and "
+                             f"at least one data row")
+    reader = csv.reader(lines)
+    header: list[str] | None = None
+    rows: list[tuple[int, dict]] = []
+    for ln, rec in enumerate(reader, 1):
+        if not rec or all(not c.strip() for c in rec):
+            continue
+        if header is None:
+            header = [c.strip().lower() for c in rec]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise CatalogueError(f"{path}:{ln}: header {rec} lacks column(s) {missing}; expected "
+                                     f"{', '.join(required)} and optionally "
+                                     f"{', '.join(c for c in known if c not in required)}")
+            unknown = [c for c in header if c not in known]
+            if unknown:
+                raise CatalogueError(f"{path}:{ln}: unknown column(s) {unknown}; known: {', '.join(known)}")
+            if len(set(header)) != len(header):
+                raise CatalogueError(f"{path}:{ln}: a column is named twice in the header {rec}")
+            continue
+        if len(rec) != len(header):
+            raise CatalogueError(f"{path}:{ln}: {len(rec)} fields, the header has {len(header)} "
+                                 f"({', '.join(header)}); quote fields that contain commas")
+        rows.append((ln, {h: v.strip() for h, v in zip(header, rec)}))
+    if not rows:
+        raise CatalogueError(f"{path}: no data rows after the header; the file is empty")
+    return header or [], rows
+
+
+def read_catalogue(root: str | os.PathLike, min_rating: float = 0.0, unknown_items: str = "skip") -> Catalogue:
+    """Read and validate a catalogue folder (see the module docstring)."""
+    if unknown_items not in ("skip", "error"):
+        raise ValueError(f"unknown_items must be 'skip' or 'error', got {unknown_items!r}")
+    root = Path(root).expanduser().absolute()
+    items_path, inter_path = root / ITEMS_FILE, root / INTERACTIONS_FILE
+    _, item_rows = _open_table(items_path, ("item_id",), ITEM_COLUMNS)
+    index: dict[str, int] = {}
+    ids, texts, tags, images, audio = [], [], [], [], []
+    listed = {"image": 0, "audio": 0}
+    missing_files: dict[str, list[str]] = {"image": [], "audio": []}
+    for ln, row in item_rows:
+        iid = row["item_id"]
+        if not iid:
+            raise CatalogueError(f"{items_path}:{ln}: empty item_id")
+        if iid in index:
+            raise CatalogueError(f"{items_path}:{ln}: duplicate item_id {iid!r} (first on another line)")
+        index[iid] = len(ids)
+        ids.append(iid)
+        texts.append(row.get("text") or None)
+        tags.append(sorted({t.strip() for t in (row.get("tags") or "").split("|") if t.strip()}))
+        for col, out in (("image", images), ("audio", audio)):
+            rel = row.get(col) or ""
+            if not rel:
+                out.append(None)
+                continue
+            listed[col] += 1
+            p = Path(rel).expanduser()
+            p = p if p.is_absolute() else root / p
+            if not p.is_file():
+                missing_files[col].append(f"{items_path.name}:{ln}: {rel}")
+                out.append(None)  # a missing file = a missing modality, counted in the report
+            else:
+                out.append(p)
+    _, inter_rows = _open_table(inter_path, ("user_id", "item_id"), INTERACTION_COLUMNS)
+    users: dict[str, int] = {}
+    us, its = [], []
+    unknown: list[str] = []
+    below = 0
+    for ln, row in inter_rows:
+        u, i = row["user_id"], row["item_id"]
+        if not u or not i:
+            raise CatalogueError(f"{inter_path}:{ln}: empty user_id or item_id")
+        for col in ("rating", "timestamp"):
+            v = row.get(col, "")
+            if v:
+                try:
+                    float(v)
+                except ValueError:
+                    raise CatalogueError(f"{inter_path}:{ln}: {col} {v!r} is not a number") from None
+        if i not in index:
+            if unknown_items == "error":
+                raise CatalogueError(f"{inter_path}:{ln}: item_id {i!r} is not in {ITEMS_FILE}")
+            unknown.append(f"{inter_path.name}:{ln}: {i}")
+            continue
+        r = row.get("rating", "")
+        if r and float(r) < min_rating:
+            below += 1
+            continue
+        us.append(users.setdefault(u, len(users)))
+        its.append(index[i])
+    if not us:
+        why = (f"all {len(unknown)} rows name items that are not in {ITEMS_FILE}" if unknown and len(unknown) == len(inter_rows)
+               else f"no rating reaches data.min_rating={min_rating}")
+        raise CatalogueError(f"{inter_path}: no usable interaction ({why})")
+    report = {
+        "items": len(ids), "users": len(users), "interactions": len(us),
+        "skipped_unknown_items": len(unknown), "unknown_item_examples": unknown[:10],
+        "skipped_below_min_rating": below,
+        "items_with_text": sum(t is not None for t in texts), "items_with_tags": sum(bool(t) for t in tags),
+        **{f"{c}_listed": listed[c] for c in listed},
+        **{f"{c}_missing_files": len(missing_files[c]) for c in missing_files},
+        **{f"{c}_missing_examples": missing_files[c][:10] for c in missing_files},
+    }
+    return Catalogue(root, ids, texts, tags, images, audio, np.asarray(us, dtype=np.int64),
+                     np.asarray(its, dtype=np.int64), list(users), report)
+
+
+# ---------------------------------------------------------------------------------------------
+# media through modalink encoders
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class MediaConfig:
+    """Which modalink encoders turn item media into vectors (``media.*`` in the recipe config)."""
+
+    modalities: list[str] = field(default_factory=lambda: ["text", "image", "audio"])
+    image_encoder: str = "timm/resnet18"  # any registered image encoder (timm/<arch>)
+    audio_encoder: str = "ecapa_voxceleb"
+    audio_kwargs: dict[str, Any] = field(default_factory=dict)  # architecture overrides (must match weights)
+    text_encoder: str = "hashed-bow"  # any registered text encoder
+    text_kwargs: dict[str, Any] = field(default_factory=lambda: {"dim": 256})
+    pretrained: bool = True  # false = random weights (seeded by encoder_seed): tests, offline demos
+    image_weights: str = ""  # explicit weights file/folder (else local caches, else the hub)
+    audio_weights: str = ""
+    encoder_seed: int = 0
+    audio_min_seconds: float = 0.1
+    batch_size: int = 32
+    shard_size: int = 256
+    device: str = "cpu"
+
+
+def _seeded(seed: int, build: Callable[[], Any]) -> Any:
+    """Build under a fixed torch seed (random-weight encoders are the same at training and query)."""
+    import torch
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return build()
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def media_encoders(cfg: MediaConfig, needed: Sequence[str]) -> dict[str, Any]:
+    """``{modality: encoder}`` for the modalities in ``needed``."""
+    from modalink.encoders import create_encoder
+    from modalink.text_encoders import create_text_encoder
+
+    out: dict[str, Any] = {}
+    if "image" in needed:
+        out["image"] = _seeded(cfg.encoder_seed, lambda: create_encoder(
+            cfg.image_encoder, pretrained=cfg.pretrained, weights=cfg.image_weights or None,
+            weights_option="media.image_weights")).to(cfg.device).eval()
+    if "audio" in needed:
+        out["audio"] = _seeded(cfg.encoder_seed + 1, lambda: create_encoder(
+            cfg.audio_encoder, pretrained=cfg.pretrained, weights=cfg.audio_weights or None,
+            weights_option="media.audio_weights", min_seconds=cfg.audio_min_seconds,
+            **cfg.audio_kwargs)).to(cfg.device).eval()
+    if "text" in needed:
+        out["text"] = create_text_encoder(cfg.text_encoder, **cfg.text_kwargs)
+    return out
+
+
+def _encoder_config(modality: str, cfg: MediaConfig, enc: Any) -> dict[str, Any]:
+    if modality == "text":
+        return {"text_encoder": enc.config()}
+    name = cfg.image_encoder if modality == "image" else cfg.audio_encoder
+    weights = getattr(enc, "weights_path", None)
+    return {"encoder": name, "pretrained": cfg.pretrained, "weights": weights,
+            "seed": None if cfg.pretrained else cfg.encoder_seed,
+            "kwargs": cfg.audio_kwargs if modality == "audio" else {},
+            "min_seconds": cfg.audio_min_seconds if modality == "audio" else None,
+            "contract": enc.contract.to_dict()}
+
+
+def encode_media_rows(modality: str, enc: Any, sources: Sequence[Any], failures: dict[int, str],
+                      offset: int = 0, batch_size: int = 32) -> np.ndarray:
+    """Vectors of ``sources`` (texts, or image/audio paths; ``None`` = missing) with ``enc``.
+
+    A missing source gives a zero row; a file that cannot be decoded gives a zero row and
+    ``failures[offset + row] = reason``. Returns ``(len(sources), dim)`` float32."""
+    import torch
+
+    if modality == "text":
+        return np.asarray(enc.encode(list(sources)), dtype=np.float32)
+    dim = int(enc.output_dim)
+    out = np.zeros((len(sources), dim), dtype=np.float32)
+    raws, rows = [], []
+    for r, src in enumerate(sources):
+        if src is None:
+            continue
+        try:
+            raws.append(_read_media(modality, Path(src), enc))
+            rows.append(r)
+        except ValueError as e:
+            failures[offset + r] = " ".join(str(e).split())[:300]
+    for s in range(0, len(raws), batch_size):
+        batch = enc.preprocess_batch(raws[s:s + batch_size])
+        for pos, reason in batch.dropped.items():
+            failures[offset + rows[s + pos]] = f"{sources[rows[s + pos]]}: {reason}"
+        if len(batch):
+            with torch.no_grad():
+                emb = enc.embed_batch(batch).float().cpu().numpy()
+            for k, pos in enumerate(batch.kept):
+                out[rows[s + pos]] = emb[k]
+    return out
+
+
+def _read_media(modality: str, path: Path, enc: Any) -> Any:
+    if modality == "image":
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"{path}: cannot read image ({e})") from None
+    from modalink.audio import load_audio
+
+    sr = int(enc.contract.sample_rate)
+    return load_audio(path, sr, min_seconds=getattr(enc, "min_seconds", 0.0)), sr
+
+
+def extract_media(cat: Catalogue, cfg: MediaConfig, cache_dir: str | os.PathLike, *,
+                  progress: bool = False, log: Any = None) -> tuple[dict[str, np.ndarray], dict[str, Any], dict]:
+    """Item vectors of every media modality of ``cat`` through the embedding cache.
+
+    Returns ``(vectors, report, encoder_configs)``: ``vectors[m]`` is ``(n_items, dim)`` with zero
+    rows where the item has no usable ``m``; ``report[m]`` counts items with the modality, files
+    missing, files that could not be decoded (with reasons) and items embedded."""
+    from modalink.data.embedding_cache import CacheKey, EmbeddingCache, bytes_hash, file_list_hash, texts_hash
+    from modalink.io import atomic_write_text
+
+    unknown = [m for m in cfg.modalities if m not in MEDIA_MODALITIES]
+    if unknown:
+        raise ValueError(f"media.modalities: unknown {unknown}; use some of {list(MEDIA_MODALITIES)}")
+    sources = {"text": cat.texts, "image": cat.images, "audio": cat.audio}
+    wanted = [m for m in cfg.modalities if any(s is not None for s in sources[m])]
+    encoders = media_encoders(cfg, wanted)
+    cache = EmbeddingCache(cache_dir)
+    vectors: dict[str, np.ndarray] = {}
+    report: dict[str, Any] = {}
+    configs: dict[str, Any] = {}
+    for m in wanted:
+        enc, src = encoders[m], sources[m]
+        econf = _encoder_config(m, cfg, enc)
+        configs[m] = econf
+        if m == "text":
+            shash = texts_hash(src)
+        else:
+            present = [p for p in src if p is not None]
+            names = json.dumps([None if p is None else os.path.relpath(p, cat.root) for p in src])
+            shash = bytes_hash(names, file_list_hash(present, cat.root, ordered=True))
+        key = CacheKey("catalogue", m, econf, shash, cat.n_items)
+        side = Path(cache_dir) / f"{key.stem}.failures.json"
+        failures: dict[int, str] = {}
+        if side.is_file():
+            try:
+                old = json.loads(side.read_text(encoding="utf-8"))
+                if old.get("fingerprint") == key.fingerprint():
+                    failures = {int(k): v for k, v in old.get("failures", {}).items()}
+            except (ValueError, AttributeError):
+                failures = {}
+
+        def encode(a: int, b: int, m: str = m, enc: Any = enc, src: Sequence[Any] = src,
+                   failures: dict[int, str] = failures, side: Path = side, key: CacheKey = key) -> np.ndarray:
+            for r in [r for r in failures if a <= r < b]:
+                del failures[r]
+            x = encode_media_rows(m, enc, src[a:b], failures, offset=a, batch_size=cfg.batch_size)
+            atomic_write_text(side, json.dumps({"fingerprint": key.fingerprint(),
+                                                "failures": {str(k): v for k, v in sorted(failures.items())}}))
+            return x
+
+        arr, built = cache.get_or_build(key, encode, shard_size=cfg.shard_size, progress=progress,
+                                        desc=f"embed item {m}")
+        arr = np.asarray(arr, dtype=np.float32)
+        have = np.abs(arr).sum(1) > 0
+        listed = sum(s is not None for s in src)
+        rep = {"encoder": econf.get("encoder") or econf["text_encoder"].get("name"), "items": cat.n_items,
+               "with_source": listed, "embedded": int(have.sum()), "unreadable": len(failures),
+               "unreadable_examples": [f"item {cat.item_ids[r]}: {why}" for r, why in sorted(failures.items())[:10]],
+               "from_cache": not built}
+        if m != "text":
+            rep["missing_files"] = cat.report.get(f"{m}_missing_files", 0)
+            rep["missing_examples"] = cat.report.get(f"{m}_missing_examples", [])
+        report[m] = rep
+        if log is not None and (failures or rep.get("missing_files")):
+            log.warning("%s: %d item(s) have a %s file that is missing and %d one that could not be read; "
+                        "they lack that modality (details in media_report.json)", m, rep.get("missing_files", 0),
+                        m, len(failures))
+        if listed and not have.any():
+            first = rep["unreadable_examples"][:1]
+            raise CatalogueError(f"none of the {listed} {m} inputs of {cat.root / ITEMS_FILE} could be embedded"
+                                 + (f" (e.g. {first[0]})" if first else "")
+                                 + f"; fix the files or drop {m} from media.modalities")
+        vectors[m] = arr
+    return vectors, report, configs
+
+
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero: a missing modality)."""
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(n > 0, x / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+
+
+def catalogue_data(cat: Catalogue, vectors: Mapping[str, np.ndarray]) -> Any:
+    """A :class:`modalink.recsys.data.RecsysData` from a catalogue and its media vectors
+    (rows L2-normalised; tags become the ``tags`` bag modality when any item has tags)."""
+    from modalink.recsys.data import Interactions, RecsysData
+
+    inter = Interactions(cat.users, cat.items, len(cat.user_ids), cat.n_items)
+    dense = {m: l2_rows(np.asarray(x, dtype=np.float32)) for m, x in vectors.items()}
+    vocab = sorted({t for ts in cat.tags for t in ts})
+    tags: dict[str, list[list[int]]] = {}
+    tag_vocab: dict[str, list[str]] = {}
+    if vocab:
+        pos = {t: k for k, t in enumerate(vocab)}
+        tags["tags"] = [[pos[t] for t in ts] for ts in cat.tags]
+        tag_vocab["tags"] = vocab
+    return RecsysData(inter, dense, tags, tag_vocab, list(cat.item_ids), name=f"catalogue {cat.root.name}")
