@@ -186,7 +186,7 @@ def test_chameleon_hateful_memes_layout(tmp_path: Path) -> None:
     # 2 DataLoader workers: the lazy (decode on the fly) photo path of real runs, in worker processes
     res, out = _run_chameleon(tmp_path, "hateful_memes", root, ("engine.num_workers=2",))
     assert res["task"] == "binary" and res["metrics"] == ["auroc", "accuracy"]
-    assert res["n_train"] == 16 and res["n_test"] == 8 and res["num_classes"] == 2
+    assert res["counts"]["train"] == 16 and res["counts"]["test"] == 8 and res["num_classes"] == 2
     for metric in ("auroc", "accuracy"):
         vals = _all_values(res, metric)
         assert len(vals) == 12 and all(0.0 <= v <= 100.0 for v in vals), (metric, vals)
@@ -201,7 +201,7 @@ def test_chameleon_mmimdb_layout(tmp_path: Path, with_split: bool) -> None:
     res, out = _run_chameleon(tmp_path, "mmimdb", root)
     assert res["task"] == "multilabel" and res["metrics"] == ["f1_macro", "f1_micro"] and res["num_classes"] == 23
     if with_split:
-        assert res["n_train"] == 12 and res["n_test"] == 5
+        assert res["counts"]["train"] == 12 and res["counts"]["test"] == 5
     for metric in ("f1_macro", "f1_micro"):
         vals = _all_values(res, metric)
         assert all(0.0 <= v <= 100.0 for v in vals), (metric, vals)
@@ -213,7 +213,7 @@ def test_chameleon_ferramenta_layout(tmp_path: Path) -> None:
     root = write_ferramenta(tmp_path / "ferramenta")
     res, out = _run_chameleon(tmp_path, "ferramenta", root)
     assert res["task"] == "multiclass" and res["metrics"] == ["accuracy"] and res["num_classes"] == 3
-    assert res["n_test"] == 9 and res["n_train"] == 27  # 30 train rows, 10 % held out for validation
+    assert res["counts"]["test"] == 9 and res["counts"]["train"] == 27  # 30 train rows, 10 % held out for validation
     vals = _all_values(res, "accuracy")
     assert all(0.0 <= v <= 100.0 for v in vals)
 
@@ -221,8 +221,8 @@ def test_chameleon_ferramenta_layout(tmp_path: Path) -> None:
 def test_chameleon_food101_layout(tmp_path: Path) -> None:
     root = write_food101(tmp_path / "food101")
     res, _ = _run_chameleon(tmp_path, "food101", root)
-    assert res["num_classes"] == 3 and res["n_test"] == 9 and res["metrics"] == ["accuracy"]
-    assert res["n_train"] + 2 == 24  # val = round(24 * 6846/67988) = 2 rows of the train file
+    assert res["num_classes"] == 3 and res["counts"]["test"] == 9 and res["metrics"] == ["accuracy"]
+    assert res["counts"]["train"] + 2 == 24  # val = round(24 * 6846/67988) = 2 rows of the train file
     assert all(0.0 <= v <= 100.0 for v in _all_values(res, "accuracy"))
 
 
@@ -237,12 +237,12 @@ def test_srmm_food101_layout(tmp_path: Path) -> None:
                       "engine.batch_size=8", "engine.warmup_steps=0", "engine.progress=false",
                       "model.stem_dim=32", "model.trunk_hidden=[32]", "model.embed_dim=16", "baseline.hidden=[32]",
                       "baseline.embed_dim=16"])
-    assert res["columns"] == ["complete", "70% text", "30% text", "0% text"]
-    assert set(res["accuracy"]) == {"srmm", "late_fusion"}
-    assert res["counts"]["test"] == 9
-    for model in res["accuracy"].values():
-        for split in ("train", "test"):
-            vals = list(model[split].values()) if isinstance(model[split], dict) else list(model[split])
+    # the one results shape of modalink.classification (same as Chameleon's)
+    assert res["conditions"] == ["complete", "text=70%", "text=30%", "text=0%"]
+    assert set(res["results"]) == {"srmm", "late_fusion"} and res["counts"]["test"] == 9
+    for table in (res["results"], res["other_splits"]["train"]):
+        for method in table.values():
+            vals = [method[c]["accuracy"] for c in res["conditions"]]
             assert len(vals) == 4 and all(0.0 <= v <= 100.0 for v in vals), vals
     _check_run_folder(out, ("srmm", "late_fusion"))
     saved_cfg = yaml.safe_load((out / "config.yaml").read_text())

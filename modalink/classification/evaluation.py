@@ -105,7 +105,8 @@ def evaluate_conditions(models: Mapping[str, tuple[nn.Module, Callable]], splits
     main = next(iter(splits))
     out: dict[str, Any] = {**dict(info or {}), "task": task, "metrics": list(metrics),
                            "conditions": list(conditions), "split": main,
-                           "counts": {s: len(d) for s, d in splits.items()}, "mask_seed": seed,
+                           "counts": {**dict((info or {}).get("counts", {})), **{s: len(d) for s, d in splits.items()}},
+                           "mask_seed": seed,
                            "results": table[main]}
     others = {s: t for s, t in table.items() if s != main}
     if others:

@@ -120,7 +120,8 @@ def _train(args, cfg, state, folder, argv) -> dict:
         trainer.fit()
         trainers[kind], models[kind] = trainer, (trainer.model, eval_collate)
         timings[kind] = {"seconds": round(time.time() - t_kind, 1)}
-    info = {"dataset": data.description, "num_classes": data.num_classes, "n_train": len(data.train),
+    counts = {"train": len(data.train), **({"val": len(data.val)} if data.val is not None else {})}
+    info = {"dataset": data.description, "num_classes": data.num_classes, "counts": counts,
             "train_condition": cfg.missing.train}
     results = evaluate_conditions(models, {"test": data.test}, cfg.missing.eval, task=data.task,
                                   metrics=data.metrics, seed=cfg.missing.seed, batch_size=max(cfg.engine.batch_size, 128),
