@@ -572,6 +572,9 @@ def read_movielens(root: str | Path, min_rating: float = 0.0, text_dim: int = 25
         if rating >= min_rating:
             us.append(user_index[u])
             its.append(item_index[i])
+    if not us:
+        raise ValueError(f"{rating_file}: no ratings" + (f" >= data.min_rating={min_rating}" if min_rating > 0 else
+                                                         " (the file is empty)") + "; nothing to train on")
     inter = Interactions(np.array(us), np.array(its), len(user_index), len(item_index))
     texts = []
     for t in titles:
