@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from modalink.classification.batches import BatchBuilder
-from modalink.classification.conditions import MissingConfig, check_conditions, condition_mask, condition_shares
+from modalink.classification.conditions import MissingConfig, check_conditions, condition_mask
 from modalink.classification.datasets import PhotoTextSet, PhotoTransform
 from modalink.classification.evaluation import predict_logits, score
 from modalink.classification.trainer_module import MissingModalityModule
@@ -450,3 +450,10 @@ def model_contract(kind: str, cfg: ChameleonRecipeConfig) -> dict[str, Any]:
     else:
         out["text_encoder"] = {"name": cfg.baseline.text_encoder, "options": dict(cfg.baseline.text_options)}
     return out
+
+
+def result_info(data: Any, cfg: Any) -> dict[str, Any]:
+    """What a results.json says about the data it was measured on (train.py and evaluate.py)."""
+    counts = {"train": len(data.train), **({"val": len(data.val)} if data.val is not None else {})}
+    return {"dataset": data.description, "num_classes": data.num_classes, "counts": counts,
+            "train_condition": cfg.missing.train}

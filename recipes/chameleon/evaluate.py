@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     for kind in cfg.methods:
         _, collate, _ = cham.method_collates(kind, cfg, cache)
         models[kind] = (cham.load_trained(kind, cfg, data, run_dir), collate)
-    counts = {"train": len(data.train), **({"val": len(data.val)} if data.val is not None else {})}
-    info = {"dataset": data.description, "num_classes": data.num_classes, "counts": counts,
-            "train_condition": cfg.missing.train}
+    info = cham.result_info(data, cfg)
     results = evaluate_conditions(models, {"test": data.test}, cfg.missing.eval, task=data.task, metrics=data.metrics,
                                   seed=cfg.missing.seed, batch_size=a.batch_size, mask_dir=run_dir / "masks", info=info)
     if data.ceiling is not None:

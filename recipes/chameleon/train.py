@@ -120,9 +120,7 @@ def _train(args, cfg, state, folder, argv) -> dict:
         trainer.fit()
         trainers[kind], models[kind] = trainer, (trainer.model, eval_collate)
         timings[kind] = {"seconds": round(time.time() - t_kind, 1)}
-    counts = {"train": len(data.train), **({"val": len(data.val)} if data.val is not None else {})}
-    info = {"dataset": data.description, "num_classes": data.num_classes, "counts": counts,
-            "train_condition": cfg.missing.train}
+    info = cham.result_info(data, cfg)
     results = evaluate_conditions(models, {"test": data.test}, cfg.missing.eval, task=data.task,
                                   metrics=data.metrics, seed=cfg.missing.seed, batch_size=max(cfg.engine.batch_size, 128),
                                   trainers=trainers, mask_dir=out / "masks" if state.is_main_process else None,
