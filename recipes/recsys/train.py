@@ -2,19 +2,23 @@
 """Train a modalink item tower (SiBraR-style single branch) and compare it with popularity and
 BPR matrix factorisation on warm, item-cold-start and user-cold-start splits.
 
-    python recipes/recsys/train.py                                   # synthetic catalogue, CPU minutes
+    python recipes/recsys/train.py --output-dir runs/recsys          # synthetic catalogue, CPU minutes
+    python recipes/recsys/train.py --data-root MY_CATALOGUE --output-dir runs/mine   # items.csv + media
     python recipes/recsys/train.py --data-root /data/ml-1m --output-dir runs/recsys_ml1m
-    python recipes/recsys/train.py tower.loss=softmax tower.user_mode=profile engine.epochs=20
+    python recipes/recsys/train.py --output-dir runs/sm tower.loss=softmax tower.user_mode=profile
 
 Without ``--data-root`` a synthetic multimodal catalogue is generated (``data.synthetic.*``).
-With it, MovieLens-100K (``u.data``/``u.item``/``u.user``) or ML-1M
-(``ratings.dat``/``movies.dat``/``users.dat``) is read: item modalities are the title (hashed
-bag of words, no download), the genres, the interaction profile and the item ID.
+A folder with ``items.csv`` is a catalogue (``modalink.recsys.catalogue``): photos, audio clips
+and texts are embedded by modalink encoders (``media.*``) through the embedding cache; missing
+or unreadable files are counted in ``media_report.json``. Otherwise MovieLens-100K or ML-1M is
+read. ``item_model.path`` adds an exported modalink model as an item encoder.
 
-Writes, under the output folder: ``config.yaml`` and ``log.txt``; ``tower/`` and ``mf/`` engine
-run folders (checkpoints, best model, metrics.jsonl); ``split.json``; ``item_index.npz`` (the
-tower's catalogue vectors for serving); ``results.json`` and ``results.md`` (the tables).
-Any ``key=value`` argument overrides the YAML config.
+Writes, under the output folder: ``run.json`` (the run contract), ``config.yaml`` and ``log.txt``;
+``tower/`` and ``mf/`` engine run folders; ``split.json``; ``item_index.npz`` (catalogue vectors
+and ids); ``tower_model/`` (the exported item tower: ``modalink.hub.from_pretrained``, used by
+``query.py`` for new items); ``results.json`` and ``results.md``. The same command again resumes;
+another config is refused before anything is written (new ``--output-dir`` or ``--overwrite``).
+Errors end in one line (``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
