@@ -153,13 +153,19 @@ def test_exported_modalink_model_as_item_encoder(small_catalogue, tmp_path, trai
 def test_content_path_beats_popularity_and_mf_on_cold_items(tmp_path, train_script):
     """Three catalogue/training seeds: the tower's item-cold NDCG@10 beats popularity and BPR-MF
     (both at the random level), with all content and with the image or audio path alone."""
+    rows = []
     for seed in (0, 1, 2):
         root = tmp_path / f"cat{seed}"
         write_demo_catalogue(root, items_per_photo=30, n_users=300, seed=seed)
         res = train_script.main(["--data-root", str(root), "--output-dir", str(tmp_path / f"run{seed}"),
                                  f"engine.seed={seed}", *FAST])
         cold = {n: r["item_cold"]["ndcg@10"] for n, r in res["results"].items()}
-        subsets = {n: r["ndcg@10"] for n, r in res["missing_modalities_item_cold"].items()}
-        print(seed, cold, subsets)
+        cold.update({f"tower, {n} only": r["ndcg@10"] for n, r in res["missing_modalities_item_cold"].items()})
+        print(seed, {n: round(v, 4) for n, v in cold.items()})
         assert cold["modalink tower"] > 1.5 * max(cold["popularity"], cold["BPR-MF"]), cold
-        assert subsets["image"] > 1.2 * cold["popularity"] and subsets["audio"] > 1.2 * cold["popularity"], subsets
+        rows.append(cold)
+    mean = {n: float(np.mean([r[n] for r in rows])) for n in rows[0]}
+    # each content path alone beats the random level of popularity / MF (which tie every cold item)
+    assert mean["tower, image only"] > 1.3 * mean["popularity"], mean
+    assert mean["tower, text only"] > 1.2 * mean["popularity"], mean
+    assert mean["tower, audio only"] > 1.1 * mean["popularity"], mean
