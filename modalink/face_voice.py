@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from modalink.losses import AAMSoftmax, AlignmentMSE, InfoNCE, OrthogonalProjectionLoss
-from modalink.models import SBNet, SingleBranch, TwoBranch, create_model
+from modalink.models import create_model
 
 
 @dataclass
@@ -63,6 +63,12 @@ class FaceVoiceLossConfig:
 #: random, B rows of mixed modalities and unpaired identities in one BatchNorm batch.
 BATCH_LAYOUTS = ("fvfv", "vfvf", "hefhev", "hevhef", "random")
 
+#: How a face–voice model family is trained, declared by the model class
+#: (``face_voice_objective``): ``fused_pair`` — paired rows, CE on the fused logits + OPL (FOP);
+#: ``shared_pair`` — paired rows through one shared trunk, CE per modality (sbnet_stems);
+#: ``single_modality_rows`` — pairs split into single-modality rows in ``loss.layout`` (SBNet).
+OBJECTIVES = ("fused_pair", "shared_pair", "single_modality_rows")
+
 def build_face_voice_model(cfg: FaceVoiceModelConfig, face_dim: int, voice_dim: int,
                            num_classes: int) -> nn.Module:
     """Build the configured model for the given feature widths and identity count."""
@@ -106,6 +112,10 @@ class FaceVoiceObjective(nn.Module):
             raise ValueError(f"loss.layout={cfg.layout!r}; use one of {', '.join(BATCH_LAYOUTS)}")
         self.model = model
         self.cfg = cfg
+        # the training strategy is declared by the model family, not found by testing its type
+        self.strategy = getattr(model, "face_voice_objective", None)
+        if self.strategy not in OBJECTIVES:
+            raise ValueError(f"{type(model).__name__} declares no face_voice_objective; one of {OBJECTIVES}")
         self.opl = OrthogonalProjectionLoss(gamma=cfg.opl_gamma)
         self.infonce = (InfoNCE(temperature=cfg.infonce_temperature, learnable=cfg.infonce_learnable)
                         if cfg.infonce > 0 else None)
@@ -118,17 +128,17 @@ class FaceVoiceObjective(nn.Module):
         c = self.cfg
         y = batch["label"]
         terms: dict[str, torch.Tensor] = {}
-        if isinstance(self.model, SBNet):
+        strategy = self.strategy
+        if strategy == "single_modality_rows":
             return self._sbnet_forward(batch)
-        if isinstance(self.model, SingleBranch):
-            out = self.model({"face": batch["face"], "voice": batch["voice"]})
+        out = self.model({"face": batch["face"], "voice": batch["voice"]})
+        if strategy == "shared_pair":
             f, v = out["face"], out["voice"]
             if c.ce:
                 terms["ce"] = 0.5 * (F.cross_entropy(out["logits_face"], y) + F.cross_entropy(out["logits_voice"], y))
             if c.opl:
                 terms["opl"] = self.opl(torch.cat([f, v]), torch.cat([y, y]))
-        else:
-            out = self.model(batch["face"], batch["voice"])
+        else:  # fused_pair
             f, v = F.normalize(out["face"], dim=1), F.normalize(out["voice"], dim=1)
             if c.ce:
                 terms["ce"] = F.cross_entropy(out["logits"], y)
@@ -231,11 +241,10 @@ def collate_pairs(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
 
 
 def scoring_embeddings(model: nn.Module, x: torch.Tensor, modality: str) -> torch.Tensor:
-    """The vectors FAME distances are computed on: the official FOP ones for two-branch models
-    (tanh of the branch output), L2-normalised embeddings for others."""
-    if isinstance(model, TwoBranch):
-        return model.scoring_embedding(x, modality)
-    return model.embed(x, modality)  # type: ignore[operator]
+    """The vectors FAME distances are computed on (every face–voice model's ``scoring_embedding``:
+    the official FOP ones — tanh of the branch output — for two-branch models, the L2-normalised
+    embedding for single-branch ones)."""
+    return model.scoring_embedding(x, modality)  # type: ignore[operator]
 
 
 @torch.no_grad()

@@ -147,9 +147,16 @@ class SBNet(nn.Module):
                 out[f"logits_{m}"] = logits[sel]
         return out
 
+    #: how FaceVoiceObjective trains this family (see modalink.face_voice.OBJECTIVES)
+    face_voice_objective = "single_modality_rows"
+
     def embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """L2-normalised embedding of rows of one modality (uses the current train/eval mode)."""
         return self.embed_branch(self.to_shared(x, modality))
+
+    def scoring_embedding(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """What FAME distances compare: the embedding."""
+        return self.embed(x, modality)
 
 
 @register_model("sbnet")

@@ -161,6 +161,13 @@ class SingleBranch(nn.Module):
                 out[f"logits_{m}"] = self.head(h[:, j])
         return out
 
+    #: how FaceVoiceObjective trains this family (see modalink.face_voice.OBJECTIVES)
+    face_voice_objective = "shared_pair"
+
+    def scoring_embedding(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """What FAME distances compare: the L2-normalised embedding of one modality."""
+        return self.embed(x, modality)
+
     def embed(self, x: torch.Tensor | Inputs, modality: str | None = None,
               present: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """L2-normalised embedding of one modality (``x`` a tensor) or of the mean over the

@@ -50,7 +50,15 @@ class TwoBranch(nn.Module):
             raise KeyError(f"unknown modality {modality!r}; this model has {self.modalities}")
         return self.face_branch if modality == "face" else self.voice_branch
 
-    def forward(self, face: torch.Tensor, voice: torch.Tensor) -> dict[str, torch.Tensor]:
+    #: how FaceVoiceObjective trains this family (see modalink.face_voice.OBJECTIVES)
+    face_voice_objective = "fused_pair"
+
+    def forward(self, face: torch.Tensor | Mapping[str, torch.Tensor], voice: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        """``forward({"face": F, "voice": V})`` — the call every modalink model takes — or
+        ``forward(F, V)`` as the official code calls it."""
+        if isinstance(face, Mapping):
+            face, voice = face["face"], face["voice"]
         fused, f, v = self.fusion_layer(self.face_branch(face), self.voice_branch(voice))
         out = {"fused": fused, "face": f, "voice": v}
         if self.logits_layer is not None:
