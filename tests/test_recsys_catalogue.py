@@ -82,6 +82,7 @@ def test_empty_ratings_are_one_line_errors(tmp_path, capsys, train_script):
 
 
 # ----------------------------------------------------------------------------- a run on real media
+@pytest.mark.slow
 def test_catalogue_run_counts_bad_media_and_embeds_new_items(small_catalogue, tmp_path, train_script, capsys):
     root, info = small_catalogue
     out = tmp_path / "run"
@@ -122,6 +123,7 @@ def test_catalogue_run_counts_bad_media_and_embeds_new_items(small_catalogue, tm
     assert "no usable modality (audio file not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_exported_modalink_model_as_item_encoder(small_catalogue, tmp_path, train_script):
     """A registered modalink model exported with save_pretrained embeds the image and audio
     vectors, frozen or fine-tuned inside the tower; new items embed through it too."""
