@@ -45,3 +45,50 @@ def test_refuses_models_not_built_by_the_registry_and_mismatched_weights(tmp_pat
         from_pretrained(folder)
     with pytest.raises(FileNotFoundError, match="config.json"):
         from_pretrained(tmp_path / "nothing")
+
+
+# Small arguments for EVERY registered model: a model added to the registry without an entry here
+# fails test_every_registered_model_is_covered, so it gets the export round trip too.
+ARCH = "test_resnet"  # a tiny timm ResNet, random weights
+SMALL = {
+    "fop": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
+    "fop_gated": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
+    "fop_linear": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
+    "fop_enhanced": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
+    "sbnet": dict(input_dims={"face": 24, "voice": 12}, embed_dim=8, num_classes=5),
+    "sbnet_stems": dict(input_dims={"face": 24, "voice": 12}, embed_dim=8, stem_dim=16, trunk_hidden=(16,),
+                        num_classes=5),
+    "single_branch": dict(input_dims={"a": 10, "b": 6}, embed_dim=8),
+    "srmm": dict(input_dims={"image": 10, "text": 6}, embed_dim=8, stem_dim=16, trunk_hidden=(16,), num_classes=4),
+    "late_fusion": dict(input_dims={"image": 10, "text": 6}, embed_dim=8, hidden=(16,), num_classes=4),
+    "image_classifier": dict(num_classes=3, backbone=ARCH),
+    "chameleon": dict(num_classes=3, backbone=ARCH),
+    "multi_branch_classifier": dict(num_classes=3, text_dim=8, backbone=ARCH),
+    "recsys_item_tower": dict(dense_dims={"text": 10}, bag_sizes={"genre": 5}, num_ids=7, embed_dim=8, stem_dim=16,
+                              bag_dim=4, trunk_hidden=(16,)),
+}
+
+
+def _registry() -> list[str]:
+    import modalink.classification  # noqa: F401 - importing registers the task models
+    import modalink.recsys  # noqa: F401
+    from modalink.models import list_models
+
+    return list_models()
+
+
+def test_every_registered_model_is_covered() -> None:
+    assert sorted(SMALL) == _registry()
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_registered_model_exports_and_reloads(name: str, tmp_path: Path) -> None:
+    _registry()
+    torch.manual_seed(0)
+    model = create_model(name, **SMALL[name])
+    loaded = from_pretrained(save_pretrained(model, tmp_path / name))
+    assert type(loaded) is type(model)
+    want, got = model.state_dict(), loaded.state_dict()
+    assert sorted(want) == sorted(got)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
