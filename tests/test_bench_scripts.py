@@ -40,6 +40,7 @@ def tiny_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_help_runs():
     res = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -65,6 +66,7 @@ def test_official_style_load_matches_modalink_rows(bench, tiny_root):
     assert order != list(range(len(ref.labels)))
 
 
+@pytest.mark.slow
 def test_official_style_train_writes_official_checkpoints(bench, tiny_root, tmp_path):
     faces, voices, labels = bench.official_style_load(tiny_root, "v3", "English", seed=0)
     samples, loss = bench.official_style_train(faces, voices, labels, epochs=2, batch_size=5,

@@ -108,6 +108,7 @@ def test_resume_flag_needs_a_run(feats_root: Path, tmp_path: Path) -> None:
 
 
 # -- 2. two jobs in one folder -------------------------------------------------------------------
+@pytest.mark.slow
 def test_second_job_in_a_locked_folder_is_refused(feats_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     holder = RunFolder.open(out, {"x": 1})
@@ -347,6 +348,7 @@ def test_disk_full_is_named(tmp_path: Path, monkeypatch) -> None:
 
 
 # -- 11. messages and file modes -----------------------------------------------------------------
+@pytest.mark.slow
 def test_errors_are_one_line_with_traceback_behind_debug(tmp_path: Path) -> None:
     cmd = [sys.executable, str(RECIPE / "train.py"), "--output-dir", str(tmp_path / "r"), "engine.grad_accum=0"]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
@@ -378,6 +380,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_malicious_checkpoint_is_refused_and_runs_nothing(feats_root: Path, tmp_path: Path) -> None:
     from modalink.io import UnsafeFileError
     from modalink.models import create_model

@@ -200,6 +200,7 @@ def test_loads_official_fop_checkpoint_and_matches(tmp_path) -> None:
         wrong.load_official_checkpoint(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fop", "sbnet", "sbnet_stems"])
 def test_torch_compile_graph_capture(name: str) -> None:
     """Models trace under torch.compile (aot_eager backend: checks capture without a C++ build)."""

@@ -181,6 +181,7 @@ def _all_values(res: dict, metric: str) -> list[float]:
     return [res["results"][m][c][metric] for m in res["results"] for c in res["conditions"]]
 
 
+@pytest.mark.slow
 def test_chameleon_hateful_memes_layout(tmp_path: Path) -> None:
     root = write_hateful_memes(tmp_path / "hateful_memes")
     # 2 DataLoader workers: the lazy (decode on the fly) photo path of real runs, in worker processes
