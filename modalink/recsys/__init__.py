@@ -14,7 +14,7 @@
   fine-tuned), and new (cold) items embedded from raw files and queried against the index.
 """
 from modalink.recsys.baselines import MatrixFactorization, Popularity
-from modalink.recsys.data import (ID, BagBatch, Bags, Interactions, ItemBatch, ItemFeatures, RecsysData,
+from modalink.recsys.data import (ID, BagBatch, Bags, InteractionPairs, Interactions, ItemBatch, ItemFeatures, RecsysData,
                                   RecsysSplit, build_item_features, hashed_bow, make_synthetic, read_movielens,
                                   split_recsys)
 from modalink.recsys.evaluate import (evaluate_all, evaluate_modality_subsets, evaluate_split, format_table,
@@ -25,7 +25,7 @@ from modalink.recsys.catalogue import Catalogue, CatalogueError, MediaConfig, ex
 from modalink.recsys.raw_items import ColdItemEncoder, ItemModelConfig
 
 __all__ = [
-    "ID", "BagBatch", "Bags", "Interactions", "ItemBatch", "ItemFeatures", "RecsysData", "RecsysSplit",
+    "ID", "BagBatch", "Bags", "InteractionPairs", "Interactions", "ItemBatch", "ItemFeatures", "RecsysData", "RecsysSplit",
     "build_item_features", "hashed_bow", "make_synthetic", "read_movielens", "split_recsys",
     "ItemTower", "UserTower", "RecsysObjective", "SampledBranch",
     "Popularity", "MatrixFactorization",

@@ -17,7 +17,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -583,3 +583,19 @@ def read_movielens(root: str | Path, min_rating: float = 0.0, text_dim: int = 25
         texts.append(name + extra)
     return RecsysData(inter, {"text": hashed_bow(texts, text_dim)}, {"genres": genres}, {"genres": vocab},
                       titles, name=kind)
+
+
+class InteractionPairs:
+    """Training (user, item) interactions as dict samples for the engine."""
+
+    def __init__(self, inter: Any) -> None:
+        import torch
+
+        self.users = torch.from_numpy(inter.users)
+        self.items = torch.from_numpy(inter.items)
+
+    def __len__(self) -> int:
+        return int(self.users.numel())
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        return {"user": self.users[k], "item": self.items[k]}

@@ -128,7 +128,7 @@ class PrepareConfig:
 # ----------------------------------------------------------------------------- cache
 
 
-class EmbeddingCache:
+class FileEmbeddingStore:
     """One ``.npy`` per source file under ``root/<split>/<relpath>.npy``; ``.fail`` / ``.noface`` markers.
 
     A ``.fail`` marker holds the reason on its first line and the detail on the second.
@@ -207,7 +207,7 @@ def encoder_tag(name: str, enc: Encoder, cfg: PrepareConfig, extra: dict[str, An
 # ----------------------------------------------------------------------------- extraction
 
 
-def extract(enc: Encoder, root: Path, relpaths: Sequence[str], cache: EmbeddingCache, split: str,
+def extract(enc: Encoder, root: Path, relpaths: Sequence[str], cache: FileEmbeddingStore, split: str,
             cfg: PrepareConfig, desc: str) -> dict[str, int]:
     """Embed the not-yet-cached files (faces or voices, by the encoder's input kind) in batches of
     ``cfg.batch_size``; cache embeddings and failure reasons. Returns counts for this call."""
@@ -229,7 +229,7 @@ def extract(enc: Encoder, root: Path, relpaths: Sequence[str], cache: EmbeddingC
     return counts
 
 
-def status_counts(cache: EmbeddingCache, split: str, relpaths: Sequence[str]) -> dict[str, int]:
+def status_counts(cache: FileEmbeddingStore, split: str, relpaths: Sequence[str]) -> dict[str, int]:
     """Counts of cache states (ok / no_face / failure reasons) over ``relpaths``."""
     out: dict[str, int] = {}
     for r in relpaths:
@@ -251,7 +251,7 @@ class ProblemReport:
         self.rows.append({"part": part, "modality": modality, "file": str(file), "problem": problem,
                           "action": action, "detail": detail})
 
-    def add_cached(self, cache: EmbeddingCache, part: str, modality: str, root: Path, relpaths: Sequence[str],
+    def add_cached(self, cache: FileEmbeddingStore, part: str, modality: str, root: Path, relpaths: Sequence[str],
                    failed_action: str | dict[str, str]) -> None:
         """A row for every file of ``relpaths`` the cache holds as failed or embedded through a fallback."""
         for r in relpaths:
@@ -299,8 +299,8 @@ def write_csv(path: Path, rows: list[np.ndarray], fmt: str, labels: Sequence[Any
                 fh.write(_fmt_row(vec, fmt, None if labels is None else labels[i]))
 
 
-def write_train_csvs(out: Path, ver: str, lang: str, pairs: list[TrainPair], face_cache: EmbeddingCache,
-                     voice_cache: EmbeddingCache, labels: dict[str, Any], fmt: str) -> dict[str, int]:
+def write_train_csvs(out: Path, ver: str, lang: str, pairs: list[TrainPair], face_cache: FileEmbeddingStore,
+                     voice_cache: FileEmbeddingStore, labels: dict[str, Any], fmt: str) -> dict[str, int]:
     """``feats/<ver>/<Lang>_feats/<Lang>_{faces,voices}_train.csv``; pairs missing a side are dropped."""
     faces, voices, labs = [], [], []
     dropped = 0
@@ -404,7 +404,7 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
     face_tag = encoder_tag(cfg.face_encoder, face_enc, cfg, {"no_face": cfg.no_face, "args": cfg.face_args})
     voice_tag = encoder_tag(cfg.voice_encoder, voice_enc, cfg,
                             {"min_seconds": cfg.min_seconds, "args": cfg.voice_args})
-    face_cache, voice_cache = EmbeddingCache(cache_root / face_tag), EmbeddingCache(cache_root / voice_tag)
+    face_cache, voice_cache = FileEmbeddingStore(cache_root / face_tag), FileEmbeddingStore(cache_root / voice_tag)
     logger.info("device %s; batch size %d", device, cfg.batch_size)
     logger.info("face encoder %s (%d-D, weights %s) → cache %s", cfg.face_encoder, face_enc.output_dim,
                 face_enc.weights_path or "random", face_cache.root)

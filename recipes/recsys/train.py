@@ -146,22 +146,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------------------------
 # building blocks
 # ---------------------------------------------------------------------------------------------
-class PairDataset:
-    """Training (user, item) pairs as dict samples for the engine."""
-
-    def __init__(self, inter: Any) -> None:
-        import torch
-
-        self.users = torch.from_numpy(inter.users)
-        self.items = torch.from_numpy(inter.items)
-
-    def __len__(self) -> int:
-        return int(self.users.numel())
-
-    def __getitem__(self, k: int) -> dict[str, Any]:
-        return {"user": self.users[k], "item": self.items[k]}
-
-
 def load_data(cfg: RecsysConfig, log: Any = None, cache_dir: str | Path | None = None) -> tuple[Any, dict[str, Any]]:
     """``(RecsysData, info)``: a catalogue folder (media through modalink encoders), MovieLens
     when ``data.root`` is set, else the synthetic catalogue. ``info`` holds the reports, the
@@ -314,8 +298,8 @@ def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) ->
     from modalink.engine import Trainer, start_run
     from modalink.hub import save_pretrained
     from modalink.io import atomic_write_text
-    from modalink.recsys import (MatrixFactorization, Popularity, evaluate_all, evaluate_modality_subsets,
-                                 export_item_index, format_table, split_recsys)
+    from modalink.recsys import (InteractionPairs, MatrixFactorization, Popularity, evaluate_all,
+                                 evaluate_modality_subsets, export_item_index, format_table, split_recsys)
 
     t0 = time.time()
     k = cfg.eval.k
@@ -352,7 +336,7 @@ def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) ->
              cfg.tower.user_mode, cfg.tower.loss)
     tower_engine = dataclasses.replace(cfg.engine, monitor=f"mean_ndcg@{k}", monitor_mode="max")
     t_tower = time.time()
-    Trainer(objective, PairDataset(split.train), tower_engine, out / "tower",
+    Trainer(objective, InteractionPairs(split.train), tower_engine, out / "tower",
             evaluate_fn=_val_fn(split, k, cold=True)).fit()
     t_tower = time.time() - t_tower
     objective.eval()
@@ -373,7 +357,7 @@ def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) ->
         mf_engine = dataclasses.replace(cfg.engine, lr=m.lr, epochs=m.epochs or cfg.engine.epochs,
                                         monitor=f"ndcg@{k}", monitor_mode="max")
         t_mf = time.time()
-        Trainer(mf, PairDataset(split.train), mf_engine, out / "mf", evaluate_fn=_val_fn(split, k, cold=False)).fit()
+        Trainer(mf, InteractionPairs(split.train), mf_engine, out / "mf", evaluate_fn=_val_fn(split, k, cold=False)).fit()
         t_mf = time.time() - t_mf
         mf.eval()
         results["BPR-MF"] = evaluate_all(mf, split, "test", k)
