@@ -288,3 +288,18 @@ def test_recsys_movielens_layouts(tmp_path: Path, kind: str) -> None:
     # MovieLens items have text (title) and genres, no image: only those subsets are evaluated
     missing = saved["missing_modalities_item_cold"]
     assert set(missing) == {"text", "genres"}
+
+
+def test_chameleon_every_test_image_missing_is_refused_before_training(tmp_path: Path) -> None:
+    """Issue 11: this used to train both models and then fail with KeyError: 'logits'."""
+    import shutil
+
+    from modalink.errors import UserError
+
+    root = write_food101(tmp_path / "food101")
+    shutil.rmtree(root / "images" / "test")
+    train = load_script("real_layouts_chameleon_train", RECIPES / "chameleon" / "train.py")
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="test split has no usable labelled samples"):
+        train.main(["--dataset", "food101", "--data-root", str(root), "--output-dir", str(out), *CHAMELEON_TINY])
+    assert not (out / "chameleon" / "best_model.pt").exists() and not (out / "results.json").exists()
