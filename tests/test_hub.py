@@ -92,3 +92,16 @@ def test_every_registered_model_exports_and_reloads(name: str, tmp_path: Path) -
     assert sorted(want) == sorted(got)
     for key in want:
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name, text_key, text", [("chameleon", "text_image", (2, 3, 32, 32)),
+                                                 ("multi_branch_classifier", "text", (2, 8))])
+def test_classifiers_take_the_one_model_call(name: str, text_key: str, text: tuple) -> None:
+    """net({modality: tensor}, {modality: availability}) equals the positional call."""
+    torch.manual_seed(0)
+    model = create_model(name, **SMALL[name]).eval()
+    image, t = torch.rand(2, 3, 32, 32), torch.rand(*text)
+    has_image, has_text = torch.tensor([True, True]), torch.tensor([True, False])
+    a = model(image, t, has_image, has_text)["logits"]
+    b = model({"image": image, text_key: t}, {"image": has_image, text_key: has_text})["logits"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)

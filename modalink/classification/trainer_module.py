@@ -89,10 +89,11 @@ class MissingModalityModule(nn.Module):
 
     def run(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """The network's outputs for a batch (modality dropout / switching only in train mode)."""
-        if self.inputs == "text_image":
-            return self.net(batch["image"], batch["text_image"], batch["has_image"], batch["has_text"])
-        if self.inputs == "text_vector":
-            return self.net(batch["image"], batch["text_vec"], batch["has_image"], batch["has_text"])
+        # one call for every network: net({modality: tensor}, {modality: availability})
+        if self.inputs in ("text_image", "text_vector"):
+            text = "text_image" if self.inputs == "text_image" else "text"
+            inputs = {"image": batch["image"], text: batch["text_image" if text == "text_image" else "text_vec"]}
+            return self.net(inputs, {"image": batch["has_image"], text: batch["has_text"]})
         keep = torch.stack([batch["has_image"].bool(), batch["has_text"].bool()], dim=1)
         if self.training and self.switch is not None:
             keep = self.switch(keep, int(self.switch_step))

@@ -29,7 +29,7 @@ matching objective (cross-entropy, or BCE-with-logits for multi-label targets).
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -106,6 +106,16 @@ def _mask(m: torch.Tensor | None, batch: int, device: torch.device) -> torch.Ten
     if m.shape[0] != batch:
         raise ValueError(f"modality mask has {m.shape[0]} entries for a batch of {batch}")
     return m
+
+
+def _mapping_inputs(first: Any, second: Any, has_image: Any, has_text: Any, text_key: str) -> tuple:
+    """Accept the call every modalink model takes — ``model({"image": ..., text_key: ...},
+    present)`` with ``present`` a mapping of (B,) availability masks — besides the positional form."""
+    if not isinstance(first, Mapping):
+        return first, second, has_image, has_text
+    present = second if isinstance(second, Mapping) else {}
+    return (first.get("image"), first.get(text_key), present.get("image", has_image),
+            present.get(text_key, has_text))
 
 
 def _input_masks(model: nn.Module, image: torch.Tensor | None, text: torch.Tensor | None,
@@ -230,6 +240,7 @@ class ChameleonClassifier(nn.Module):
         Returns ``logits``, ``embedding`` and the masks actually used (``has_image``,
         ``has_text``, after training-time modality dropout).
         """
+        image, text_image, has_image, has_text = _mapping_inputs(image, text_image, has_image, has_text, "text_image")
         m_img, m_txt = _input_masks(self, image, text_image, has_image, has_text, "the text image")
         out: dict[str, torch.Tensor] = {"has_image": m_img, "has_text": m_txt}
         if self.mode == "fused":
@@ -318,6 +329,7 @@ class MultiBranchClassifier(nn.Module):
         Every branch runs on every row (absent rows are zeroed), so all weights take part in
         every step (no unused parameters under DDP).
         """
+        image, text, has_image, has_text = _mapping_inputs(image, text, has_image, has_text, "text")
         m_img, m_txt = _input_masks(self, image, text, has_image, has_text, "the text vector")
         b, dev = m_img.shape[0], m_img.device
         if image is not None:
