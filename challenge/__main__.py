@@ -231,5 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def cli() -> None:
+    """Console entry point: :func:`main` under modalink's one error style (``--debug`` or
+    ``MODALINK_DEBUG=1`` shows tracebacks; an unexpected error is one line, exit 1)."""
+    from modalink.errors import run_cli
+
+    sys.exit(run_cli(main))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()
