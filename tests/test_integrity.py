@@ -125,6 +125,21 @@ def test_second_job_in_a_locked_folder_is_refused(feats_root: Path, tmp_path: Pa
     assert not (out / "run.json").exists()
 
 
+def test_rescoring_a_run_that_a_job_holds_is_refused(feats_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(feats_root, out, "--train-lang", "English")
+    before = (out / "results.json").read_bytes()
+    holder = RunFolder.open(out, json.loads((out / "run.json").read_text())["config"])  # a second train job
+    try:
+        with pytest.raises(RunFolderError, match="in use by another job"):
+            fame_evaluate.main(["--run-dir", str(out)])
+    finally:
+        holder.close()
+    assert (out / "results.json").read_bytes() == before
+    res = fame_evaluate.main(["--run-dir", str(out)])  # free again: re-scores to the same EERs
+    assert res["mean_eer"] == pytest.approx(json.loads(before)["mean_eer"])
+
+
 # -- 3. process count changes --------------------------------------------------------------------
 def test_process_count_change_is_refused(tmp_path: Path) -> None:
     cfg = {"engine": {"lr": 0.1}}

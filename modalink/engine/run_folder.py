@@ -28,7 +28,7 @@ from typing import Any, Iterable, Literal, Mapping
 from modalink.errors import UserError
 from modalink.io import atomic_write_text, remove_stale_temps
 
-__all__ = ["RunFolder", "RunFolderError", "ResumeMode", "config_diff", "config_fingerprint", "VOLATILE_KEYS", "CONTRACT_FILE"]
+__all__ = ["RunFolder", "RunFolderError", "lock_folder", "ResumeMode", "config_diff", "config_fingerprint", "VOLATILE_KEYS", "CONTRACT_FILE"]
 
 CONTRACT_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -94,6 +94,27 @@ def _broadcast(message: str | None) -> str | None:
     box = [message]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def lock_folder(path: str | os.PathLike) -> int | None:
+    """Take the run folder's lock for a command that only writes into an existing run (an
+    evaluate or verify script re-scoring it); ``None`` when ``path`` is no run folder. Refuses,
+    like :meth:`RunFolder.open`, while another job holds it. Release with ``os.close(fd)`` (or let
+    the process end)."""
+    import fcntl
+
+    path = Path(path)
+    if not (path / LOCK_FILE).is_file():
+        return None
+    fd = os.open(path / LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunFolderError(f"{path} is in use by another job ({holder}); wait for it to finish or write "
+                             f"elsewhere with --output-dir") from None
+    return fd
 
 
 class RunFolder:

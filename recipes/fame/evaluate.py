@@ -13,6 +13,7 @@ outputs of its fusion layer for face and voice (tanh of the branch embeddings fo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,8 +41,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     from modalink.config import load_config
-    from modalink.data import FameFeatures
-    from modalink.models import create_model
 
     t0 = time.time()
     if args.run_dir:
@@ -59,6 +58,20 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(args.output_dir or "runs/fame_official").absolute()
         feats_root = args.feats_root
         langs = resolve_languages(ver, args.train_lang)
+    from modalink.engine.run_folder import lock_folder
+
+    lock = lock_folder(out)  # a training job writing this run folder is not raced
+    try:
+        return _score(args, cfg, out, feats_root, ver, langs, t0)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _score(args, cfg, out: Path, feats_root, ver: str, langs: list[str], t0: float) -> dict:
+    from modalink.data import FameFeatures
+    from modalink.models import create_model
+
     root, _ = prepare_feats_root(feats_root, out, ver)
     face_dim, voice_dim = feature_dims(root, ver, cfg.data)
     scores = {}
