@@ -152,6 +152,15 @@ def test_process_count_change_is_refused(tmp_path: Path) -> None:
     RunFolder.open(tmp_path / "r", cfg, processes=1).close()
 
 
+def test_a_folder_of_another_recipe_is_refused_as_such(tmp_path: Path) -> None:
+    folder = RunFolder.open(tmp_path / "r", {"engine": {"lr": 0.1}}, recipe="srmm")
+    folder.bind_data({})
+    folder.start()
+    folder.close()
+    with pytest.raises(RunFolderError, match="holds a run of the srmm recipe, not chameleon"):
+        RunFolder.open(tmp_path / "r", {"engine": {"lr": 0.1}, "chameleon": {}}, recipe="chameleon")
+
+
 def test_changed_data_is_refused(feats_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     _train(feats_root, out)

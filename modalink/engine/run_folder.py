@@ -28,7 +28,8 @@ from typing import Any, Iterable, Literal, Mapping
 from modalink.errors import UserError
 from modalink.io import atomic_write_text, remove_stale_temps
 
-__all__ = ["RunFolder", "RunFolderError", "lock_folder", "ResumeMode", "config_diff", "config_fingerprint", "VOLATILE_KEYS", "CONTRACT_FILE"]
+__all__ = ["RunFolder", "RunFolderError", "lock_folder", "ResumeMode", "config_diff",
+           "config_fingerprint", "VOLATILE_KEYS", "CONTRACT_FILE"]
 
 CONTRACT_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -129,22 +130,25 @@ class RunFolder:
         self._created = False
         self._ignore: set[str] = set(VOLATILE_KEYS)
         self._started = False
+        self._recipe: str | None = None
         self._entries: set[str] = set(_RUN_ENTRIES)
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, config: Mapping[str, Any], *, mode: ResumeMode = "auto",
              processes: int = 1, is_main: bool = True, ignore: Iterable[str] = (),
-             entries: Iterable[str] = ()) -> "RunFolder":
+             entries: Iterable[str] = (), recipe: str | None = None) -> "RunFolder":
         """Lock ``path`` and check ``config`` (a plain dict, e.g. ``modalink.config.to_dict(cfg)``)
         against the folder's contract. Nothing is written on refusal (a folder this call created
         is removed again). ``entries`` names further files/folders the recipe writes (that
-        ``--overwrite`` may delete). Collective under ``accelerate launch``: call it on every process."""
+        ``--overwrite`` may delete); ``recipe`` names the recipe, so a folder of another recipe is
+        refused as such. Collective under ``accelerate launch``: call it on every process."""
         if mode not in ("auto", "resume", "overwrite"):
             raise RunFolderError(f"resume mode {mode!r}; use auto, resume or overwrite")
         folder = cls(Path(path).absolute(), is_main)
         folder._ignore |= set(ignore)
         folder._entries = _RUN_ENTRIES | set(entries)
+        folder._recipe = recipe
         error = None
         if is_main:
             try:
@@ -180,9 +184,12 @@ class RunFolder:
                         f"{path} holds files of a run without a {CONTRACT_FILE} (an older modalink, or another "
                         f"tool), so its config cannot be checked; use a new --output-dir, or --overwrite to "
                         f"discard them")
-                self.contract = {"config": config, "processes": processes, "data": None,
+                self.contract = {"recipe": self._recipe, "config": config, "processes": processes, "data": None,
                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "new"}
                 return
+            if old.get("recipe") and self._recipe and old["recipe"] != self._recipe:
+                raise RunFolderError(f"{path} holds a run of the {old['recipe']} recipe, not {self._recipe}; use a new "
+                                     f"--output-dir (or --overwrite to discard that run)")
             diffs = config_diff(old.get("config", {}), config, self._ignore)
             if diffs:
                 shown = "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} keys)" if len(diffs) > 8 else "")

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(cfg.output_dir)
     # the run contract: refused here, before anything is written, if the folder holds another run
     folder = RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
-                            is_main=state.is_main_process, ignore=("output_dir",), entries=ENTRIES)
+                            is_main=state.is_main_process, ignore=("output_dir",), entries=ENTRIES, recipe="chameleon")
     try:
         return _train(args, cfg, state, folder, argv)
     finally:

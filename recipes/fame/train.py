@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     # the run contract: refused here, before anything is written, if the folder holds another run
     folder = RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
                             is_main=state.is_main_process,
-                            ignore=("run.feats_root", "run.ground_truth", "run.edition"))
+                            ignore=("run.feats_root", "run.ground_truth", "run.edition"), recipe="fame")
     try:
         return _train(args, cfg, state, folder, langs, t0)
     finally:

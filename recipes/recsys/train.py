@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             is_main=state.is_main_process, ignore=("output_dir", "data.cache_dir", "media.device",
                                                                    "media.batch_size", "media.shard_size"),
                             entries=("tower", "mf", "split.json", INDEX_FILE, TOWER_FOLDER, "media_report.json",
-                                                                   "media_cache"))
+                                                                   "media_cache"), recipe="recsys")
     try:
         return _train(cfg, folder, out, argv)
     finally:

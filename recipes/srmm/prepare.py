@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     log = logging.getLogger("modalink.srmm")
     # the caches belong to the run: train.py with the same settings resumes this folder
     folder = RunFolder.open(cfg.output_dir, to_dict(cfg), mode=resume_mode(args), ignore=("output_dir", "prepare.progress"),
-                            entries=("cache", "masks"))
+                            entries=("cache", "masks"), recipe="srmm")
     try:
         data = embeddings.prepare_all(cfg, Path(cfg.output_dir), progress=cfg.prepare.progress, encoders=encoders)
         folder.bind_data(data.fingerprint())

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     # weights end every process at once instead of leaving the others waiting at a barrier
     encoders = srmm.build_encoders(cfg)
     folder = RunFolder.open(cfg.output_dir, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
-                            is_main=state.is_main_process, ignore=("output_dir", "prepare.progress"), entries=ENTRIES)
+                            is_main=state.is_main_process, ignore=("output_dir", "prepare.progress"), entries=ENTRIES,
+                            recipe="srmm")
     try:
         return _train(cfg, state, folder, encoders, argv)
     finally:
