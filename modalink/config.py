@@ -241,7 +241,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
             return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
-        if isinstance(v, dict):
+        if isinstance(v, Mapping):
             return {str(k): plain(x) for k, x in v.items()}
         if isinstance(v, Path):
             return str(v)

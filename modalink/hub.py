@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import torch.nn as nn
 
+from modalink.config import to_dict
 from modalink.io import DamagedFileError, atomic_dir
 
 __all__ = ["save_pretrained", "from_pretrained", "read_model_config", "EXPORT_FORMAT"]
@@ -29,22 +30,12 @@ __all__ = ["save_pretrained", "from_pretrained", "read_model_config", "EXPORT_FO
 EXPORT_FORMAT = 1
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _card(name: str, kwargs: Mapping[str, Any], contract: Mapping[str, Any], results: Mapping[str, Any] | None,
           title: str | None) -> str:
     lines = [f"# {title or name}", "", "A modalink model. Load it with", "", "```python",
              "from modalink.hub import from_pretrained", "model = from_pretrained(\"path/to/this/folder\")", "```",
              "", f"- architecture: `{name}` (`modalink.models.create_model`)",
-             f"- arguments: `{json.dumps(_plain(kwargs), sort_keys=True)}`"]
+             f"- arguments: `{json.dumps(to_dict(kwargs), sort_keys=True)}`"]
     if contract:
         lines.append("- input contract: " + ", ".join(f"{k} = `{v}`" for k, v in contract.items()))
     if results:
@@ -65,8 +56,8 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike, *, contract: Ma
     if not spec:
         raise ValueError(f"{type(model).__name__} was not built by modalink.models.create_model, so its "
                          f"architecture cannot be recorded; build it with create_model(name, **kwargs)")
-    body = {"format": EXPORT_FORMAT, "name": spec["name"], "kwargs": _plain(spec["kwargs"]),
-            "contract": _plain(contract or {}), "results": _plain(results or {}), "config": _plain(config or {})}
+    body = {"format": EXPORT_FORMAT, "name": spec["name"], "kwargs": to_dict(spec["kwargs"]),
+            "contract": to_dict(contract or {}), "results": to_dict(results or {}), "config": to_dict(config or {})}
     if config:
         from modalink.engine.run_folder import config_fingerprint
         body["config_fingerprint"] = config_fingerprint(body["config"])

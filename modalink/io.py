@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -44,6 +45,11 @@ _FILE_MODE = 0o666 & ~_current_umask()
 _DIR_MODE = 0o777 & ~_current_umask()
 
 
+def _disk_full(path: str | os.PathLike, exc: BaseException) -> DiskFullError:
+    return DiskFullError(errno.ENOSPC, f"no space left on the device while writing {path}; free some space "
+                         "(or choose another --output-dir) and run again")
+
+
 def _is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
@@ -71,8 +77,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
-            raise DiskFullError(errno.ENOSPC, f"no space left on the device while writing {path}; "
-                                "free some space (or choose another --output-dir) and run again") from exc
+            raise _disk_full(path, exc) from exc
         raise
 
 
@@ -109,8 +114,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         torch.save(obj, buf)
     except BaseException as exc:
         if _is_disk_full(exc):
-            raise DiskFullError(errno.ENOSPC, f"no space left on the device while writing {path}; free some "
-                                "space (or choose another --output-dir) and run again") from exc
+            raise _disk_full(path, exc) from exc
         raise
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -154,6 +158,19 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> li
                 p.unlink()
         removed.append(p)
     return removed
+
+
+def file_digest(path: str | os.PathLike, block: int = 1 << 23) -> str:
+    """Hex BLAKE2b-128 digest of a file's bytes, read in 8 MiB blocks (the one content digest of
+    modalink: feature caches, checkpoint manifests, data fingerprints)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while True:
+            buf = fh.read(block)
+            if not buf:
+                break
+            h.update(buf)
+    return h.hexdigest()
 
 
 def load_torch_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:

@@ -34,24 +34,12 @@ from typing import Literal
 import numpy as np
 
 from modalink.data.fame_csv import read_feature_csv
-from modalink.io import atomic_path, atomic_write_text
+from modalink.io import atomic_path, atomic_write_text, file_digest
 
 __all__ = ["CACHE_FORMAT", "FeatureCache", "file_digest", "cache_name_for"]
 
 CACHE_FORMAT = 1
 CacheStatus = Literal["hit", "miss", "stale"]
-
-
-def file_digest(path: str | os.PathLike, block: int = 1 << 23) -> str:
-    """Hex BLAKE2b-128 digest of a file's bytes, read in 8 MiB blocks."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while True:
-            buf = fh.read(block)
-            if not buf:
-                break
-            h.update(buf)
-    return h.hexdigest()
 
 
 def cache_name_for(csv_path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:

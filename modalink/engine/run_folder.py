@@ -102,19 +102,25 @@ def lock_folder(path: str | os.PathLike) -> int | None:
     evaluate or verify script re-scoring it); ``None`` when ``path`` is no run folder. Refuses,
     like :meth:`RunFolder.open`, while another job holds it. Release with ``os.close(fd)`` (or let
     the process end)."""
-    import fcntl
-
     path = Path(path)
     if not (path / LOCK_FILE).is_file():
         return None
-    fd = os.open(path / LOCK_FILE, os.O_RDWR)
+    return _flock(path, create=False)
+
+
+def _flock(folder: Path, create: bool) -> int:
+    """An open descriptor of ``folder/.lock`` holding an exclusive lock; refuses while another
+    job holds it (naming that job, as the lock file records it)."""
+    import fcntl
+
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise RunFolderError(f"{path} is in use by another job ({holder}); wait for it to finish or write "
-                             f"elsewhere with --output-dir") from None
+        raise RunFolderError(f"{folder} is in use by another job ({holder}); wait for it to finish or use "
+                             f"another --output-dir") from None
     return fd
 
 
@@ -210,16 +216,7 @@ class RunFolder:
             raise
 
     def _lock(self) -> None:
-        import fcntl
-
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise RunFolderError(f"{self.path} is in use by another job ({holder}); wait for it to finish or "
-                                 f"use another --output-dir") from None
+        fd = _flock(self.path, create=True)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._lock_fd = fd

@@ -11,7 +11,6 @@ DDP's gradient synchronisation intact.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from modalink.config import bounded
 from modalink.engine.run import append_jsonl, setup_logging
 from modalink.errors import failpoint
-from modalink.io import DamagedFileError, atomic_torch_save, atomic_write_text, load_torch_weights
+from modalink.io import DamagedFileError, atomic_torch_save, atomic_write_text, file_digest, load_torch_weights
 from modalink.progress import progress_bar
 
 
@@ -103,14 +102,6 @@ _MARKER = "modalink_complete"
 _STATE_FILE = "train_state.json"
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_checkpoint(ckpt: Path) -> str | None:
     """``None`` when every file listed in the checkpoint's manifest is present with its size and
     digest, else what is wrong (the manifest is written last, when the save completed)."""
@@ -126,7 +117,7 @@ def verify_checkpoint(ckpt: Path) -> str | None:
             return f"{name} is missing"
         if f.stat().st_size != size:
             return f"{name} has {f.stat().st_size} bytes, {size} were written"
-        if _digest(f) != digest:
+        if file_digest(f) != digest:
             return f"{name} was changed after it was written"
     return None
 
@@ -351,7 +342,7 @@ class Trainer:
                 except OSError:
                     shutil.copy2(best, tmp / "best_model.pt")
             failpoint("checkpoint.before_marker")
-            files = {p.relative_to(tmp).as_posix(): [p.stat().st_size, _digest(p)]
+            files = {p.relative_to(tmp).as_posix(): [p.stat().st_size, file_digest(p)]
                      for p in sorted(tmp.rglob("*")) if p.is_file()}
             atomic_write_text(tmp / _MARKER, json.dumps({"step": self.state.global_step, "files": files}) + "\n")
             if final.exists():
@@ -410,10 +401,10 @@ class Trainer:
             if path.is_file():
                 path.unlink()
             return
-        if path.is_file() and _digest(path) == want:
+        if path.is_file() and file_digest(path) == want:
             return
         copy = ckpt / "best_model.pt"
-        if not copy.is_file() or _digest(copy) != want:
+        if not copy.is_file() or file_digest(copy) != want:
             raise DamagedFileError(
                 f"{path} is missing or damaged and {ckpt} holds no intact copy of the best model (epoch "
                 f"{self.state.best_epoch}); rerun with --overwrite to retrain")
@@ -428,7 +419,7 @@ class Trainer:
             path = atomic_torch_save({"state_dict": state, "epoch": self.state.epoch,
                                       "metric": self.state.best_metric, "monitor": self.cfg.monitor},
                                      self.run_dir / "best_model.pt")
-            self.state.best_digest = _digest(path)
+            self.state.best_digest = file_digest(path)
 
     def _is_better(self, value: float) -> bool:
         best = self.state.best_metric

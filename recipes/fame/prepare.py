@@ -35,6 +35,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import hashlib
 import io
@@ -44,7 +45,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -119,10 +120,8 @@ class PrepareConfig:
 
     def encoder_settings(self) -> RawEncoderSettings:
         """The encoder part of the config (what ``feature_info.json`` records for the verifier)."""
-        return RawEncoderSettings(
-            face_encoder=self.face_encoder, voice_encoder=self.voice_encoder, face_weights=self.face_weights,
-            voice_weights=self.voice_weights, face_args=dict(self.face_args), voice_args=dict(self.voice_args),
-            no_face=self.no_face, min_seconds=self.min_seconds, random_weights=self.random_weights, seed=self.seed)
+        return RawEncoderSettings(**{f.name: copy.copy(getattr(self, f.name))
+                                     for f in fields(RawEncoderSettings)})
 
 
 # ----------------------------------------------------------------------------- cache
