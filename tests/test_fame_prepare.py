@@ -189,6 +189,36 @@ def test_rerun_skips_everything(prepared):
     assert csv.read_text() == before
 
 
+def test_rerun_embeds_only_new_changed_or_retried_files(prepared, tmp_path):
+    """The shared embedding cache is incremental: a rerun over a grown dataset copies every file
+    it holds (same path, size, mtime) and embeds only the new and the changed ones."""
+    import shutil
+
+    root = tmp_path / "raw"
+    shutil.copytree(prepared["root"], root)  # copy2 keeps sizes and mtimes: the same files
+    cache = tmp_path / "cache"
+    shutil.copytree(prepared["out"] / ".cache" / "embeddings", cache)
+    argv = [*prepared["argv"], "--raw-root", str(root), "--output", str(tmp_path / "out"), "--cache-dir", str(cache),
+            "--parts", "train,test"]
+    _wav(root / "mavceleb_v1_train/voices/id0001/English/vidA/00003.wav", seed=77)  # a new clip
+    _wav(root / "mavceleb_v1_test/voices/Urdu/00001.wav", seed=78)  # the corrupt file, repaired
+    assert prepare_mod.main([*argv, "--run-dir", str(tmp_path / "r1")]) == 0
+    ex = json.loads((tmp_path / "r1" / "summary.json").read_text())["extraction"]
+    assert ex["train_voices"]["files"] == 9 and ex["train_voices"]["extracted"] == 1
+    assert ex["train_voices"]["cached"] == 8
+    assert ex["test_voices"]["extracted"] == 1 and ex["test_voices"]["status"] == {"ok": 6}
+    assert ex["train_faces"]["extracted"] == 0 and ex["test_faces"]["extracted"] == 0
+    rows = read_csv(tmp_path / "out/feats/v1/English_feats/English_voices_train.csv")
+    assert rows.shape[0] == 5  # the new clip has its pair
+    # the silent clip failed before: left alone, unless --retry-failed asks for it again
+    assert prepare_mod.main([*argv, "--run-dir", str(tmp_path / "r2")]) == 0
+    ex = json.loads((tmp_path / "r2" / "summary.json").read_text())["extraction"]
+    assert all(c["extracted"] == 0 and c["cached"] == c["files"] for c in ex.values())
+    assert prepare_mod.main([*argv, "--retry-failed", "--run-dir", str(tmp_path / "r3")]) == 0
+    ex = json.loads((tmp_path / "r3" / "summary.json").read_text())["extraction"]
+    assert ex["train_voices"]["cached"] == 8 and ex["train_voices"].get("silent_audio") == 1
+
+
 def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     rc = prepare_mod.main(["--raw-root", str(tmp_path / "nope"), "--output", str(tmp_path / "o"),
                            "--random-weights"])

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modalink.data.embedding_cache import CacheError, CacheKey, EmbeddingCache, file_list_hash
+from modalink.data.embedding_cache import file_list_hash
 from modalink.data.missing import derive_seed, mask_for_condition
 from modalink.errors import run_cli
 from modalink.models import create_model
@@ -102,73 +102,6 @@ def test_sentence_transformers_optional(monkeypatch):
     assert calls["encode"]["normalize_embeddings"] is True
     assert out.shape == (2, 3) and out[0].sum() == 3 and not out[1].any()
     assert enc.config()["model"] == "sentence-transformers/all-MiniLM-L6-v2"
-
-
-# ----------------------------------------------------------------------------- embedding cache
-def _key(count=10, source="s1", encoder=None):
-    return CacheKey("train", "image", encoder or {"name": "toy", "dim": 3}, source, count)
-
-
-def _encoder(log):
-    def encode(a, b):
-        log.append((a, b))
-        return np.arange(a, b, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
-    return encode
-
-
-def test_cache_build_reuse_and_stale_rebuild(tmp_path):
-    cache, log = EmbeddingCache(tmp_path), []
-    arr, built = cache.get_or_build(_key(), _encoder(log), shard_size=4, progress=False)
-    assert built and log == [(0, 4), (4, 8), (8, 10)]
-    np.testing.assert_array_equal(arr[:, 0], np.arange(10))
-    man = json.loads((tmp_path / "train_image.json").read_text())
-    assert man["shape"] == [10, 3] and man["count"] == 10 and man["source_hash"] == "s1"
-    assert not (tmp_path / ".shards").exists()
-    log.clear()
-    _, built = cache.get_or_build(_key(), _encoder(log), shard_size=4, progress=False)
-    assert not built and log == []
-    for stale in (_key(source="s2"), _key(encoder={"name": "toy", "dim": 3, "v": 2}), _key(count=9)):
-        assert cache.check(stale) is not None
-        _, built = cache.get_or_build(stale, _encoder(log), shard_size=4, progress=False)
-        assert built
-    # an array whose shape no longer matches its manifest is stale
-    key = _key(count=9)
-    np.save(tmp_path / "train_image.npy", np.zeros((9, 5), np.float32))
-    assert "shape" in cache.check(key)
-    with pytest.raises(CacheError, match="not valid"):
-        cache.load(key)
-    arr, built = cache.get_or_build(key, _encoder(log), shard_size=4, progress=False)
-    assert built and arr.shape == (9, 3)
-
-
-def test_cache_resumes_from_shards(tmp_path):
-    cache, log = EmbeddingCache(tmp_path), []
-
-    def failing(a, b):
-        if a >= 8:
-            raise KeyboardInterrupt  # interrupted after two shards
-        return _encoder(log)(a, b)
-
-    with pytest.raises(KeyboardInterrupt):
-        cache.build(_key(count=12), failing, shard_size=4, progress=False)
-    assert cache.check(_key(count=12)) is not None
-    log.clear()
-    arr = cache.build(_key(count=12), _encoder(log), shard_size=4, progress=False)
-    assert log == [(8, 12)]  # only the missing shard was extracted
-    np.testing.assert_array_equal(arr[:, 1], np.arange(12))
-
-
-def test_file_list_hash_sees_size_mtime_and_order(tmp_path):
-    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
-    a.write_bytes(b"x")
-    b.write_bytes(b"yy")
-    h = file_list_hash([a, b], tmp_path)
-    assert h == file_list_hash([b, a], tmp_path)  # sorted by default
-    assert h != file_list_hash([b, a], tmp_path, ordered=True)
-    os.utime(a, ns=(1, 10**18))
-    assert file_list_hash([a, b], tmp_path) != h
-    with pytest.raises(FileNotFoundError, match="c.bin"):
-        file_list_hash([tmp_path / "c.bin"], tmp_path)
 
 
 # ----------------------------------------------------------------------------- extraction

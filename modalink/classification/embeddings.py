@@ -8,9 +8,9 @@ Cache layout (``data.cache_dir``, default ``<output_dir>/cache``)::
     <split>_image.npy / <split>_image.json    image embeddings + manifest
     <split>_text.npy  / <split>_text.json     text embeddings + manifest
 
-A manifest records the encoder config, count, shape and a source hash (images: the ordered
-``(relative path, size, mtime)`` list; texts: the titles CSV bytes and the ordered titles);
-any mismatch rebuilds the cache (see :mod:`modalink.data.embedding_cache`).
+Each row is named by its input (images: relative path, size and mtime; texts: a digest of the
+title), so a changed split re-encodes only the rows the cache does not hold yet, and any other
+mismatch rebuilds it (see :mod:`modalink.data.embedding_cache`).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from modalink.classification.conditions import condition_mask
 from modalink.classification.datasets import EmbeddingSet
-from modalink.data.embedding_cache import CacheKey, EmbeddingCache, bytes_hash, file_list_hash, texts_hash
+from modalink.data.embedding_cache import CacheKey, EmbeddingCache, file_row_ids, text_row_ids
 from modalink.errors import UserError
 from modalink.text_encoders import TextEncoder
 
@@ -101,29 +101,24 @@ def generate_synthetic(root: Path, cfg: SRMMConfig) -> Path:
 
 
 # ----------------------------------------------------------------------------- extraction
-def image_source_hash(rec: SplitRecords) -> str:
-    return file_list_hash(rec.image_paths, rec.root, ordered=True)
-
-
-def text_source_hash(rec: SplitRecords) -> str:
-    parts: list[Any] = [texts_hash(rec.texts)]
-    if rec.titles_csv is not None and Path(rec.titles_csv).is_file():
-        parts.insert(0, Path(rec.titles_csv))
-    return bytes_hash(*parts)
+def split_keys(rec: SplitRecords, image_enc: Any, text_enc: TextEncoder) -> tuple[CacheKey, CacheKey]:
+    """The image and text cache keys of one split (each row named by its input)."""
+    return (CacheKey.for_rows(rec.split, "image", image_enc.config(), file_row_ids(rec.image_paths, rec.root)),
+            CacheKey.for_rows(rec.split, "text", text_enc.config(), text_row_ids(rec.texts)))
 
 
 def extract_split(rec: SplitRecords, cache: EmbeddingCache, image_enc: Any, text_enc: TextEncoder, *,
                   image_batch: int = 64, text_batch: int = 256, shard_size: int = 1024, force: bool = False,
-                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Image and text embeddings of one split, from the cache when valid, else extracted."""
-    n = len(rec)
-    ikey = CacheKey(rec.split, "image", image_enc.config(), image_source_hash(rec), n)
-    tkey = CacheKey(rec.split, "text", text_enc.config(), text_source_hash(rec), n)
+                  progress: bool = True, keys: tuple[CacheKey, CacheKey] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Image and text embeddings of one split, from the cache when valid, else extracted
+    (``keys``: the split's :func:`split_keys` when the caller already has them)."""
+    ikey, tkey = keys or split_keys(rec, image_enc, text_enc)
     image, _ = cache.get_or_build(
-        ikey, lambda a, b: image_enc.encode_paths(rec.image_paths[a:b], batch_size=image_batch),
+        ikey, lambda rows: image_enc.encode_paths([rec.image_paths[r] for r in rows], batch_size=image_batch),
         shard_size=shard_size, progress=progress, force=force, desc=f"{rec.split} images")
     text, _ = cache.get_or_build(
-        tkey, lambda a, b: text_enc.encode(rec.texts[a:b], batch_size=text_batch),
+        tkey, lambda rows: text_enc.encode([rec.texts[r] for r in rows], batch_size=text_batch),
         shard_size=shard_size, progress=progress, force=force, desc=f"{rec.split} texts")
     return image, text
 
@@ -247,10 +242,11 @@ def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = Tr
             classes = rec.classes
         elif rec.classes != classes:
             raise ValueError(f"{root}: class lists of train and test differ ({len(classes)} vs {len(rec.classes)})")
-        sources[f"{part}/image"], sources[f"{part}/text"] = image_source_hash(rec), text_source_hash(rec)
+        ikey, tkey = split_keys(rec, image_enc, text_enc)
+        sources[f"{part}/image"], sources[f"{part}/text"] = ikey.source_hash, tkey.source_hash
         image, text = extract_split(rec, cache, image_enc, text_enc, image_batch=cfg.image_encoder.batch_size,
                                     text_batch=cfg.text_encoder.batch_size, shard_size=cfg.prepare.shard_size,
-                                    force=cfg.prepare.force, progress=progress)
+                                    force=cfg.prepare.force, progress=progress, keys=(ikey, tkey))
         parts[part] = PreparedSplit(image, text, np.asarray(rec.labels, np.int64),
                                     np.asarray(rec.has_image, bool), np.asarray(rec.has_text, bool))
         if part == "train":

@@ -24,7 +24,6 @@ that item (a zero row) and is counted per reason in the media report; it never s
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -319,8 +318,8 @@ def extract_media(cat: Catalogue, cfg: MediaConfig, cache_dir: str | os.PathLike
     Returns ``(vectors, report, encoder_configs)``: ``vectors[m]`` is ``(n_items, dim)`` with zero
     rows where the item has no usable ``m``; ``report[m]`` counts items with the modality, files
     missing, files that could not be decoded (with reasons) and items embedded."""
-    from modalink.data.embedding_cache import CacheKey, EmbeddingCache, bytes_hash, file_list_hash, texts_hash
-    from modalink.io import atomic_write_text
+    from modalink.data.embedding_cache import (CacheKey, EmbeddingCache, EncodedRows, RowProblem, file_row_ids,
+                                               text_row_ids)
 
     unknown = [m for m in cfg.modalities if m not in MEDIA_MODALITIES]
     if unknown:
@@ -337,33 +336,21 @@ def extract_media(cat: Catalogue, cfg: MediaConfig, cache_dir: str | os.PathLike
         econf = _encoder_config(m, cfg, enc)
         configs[m] = econf
         if m == "text":
-            shash = texts_hash(src)
+            ids = text_row_ids(src)
         else:
             present = [p for p in src if p is not None]
-            names = json.dumps([None if p is None else os.path.relpath(p, cat.root) for p in src])
-            shash = bytes_hash(names, file_list_hash(present, cat.root, ordered=True))
-        key = CacheKey("catalogue", m, econf, shash, cat.n_items)
-        side = Path(cache_dir) / f"{key.stem}.failures.json"
-        failures: dict[int, str] = {}
-        if side.is_file():
-            try:
-                old = json.loads(side.read_text(encoding="utf-8"))
-                if old.get("fingerprint") == key.fingerprint():
-                    failures = {int(k): v for k, v in old.get("failures", {}).items()}
-            except (ValueError, AttributeError):
-                failures = {}
+            it = iter(file_row_ids(present, cat.root))
+            ids = ["-" if p is None else next(it) for p in src]
+        key = CacheKey.for_rows("catalogue", m, econf, ids)
 
-        def encode(a: int, b: int, m: str = m, enc: Any = enc, src: Sequence[Any] = src,
-                   failures: dict[int, str] = failures, side: Path = side, key: CacheKey = key) -> np.ndarray:
-            for r in [r for r in failures if a <= r < b]:
-                del failures[r]
-            x = encode_media_rows(m, enc, src[a:b], failures, offset=a, batch_size=cfg.batch_size)
-            atomic_write_text(side, json.dumps({"fingerprint": key.fingerprint(),
-                                                "failures": {str(k): v for k, v in sorted(failures.items())}}))
-            return x
+        def encode(rows: np.ndarray, m: str = m, enc: Any = enc, src: Sequence[Any] = src) -> EncodedRows:
+            failed: dict[int, str] = {}
+            x = encode_media_rows(m, enc, [src[r] for r in rows], failed, batch_size=cfg.batch_size)
+            return EncodedRows(x, {int(rows[k]): RowProblem("unreadable", why) for k, why in failed.items()})
 
         arr, built = cache.get_or_build(key, encode, shard_size=cfg.shard_size, progress=progress,
                                         desc=f"embed item {m}")
+        failures = {r: p.detail for r, p in cache.problems(key).items() if not p.embedded}
         arr = np.asarray(arr, dtype=np.float32)
         have = np.abs(arr).sum(1) > 0
         listed = sum(s is not None for s in src)

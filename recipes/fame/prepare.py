@@ -17,9 +17,12 @@ Pairing rule for training rows: see :mod:`modalink.data.raw_mavceleb` (each voic
 with a face image of the same identity and language, same video first, deterministic).
 
 Audio files of every format the audio loader decodes are used (wav, flac, mp3, ogg ...; see
-``modalink.audio.AUDIO_EXTENSIONS``). Resumable: every source file's embedding is cached as
-``<cache>/<encoder-tag>/<split>/<relpath>.npy`` (failures as ``.fail`` markers), so a rerun only
-extracts new files; CSVs are rebuilt from the cache and written atomically. Failed test items
+``modalink.audio.AUDIO_EXTENSIONS``). Resumable and incremental through the shared embedding
+cache (:mod:`modalink.data.embedding_cache`, the one used by SRMM and the recommendation
+catalogue): ``<cache>/<encoder-tag>/<part>_{faces,voices}.npy`` with a manifest that names every
+file (path, size, mtime) and records failed files and fallbacks, so a rerun copies what it
+already has and only embeds new or changed files, and a killed run resumes from its last
+shard of files; CSVs are rebuilt from the cache and written atomically. Failed test items
 get a zero row (the lists must stay aligned); failed training voices drop their pair; training
 faces that cannot be used are left out of the pairing. Counts go to the run log and
 ``summary.json``; every file that was skipped or replaced is named, with the reason, in the run
@@ -68,6 +71,7 @@ from modalink.data.raw_mavceleb import (
 )
 from modalink.encoders import Encoder
 from modalink.encoders.base import MissingWeightsError, resolve_device
+from modalink.data.embedding_cache import CacheKey, EmbeddingCache, EncodedRows, RowProblem, file_row_ids
 from modalink.engine.run import start_run
 from modalink.errors import UserError, run_cli
 from modalink.io import atomic_path, atomic_write_text
@@ -125,72 +129,42 @@ class PrepareConfig:
 
 
 # ----------------------------------------------------------------------------- cache
+#: rows per cache shard: an interrupted extraction resumes from the last finished shard
+SHARD_SIZE = 512
 
 
-class FileEmbeddingStore:
-    """One ``.npy`` per source file under ``root/<split>/<relpath>.npy``; ``.fail`` / ``.noface`` markers.
+@dataclass
+class ExtractedFiles:
+    """One part's files of one modality as held by the shared embedding cache
+    (:mod:`modalink.data.embedding_cache`): a row per file, failed files as zero rows with
+    their :class:`RowProblem`, files embedded through a fallback (``no_face``) flagged too."""
 
-    A ``.fail`` marker holds the reason on its first line and the detail on the second.
-    """
+    index: dict[str, int]
+    array: np.ndarray
+    problems: dict[int, RowProblem]
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def get(self, relpath: str) -> np.ndarray | None:
+        """The file's embedding; ``None`` when it failed."""
+        r = self.index[relpath]
+        p = self.problems.get(r)
+        return None if p is not None and not p.embedded else np.asarray(self.array[r], dtype=np.float32)
 
-    def _base(self, split: str, relpath: str) -> Path:
-        return self.root / split / relpath
+    def status(self, relpath: str) -> str:
+        """``ok``, the fallback it was embedded through (``no_face``), or its failure reason."""
+        p = self.problems.get(self.index[relpath])
+        return "ok" if p is None else p.problem
 
-    def npy(self, split: str, relpath: str) -> Path:
-        b = self._base(split, relpath)
-        return b.with_name(b.name + ".npy")
+    def usable(self, relpath: str) -> bool:
+        p = self.problems.get(self.index[relpath])
+        return p is None or p.embedded
 
-    def fail(self, split: str, relpath: str) -> Path:
-        b = self._base(split, relpath)
-        return b.with_name(b.name + ".fail")
-
-    def noface(self, split: str, relpath: str) -> Path:
-        b = self._base(split, relpath)
-        return b.with_name(b.name + ".noface")
-
-    def done(self, split: str, relpath: str, retry_failed: bool) -> bool:
-        return self.npy(split, relpath).exists() or (not retry_failed and self.fail(split, relpath).exists())
-
-    def put(self, split: str, relpath: str, emb: np.ndarray, no_face: bool = False) -> None:
-        path = self.npy(split, relpath)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(emb, dtype=np.float32))
-        fail = self.fail(split, relpath)
-        if fail.exists():
-            fail.unlink()
-        marker = self.noface(split, relpath)
-        if no_face:
-            atomic_write_text(marker, "")
-        elif marker.exists():
-            marker.unlink()
-
-    def put_failure(self, split: str, relpath: str, reason: str, detail: str = "") -> None:
-        atomic_write_text(self.fail(split, relpath), f"{reason}\n{' '.join(detail.split())}\n")
-
-    def get(self, split: str, relpath: str) -> np.ndarray | None:
-        path = self.npy(split, relpath)
-        return np.load(path) if path.exists() else None
-
-    def failure(self, split: str, relpath: str) -> tuple[str, str]:
-        """(reason, detail) of a ``.fail`` marker."""
-        lines = self.fail(split, relpath).read_text(encoding="utf-8").splitlines()
-        return (lines[0].strip() if lines and lines[0].strip() else "failed"), (lines[1].strip() if len(lines) > 1 else "")
-
-    def status(self, split: str, relpath: str) -> str:
-        """``ok``, ``no_face`` (kept with a fallback), a failure reason, or ``missing``."""
-        if self.npy(split, relpath).exists():
-            return "no_face" if self.noface(split, relpath).exists() else "ok"
-        if self.fail(split, relpath).exists():
-            return self.failure(split, relpath)[0]
-        return "missing"
+    def detail(self, relpath: str) -> str:
+        p = self.problems.get(self.index[relpath])
+        return "" if p is None else p.detail
 
 
-def encoder_tag(name: str, enc: Encoder, cfg: PrepareConfig, extra: dict[str, Any]) -> str:
-    """Cache folder name: encoder name + a hash of contract, weights identity and options."""
+def encoder_identity(name: str, enc: Encoder, cfg: PrepareConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    """What decides a file's embedding: encoder name, contract, weights identity and options."""
     if enc.weights_path:
         p = Path(enc.weights_path)
         st = p.stat() if p.exists() else None
@@ -198,43 +172,59 @@ def encoder_tag(name: str, enc: Encoder, cfg: PrepareConfig, extra: dict[str, An
                    int(st.st_mtime) if st else None]
     else:
         weights = ["random", cfg.seed]
-    blob = json.dumps({"contract": enc.contract.to_dict(), "weights": weights, **extra},
-                      sort_keys=True, default=str)
-    return f"{name.replace('/', '_')}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+    return json.loads(json.dumps({"name": name, "contract": enc.contract.to_dict(), "weights": weights, **extra},
+                                 sort_keys=True, default=str))
+
+
+def encoder_tag(identity: dict[str, Any]) -> str:
+    """Cache folder of one encoder identity: its name + a hash (switching encoders back and forth
+    keeps both caches)."""
+    blob = json.dumps(identity, sort_keys=True)
+    return f"{identity['name'].replace('/', '_')}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
 
 # ----------------------------------------------------------------------------- extraction
 
 
-def extract(enc: Encoder, root: Path, relpaths: Sequence[str], cache: FileEmbeddingStore, split: str,
-            cfg: PrepareConfig, desc: str) -> dict[str, int]:
-    """Embed the not-yet-cached files (faces or voices, by the encoder's input kind) in batches of
-    ``cfg.batch_size``; cache embeddings and failure reasons. Returns counts for this call."""
-    todo = [r for r in relpaths if not cache.done(split, r, cfg.retry_failed)]
-    counts = {"files": len(relpaths), "cached": len(relpaths) - len(todo), "extracted": 0}
-    for results in embed_raw_files(enc, root, todo, batch_size=cfg.batch_size, workers=cfg.workers,
-                                   min_seconds=cfg.min_seconds, desc=desc):
-        for r in results:
-            if r.embedding is None:
-                reason = r.problem or "failed"
-                cache.put_failure(split, r.relpath, reason, r.detail)
-                counts[reason] = counts.get(reason, 0) + 1
-            else:
-                cache.put(split, r.relpath, r.embedding, no_face=r.problem == "no_face")
+def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequence[str], cache: EmbeddingCache,
+            part: str, modality: str, cfg: PrepareConfig, desc: str) -> tuple[ExtractedFiles, dict[str, Any]]:
+    """Embed ``relpaths`` (faces or voices, by the encoder's input kind) through the shared cache:
+    files the cache of this encoder already holds (same path, size and mtime) are copied, the
+    others embedded in batches of ``cfg.batch_size``. Returns the files and this call's counts."""
+    ids = file_row_ids([root / r for r in relpaths], root)
+    key = CacheKey.for_rows(part, modality, identity, ids)
+    counts: dict[str, Any] = {"files": len(relpaths), "cached": len(relpaths), "extracted": 0}
+
+    def encode(rows: np.ndarray) -> EncodedRows:
+        where = {relpaths[r]: k for k, r in enumerate(rows)}
+        out = np.zeros((len(rows), enc.output_dim), dtype=np.float32)
+        problems: dict[int, RowProblem] = {}
+        counts["cached"] -= len(rows)
+        for results in embed_raw_files(enc, root, list(where), batch_size=cfg.batch_size, workers=cfg.workers,
+                                       min_seconds=cfg.min_seconds, progress=False):
+            for res in results:
+                k = where[res.relpath]
+                if res.embedding is None:
+                    reason = res.problem or "failed"
+                    problems[int(rows[k])] = RowProblem(reason, " ".join(res.detail.split()))
+                    counts[reason] = counts.get(reason, 0) + 1
+                    continue
+                out[k] = res.embedding
                 counts["extracted"] += 1
-                if r.problem:
-                    key = FALLBACK_COUNTS.get(r.problem, r.problem)
-                    counts[key] = counts.get(key, 0) + 1
-    return counts
+                if res.problem:
+                    problems[int(rows[k])] = RowProblem(res.problem, " ".join(res.detail.split()), embedded=True)
+                    fallback = FALLBACK_COUNTS.get(res.problem, res.problem)
+                    counts[fallback] = counts.get(fallback, 0) + 1
+        return EncodedRows(out, problems)
 
-
-def status_counts(cache: FileEmbeddingStore, split: str, relpaths: Sequence[str]) -> dict[str, int]:
-    """Counts of cache states (ok / no_face / failure reasons) over ``relpaths``."""
-    out: dict[str, int] = {}
+    array, _ = cache.get_or_build(key, encode, shard_size=SHARD_SIZE, desc=desc, retry_failed=cfg.retry_failed)
+    files = ExtractedFiles({r: i for i, r in enumerate(relpaths)}, array, cache.problems(key))
+    status: dict[str, int] = {}
     for r in relpaths:
-        s = cache.status(split, r)
-        out[s] = out.get(s, 0) + 1
-    return out
+        s = files.status(r)
+        status[s] = status.get(s, 0) + 1
+    counts["status"] = status
+    return files, counts
 
 
 # ----------------------------------------------------------------------------- problem report
@@ -250,21 +240,21 @@ class ProblemReport:
         self.rows.append({"part": part, "modality": modality, "file": str(file), "problem": problem,
                           "action": action, "detail": detail})
 
-    def add_cached(self, cache: FileEmbeddingStore, part: str, modality: str, root: Path, relpaths: Sequence[str],
-                   failed_action: str | dict[str, str]) -> None:
-        """A row for every file of ``relpaths`` the cache holds as failed or embedded through a fallback."""
+    def add_extracted(self, files: ExtractedFiles, part: str, modality: str, root: Path, relpaths: Sequence[str],
+                      failed_action: str | dict[str, str]) -> None:
+        """A row for every file of ``relpaths`` that failed or was embedded through a fallback."""
         for r in relpaths:
-            status = cache.status(part, r)
+            status = files.status(r)
             if status == "ok":
                 continue
             if status == "no_face":
                 self.add(part, modality, root / r, "no_face", "embedded the centre of the image instead (--no-face "
                          "center_crop)", "no face detected")
-            elif status == "missing":
-                self.add(part, modality, root / r, "not_extracted", "left out", "no embedding in the cache")
+            elif files.usable(r):
+                self.add(part, modality, root / r, status, "embedded through a fallback", files.detail(r))
             else:
                 action = failed_action.get(r, "left out") if isinstance(failed_action, dict) else failed_action
-                self.add(part, modality, root / r, status, action, cache.failure(part, r)[1])
+                self.add(part, modality, root / r, status, action, files.detail(r))
 
     def write(self, path: Path) -> Path:
         buf = io.StringIO()
@@ -298,24 +288,24 @@ def write_csv(path: Path, rows: list[np.ndarray], fmt: str, labels: Sequence[Any
                 fh.write(_fmt_row(vec, fmt, None if labels is None else labels[i]))
 
 
-def write_train_csvs(out: Path, ver: str, lang: str, pairs: list[TrainPair], face_cache: FileEmbeddingStore,
-                     voice_cache: FileEmbeddingStore, labels: dict[str, Any], fmt: str) -> dict[str, int]:
+def write_train_csvs(out: Path, ver: str, lang: str, pairs: list[TrainPair], faces: ExtractedFiles,
+                     voices: ExtractedFiles, labels: dict[str, Any], fmt: str) -> dict[str, int]:
     """``feats/<ver>/<Lang>_feats/<Lang>_{faces,voices}_train.csv``; pairs missing a side are dropped."""
-    faces, voices, labs = [], [], []
+    face_rows, voice_rows, labs = [], [], []
     dropped = 0
     for p in pairs:
-        f = face_cache.get("train", p.face.relpath)
-        v = voice_cache.get("train", p.voice.relpath)
+        f = faces.get(p.face.relpath)
+        v = voices.get(p.voice.relpath)
         if f is None or v is None:
             dropped += 1
             continue
-        faces.append(f)
-        voices.append(v)
+        face_rows.append(f)
+        voice_rows.append(v)
         labs.append(labels[p.identity])
     folder = out / TRAIN_DIR / ver / f"{lang}_feats"
-    write_csv(folder / f"{lang}_faces_train.csv", faces, fmt, labs)
-    write_csv(folder / f"{lang}_voices_train.csv", voices, fmt, labs)
-    return {"rows": len(faces), "pairs_dropped": dropped,
+    write_csv(folder / f"{lang}_faces_train.csv", face_rows, fmt, labs)
+    write_csv(folder / f"{lang}_voices_train.csv", voice_rows, fmt, labs)
+    return {"rows": len(face_rows), "pairs_dropped": dropped,
             "identities": len({p.identity for p in pairs})}
 
 
@@ -400,10 +390,11 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
     t0 = time.time()
     logger.info("layout: train=%s test=%s pair lists=%s", layout.train_root, layout.test_root,
                 {k: str(v) for k, v in layout.pair_lists.items()})
-    face_tag = encoder_tag(cfg.face_encoder, face_enc, cfg, {"no_face": cfg.no_face, "args": cfg.face_args})
-    voice_tag = encoder_tag(cfg.voice_encoder, voice_enc, cfg,
-                            {"min_seconds": cfg.min_seconds, "args": cfg.voice_args})
-    face_cache, voice_cache = FileEmbeddingStore(cache_root / face_tag), FileEmbeddingStore(cache_root / voice_tag)
+    face_id = encoder_identity(cfg.face_encoder, face_enc, cfg, {"no_face": cfg.no_face, "args": cfg.face_args})
+    voice_id = encoder_identity(cfg.voice_encoder, voice_enc, cfg,
+                                {"min_seconds": cfg.min_seconds, "args": cfg.voice_args})
+    face_cache = EmbeddingCache(cache_root / encoder_tag(face_id))
+    voice_cache = EmbeddingCache(cache_root / encoder_tag(voice_id))
     logger.info("device %s; batch size %d", device, cfg.batch_size)
     logger.info("face encoder %s (%d-D, weights %s) → cache %s", cfg.face_encoder, face_enc.output_dim,
                 face_enc.weights_path or "random", face_cache.root)
@@ -427,10 +418,10 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
         face_files = sorted({c.relpath for c in faces})
         voice_files = sorted({c.relpath for c in voices})
         ex = summary["extraction"]
-        ex["train_faces"] = extract(face_enc, troot, face_files, face_cache, "train", cfg, "train faces")
-        ex["train_voices"] = extract(voice_enc, troot, voice_files, voice_cache, "train", cfg, "train voices")
-        ex["train_faces"]["status"] = status_counts(face_cache, "train", face_files)
-        ex["train_voices"]["status"] = status_counts(voice_cache, "train", voice_files)
+        tfaces, ex["train_faces"] = extract(face_enc, face_id, troot, face_files, face_cache, "train", "faces", cfg,
+                                            "train faces")
+        tvoices, ex["train_voices"] = extract(voice_enc, voice_id, troot, voice_files, voice_cache, "train",
+                                              "voices", cfg, "train voices")
         for modality, files in ignored.items():
             if files:
                 ex[f"train_{modality}"]["unsupported_format"] = len(files)
@@ -439,8 +430,8 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                            f"{Path(rel).suffix or 'no extension'} is not a format the "
                            f"{'image' if modality == 'faces' else 'audio'} loader reads")
         label_map = identity_labels(c.identity for c in [*faces, *voices])
-        usable = {r for r in face_files if face_cache.status("train", r) in ("ok", "no_face")}
-        report.add_cached(face_cache, "train", "face", troot, face_files,
+        usable = {r for r in face_files if tfaces.usable(r)}
+        report.add_extracted(tfaces, "train", "face", troot, face_files,
                           "left out of the pairing (the identity's other face images are used)")
         unpaired: list[TrainClip] = []
         for lang in langs:
@@ -448,7 +439,7 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
             lv = [c for c in voices if c.language == lang]
             pairing = pair_train_clips(lf, lv)
             unpaired.extend(pairing.unpaired_voices)
-            stats = write_train_csvs(out, cfg.ver, lang, pairing.pairs, face_cache, voice_cache,
+            stats = write_train_csvs(out, cfg.ver, lang, pairing.pairs, tfaces, tvoices,
                                      label_map, cfg.float_format)
             stats.update(unpaired_voices=len(pairing.unpaired_voices),
                          identities_without_faces=[f"{i}/{lg}" for i, lg in pairing.groups_without_faces],
@@ -458,10 +449,10 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                         "%d voice clips without any usable face image", lang, stats["rows"], stats["identities"],
                         stats["pairs_dropped"], stats["unpaired_voices"])
         lang_of = {c.relpath: c.language for c in voices}
-        report.add_cached(voice_cache, "train", "voice", troot, voice_files,
+        report.add_extracted(tvoices, "train", "voice", troot, voice_files,
                           {r: f"pair dropped from {lang_of[r]}_{{faces,voices}}_train.csv" for r in voice_files})
         for v in unpaired:
-            if voice_cache.status("train", v.relpath) in ("ok",):
+            if tvoices.status(v.relpath) == "ok":
                 report.add("train", "voice", troot / v.relpath, "no_face_image", "not in the training CSVs",
                            f"identity {v.identity} has no usable face image in {v.language}")
 
@@ -473,18 +464,18 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
         face_files = sorted({p.face for pairs in lists.values() for p in pairs})
         voice_files = sorted({p.voice for pairs in lists.values() for p in pairs})
         ex = summary["extraction"]
-        ex["test_faces"] = extract(face_enc, sroot, face_files, face_cache, "test", cfg, "test faces")
-        ex["test_voices"] = extract(voice_enc, sroot, voice_files, voice_cache, "test", cfg, "test voices")
-        ex["test_faces"]["status"] = status_counts(face_cache, "test", face_files)
-        ex["test_voices"]["status"] = status_counts(voice_cache, "test", voice_files)
+        sfaces, ex["test_faces"] = extract(face_enc, face_id, sroot, face_files, face_cache, "test", "faces", cfg,
+                                           "test faces")
+        svoices, ex["test_voices"] = extract(voice_enc, voice_id, sroot, voice_files, voice_cache, "test", "voices",
+                                             cfg, "test voices")
         uses: dict[tuple[str, str], list[str]] = {}
         for test_lang, pairs in lists.items():
             frows, vrows, zero_f, zero_v = [], [], 0, 0
             for p in pairs:
                 uses.setdefault(("face", p.face), []).append(test_lang)
                 uses.setdefault(("voice", p.voice), []).append(test_lang)
-                f = face_cache.get("test", p.face)
-                v = voice_cache.get("test", p.voice)
+                f = sfaces.get(p.face)
+                v = svoices.get(p.voice)
                 if f is None:
                     f, zero_f = np.zeros(face_enc.output_dim, np.float32), zero_f + 1
                 if v is None:
@@ -517,8 +508,8 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                                            for lang, n in sorted(by_lang.items()))
             return out_actions
 
-        report.add_cached(face_cache, "test", "face", sroot, face_files, zero_action("face", face_files))
-        report.add_cached(voice_cache, "test", "voice", sroot, voice_files, zero_action("voice", voice_files))
+        report.add_extracted(sfaces, "test", "face", sroot, face_files, zero_action("face", face_files))
+        report.add_extracted(svoices, "test", "voice", sroot, voice_files, zero_action("voice", voice_files))
 
     for key, counts in summary["extraction"].items():
         logger.info("%s: %s", key, {k: v for k, v in counts.items()})
@@ -561,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="recipes/fame/prepare.py",
         description="Extract face/voice features from raw MAV-Celeb into the official FAME CSV layout "
-                    "(resumable; per-file embeddings are cached; problem files listed in <run-dir>/report.csv).",
+                    "(resumable; embeddings are cached per file through the shared embedding cache; problem files listed in <run-dir>/report.csv).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--raw-root", required=True, help="raw MAV-Celeb folder (train and test folders, pair lists)")
