@@ -14,9 +14,10 @@ import torch.nn.functional as F
 
 from modalink.losses.bpr import BPRLoss
 from modalink.losses.sampled_softmax import SampledSoftmaxLoss
+from modalink.text_encoders import HashedBagOfWords
 from modalink.recsys import (ID, Bags, InnerProductIndex, Interactions, ItemFeatures, ItemTower,
                              MatrixFactorization, Popularity, RecsysObjective, UserTower, build_item_features,
-                             evaluate_modality_subsets, evaluate_split, export_item_index, hashed_bow,
+                             evaluate_modality_subsets, evaluate_split, export_item_index,
                              make_synthetic, rank_metrics, read_movielens, split_recsys)
 from modalink.recsys.index import InnerProductIndex as _Index
 
@@ -327,13 +328,6 @@ def test_exact_index_matches_brute_force(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # data readers
 # ---------------------------------------------------------------------------------------------
-def test_hashed_bow_is_deterministic_and_normalised():
-    x = hashed_bow(["Toy Story (1995)", "toy story", ""], dim=32)
-    assert np.allclose(x[0, :], hashed_bow(["Toy Story (1995)"], dim=32)[0])
-    assert np.allclose(np.linalg.norm(x[:2], axis=1), 1.0) and not x[2].any()
-    assert float(x[0] @ x[1]) > 0.5
-
-
 def _write_ml100k(root: Path) -> None:
     root.mkdir(parents=True)
     flags = lambda *on: "|".join("1" if i in on else "0" for i in range(19))  # noqa: E731
@@ -350,7 +344,11 @@ def test_read_movielens_100k_and_1m(tmp_path):
     d = read_movielens(tmp_path)
     assert d.name == "ml-100k" and len(d.interactions) == 3 and d.interactions.n_items == 3
     assert d.item_tags["genres"][0] == [3, 4, 5] and d.tag_vocab["genres"][3] == "Animation"
-    assert d.item_dense["text"].shape == (3, 256)
+    assert d.item_dense["text"].shape == (3, 256)  # titles through the one hashed bag of words
+    np.testing.assert_allclose(d.item_dense["text"][0],
+                               HashedBagOfWords(dim=256).encode(["Toy Story year1995 decade1990"])[0])
+    small = read_movielens(tmp_path, text_encoder=HashedBagOfWords(dim=16, ngrams=1))
+    assert small.item_dense["text"].shape == (3, 16)
     assert len(read_movielens(tmp_path, min_rating=4).interactions) == 2
     ml1m = tmp_path / "ml-1m"
     ml1m.mkdir()

@@ -15,7 +15,7 @@
 """
 from modalink.recsys.baselines import MatrixFactorization, Popularity
 from modalink.recsys.data import (ID, BagBatch, Bags, InteractionPairs, Interactions, ItemBatch, ItemFeatures, RecsysData,
-                                  RecsysSplit, build_item_features, hashed_bow, make_synthetic, read_movielens,
+                                  RecsysSplit, build_item_features, make_synthetic, read_movielens,
                                   split_recsys)
 from modalink.recsys.evaluate import (evaluate_all, evaluate_modality_subsets, evaluate_split, format_table,
                                       rank_metrics)
@@ -26,7 +26,7 @@ from modalink.recsys.raw_items import ColdItemEncoder, ItemModelConfig
 
 __all__ = [
     "ID", "BagBatch", "Bags", "InteractionPairs", "Interactions", "ItemBatch", "ItemFeatures", "RecsysData", "RecsysSplit",
-    "build_item_features", "hashed_bow", "make_synthetic", "read_movielens", "split_recsys",
+    "build_item_features", "make_synthetic", "read_movielens", "split_recsys",
     "ItemTower", "UserTower", "RecsysObjective", "SampledBranch",
     "Popularity", "MatrixFactorization",
     "evaluate_all", "evaluate_split", "evaluate_modality_subsets", "rank_metrics", "format_table",

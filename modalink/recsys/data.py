@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,28 +446,9 @@ def make_synthetic(n_users: int = 1000, n_items: int = 2000, latent_dim: int = 1
 # ---------------------------------------------------------------------------------------------
 # MovieLens
 # ---------------------------------------------------------------------------------------------
-_TOKEN = re.compile(r"[a-z0-9]+")
 ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                  "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
                  "Romance", "Sci-Fi", "Thriller", "War", "Western"]
-
-
-def hashed_bow(texts: Sequence[str], dim: int = 256, bigrams: bool = True) -> np.ndarray:
-    """Signed feature-hashing bag of words (lower-cased alphanumeric tokens, plus bigrams),
-    L2-normalised rows; an empty text gives a zero row. Deterministic across runs (BLAKE2b)."""
-    if dim < 1:
-        raise ValueError(f"dim must be positive, got {dim}")
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    for r, text in enumerate(texts):
-        toks = _TOKEN.findall(text.lower())
-        feats = toks + ([f"{a}_{b}" for a, b in zip(toks, toks[1:])] if bigrams else [])
-        for t in feats:
-            h = int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
-            out[r, h % dim] += 1.0 if (h >> 63) & 1 else -1.0
-        n = np.linalg.norm(out[r])
-        if n > 0:
-            out[r] /= n
-    return out
 
 
 def _split_title_year(title: str) -> tuple[str, str]:
@@ -492,11 +472,12 @@ def _movielens_root(root: Path) -> tuple[Path, str]:
                             f"ML-100K or ratings.dat/movies.dat/users.dat for ML-1M)")
 
 
-def read_movielens(root: str | Path, min_rating: float = 0.0, text_dim: int = 256) -> RecsysData:
+def read_movielens(root: str | Path, min_rating: float = 0.0, text_encoder: Any = None) -> RecsysData:
     """Read ML-100K or ML-1M from ``root`` (or ``root/ml-100k``, ``root/ml-1m``).
 
-    Ratings ``>= min_rating`` become implicit interactions. Item modalities: ``text`` (hashed
-    bag of words of the title plus year/decade tokens), ``genres`` (tags). User attributes are
+    Ratings ``>= min_rating`` become implicit interactions. Item modalities: ``text`` (the title
+    plus year/decade tokens through ``text_encoder``, any :mod:`modalink.text_encoders` encoder;
+    default the built-in ``hashed-bow`` with 256 buckets), ``genres`` (tags). User attributes are
     parsed and validated but not used by the towers. Raw ids are remapped to 0..N-1 in order of
     first appearance in the item/user files.
     """
@@ -581,7 +562,12 @@ def read_movielens(root: str | Path, min_rating: float = 0.0, text_dim: int = 25
         name, year = _split_title_year(t)
         extra = f" year{year} decade{year[:3]}0" if year else ""
         texts.append(name + extra)
-    return RecsysData(inter, {"text": hashed_bow(texts, text_dim)}, {"genres": genres}, {"genres": vocab},
+    if text_encoder is None:
+        from modalink.text_encoders import HashedBagOfWords
+
+        text_encoder = HashedBagOfWords(dim=256)
+    text = np.asarray(text_encoder.encode(texts), dtype=np.float32)
+    return RecsysData(inter, {"text": text}, {"genres": genres}, {"genres": vocab},
                       titles, name=kind)
 
 

@@ -67,7 +67,6 @@ class DataConfig:
     unknown_items: str = "skip"  # catalogue interactions naming an unknown item: skip (counted) | error
     cache_dir: str = ""  # media embedding cache; empty = <output_dir>/media_cache
     min_rating: float = 0.0  # MovieLens ratings >= this are positives
-    text_dim: int = 256  # hashed bag-of-words width for MovieLens titles
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     cold_item_frac: float = 0.2
     cold_user_frac: float = 0.1
@@ -169,7 +168,11 @@ def load_data(cfg: RecsysConfig, log: Any = None, cache_dir: str | Path | None =
         data = catalogue_data(cat, vectors)
         raw = vectors
     elif d.root:
-        data = read_movielens(d.root, min_rating=d.min_rating, text_dim=d.text_dim)
+        from modalink.recsys.catalogue import media_encoders
+
+        # MovieLens titles go through the same text encoder as catalogue texts (media.text_*)
+        data = read_movielens(d.root, min_rating=d.min_rating,
+                              text_encoder=media_encoders(cfg.media, ["text"])["text"])
         raw = dict(data.item_dense)
     else:
         s = d.synthetic
