@@ -12,7 +12,7 @@ import pytest
 from modalink.data import (FAME_VERSIONS, FeatureCache, FeatureFileError, FameFeatures, FameLayout,
                            generate_synthetic_fame, load_fame_test, load_fame_train,
                            make_verification_trials, normalize_language, other_language,
-                           read_feature_csv, read_ground_truth, read_pair_list, remap_labels,
+                           read_feature_csv, read_ground_truth, read_pairs, remap_labels,
                            split_train_val)
 from modalink.data import synthetic_fame
 
@@ -142,29 +142,29 @@ def test_read_feature_csv_empty_blank_missing_nonfinite(tmp_path):
 
 # --------------------------------------------------------------------------- pair lists
 
-def test_read_pair_list_and_errors(tmp_path):
+def test_read_pairs_and_errors(tmp_path):
     p = write_rows(tmp_path / "English_test.txt", [
         "k1 voices/English/00000.wav faces/English/00000.jpg",
         "k2  voices/English/00001.wav\tfaces/English/00001.jpg", ""])
-    pairs = read_pair_list(p)
+    pairs = read_pairs(p)
     assert [tuple(x)[:3] for x in pairs] == [("k1", "voices/English/00000.wav", "faces/English/00000.jpg"),
                                         ("k2", "voices/English/00001.wav", "faces/English/00001.jpg")]
     assert pairs[1].face_path == "faces/English/00001.jpg"
     bad = write_rows(tmp_path / "bad.txt", ["k1 v f", "k2 v_only"])
     with pytest.raises(FeatureFileError, match=r"bad.txt, line 2: expected 3 fields"):
-        read_pair_list(bad)
+        read_pairs(bad)
     dup = write_rows(tmp_path / "dup.txt", ["k1 v f", "k2 v f", "k1 v2 f2"])
     with pytest.raises(FeatureFileError, match=r"line 3: duplicate key 'k1' \(first on line 1\)"):
-        read_pair_list(dup)
+        read_pairs(dup)
     hole = write_rows(tmp_path / "hole.txt", ["k1 v f", "", "k2 v f"])
-    assert [p.line for p in read_pair_list(hole)] == [1, 3]  # skipped by default, lines kept
+    assert [p.line for p in read_pairs(hole)] == [1, 3]  # skipped by default, lines kept
     with pytest.raises(FeatureFileError, match="line 2: blank line"):
-        read_pair_list(hole, blank_lines="error")
+        read_pairs(hole, blank_lines="error")
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(FeatureFileError, match="pair list is empty"):
-        read_pair_list(tmp_path / "empty.txt")
+        read_pairs(tmp_path / "empty.txt")
     with pytest.raises(FileNotFoundError, match="missing.txt"):
-        read_pair_list(tmp_path / "missing.txt")
+        read_pairs(tmp_path / "missing.txt")
 
 
 def test_read_ground_truth(tmp_path):
@@ -275,7 +275,7 @@ def test_load_synthetic_both_languages_and_naming_variants(syn, tmp_path):
         assert data.heard.heard and not data.unheard.heard
         assert data.unheard.test_language == other_language("v3", lang)
         for ts in (data.heard, data.unheard):
-            pairs = read_pair_list(FameLayout(syn.root, "v3").pair_list(ts.test_language))
+            pairs = read_pairs(FameLayout(syn.root, "v3").pair_list(ts.test_language))
             assert ts.keys == [p.key for p in pairs] and len(ts.faces) == len(ts.voices) == len(pairs)
         assert (tr.faces >= 0).all() and (data.heard.faces >= 0).all()
     # both naming branches: English folder holds German_*_unheard_test.csv, German folder the plain name
@@ -412,7 +412,7 @@ def test_synthetic_layout_ground_truth_and_disjoint_ids(syn):
             assert f"feats/v3/{lang}_feats/{lang}_{m}_train.csv" in files
         assert f"face_voice_association_splits/v3/{lang}_test.txt" in files
         gt = read_ground_truth(syn.ground_truth(lang))
-        pairs = read_pair_list(FameLayout(syn.root, "v3").pair_list(lang))
+        pairs = read_pairs(FameLayout(syn.root, "v3").pair_list(lang))
         assert [p.key for p in pairs] == list(gt) and sum(gt.values()) == len(gt) // 2
         assert pairs[3].voice_path == f"voices/{lang}/00003.wav"
         assert pairs[3].face_path == f"faces/{lang}/00003.jpg"

@@ -1,6 +1,6 @@
 """Datasets, feature readers and caches, splits and synthetic data."""
 from modalink.data.fame_csv import FeatureFileError, read_feature_csv
-from modalink.data.fame_lists import PairEntry, read_ground_truth, read_pair_list, read_pairs
+from modalink.data.fame_lists import PairEntry, read_ground_truth, read_pairs
 from modalink.data.fame_cache import FeatureCache, file_digest
 from modalink.data.fame import (FACE_DIM, FAME_IDENTITY_COUNTS, FAME_VERSIONS, VOICE_DIM, FameFeatures,
                                 FameLayout, FameTestSet, FameTrainSet, fame_languages, load_fame_test,
@@ -8,7 +8,7 @@ from modalink.data.fame import (FACE_DIM, FAME_IDENTITY_COUNTS, FAME_VERSIONS, V
 from modalink.data.fame_splits import make_verification_trials, split_train_val
 
 __all__ = [
-    "FeatureFileError", "PairEntry", "read_feature_csv", "read_ground_truth", "read_pair_list", "read_pairs",
+    "FeatureFileError", "PairEntry", "read_feature_csv", "read_ground_truth", "read_pairs",
     "FeatureCache", "file_digest",
     "FACE_DIM", "VOICE_DIM", "FAME_VERSIONS", "FAME_IDENTITY_COUNTS", "FameFeatures", "FameLayout",
     "FameTestSet", "FameTrainSet", "fame_languages", "load_fame_test", "load_fame_train",

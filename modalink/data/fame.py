@@ -27,7 +27,7 @@ import numpy as np
 
 from modalink.data.fame_cache import FeatureCache, cache_name_for, file_digest
 from modalink.data.fame_csv import FeatureFileError, read_feature_csv
-from modalink.data.fame_lists import PairEntry, read_pair_list
+from modalink.data.fame_lists import PairEntry, read_pairs
 
 __all__ = [
     "FACE_DIM", "VOICE_DIM", "FAME_VERSIONS", "FAME_IDENTITY_COUNTS", "DEFAULT_CACHE_SUBDIR",
@@ -249,7 +249,7 @@ def load_fame_test(feats_root: str | os.PathLike, ver: str, heard_lang: str, tes
     heard_lang, test_lang = normalize_language(ver, heard_lang), normalize_language(ver, test_lang)
     read = _reader(layout.root, cache_dir, use_cache, mmap, progress, digests)
     pair_file = layout.pair_list(test_lang)
-    pairs = read_pair_list(pair_file)
+    pairs = read_pairs(pair_file)
     if digests is not None:
         digests[_rel(pair_file, layout.root)] = file_digest(pair_file)
     face_file = layout.test_csv(heard_lang, test_lang, "face")

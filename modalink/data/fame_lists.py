@@ -19,7 +19,7 @@ from typing import Iterator, Literal, NamedTuple
 
 from modalink.data.fame_csv import FeatureFileError
 
-__all__ = ["PairEntry", "read_pairs", "read_pair_list", "read_ground_truth", "ground_truth_lines",
+__all__ = ["PairEntry", "read_pairs", "read_ground_truth", "ground_truth_lines",
            "list_file_name"]
 
 BlankLines = Literal["skip", "error"]
@@ -76,8 +76,6 @@ def read_pairs(path: str | os.PathLike, *, blank_lines: BlankLines = "skip") -> 
         raise FeatureFileError(path, "pair list is empty")
     return pairs
 
-
-read_pair_list = read_pairs
 
 
 def read_ground_truth(path: str | os.PathLike, *, both_classes: bool = True,

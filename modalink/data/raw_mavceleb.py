@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Na
 import numpy as np
 
 from modalink.audio import AUDIO_EXTENSIONS, AudioError, audio_num_frames, load_audio
-from modalink.data.fame_lists import read_pair_list
+from modalink.data.fame_lists import read_pairs
 from modalink.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -190,7 +190,7 @@ def identity_labels(identities: Iterable[str]) -> dict[str, int | str]:
 def read_test_pairs(path: str | os.PathLike) -> list[TestPair]:
     """Read a ``<Lang>_test.txt`` pair list in file order (the strict reader of
     :mod:`modalink.data.fame_csv`: errors name file and line)."""
-    return [TestPair(e.key, e.voice_path, e.face_path) for e in read_pair_list(path)]
+    return [TestPair(e.key, e.voice_path, e.face_path) for e in read_pairs(path)]
 
 
 def _looks_like(split_root: Path, kind: Literal["train", "test"]) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fame_common import (FameConfig, add_data_arguments, default_ground_truth, feature_dims,
                          format_results, load_model_from_run, prepare_feats_root, resolve_languages,
-                         score_test_sets, write_results)
+                         score_test_sets, write_fame_results)
 
 from modalink.errors import run_cli
 
@@ -88,7 +88,7 @@ def _score(args, cfg, out: Path, feats_root, ver: str, langs: list[str], t0: flo
             model.eval()
         scores.update(score_test_sets(model, [data.heard, data.unheard], lang))
     gt_dir = default_ground_truth(root, ver, args.ground_truth)
-    results = write_results(out, ver, scores, root / "face_voice_association_splits" / ver, gt_dir, args.edition,
+    results = write_fame_results(out, ver, scores, root / "face_voice_association_splits" / ver, gt_dir, args.edition,
                             extra={"source": args.run_dir or args.official_checkpoint},
                             timings={"seconds": round(time.time() - t0, 2)})
     print(format_results(results))

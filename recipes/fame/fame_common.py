@@ -228,7 +228,7 @@ def score_test_sets(model: nn.Module, test_sets: list[FameTestSet], train_lang: 
     return {(train_lang, t.test_language): (t.keys, pair_distances(model, t.faces, t.voices)) for t in test_sets}
 
 
-def write_results(output_dir: Path, ver: str, scores: dict[tuple[str, str], tuple[list[str], np.ndarray]],
+def write_fame_results(output_dir: Path, ver: str, scores: dict[tuple[str, str], tuple[list[str], np.ndarray]],
                   pairs_dir: Path, gt_dir: Path | None, edition: str, extra: dict[str, Any] | None = None,
                   timings: dict[str, Any] | None = None, manifest_info: dict[str, Any] | None = None
                   ) -> dict[str, Any]:
@@ -278,4 +278,4 @@ __all__ = ["FameConfig", "DataConfig", "RunConfig", "DEFAULT_CONFIG", "add_data_
            "check_ground_truth", "data_fingerprint",
            "prepare_feats_root", "feature_dims", "default_ground_truth", "load_model_from_run", "export_models",
            "model_contract",
-           "score_test_sets", "write_results", "format_results", "other_language"]
+           "score_test_sets", "write_fame_results", "format_results", "other_language"]

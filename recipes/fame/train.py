@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fame_common import (DEFAULT_CONFIG, FameConfig, add_data_arguments, check_ground_truth,
                          data_fingerprint, default_ground_truth, export_models, feature_dims, format_results,
-                         model_contract, prepare_feats_root, resolve_languages, score_test_sets, write_results)
+                         model_contract, prepare_feats_root, resolve_languages, score_test_sets, write_fame_results)
 
 from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
 from modalink.errors import run_cli
@@ -141,7 +141,7 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     if state.is_main_process:
         pairs_dir = root / "face_voice_association_splits" / args.ver
         fingerprint = config_fingerprint(folder.contract["config"])
-        results = write_results(out, args.ver, scores, pairs_dir, gt_dir, args.edition,
+        results = write_fame_results(out, args.ver, scores, pairs_dir, gt_dir, args.edition,
                                 extra={"config": Path(args.config).name, "model": cfg.model.name,
                                        "config_fingerprint": fingerprint, "selection": selection,
                                        "processes": state.num_processes},
