@@ -2,17 +2,23 @@
 
 Exit codes: 0 success, 1 invalid submission (the errors are printed), 2 unusable input
 (missing folder, malformed pair list, bad option).
+
+The parser is built from :mod:`modalink.cli`'s shared pieces (help layout, ``--debug``), like
+every recipe's, so ``--debug`` works before or after the subcommand and shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
 from challenge.files import ChallengeError, read_pair_list, read_score_values, write_scores
 from challenge.naming import EDITIONS, VERSIONS, check_language_pair, condition_for, get_edition
 from challenge.validate import ValidationReport, similarity_hint
+from modalink.cli import add_subcommand, add_subcommands, command_parser
+from modalink.errors import debug_enabled
 
 EPILOG = ("Scores are DISTANCES: lower = same person. File names (2026 default): "
           "sub_score_<TestLang>_{heard,unheard}.txt, four per version.")
@@ -40,12 +46,11 @@ def _add_langs(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m challenge``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m challenge", description="Write, validate, pack and score FAME challenge submissions.",
-        epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{write,validate,pack,score}")
+    parser = command_parser("Write, validate, pack and score FAME challenge submissions.",
+                            prog="python -m challenge", epilog=EPILOG)
+    sub = add_subcommands(parser, dest="command", metavar="{write,validate,pack,score}")
 
-    w = sub.add_parser("write", help="write one score file from a .npy / text file of scores",
+    w = add_subcommand(sub, "write", help="write one score file from a .npy / text file of scores",
                        description="Write one submission score file ('key score' lines) from scores aligned "
                                    "with a pair list: a .npy array, a text file with one number per line, "
                                    "or a 'key score' file (reordered to the pair list).", epilog=EPILOG)
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an existing file that another model (another --train-lang) or another tool wrote")
     _add_naming(w)
 
-    v = sub.add_parser("validate", help="check a submission folder or zip",
+    v = add_subcommand(sub, "validate", help="check a submission folder or zip",
                        description="Check a submission folder or zip: file names, keys, numbers.", epilog=EPILOG)
     v.add_argument("submission", type=Path, help="submission folder or .zip")
     v.add_argument("--pairs", type=Path, required=True, metavar="DIR",
@@ -74,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_naming(v)
     _add_langs(v)
 
-    k = sub.add_parser("pack", help="validate a folder, then zip exactly its expected files",
+    k = add_subcommand(sub, "pack", help="validate a folder, then zip exactly its expected files",
                        description="Validate a submission folder, then zip exactly the expected score files "
                                    "at the zip root. Nothing is written when the folder is invalid.",
                        epilog=EPILOG)
@@ -84,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_naming(k)
     _add_langs(k)
 
-    s = sub.add_parser("score", help="EER per file and the mean, as the organisers compute them",
+    s = add_subcommand(sub, "score", help="EER per file and the mean, as the organisers compute them",
                        description="Score a submission folder or zip against ground truth: EER per file "
                                    "(roc_curve(labels, -score), brentq) and the mean of the four.",
                        epilog=EPILOG)
@@ -226,7 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               if args.command == "pack" else f"{args.command}: {err.report.n_errors} error(s), see above",
               file=sys.stderr)
         return 1
-    except (ChallengeError, ValueError, OSError) as err:
+    except (ChallengeError, ValueError, OSError) as err:  # unusable input: modalink's one-line error style
+        if args.debug or debug_enabled():
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -1,7 +1,13 @@
-"""One command line for every recipe: the same flags, one precedence order, one error style.
+"""One command line for every command: the same flags, one precedence order, one error style.
 
-Every recipe's ``train.py`` builds its parser with :func:`recipe_parser` (``--config``,
-``--output-dir``, ``--overwrite``/``--resume``, ``--print-config``, ``--debug`` and ``key=value``
+Every command builds its parser from the same pieces: :func:`command_parser` (the shared help
+layout, :class:`HelpFormatter`, and the flags every command takes, :func:`add_common_flags`:
+``--debug``), and for a command with subcommands (``python -m challenge``)
+:func:`add_subcommands` / :func:`add_subcommand`, which give each subcommand the same layout and
+flags, so ``cmd --debug sub ...`` and ``cmd sub ... --debug`` both work.
+
+Every recipe's ``train.py`` builds its parser with :func:`recipe_parser` (the above plus
+``--config``, ``--output-dir``, ``--overwrite``/``--resume``, ``--print-config`` and ``key=value``
 overrides, in any order), adds its own data flags, and loads its config with :func:`load_recipe_config`:
 
     dataclass defaults  <  YAML file (--config)  <  the recipe's flags  <  key=value overrides
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
@@ -23,15 +30,63 @@ import yaml
 
 from modalink.config import ConfigError, load_config, parse_overrides, read_yaml, to_dict
 
-__all__ = ["recipe_parser", "parse_recipe_args", "load_recipe_config", "resume_mode", "print_config"]
+__all__ = ["HelpFormatter", "command_parser", "add_common_flags", "add_subcommands", "add_subcommand",
+           "recipe_parser", "parse_recipe_args", "load_recipe_config", "resume_mode", "print_config"]
 
 T = TypeVar("T")
+
+#: ``--debug``'s help; :func:`modalink.errors.run_cli` acts on the flag wherever it is given.
+DEBUG_HELP = "show tracebacks instead of one-line errors"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The help layout of every command: a description's or epilog's own line breaks are kept
+    (a module docstring reads as written) and only a line too long for the terminal is wrapped,
+    at the indentation it starts with."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.strip("\n").splitlines():
+            lead = line[: len(line) - len(line.lstrip())]
+            lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + lead)
+                         if line.strip() else "")
+        return "\n".join(lines)
+
+
+def add_common_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> argparse.ArgumentParser:
+    """Add the flags every command takes (``--debug``) to ``parser``; returns it.
+
+    A subcommand's copy (``subcommand=True``) has no default, so a flag given before the
+    subcommand's name is not reset to its default by the subcommand's parser."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS if subcommand else False,
+                        help=DEBUG_HELP)
+    return parser
+
+
+def command_parser(description: str | None, *, prog: str | None = None,
+                   epilog: str | None = None) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the help layout and the flags every command shares."""
+    return add_common_flags(argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                                    formatter_class=HelpFormatter))
+
+
+def add_subcommands(parser: argparse.ArgumentParser, *, dest: str = "command",
+                    metavar: str | None = None) -> argparse._SubParsersAction:
+    """The (required) subcommands of ``parser``; add each with :func:`add_subcommand`."""
+    return parser.add_subparsers(dest=dest, required=True, metavar=metavar)
+
+
+def add_subcommand(subcommands: argparse._SubParsersAction, name: str, *, help: str,
+                   description: str | None = None, epilog: str | None = None) -> argparse.ArgumentParser:
+    """Add subcommand ``name``, with the same help layout and common flags as every command."""
+    return add_common_flags(subcommands.add_parser(name, help=help, description=description or help, epilog=epilog,
+                                                   formatter_class=HelpFormatter), subcommand=True)
 
 
 def recipe_parser(description: str | None, *, default_config: str | Path | None = None,
                   output_default: str | None = None) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` with the flags every recipe command shares."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """An ``ArgumentParser`` with the flags every recipe command shares (:func:`command_parser`'s too)."""
+    p = command_parser(description)
     p.add_argument("--config", default=None if default_config is None else str(default_config),
                    help=f"YAML config (default: {default_config})" if default_config else "YAML config")
     p.add_argument("--output-dir", default=output_default,
@@ -42,7 +97,6 @@ def recipe_parser(description: str | None, *, default_config: str | Path | None 
     mode.add_argument("--resume", action="store_true",
                       help="require a compatible run in --output-dir to resume (error if there is none)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
-    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. engine.lr=3e-4")
     return p
 
@@ -65,15 +119,17 @@ def load_recipe_config(cls: type[T], args: argparse.Namespace, *, flags: Mapping
     skipped); ``flag_only`` names sections that only flags may set."""
     path = getattr(args, "config", None)
     overrides = list(getattr(args, "overrides", []) or [])
+    file_data = None if path is None else read_yaml(path)  # read once: checked here, loaded below
+    set_by_overrides = parse_overrides(overrides) if flag_only else {}
     for section in flag_only:
-        if path is not None and section in read_yaml(path):
+        if file_data is not None and section in file_data:
             raise ConfigError(f"{path}: the {section!r} section is set from the command line, not from config "
                               f"files; remove it")
-        if section in parse_overrides(overrides):
+        if section in set_by_overrides:
             raise ConfigError(f"{section}.* is set by the command's flags, not by key=value overrides")
     flag_items = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
                   for k, v in (flags or {}).items() if v is not None]
-    return load_config(cls, path, [*flag_items, *overrides])
+    return load_config(cls, path, [*flag_items, *overrides], file_data=file_data)
 
 
 def print_config(cfg: Any, stream: Any = None) -> None:

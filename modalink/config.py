@@ -220,12 +220,17 @@ def load_config(
     path: str | os.PathLike | None = None,
     overrides: Sequence[str] = (),
     defaults: Mapping[str, Any] | None = None,
+    *,
+    file_data: Mapping[str, Any] | None = None,
 ) -> T:
-    """Build a ``cls`` dataclass from ``defaults`` ← YAML ``path`` ← ``overrides`` (later wins)."""
+    """Build a ``cls`` dataclass from ``defaults`` ← YAML ``path`` ← ``overrides`` (later wins).
+
+    ``file_data``: the contents of ``path`` when the caller has read it already (with
+    :func:`read_yaml`); ``path`` then only names the file in messages."""
     data: dict[str, Any] = dict(defaults or {})
     where = cls.__name__
     if path is not None:
-        data = _merge(data, read_yaml(path))
+        data = _merge(data, read_yaml(path) if file_data is None else file_data)
         where = str(path)
     if overrides:
         data = _merge(data, parse_overrides(overrides))

@@ -1,6 +1,7 @@
 """Tests of the FAME submission tools (challenge/): names, write, validate, pack, score, CLI."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from modalink.data import FeatureFileError
 from challenge import (ChallengeError, Edition, FormatError, SubmissionError, get_edition, pack_submission,
                        read_ground_truth, read_pair_list, score_submission, similarity_hint,
                        validate_submission, write_scores, write_submission)
-from challenge.__main__ import main
+from challenge.__main__ import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 LANGS = ("English", "German")
@@ -411,12 +412,85 @@ def test_language_resolution(fame):
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cmd", [[], ["write"], ["validate"], ["pack"], ["score"]])
+SUBCOMMANDS = ("write", "validate", "pack", "score")
+
+
+def _subcommand_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _flags(parser: argparse.ArgumentParser) -> dict[str, tuple]:
+    """Each option string → (action type, help, default): what a user sees of a flag."""
+    return {opt: (type(a).__name__, a.help, a.default) for a in parser._actions for opt in a.option_strings}
+
+
+def test_cli_lists_every_subcommand():
+    assert tuple(_subcommand_parsers(build_parser())) == SUBCOMMANDS  # a new one gets the tests below too
+
+
+@pytest.mark.parametrize("cmd", [[], *([c] for c in SUBCOMMANDS)])
 def test_cli_help(cmd, capsys):
     with pytest.raises(SystemExit) as exc:
         main([*cmd, "--help"])
     assert exc.value.code == 0
-    assert "usage:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "usage:" in out and "--debug" in out
+
+
+def test_cli_shares_the_common_flags_with_the_recipes():
+    """challenge's parser and every subcommand's are built from modalink.cli's pieces, as the
+    recipes' are: the same common flags, help text and layout, so they cannot drift apart."""
+    from modalink.cli import HelpFormatter, add_common_flags, recipe_parser
+
+    common = _flags(add_common_flags(argparse.ArgumentParser()))
+    assert "--debug" in common
+    top = build_parser()
+    for parser in (recipe_parser("demo"), top):
+        assert _flags(parser).items() >= common.items() and parser.formatter_class is HelpFormatter
+    for name, parser in _subcommand_parsers(top).items():
+        got = _flags(parser)
+        # a subcommand's copy has no default, so it cannot reset a flag given before the subcommand
+        assert {k: v[:2] for k, v in got.items() if k in common} == {k: v[:2] for k, v in common.items()}, name
+        assert got["--debug"][2] is argparse.SUPPRESS and parser.formatter_class is HelpFormatter, name
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_cli_debug_before_or_after_the_subcommand(cmd):
+    required = {"write": ["s.npy", "--pair-list", "p.txt", "-o", "o"], "validate": ["sub", "--pairs", "p"],
+                "pack": ["sub", "--pairs", "p", "-o", "o.zip"], "score": ["sub", "--ground-truth", "g"]}[cmd]
+    parser = build_parser()
+    assert parser.parse_args([cmd, *required]).debug is False
+    assert parser.parse_args(["--debug", cmd, *required]).debug is True
+    assert parser.parse_args([cmd, *required, "--debug"]).debug is True
+    assert parser.parse_args([cmd, "--debug", *required]).debug is True
+
+
+def test_cli_missing_pair_list_is_one_error_line(fame, capsys):
+    """Unusable input: exit 2 and ONE 'error:' line naming the file; --debug (before or after the
+    subcommand) adds the traceback."""
+    npy = fame.root / "scores.npy"
+    np.save(npy, np.zeros(N))
+    missing = fame.root / "nope" / "German_test.txt"
+    write = ["write", str(npy), "--pair-list", str(missing), "-o", str(fame.root / "out.txt")]
+    capsys.readouterr()
+    assert main(write) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(missing) in err[0], err
+    (fame.pairs / "German_test.txt").unlink()
+    validate = ["validate", str(fame.sub), "--pairs", str(fame.pairs), "--langs", "English", "German"]
+    assert main(validate) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "German_test.txt" in err[0], err
+    for argv in (["--debug", *write], [*write, "--debug"], [*validate, "--debug"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("Traceback (most recent call last)") and err.splitlines()[-1].startswith("error: ")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MODALINK_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-m", "challenge", *validate], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and "German_test.txt" in proc.stderr
 
 
 def test_cli_write(fame, capsys):

@@ -102,3 +102,37 @@ def test_recipe_cli_precedence_flag_only_sections_and_print_config(tmp_path, cap
         load_recipe_config(_Cfg, parse_recipe_args(p, []), flag_only=("run",))
     print_config(cfg)
     assert "epochs: 7" in capsys.readouterr().out
+
+
+def test_recipe_config_file_is_read_once(tmp_path, monkeypatch):
+    """The flag-only check and the load share one read of --config (one per section before)."""
+    import modalink.cli as cli
+    import modalink.config as config
+
+    reads: list[str] = []
+    real = config.read_yaml
+
+    def counting(path):
+        reads.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(config, "read_yaml", counting)
+    monkeypatch.setattr(cli, "read_yaml", counting)
+    yml = tmp_path / "c.yaml"
+    yml.write_text("train:\n  lr: 0.2\n")
+    p = cli.recipe_parser("demo", default_config=yml)
+    args = cli.parse_recipe_args(p, ["train.epochs=3"])
+    cfg = cli.load_recipe_config(_Cfg, args, flags={"run.root": "/d"}, flag_only=("run", "other"))
+    assert (cfg.train.lr, cfg.train.epochs, cfg.run.root) == (0.2, 3, "/d") and reads == [str(yml)]
+    yml.unlink()
+    with pytest.raises(ConfigError, match="config file not found"):
+        cli.load_recipe_config(_Cfg, args, flag_only=("run",))
+
+
+def test_help_layout_keeps_line_breaks_and_wraps_long_lines():
+    from modalink.cli import HelpFormatter
+
+    text = "One line.\n\n    python train.py --x   # indented, as written\n" + "word " * 30
+    lines = HelpFormatter("prog", width=60)._fill_text(text, 60, "  ").splitlines()
+    assert lines[:3] == ["  One line.", "", "      python train.py --x   # indented, as written"]
+    assert len(lines) > 4 and all(len(line) <= 60 and line.startswith("  word") for line in lines[3:])
