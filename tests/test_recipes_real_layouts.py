@@ -259,7 +259,7 @@ def test_srmm_food101_layout(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- recsys
 RECSYS_TINY = ["--cpu", "engine.epochs=1", "engine.batch_size=64", "engine.progress=false", "tower.embed_dim=16",
-               "tower.stem_dim=32", "tower.bag_dim=16", "tower.trunk_hidden=[32]", "mf.dim=8", "data.text_dim=64"]
+               "tower.stem_dim=32", "tower.bag_dim=16", "tower.trunk_hidden=[32]", "mf.dim=8", "media.text_kwargs={dim: 64}"]
 
 
 @pytest.mark.parametrize("kind", ["ml-100k", "ml-1m"])

@@ -2,7 +2,8 @@
 
 ``create_encoder(name, pretrained=False, weights=None, offline=None, **kw)`` builds one;
 ``list_encoders()`` names them. Registered: ``facenet_vggface2``, ``facenet_casia_webface``
-(face), ``ecapa_voxceleb`` (voice) and ``timm`` (image; use ``"timm/<architecture>"``).
+(face), ``ecapa_voxceleb`` (voice), ``timm`` (image; use ``"timm/<architecture>"``) and
+``pixel-stats`` (hand-made image features, no weights).
 """
 from modalink.encoders.base import (
     ENCODERS,
@@ -22,12 +23,13 @@ from modalink.encoders.base import (
 )
 from modalink.encoders.face import FaceEncoder, MTCNNDetector, center_crop_resize, facenet_contract
 from modalink.encoders.image import ImageEncoder, timm_contract
+from modalink.encoders.pixel_stats import PixelStats
 from modalink.encoders.voice import ShortAudioError, VoiceEncoder, ecapa_contract
 
 __all__ = [
     "ENCODERS", "Encoder", "EncoderBatch", "EncoderContract", "NoFaceError", "PreprocessError",
     "WeightsNotFoundError", "create_encoder", "is_offline", "list_encoders", "modalink_home",
     "register_encoder", "resolve_weights", "weights_cache_dir", "FaceEncoder", "MTCNNDetector",
-    "center_crop_resize", "facenet_contract", "ImageEncoder", "timm_contract", "ShortAudioError",
+    "center_crop_resize", "facenet_contract", "ImageEncoder", "timm_contract", "PixelStats", "ShortAudioError",
     "VoiceEncoder", "ecapa_contract",
 ]
