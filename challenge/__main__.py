@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from challenge.files import ChallengeError, read_pair_list, read_score_values, write_scores
+from challenge.files import ChallengeError, read_pair_keys, read_score_values, write_scores
 from challenge.naming import EDITIONS, VERSIONS, check_language_pair, condition_for, get_edition
 from challenge.validate import ValidationReport, similarity_hint
 from modalink.cli import add_subcommand, add_subcommands, command_parser
@@ -112,7 +112,7 @@ def _print_issues(report: ValidationReport) -> None:
 
 
 def _cmd_write(args: argparse.Namespace) -> int:
-    keys = read_pair_list(args.pair_list)
+    keys = read_pair_keys(args.pair_list)
     scores = read_score_values(args.scores, keys)
     if args.negate:
         scores = -scores

@@ -21,7 +21,7 @@ from modalink.data.fame_csv import FeatureFileError
 from modalink.data.fame_lists import PairEntry, ground_truth_lines, list_file_name, read_ground_truth, read_pairs
 
 __all__ = [
-    "ChallengeError", "FormatError", "Pair", "read_pairs", "read_pair_list", "read_ground_truth",
+    "ChallengeError", "FormatError", "Pair", "read_pairs", "read_pair_keys", "read_ground_truth",
     "ground_truth_lines", "read_score_values", "write_scores", "format_scores", "find_lists", "list_file_name",
     "NUMBER_RE",
 ]
@@ -47,7 +47,7 @@ class FormatError(ChallengeError, FeatureFileError):
 Pair = PairEntry
 
 
-def read_pair_list(path: str | os.PathLike) -> list[str]:
+def read_pair_keys(path: str | os.PathLike) -> list[str]:
     """The keys of a FAME pair list, in file order (see :func:`read_pairs`)."""
     return [p.key for p in read_pairs(path)]
 

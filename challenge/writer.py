@@ -81,13 +81,13 @@ def write_submission(out_dir: str | os.PathLike,
 
 
 def _check_keys(keys: Sequence[str], pairs_dir: str | os.PathLike, entry: SubmissionEntry, name: str) -> None:
-    from challenge.files import read_pair_list
+    from challenge.files import read_pair_keys
 
     lists = {p.name.lower(): p for p in Path(pairs_dir).glob("*_test.txt")}
     list_path = lists.get(f"{entry.test_lang}_test.txt".lower())
     if list_path is None:
         raise ValueError(f"{name}: no pair list {entry.test_lang}_test.txt in {pairs_dir}")
-    expected = read_pair_list(list_path)
+    expected = read_pair_keys(list_path)
     got = [str(k) for k in keys]
     known = set(expected)
     unknown = [k for k in got if k not in known]

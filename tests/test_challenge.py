@@ -18,7 +18,7 @@ from sklearn.metrics import roc_curve
 
 from modalink.data import FeatureFileError
 from challenge import (ChallengeError, Edition, FormatError, SubmissionError, get_edition, pack_submission,
-                       read_ground_truth, read_pair_list, score_submission, similarity_hint,
+                       read_ground_truth, read_pair_keys, score_submission, similarity_hint,
                        validate_submission, write_scores, write_submission)
 from challenge.__main__ import build_parser, main
 
@@ -100,14 +100,14 @@ def test_edition_names():
 def test_read_pair_list_and_ground_truth_errors(tmp_path: Path):
     p = tmp_path / "English_test.txt"
     p.write_text("a voices/English/0.wav faces/English/0.jpg\n\nb voices/English/1.wav faces/English/1.jpg\n")
-    assert read_pair_list(p) == ["a", "b"]
+    assert read_pair_keys(p) == ["a", "b"]
     p.write_text("a voices/English/0.wav faces/English/0.jpg\nb voices/English/1.wav\n")
     # one reader (modalink.data.fame_lists) and one error type for the recipes and the challenge tools
     with pytest.raises(FeatureFileError, match=r"English_test.txt, line 2: expected 3 fields"):
-        read_pair_list(p)
+        read_pair_keys(p)
     p.write_text("a v f\nb v f\na v f\n")
     with pytest.raises(FeatureFileError, match=r"line 3: duplicate key 'a' \(first on line 1\)"):
-        read_pair_list(p)
+        read_pair_keys(p)
     g = tmp_path / "gt.txt"
     g.write_text("a 1\nb 2\n")
     with pytest.raises(FeatureFileError, match=r"gt.txt, line 2, column 2: key 'b': label must be 0 or 1"):
