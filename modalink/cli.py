@@ -30,7 +30,7 @@ import yaml
 
 from modalink.config import ConfigError, load_config, parse_overrides, read_yaml, to_dict
 
-__all__ = ["HelpFormatter", "command_parser", "add_common_flags", "add_subcommands", "add_subcommand",
+__all__ = ["HelpFormatter", "DefaultsHelpFormatter", "command_parser", "add_common_flags", "add_subcommands", "add_subcommand",
            "recipe_parser", "parse_recipe_args", "load_recipe_config", "resume_mode", "print_config"]
 
 T = TypeVar("T")
@@ -63,11 +63,17 @@ def add_common_flags(parser: argparse.ArgumentParser, *, subcommand: bool = Fals
     return parser
 
 
-def command_parser(description: str | None, *, prog: str | None = None,
-                   epilog: str | None = None) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` with the help layout and the flags every command shares."""
-    return add_common_flags(argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                                    formatter_class=HelpFormatter))
+class DefaultsHelpFormatter(HelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """:class:`HelpFormatter` that also shows each option's default."""
+
+
+def command_parser(description: str | None, *, prog: str | None = None, epilog: str | None = None,
+                   show_defaults: bool = False) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the help layout and the flags every command shares
+    (``show_defaults``: each option's help ends with its default)."""
+    return add_common_flags(argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog,
+        formatter_class=DefaultsHelpFormatter if show_defaults else HelpFormatter))
 
 
 def add_subcommands(parser: argparse.ArgumentParser, *, dest: str = "command",

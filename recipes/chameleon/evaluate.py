@@ -18,11 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from modalink.cli import command_parser
 from modalink.errors import UserError, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("--run-dir", required=True, help="output folder of train.py (has config.yaml)")
     p.add_argument("--methods", help="comma-separated methods to evaluate (default: those of the run)")
     p.add_argument("--conditions", nargs="+", help="conditions, e.g. complete text=30%% image=30%% "
@@ -30,7 +31,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", help="dataset folder, if it moved since training")
     p.add_argument("--stem", default="eval", help="output file stem in the run folder (default: eval)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     return p.parse_intermixed_args(argv)
 

@@ -22,11 +22,12 @@ from fame_common import (FameConfig, add_data_arguments, default_ground_truth, f
                          format_results, load_model_from_run, prepare_feats_root, resolve_languages,
                          score_test_sets, write_fame_results)
 
+from modalink.cli import command_parser
 from modalink.errors import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     add_data_arguments(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run-dir", help="output folder of train.py (holds config.yaml and <ver>_<Lang>/best_model.pt)")
@@ -34,7 +35,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fusion", default="gated", choices=["gated", "linear"], help="fusion of the official checkpoint")
     p.add_argument("--embed-dim", type=int, default=128, help="embedding width of the official checkpoint")
     p.add_argument("--output-dir", default=None, help="where to write submission/ and results (default: --run-dir)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p.parse_args(argv)
 
 

@@ -73,6 +73,7 @@ from modalink.encoders import Encoder
 from modalink.encoders.base import MissingWeightsError, resolve_device
 from modalink.data.embedding_cache import CacheKey, EmbeddingCache, EncodedRows, RowProblem, file_row_ids
 from modalink.engine.run import start_run
+from modalink.cli import command_parser
 from modalink.errors import UserError, run_cli
 from modalink.io import atomic_path, atomic_write_text
 
@@ -549,12 +550,10 @@ def _kv(text: str) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="recipes/fame/prepare.py",
-        description="Extract face/voice features from raw MAV-Celeb into the official FAME CSV layout "
-                    "(resumable; embeddings are cached per file through the shared embedding cache; problem files listed in <run-dir>/report.csv).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = command_parser(
+        "Extract face/voice features from raw MAV-Celeb into the official FAME CSV layout (resumable and "
+        "incremental through the shared embedding cache; problem files listed in <run-dir>/report.csv).",
+        prog="recipes/fame/prepare.py", show_defaults=True)
     p.add_argument("--raw-root", required=True, help="raw MAV-Celeb folder (train and test folders, pair lists)")
     p.add_argument("--ver", default="v1", choices=sorted(FAME_VERSIONS), help="MAV-Celeb version")
     p.add_argument("--output", required=True, help="FEATS_ROOT: where feats/, preExtracted_.../ and splits go")
@@ -582,7 +581,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="embedding cache (default: OUTPUT/.cache/embeddings)")
     p.add_argument("--run-dir", help="run folder (default: OUTPUT/prepare_runs/<ver>-<time>)")
     p.add_argument("--retry-failed", action="store_true", help="retry files that failed before")
-    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
 
 

@@ -33,14 +33,14 @@ from typing import Any, Sequence
 
 from fame_common import FameConfig, feature_dims, load_model_from_run, resolve_languages
 
+from modalink.cli import command_parser
 from modalink.errors import UserError, run_cli
 
 REPORT_FIELDS = ("pair_list", "modality", "file", "problem", "action", "detail")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="recipes/fame/verify.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__, prog="recipes/fame/verify.py")
     p.add_argument("--run-dir", required=True, help="a finished train.py run folder (config.yaml, <ver>_<Lang>/best_model.pt)")
     p.add_argument("--face", help="one face image (with --voice)")
     p.add_argument("--voice", help="one voice clip (with --face); any format soundfile reads: wav, flac, mp3, ogg ...")
@@ -56,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="files per batch (MTCNN and the encoders)")
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
     p.add_argument("--edition", default="2026", help="score file names: 2026 sub_score_<Test>_<cond>.txt or 2024")
-    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
 
 

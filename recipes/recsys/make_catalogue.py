@@ -11,14 +11,14 @@ to show how bad input is counted. Writes ``items.csv``, ``interactions.csv``, ``
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
+from modalink.cli import command_parser
 from modalink.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("--output", default="runs/catalogue", help="folder to write (default: %(default)s)")
     p.add_argument("--items-per-photo", type=int, default=30)
     p.add_argument("--users", type=int, default=300)

@@ -13,16 +13,16 @@ file, unknown tag). Errors end in one line (``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from modalink.cli import command_parser
 from modalink.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("--run-dir", required=True, help="a finished train.py run folder on a catalogue")
     p.add_argument("--items", help="CSV of new items (item_id, text, tags, image, audio columns)")
     p.add_argument("--text")

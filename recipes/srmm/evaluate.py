@@ -10,10 +10,10 @@ Reads ``<run>/config.yaml``, the embedding caches (rebuilt if stale) and the exp
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from modalink.cli import command_parser
 from modalink.errors import UserError, run_cli
 
 
@@ -23,10 +23,9 @@ def main(argv: list[str] | None = None) -> dict:
     from modalink.classification.evaluation import evaluate_conditions, format_table, write_results
     from modalink.config import load_config
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("run_dir", help="output folder of train.py (holds config.yaml)")
     p.add_argument("--out", help="where to write results.{json,md} (default: run_dir)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the run's config")
     a = p.parse_intermixed_args(argv)
     run_dir = Path(a.run_dir).expanduser().absolute()
