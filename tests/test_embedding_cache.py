@@ -195,3 +195,14 @@ def test_file_and_text_row_ids(tmp_path):
         file_row_ids([tmp_path / "c.bin"], tmp_path)
     t = text_row_ids(["pizza", "", None, "pizza"])
     assert t[0] == t[3] and len(set(t)) == 3
+
+
+def test_benchmark_script_runs_and_checks_incremental_equals_full(capsys):
+    from conftest import load_script
+    from pathlib import Path
+
+    bench = load_script("bench_embedding_cache", Path(__file__).resolve().parents[1] / "scripts" /
+                        "bench_embedding_cache.py")
+    assert bench.main(["--images", "40", "--new", "4", "--touched", "2", "--shard-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "| grown | 44 | 6 | 38 |" in out and "identical arrays" in out
