@@ -8,6 +8,10 @@
   are choices, :func:`bounded` fields carry ranges (``epochs >= 1``, ``0 <= dropout < 1``), and
   a dataclass may define ``validate_config(self)`` raising ``ValueError("key: why")`` for
   checks across fields or against a registry.
+* "Not set" has one spelling: ``None`` (YAML ``null``; ``key=null`` or an empty ``key=`` on the
+  command line), typed ``X | None = None``; the code then derives the value. The older
+  spellings still load: ``""`` for any ``X | None`` field, and the value an :func:`optional`
+  field names as ``legacy`` (``0``, ``[]``), so old config files and run folders keep working.
 """
 from __future__ import annotations
 
@@ -34,6 +38,26 @@ def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, l
     """A dataclass field with a numeric range, checked by :func:`load_config`:
     ``epochs: int = bounded(10, ge=1)``."""
     return dataclasses.field(default=default, metadata={"range": (ge, gt, le, lt)})
+
+
+def optional(*, legacy: Any = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
+             lt: float | None = None) -> Any:
+    """A ``X | None`` field whose ``None`` means "not set" (the code derives the value), with an
+    optional range for set values and ``legacy``, the value that once meant "not set" (``0``,
+    ``[]``), read as ``None``: ``face_dim: int | None = optional(legacy=0, ge=1)``."""
+    meta: dict[str, Any] = {"range": (ge, gt, le, lt)}
+    if legacy is not None:
+        meta["legacy_unset"] = legacy
+    return dataclasses.field(default=None, metadata=meta)
+
+
+def _is_legacy_unset(value: Any, legacy: Any) -> bool:
+    """``value`` is the old "not set" spelling (``0.0`` is ``0``; ``False`` is not)."""
+    if isinstance(value, bool) or isinstance(legacy, bool):
+        return value is legacy
+    if isinstance(value, (int, float)) and isinstance(legacy, (int, float)):
+        return value == legacy
+    return type(value) is type(legacy) and value == legacy
 
 
 def _check_range(value: Any, rng: tuple, where: str) -> None:
@@ -71,8 +95,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
+        if (value is None or (isinstance(value, str) and value == "")) and type(None) in args:
+            return None  # "" (an old spelling of "not set", or ``key=`` on the command line) is None
         errors = []
         for a in args:
             if a is type(None):
@@ -142,7 +166,10 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     for f in dataclasses.fields(cls):
         key = f"{where}.{f.name}" if where and not where.endswith(":") else f"{where} {f.name}"
         if f.name in data:
-            kwargs[f.name] = _coerce(data[f.name], types_[f.name], key)
+            value = data[f.name]
+            if "legacy_unset" in f.metadata and _is_legacy_unset(value, f.metadata["legacy_unset"]):
+                value = None  # the old spelling of "not set"
+            kwargs[f.name] = _coerce(value, types_[f.name], key)
             if "range" in f.metadata:
                 _check_range(kwargs[f.name], f.metadata["range"], key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

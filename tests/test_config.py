@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from modalink.config import ConfigError, load_config, parse_overrides, save_config, to_dict
+from modalink.config import ConfigError, load_config, optional, parse_overrides, save_config, to_dict
 from modalink.engine import EngineConfig
 
 
@@ -64,6 +64,36 @@ def test_yaml_never_executes_code(tmp_path: Path) -> None:
     p.write_text("data: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(Cfg, p)
+
+
+@dataclass
+class _Unset:
+    root: str | None = None
+    dim: int | None = optional(legacy=0, ge=1)
+    mods: list[str] | None = optional(legacy=[])
+    flag: bool | None = None
+
+
+def test_unset_is_none_and_old_spellings_still_load(tmp_path: Path) -> None:
+    """One spelling of "not set": None (YAML null, key=null or key= on the command line); the old
+    ones ("" for any X | None field, an optional field's legacy value) are read as None."""
+    unset = {"root": None, "dim": None, "mods": None, "flag": None}
+    assert to_dict(load_config(_Unset)) == unset
+    assert to_dict(load_config(_Unset, None, ["root=null", "dim=null", "mods=null", "flag=null"])) == unset
+    assert to_dict(load_config(_Unset, None, ["root=", "dim=", "mods=", "flag="])) == unset
+    old = tmp_path / "old.yaml"
+    old.write_text("root: ''\ndim: 0\nmods: []\n")
+    assert to_dict(load_config(_Unset, old)) == unset
+    cfg = load_config(_Unset, None, ["root=/d", "dim=8", "mods=[a]", "flag=false"])
+    assert (cfg.root, cfg.dim, cfg.mods, cfg.flag) == ("/d", 8, ["a"], False)
+    save_config(load_config(_Unset), old)
+    assert "root: null" in old.read_text() and to_dict(load_config(_Unset, old)) == unset
+    with pytest.raises(ConfigError, match=r"dim: -1 is out of range; it must be >= 1"):
+        load_config(_Unset, None, ["dim=-1"])
+    with pytest.raises(ConfigError, match="dim: expected an integer"):  # false is not the legacy 0
+        load_config(_Unset, None, ["dim=false"])
+    # a plain str field has no "not set": "" stays a string
+    assert load_config(Cfg, None, ["data.root=/x", "name="]).name == ""
 
 
 @dataclasses.dataclass

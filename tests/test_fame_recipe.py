@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from challenge import score_submission, validate_submission
 from conftest import launch_2proc, load_script
@@ -61,6 +62,10 @@ def test_train_writes_valid_submission_and_eers(feats_root: Path, tmp_path: Path
         assert any((d / "checkpoints").iterdir())
         assert len((d / "metrics.jsonl").read_text().splitlines()) == 2
     assert json.loads((out / "results.json").read_text())["mean_eer"] == pytest.approx(res["mean_eer"])
+    run_cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert run_cfg["run"]["ground_truth"] == str(feats_root / "ground_truth" / "v3")
+    assert run_cfg["data"]["cache_dir"] is None  # not set: <feats-root>/.modalink_cache
+    assert (feats_root / ".modalink_cache").is_dir()
     # evaluate.py on the trained run gives the same EERs
     again = fame_evaluate.main(["--run-dir", str(out), "--output-dir", str(tmp_path / "re")])
     for a, b in zip(res["eer"], again["eer"]):
@@ -99,6 +104,30 @@ def test_official_checkpoint_scoring(feats_root: Path, tmp_path: Path) -> None:
     got = np.array([float(line.split()[1]) for line in lines if line])
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     assert {r["condition"] for r in res["eer"]} == {"heard", "unheard"}
+
+
+def test_unset_settings_are_none_and_old_run_configs_load(tmp_path: Path) -> None:
+    """Not-set data/run settings are None (null in config.yaml); a run folder written when they
+    were 0 / "" still loads (evaluate.py, verify.py) to the same config."""
+    from fame_common import FameConfig, feature_dims
+
+    from modalink.config import ConfigError, load_config
+
+    cfg = load_config(FameConfig)
+    d, r = cfg.data, cfg.run
+    assert (d.val_ids, d.face_dim, d.voice_dim, d.cache_dir, r.feats_root, r.ground_truth) == (None,) * 6
+    old = tmp_path / "config.yaml"
+    old.write_text("data:\n  val_ids: 0\n  face_dim: 0\n  voice_dim: 0\n  cache_dir: ''\n"
+                   "run:\n  feats_root: ''\n  ground_truth: ''\n")
+    assert load_config(FameConfig, old) == cfg
+    # widths: data.face_dim / voice_dim, else feature_info.json, else the official 4096 / 512
+    assert feature_dims(tmp_path, "v3", d) == (4096, 512)
+    (tmp_path / "feats" / "v3").mkdir(parents=True)
+    (tmp_path / "feats" / "v3" / "feature_info.json").write_text('{"face_dim": 512, "voice_dim": 192}')
+    assert feature_dims(tmp_path, "v3", d) == (512, 192)
+    assert feature_dims(tmp_path, "v3", load_config(FameConfig, None, ["data.face_dim=64"]).data) == (64, 192)
+    with pytest.raises(ConfigError, match=r"data.val_ids: -1 is out of range; it must be >= 1"):
+        load_config(FameConfig, None, ["data.val_ids=-1"])
 
 
 @pytest.mark.slow

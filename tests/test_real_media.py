@@ -383,6 +383,6 @@ def test_verify_refuses_runs_trained_on_other_features(pipeline, tmp_path, capsy
     cfg["data"]["face_dim"] = 4096
     assert "4096-D face" in verify()
     # the synthetic set
-    cfg["data"]["face_dim"] = 0
-    cfg["run"]["synthetic"], cfg["run"]["feats_root"] = True, ""
+    cfg["data"]["face_dim"] = None
+    cfg["run"]["synthetic"], cfg["run"]["feats_root"] = True, None
     assert "synthetic" in verify()

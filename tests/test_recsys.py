@@ -422,6 +422,22 @@ def test_recipe_smoke_run(tmp_path):
         recipe.main(["--output-dir", str(tmp_path / "bad"), "tower.nope=1"])
 
 
+def test_recipe_config_not_set_is_none():
+    """Not-set recsys settings are None; the old spellings ("", 0, [], {}) load as the same config."""
+    from modalink.config import load_config
+
+    recipe = _load_recipe()
+    cfg = load_config(recipe.RecsysConfig, recipe.DEFAULT_CONFIG)
+    assert (cfg.data.root, cfg.data.cache_dir, cfg.tower.modalities, cfg.mf.epochs, cfg.media.image_weights,
+            cfg.media.audio_weights, cfg.item_model.path, cfg.item_model.inputs) == (None,) * 8
+    old = load_config(recipe.RecsysConfig, recipe.DEFAULT_CONFIG, [
+        'data.root=""', "data.cache_dir=", "tower.modalities=[]", "mf.epochs=0", 'media.image_weights=""',
+        "media.audio_weights=''", 'item_model.path=""', "item_model.inputs={}"])
+    assert old == cfg
+    with pytest.raises(Exception, match=r"mf.epochs: -1 is out of range; it must be >= 1"):
+        load_config(recipe.RecsysConfig, None, ["mf.epochs=-1"])
+
+
 def test_bench_script_runs(capsys):
     import importlib.util
 

@@ -210,8 +210,8 @@ class MediaConfig:
     text_encoder: str = "hashed-bow"  # any registered text encoder
     text_kwargs: dict[str, Any] = field(default_factory=lambda: {"dim": 256})
     pretrained: bool = True  # false = random weights (seeded by encoder_seed): tests, offline demos
-    image_weights: str = ""  # explicit weights file/folder (else local caches, else the hub)
-    audio_weights: str = ""
+    image_weights: str | None = None  # explicit weights file/folder (None: local caches, else the hub)
+    audio_weights: str | None = None
     encoder_seed: int = 0
     audio_min_seconds: float = 0.1
     batch_size: int = 32
@@ -239,11 +239,11 @@ def media_encoders(cfg: MediaConfig, needed: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "image" in needed:
         out["image"] = _seeded(cfg.encoder_seed, lambda: create_encoder(
-            cfg.image_encoder, pretrained=cfg.pretrained, weights=cfg.image_weights or None,
+            cfg.image_encoder, pretrained=cfg.pretrained, weights=cfg.image_weights,
             weights_option="media.image_weights")).to(cfg.device).eval()
     if "audio" in needed:
         out["audio"] = _seeded(cfg.encoder_seed + 1, lambda: create_encoder(
-            cfg.audio_encoder, pretrained=cfg.pretrained, weights=cfg.audio_weights or None,
+            cfg.audio_encoder, pretrained=cfg.pretrained, weights=cfg.audio_weights,
             weights_option="media.audio_weights", min_seconds=cfg.audio_min_seconds,
             **cfg.audio_kwargs)).to(cfg.device).eval()
     if "text" in needed:

@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from modalink.config import load_config, optional
 from modalink.errors import UserError
 
 __all__ = ["ItemModelConfig", "apply_item_model", "ColdItemEncoder", "TOWER_FOLDER", "INDEX_FILE"]
@@ -32,8 +33,9 @@ INDEX_FILE = "item_index.npz"
 class ItemModelConfig:
     """``item_model.*``: an exported modalink model used as an item encoder."""
 
-    path: str = ""  # exported model folder (config.json + model.safetensors); empty = none
-    inputs: dict[str, str] = field(default_factory=dict)  # {model modality: item media modality}; {} = same names
+    path: str | None = None  # exported model folder (config.json + model.safetensors); None: no item model
+    # {model modality: item media modality}; None: the model's modalities the items have, same names
+    inputs: dict[str, str] | None = optional(legacy={})
     finetune: bool = False  # false: frozen embeddings; true: the model is trained inside the tower
 
 
@@ -64,7 +66,7 @@ def apply_item_model(cfg: ItemModelConfig, raw: Mapping[str, np.ndarray], dense:
     body = read_model_config(folder)
     model = from_pretrained(folder)
     mods = _model_modalities(model)
-    mapping = dict(cfg.inputs) or {m: m for m in mods if m in raw}
+    mapping = dict(cfg.inputs) if cfg.inputs is not None else {m: m for m in mods if m in raw}
     if not mapping:
         raise UserError(f"item_model.path={folder}: the model's modalities {mods} match none of the item media "
                         f"{sorted(raw)}; set item_model.inputs, e.g. item_model.inputs={{image: image}}")
@@ -151,7 +153,8 @@ class ColdItemEncoder:
         from modalink.recsys.catalogue import MediaConfig, media_encoders
 
         if self._encoders is None:
-            cfg = MediaConfig(**self.contract["media"]["config"])
+            # through the config loader: exports made when unset weights were "" load too
+            cfg = load_config(MediaConfig, defaults=self.contract["media"]["config"])
             wanted = [m for m in self.contract["media"]["modalities"]]
             self._encoders = media_encoders(cfg, wanted)
             self._media_cfg = cfg

@@ -76,7 +76,7 @@ def _score(args, cfg, out: Path, feats_root, ver: str, langs: list[str], t0: flo
     face_dim, voice_dim = feature_dims(root, ver, cfg.data)
     scores = {}
     for lang in langs:
-        data = FameFeatures.load(root, ver, lang, cache_dir=cfg.data.cache_dir or None, load_train=False,
+        data = FameFeatures.load(root, ver, lang, cache_dir=cfg.data.cache_dir, load_train=False,
                                  face_dim=face_dim, voice_dim=voice_dim, mmap=True)
         if args.run_dir:
             model = load_model_from_run(Path(args.run_dir) / f"{ver}_{lang}", face_dim, voice_dim)

@@ -16,6 +16,7 @@ import numpy as np
 import torch.nn as nn
 
 from challenge import read_ground_truth, write_submission
+from modalink.config import optional
 from modalink.data import (FACE_DIM, VOICE_DIM, FameTestSet, FeatureFileError, fame_languages, generate_synthetic_fame,
                            normalize_language, other_language)
 from modalink.engine import EngineConfig
@@ -32,24 +33,24 @@ DEFAULT_CONFIG = HERE / "hparams" / "default.yaml"
 class DataConfig:
     """The ``data:`` section."""
 
-    val_ids: int = 0  # identities held out of training for model selection (0: use val_fraction)
+    val_ids: int | None = optional(legacy=0, ge=1)  # identities held out for model selection (None: val_fraction)
     val_fraction: float = 0.1
     val_trials: int = 4000  # balanced face-voice trials among the validation rows
     split_seed: int = 0
-    face_dim: int = 0  # 0: from feature_info.json next to the CSVs, else 4096
-    voice_dim: int = 0  # 0: from feature_info.json, else 512
-    cache_dir: str = ""  # binary feature cache ('' = <feats-root>/.modalink_cache)
+    face_dim: int | None = optional(legacy=0, ge=1)  # None: from feature_info.json next to the CSVs, else 4096
+    voice_dim: int | None = optional(legacy=0, ge=1)  # None: from feature_info.json, else 512
+    cache_dir: str | None = None  # binary feature cache (None: <feats-root>/.modalink_cache)
 
 
 @dataclass
 class RunConfig:
     """The ``run:`` section, filled from the command line and saved with the run."""
 
-    feats_root: str = ""
+    feats_root: str | None = None  # None until the run resolves it (--feats-root, or the synthetic set's folder)
     ver: str = "v3"
     train_langs: list[str] = field(default_factory=list)
     output_dir: str = "runs/fame"
-    ground_truth: str = ""
+    ground_truth: str | None = None  # the ground-truth folder used; None: none (no EERs)
     edition: str = "2026"
     synthetic: bool = False
 
@@ -84,8 +85,8 @@ class FameConfig:
                 raise ValueError(f"loss.{k}: {getattr(self.loss, k)} must be >= 0")
         if not 0 < self.data.val_fraction < 1:
             raise ValueError(f"data.val_fraction: {self.data.val_fraction} must be in (0, 1)")
-        if self.data.val_ids < 0 or self.data.val_trials < 2:
-            raise ValueError("data.val_ids must be >= 0 and data.val_trials >= 2")
+        if self.data.val_trials < 2:
+            raise ValueError(f"data.val_trials: {self.data.val_trials} must be >= 2")
 
 
 def add_data_arguments(parser: Any) -> None:
@@ -113,7 +114,7 @@ def resolve_languages(ver: str, train_lang: str) -> list[str]:
 
 def prepare_feats_root(feats_root: str | None, output_dir: Path, ver: str, seed: int = 0) -> tuple[Path, bool]:
     """The feature root to use; with none given, a deterministic synthetic set (made once)."""
-    if feats_root:
+    if feats_root:  # a command-line value: an empty --feats-root "" is not given
         root = Path(feats_root)
         if not root.is_dir():
             raise FileNotFoundError(f"--feats-root {root} does not exist")
@@ -127,19 +128,20 @@ def feature_dims(root: Path, ver: str, cfg: DataConfig) -> tuple[int, int]:
     """Face/voice widths: config → ``feats/<ver>/feature_info.json`` (prepare.py) → official."""
     face, voice = cfg.face_dim, cfg.voice_dim
     info_path = root / "feats" / ver / "feature_info.json"
-    if (not face or not voice) and info_path.is_file():
+    if (face is None or voice is None) and info_path.is_file():
         try:
             info = json.loads(info_path.read_text())
-            face = face or int(info["face_dim"])
-            voice = voice or int(info["voice_dim"])
+            face = int(info["face_dim"]) if face is None else face
+            voice = int(info["voice_dim"]) if voice is None else voice
         except (ValueError, KeyError, TypeError) as exc:
             raise FeatureFileError(info_path, f"is not a valid feature_info.json ({exc}); it needs integer "
                                    f"'face_dim' and 'voice_dim' (or set data.face_dim= and data.voice_dim=)") from None
-    return face or FACE_DIM, voice or VOICE_DIM
+    return FACE_DIM if face is None else face, VOICE_DIM if voice is None else voice
 
 
 def default_ground_truth(root: Path, ver: str, given: str | None) -> Path | None:
-    if given:
+    """``--ground-truth`` when given, else ``<root>/ground_truth/<ver>`` when it exists, else None."""
+    if given:  # a command-line value: an empty --ground-truth "" is not given
         p = Path(given)
         if not p.is_dir():
             raise FileNotFoundError(f"--ground-truth {p} is not a folder")

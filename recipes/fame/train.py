@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_recipe_config(FameConfig, args, flag_only=("run",), flags={
         "run.ver": args.ver, "run.train_langs": langs, "run.output_dir": str(out), "run.edition": args.edition,
         "run.synthetic": not args.feats_root,
-        "run.feats_root": str(Path(args.feats_root).absolute()) if args.feats_root else ""})
+        "run.feats_root": str(Path(args.feats_root).absolute()) if args.feats_root else None})
     if args.print_config:
         print_config(cfg)
         return {}
@@ -83,12 +83,11 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     with state.main_process_first():  # the synthetic set and the feature cache are built once
         root, synthetic = prepare_feats_root(args.feats_root, out, args.ver, seed=cfg.engine.seed)
         face_dim, voice_dim = feature_dims(root, args.ver, cfg.data)
-        cache = cfg.data.cache_dir or None
-        feats = {lang: FameFeatures.load(root, args.ver, lang, cache_dir=cache, face_dim=face_dim,
+        feats = {lang: FameFeatures.load(root, args.ver, lang, cache_dir=cfg.data.cache_dir, face_dim=face_dim,
                                          voice_dim=voice_dim, mmap=True) for lang in langs}
     cfg.run.feats_root = str(root)
     gt_dir = default_ground_truth(root, args.ver, args.ground_truth)
-    cfg.run.ground_truth = str(gt_dir or "")
+    cfg.run.ground_truth = None if gt_dir is None else str(gt_dir)
     check_ground_truth(gt_dir, [t for f in feats.values() for t in (f.heard, f.unheard)])
     folder.bind_data(data_fingerprint(feats, gt_dir))
     folder.start()
@@ -104,7 +103,7 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
         data = feats[lang]
         train = data.train
         tr_idx, va_idx = split_train_val(train.labels, val_fraction=cfg.data.val_fraction,
-                                         n_val_ids=cfg.data.val_ids or None, seed=cfg.data.split_seed)
+                                         n_val_ids=cfg.data.val_ids, seed=cfg.data.split_seed)
         # identities of the training part, remapped to 0..C-1 for the classifier
         _, y_train = np.unique(train.labels[tr_idx], return_inverse=True)
         n_classes = int(y_train.max()) + 1

@@ -98,7 +98,7 @@ def load_run(run_dir: Path, train_lang: str, feats_root: str | None) -> tuple[Fa
             raise UserError(f"{run_dir / f'{ver}_{lang}' / 'best_model.pt'} not found: the {lang} model of this run "
                             "is not trained yet; finish the run with train.py first")
     if feats_root is None:
-        if cfg.run.synthetic or not cfg.run.feats_root:
+        if cfg.run.synthetic or cfg.run.feats_root is None:
             from modalink.face_voice_verify import FeatureMismatchError
 
             raise FeatureMismatchError(

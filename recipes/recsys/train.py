@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
+from modalink.config import optional
 from modalink.engine import EngineConfig
 from modalink.errors import run_cli
 from modalink.recsys.catalogue import MediaConfig
@@ -63,9 +64,9 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    root: str = ""  # catalogue folder (items.csv) or MovieLens folder; empty = synthetic
+    root: str | None = None  # catalogue folder (items.csv) or MovieLens folder; None: synthetic
     unknown_items: str = "skip"  # catalogue interactions naming an unknown item: skip (counted) | error
-    cache_dir: str = ""  # media embedding cache; empty = <output_dir>/media_cache
+    cache_dir: str | None = None  # media embedding cache; None: <output_dir>/media_cache
     min_rating: float = 0.0  # MovieLens ratings >= this are positives
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     cold_item_frac: float = 0.2
@@ -78,7 +79,7 @@ class DataConfig:
 
 @dataclass
 class TowerConfig:
-    modalities: list[str] = field(default_factory=list)  # empty = every modality of the data
+    modalities: list[str] | None = optional(legacy=[])  # None: every modality of the data
     use_profile: bool = True  # item interaction profile (users of the item) as a modality
     use_id: bool = True  # item ID embedding (warm items only)
     embed_dim: int = 64
@@ -110,7 +111,7 @@ class MFConfig:
     num_negatives: int = 4
     l2: float = 1.0e-4
     lr: float = 1.0e-2
-    epochs: int = 0  # 0 = engine.epochs
+    epochs: int | None = optional(legacy=0, ge=1)  # None: engine.epochs
 
 
 @dataclass
@@ -156,18 +157,18 @@ def load_data(cfg: RecsysConfig, log: Any = None, cache_dir: str | Path | None =
     d = cfg.data
     info: dict[str, Any] = {}
     raw: dict[str, Any]
-    if d.root and is_catalogue(d.root):
+    if d.root is not None and is_catalogue(d.root):
         cat = read_catalogue(d.root, min_rating=d.min_rating, unknown_items=d.unknown_items)
         info["catalogue"] = cat.report
         if log is not None and cat.report["skipped_unknown_items"]:
             log.warning("%d interaction(s) name items that are not in items.csv and were skipped (e.g. %s)",
                         cat.report["skipped_unknown_items"], cat.report["unknown_item_examples"][0])
-        cache = Path(d.cache_dir or cache_dir or cat.root / ".modalink_cache")
+        cache = Path(d.cache_dir) if d.cache_dir is not None else Path(cache_dir or cat.root / ".modalink_cache")
         vectors, media_report, configs = extract_media(cat, cfg.media, cache, progress=cfg.engine.progress, log=log)
         info.update(media=media_report, media_configs=configs, catalogue_obj=cat)
         data = catalogue_data(cat, vectors)
         raw = vectors
-    elif d.root:
+    elif d.root is not None:
         from modalink.recsys.catalogue import media_encoders
 
         # MovieLens titles go through the same text encoder as catalogue texts (media.text_*)
@@ -182,7 +183,7 @@ def load_data(cfg: RecsysConfig, log: Any = None, cache_dir: str | Path | None =
                               content_noise=s.content_noise, missing={"text": s.missing_text, "image": s.missing_image},
                               temperature=s.temperature, seed=s.seed)
         raw = dict(data.item_dense)
-    if cfg.item_model.path:
+    if cfg.item_model.path is not None:
         info["item_model"] = apply_item_model(cfg.item_model, raw, data.item_dense)
     return data, info
 
@@ -193,7 +194,7 @@ def data_fingerprint(cfg: RecsysConfig, info: dict[str, Any]) -> dict[str, str]:
     from modalink.data.fame_cache import file_digest
 
     root = cfg.data.root
-    if not root:
+    if root is None:
         return {"synthetic": "generated from data.synthetic.*"}
     root_p = Path(root)
     cat = info.get("catalogue_obj")
@@ -215,7 +216,7 @@ def build_tower_objective(cfg: RecsysConfig, data: Any, split: Any,
 
     t = cfg.tower
     feats = build_item_features(data, split, use_profile=t.use_profile, use_id=t.use_id,
-                                modalities=t.modalities or None)
+                                modalities=t.modalities)
     extra = dict((item_model or {}).get("tower_kwargs") or {})
     dims = {m: int(x.shape[1]) for m, x in feats.dense.items()}
     dims.update(extra.pop("dense_dims", {}))
@@ -357,7 +358,8 @@ def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) ->
         mf = MatrixFactorization(data.interactions.n_users, data.interactions.n_items,
                                  torch.from_numpy(split.warm_items), torch.from_numpy(split.warm_users),
                                  dim=m.dim, num_negatives=m.num_negatives, l2=m.l2)
-        mf_engine = dataclasses.replace(cfg.engine, lr=m.lr, epochs=m.epochs or cfg.engine.epochs,
+        mf_epochs = cfg.engine.epochs if m.epochs is None else m.epochs
+        mf_engine = dataclasses.replace(cfg.engine, lr=m.lr, epochs=mf_epochs,
                                         monitor=f"ndcg@{k}", monitor_mode="max")
         t_mf = time.time()
         Trainer(mf, InteractionPairs(split.train), mf_engine, out / "mf", evaluate_fn=_val_fn(split, k, cold=False)).fit()
@@ -368,7 +370,7 @@ def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) ->
     # -- missing-modality evaluation of the tower on cold items ------------------------------
     subsets = dict(cfg.eval.modality_subsets)
     content = [m for m in feats.modalities if m not in ("profile", "id")]
-    if "media" in info or cfg.item_model.path:  # a catalogue: each content modality alone, then all
+    if "media" in info or cfg.item_model.path is not None:  # a catalogue: each content modality alone, then all
         subsets = {m: [m] for m in content}
         if len(content) > 1:
             subsets["all content"] = content
