@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from modalink.models import create_model
 from modalink.models.image_classifier import (ChameleonClassifier, MultiBranchClassifier, classification_loss,
-                                              modality_dropout)
+                                              drop_sampler)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "chameleon"
 ARCH = "test_resnet"  # a tiny timm ResNet, random weights
@@ -81,16 +81,17 @@ def test_chameleon_fused_band_and_blank_inputs() -> None:
 def test_modality_dropout_is_exclusive_and_matches_rates() -> None:
     torch.manual_seed(0)
     n = 20000
-    ones = torch.ones(n, dtype=torch.bool)
-    img, txt = modality_dropout(ones, ones, 0.3, 0.2)
+    ones = torch.ones(n, 2, dtype=torch.bool)  # columns: image, text
+    kept = drop_sampler(0.3, 0.2)(ones)
+    img, txt = kept[:, 0], kept[:, 1]
     assert not bool((~img & ~txt).any())
     assert abs((~txt).float().mean().item() - 0.3) < 0.02 and abs((~img).float().mean().item() - 0.2) < 0.02
     part = ones.clone()
-    part[:10] = False  # samples already missing their image keep their text
-    img, txt = modality_dropout(part, ones, 0.9, 0.0)
-    assert bool(txt[:10].all())
+    part[:10, 0] = False  # samples already missing their image keep their text
+    kept = drop_sampler(0.9, 0.0)(part)
+    assert bool(kept[:10, 1].all())
     with pytest.raises(ValueError):
-        modality_dropout(ones, ones, 0.7, 0.5)
+        drop_sampler(0.7, 0.5)
 
 
 def test_multi_branch_missing_text_is_a_zero_vector() -> None:

@@ -123,13 +123,13 @@ def test_modality_switching_frequencies() -> None:
     torch.manual_seed(0)
     model = SingleBranch({"a": 4, "b": 4}, embed_dim=4, stem_dim=4, trunk_hidden=(),
                          modality_subsets={"a": 1.0, "b": 1.0, "a+b": 2.0}).train()
-    keep = model.sample_modalities(torch.ones(20000, 2, dtype=torch.bool))
+    keep = model.sampler(torch.ones(20000, 2, dtype=torch.bool))
     frac_a_only = (keep[:, 0] & ~keep[:, 1]).float().mean().item()
     frac_both = keep.all(1).float().mean().item()
     assert abs(frac_a_only - 0.25) < 0.02 and abs(frac_both - 0.5) < 0.02
     # a sample whose sampled subset is unavailable falls back to what it has
     avail = torch.tensor([[True, False]] * 1000)
-    keep = model.sample_modalities(avail)
+    keep = model.sampler(avail)
     assert torch.equal(keep, avail)
     with pytest.raises(ValueError, match="unknown modality"):
         SingleBranch({"a": 4}, modality_subsets={"z": 1.0})

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from modalink.data.embedding_cache import file_list_hash
+from modalink.encoders import PixelStats
 from modalink.data.missing import derive_seed, mask_for_condition
 from modalink.errors import run_cli
 from modalink.models import create_model
@@ -30,7 +31,7 @@ from modalink.classification import image_features as srmm_features  # noqa: E40
 from modalink.classification import srmm as srmm_core  # noqa: E402
 from modalink.classification.conditions import condition_mask, text_condition  # noqa: E402
 from modalink.classification.datasets import EmbeddingSet, collate_embeddings  # noqa: E402
-from modalink.classification.trainer_module import MissingModalityModule, ModalitySwitch  # noqa: E402
+from modalink.models.modality_sampling import SubsetSampler  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -117,7 +118,7 @@ def _tiny_cfg(tmp_path, *extra):
 def test_extraction_on_generated_data_and_stale_image_cache(tmp_path, caplog):
     cfg = _tiny_cfg(tmp_path)
     data = srmm_data.prepare_all(cfg, tmp_path / "run", progress=False)
-    assert data.num_classes == 4 and data.dims == {"image": srmm_features.PixelStatsEncoder().dim, "text": 64}
+    assert data.num_classes == 4 and data.dims == {"image": PixelStats().output_dim, "text": 64}
     assert data.parts["train"].image.shape == (40, data.dims["image"])
     n_train, n_val = len(data.rows["train"][1]), len(data.rows["val"][1])
     assert (n_train, n_val) == (32, 8) and len(data.rows["test"][1]) == 16
@@ -126,7 +127,7 @@ def test_extraction_on_generated_data_and_stale_image_cache(tmp_path, caplog):
     rec = srmm_data.load_records(data.root, "test")
     i = 5
     np.testing.assert_allclose(data.parts["test"].image[i],
-                               srmm_features.PixelStatsEncoder().features(Image.open(rec.image_paths[i])), atol=1e-6)
+                               PixelStats().features(Image.open(rec.image_paths[i])), atol=1e-6)
     np.testing.assert_allclose(data.parts["test"].text[i], create_text_encoder("hashed-bow", dim=64).encode(
         [rec.texts[i]])[0], atol=1e-6)
     # touching one test image makes the test image cache stale (only that one is rebuilt)
@@ -157,64 +158,53 @@ def test_timm_image_features_random_weights(tmp_path):
         enc.encode_paths([tmp_path / "bad.jpg"])
 
 
+def test_pixel_stats_is_an_encoder_of_the_one_registry(tmp_path):
+    from modalink.encoders import create_encoder, list_encoders
+
+    assert "pixel-stats" in list_encoders()
+    paths = []
+    for k, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        paths.append(tmp_path / f"{k}.png")
+        Image.new("RGB", (40, 30), colour).save(paths[-1])
+    feats = srmm_features.create_image_features("pixel-stats", size=32, thumb=4, cells=4)
+    out = feats.encode_paths(paths, batch_size=2)
+    enc = PixelStats(size=32, thumb=4, cells=4)
+    np.testing.assert_array_equal(out, np.stack([enc.features(Image.open(p).convert("RGB")) for p in paths]))
+    assert feats.config()["encoder_kwargs"]["size"] == 32 and feats.config()["seed"] is None
+    with pytest.raises(ValueError, match="no weights"):
+        create_encoder("pixel-stats", weights="x.pt")
+    with pytest.raises(KeyError, match="pixel-stats"):
+        srmm_features.create_image_features("pixel_stat")
+
+
 def test_pixel_stats_separates_colours():
-    enc = srmm_features.PixelStatsEncoder()
+    enc = PixelStats()
     red, blue = Image.new("RGB", (50, 50), (200, 30, 30)), Image.new("RGB", (50, 50), (30, 30, 200))
     fr, fb = enc.features(red), enc.features(blue)
-    assert fr.shape == (enc.dim,) and np.isfinite(fr).all()
+    assert fr.shape == (enc.output_dim,) and np.isfinite(fr).all()
     assert np.linalg.norm(fr - fb) > 1.0
     np.testing.assert_array_equal(fr, enc.features(red))
 
 
 # ----------------------------------------------------------------------------- switching
-def test_per_sample_switching_frequencies():
-    sw = ModalitySwitch({"image": 1, "text": 1, "image+text": 2}, mode="per_sample")
-    avail = torch.ones(40000, 2, dtype=torch.bool)
-    keep = sw(avail, generator=torch.Generator().manual_seed(0))
-    freq = {"image": (keep[:, 0] & ~keep[:, 1]).float().mean().item(),
-            "text": (~keep[:, 0] & keep[:, 1]).float().mean().item(),
-            "image+text": keep.all(1).float().mean().item()}
-    for name, p in {"image": 0.25, "text": 0.25, "image+text": 0.5}.items():
-        assert abs(freq[name] - p) < 0.015, (name, freq)
-    # samples without text keep their image only
-    avail[:, 1] = False
-    keep = sw(avail, generator=torch.Generator().manual_seed(1))
-    assert keep[:, 0].all() and not keep[:, 1].any()
+# (the strategies themselves and MissingModalityModule's use of them: tests/test_modality_sampling.py)
+def test_switching_config_builds_the_sampler(tmp_path):
+    from modalink.errors import UserError
 
-
-def test_batch_and_alternating_schedules():
-    avail = torch.ones(6, 2, dtype=torch.bool)
-    sw = ModalitySwitch({"image": 1, "text": 1, "image+text": 1}, mode="alternate")
-    seq = [tuple(sw(avail, step)[0].tolist()) for step in range(6)]
-    assert seq == [(True, False), (False, True), (True, True)] * 2
-    assert all((sw(avail, s) == sw(avail, s)[0]).all() for s in range(3))  # whole batch alike
-    per_batch = ModalitySwitch({"image": 1, "text": 1}, mode="per_batch")
-    for s in range(5):
-        k = per_batch(avail, s, generator=torch.Generator().manual_seed(s))
-        assert (k == k[0]).all() and k[0].sum() == 1
-    assert torch.equal(ModalitySwitch({"image": 1}, mode="none")(avail), avail)
-    with pytest.raises(ValueError, match="switching"):
-        ModalitySwitch({"image": 1}, mode="sometimes")
-    with pytest.raises(ValueError, match="unknown modality"):
-        ModalitySwitch({"audio": 1})
-
-
-def test_wrapper_applies_switching_only_in_training():
-    torch.manual_seed(0)
-    net = create_model("srmm", input_dims={"image": 4, "text": 3}, embed_dim=8, stem_dim=8, trunk_hidden=(8,),
-                       num_classes=3, modality_subsets=None)
-    sw = ModalitySwitch({"image": 1, "text": 1}, mode="alternate")
-    mod = MissingModalityModule(net, "embeddings", switch=sw)
-    batch = {"image": torch.randn(5, 4), "text": torch.randn(5, 3), "label": torch.tensor([0, 1, 2, 0, 1]),
-             "has_image": torch.ones(5, dtype=torch.bool), "has_text": torch.ones(5, dtype=torch.bool)}
-    mod.train()
-    assert mod.run(batch)["mask"].tolist() == [[True, False]] * 5
-    assert mod.run(batch)["mask"].tolist() == [[False, True]] * 5
-    assert int(mod.switch_step) == 2 and "switch_step" in mod.state_dict()
-    mod.eval()
-    assert mod.run(batch)["mask"].all()
-    out = mod(batch)
-    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    cfg = _tiny_cfg(tmp_path, "model.switching=alternate", "model.modality_subsets={image: 1, text: 0, image+text: 2}")
+    module = srmm_core.build_srmm(cfg, {"image": 4, "text": 3}, 3)
+    sw = module.sampler
+    assert isinstance(sw, SubsetSampler) and sw.mode == "alternate" and sw.draw_on_cpu
+    assert sw.modalities == ("image", "text") and sw.names == ["image", "text", "image+text"]
+    module.train()
+    batch = {"image": torch.randn(4, 4), "text": torch.randn(4, 3), "label": torch.tensor([0, 1, 2, 0]),
+             "has_image": torch.ones(4, dtype=torch.bool), "has_text": torch.ones(4, dtype=torch.bool)}
+    masks = [module.run(batch)["mask"][0].tolist() for _ in range(3)]
+    assert masks == [[True, False], [True, True], [True, False]]  # text (probability 0) skipped
+    assert srmm_core.build_srmm(_tiny_cfg(tmp_path, "model.switching=none"), {"image": 4, "text": 3}, 3).sampler is None
+    assert srmm_core.wrap("late_fusion", module.net, cfg).sampler is None
+    with pytest.raises(UserError, match="per_sample, per_batch, alternate, none"):
+        srmm_core.check(_tiny_cfg(tmp_path, "model.switching=sometimes"))
 
 
 # ----------------------------------------------------------------------------- masks
@@ -336,7 +326,7 @@ def _centroid_accuracy(feats, labels):
 def test_image_difficulty_makes_the_photo_harder_to_read():
     from modalink.data.synthetic_food101 import _draw_image
 
-    enc = srmm_features.PixelStatsEncoder(size=32, thumb=4, cells=4)
+    enc = PixelStats(size=32, thumb=4, cells=4)
     labels = np.repeat(np.arange(5), 16)
     acc = {}
     for d in (0.0, 1.0):

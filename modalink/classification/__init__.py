@@ -25,9 +25,9 @@ from modalink.classification.conditions import (MissingConfig, check_conditions,
 from modalink.classification.datasets import EmbeddingSet, PhotoTextSet, PhotoTransform, collate_embeddings
 from modalink.classification.evaluation import (evaluate_conditions, format_table, predict_logits, score,
                                                 write_results, write_timings)
-from modalink.classification.trainer_module import MissingModalityModule, ModalitySwitch
+from modalink.classification.trainer_module import MissingModalityModule
 
 __all__ = ["MissingConfig", "check_conditions", "condition_mask", "condition_shares", "parse_condition",
            "text_condition", "EmbeddingSet", "PhotoTextSet", "PhotoTransform", "collate_embeddings",
            "evaluate_conditions", "format_table", "predict_logits", "score", "write_results", "write_timings",
-           "MissingModalityModule", "ModalitySwitch"]
+           "MissingModalityModule"]

@@ -16,15 +16,17 @@ from typing import Any, Mapping
 from modalink.classification.conditions import MissingConfig, check_conditions
 from modalink.classification.image_features import create_image_features
 from modalink.classification.paths import absolute
-from modalink.classification.trainer_module import MODALITIES, MissingModalityModule, ModalitySwitch
+from modalink.classification.trainer_module import MODALITIES, MissingModalityModule
 from modalink.engine import EngineConfig
 from modalink.errors import UserError
 from modalink.models import create_model
+from modalink.models.modality_sampling import SubsetSampler
 from modalink.text_encoders import TextEncoder, create_text_encoder
 
 log = logging.getLogger("modalink.srmm")
 
 METHODS = ("srmm", "late_fusion")
+SWITCHING = SubsetSampler.MODES + ("none",)  # model.switching
 METHOD_TITLES = {"srmm": "SRMM (single branch, switching)", "late_fusion": "Late fusion (two branches)"}
 
 # UPMC Food-101 test accuracy (%) reported in SRMM (arXiv 2408.07445) and, for ViLT, in Ma et al.
@@ -64,9 +66,10 @@ class DataConfig:
 
 @dataclass
 class ImageEncoderConfig:
-    name: str = "pixel-stats"  # pixel-stats | timm/<arch>
-    pretrained: bool = True  # timm only; false: random weights (seeded)
-    weights: str | None = None  # local weights file for timm
+    name: str = "pixel-stats"  # any registered image encoder: pixel-stats | timm/<arch> | facenet_vggface2 ...
+    pretrained: bool = True  # false: random weights (seeded); pixel-stats has no weights
+    weights: str | None = None  # local weights file
+    options: dict[str, Any] = field(default_factory=dict)  # the encoder's own arguments, e.g. {size: 32}
     seed: int = 0
     batch_size: int = 64
     num_workers: int = 0
@@ -153,8 +156,18 @@ def check(cfg: SRMMConfig) -> None:
     check_conditions([cfg.missing.train, *cfg.missing.eval])
     if not cfg.missing.splits or any(s not in ("train", "val", "test") for s in cfg.missing.splits):
         raise UserError(f"missing.splits={cfg.missing.splits}: choose from train, val, test")
-    if cfg.model.switching not in ModalitySwitch.MODES:
-        raise UserError(f"model.switching={cfg.model.switching!r}; use one of {', '.join(ModalitySwitch.MODES)}")
+    if cfg.model.switching not in SWITCHING:
+        raise UserError(f"model.switching={cfg.model.switching!r}; use one of {', '.join(SWITCHING)}")
+
+
+def switching_sampler(cfg: SRMMConfig) -> SubsetSampler | None:
+    """SRMM's modality switching (``model.switching``, ``model.modality_subsets``) as the trainer
+    module's sampler; ``None`` for ``none``. The subsets are drawn with the CPU generator wherever
+    the model runs, as they always were, so seeded runs keep their numbers on every device."""
+    m = cfg.model
+    if m.switching == "none":
+        return None
+    return SubsetSampler(m.modality_subsets, MODALITIES, m.switching, draw_on_cpu=True)
 
 
 def build_srmm(cfg: SRMMConfig, dims: Mapping[str, int], num_classes: int) -> MissingModalityModule:
@@ -163,8 +176,7 @@ def build_srmm(cfg: SRMMConfig, dims: Mapping[str, int], num_classes: int) -> Mi
     net = create_model("srmm", input_dims=dict(dims), embed_dim=m.embed_dim, stem_dim=m.stem_dim,
                        trunk_hidden=list(m.trunk_hidden), norm=m.norm, dropout=m.dropout,
                        num_classes=num_classes, modality_subsets=None)
-    switch = None if m.switching == "none" else ModalitySwitch(m.modality_subsets, MODALITIES, m.switching)
-    return MissingModalityModule(net, "embeddings", aux_weight=m.aux_weight, switch=switch)
+    return MissingModalityModule(net, "embeddings", aux_weight=m.aux_weight, sampler=switching_sampler(cfg))
 
 
 def build_late_fusion(cfg: SRMMConfig, dims: Mapping[str, int], num_classes: int) -> MissingModalityModule:
@@ -195,11 +207,9 @@ def build_image_encoder(cfg: SRMMConfig) -> Any:
     """The configured image feature extractor; missing timm weights raise one message that names
     the file, where to put it and ``image_encoder.weights=`` (the setting that points at a file)."""
     c = cfg.image_encoder
-    kwargs: dict[str, Any] = {}
-    if c.name.startswith("timm/"):
-        kwargs = {"pretrained": c.pretrained, "weights": c.weights, "device": c.device,
-                  "num_workers": c.num_workers, "seed": c.seed, "weights_option": "image_encoder.weights"}
-    return create_image_features(c.name, **kwargs)
+    return create_image_features(c.name, pretrained=c.pretrained, weights=c.weights, device=c.device,
+                                 num_workers=c.num_workers, seed=c.seed, weights_option="image_encoder.weights",
+                                 **c.options)
 
 
 def build_encoders(cfg: SRMMConfig) -> tuple[Any, TextEncoder]:
@@ -220,9 +230,8 @@ def build_encoders(cfg: SRMMConfig) -> tuple[Any, TextEncoder]:
 def wrap(name: str, net: Any, cfg: SRMMConfig) -> MissingModalityModule:
     """A trained network (e.g. from :func:`modalink.hub.from_pretrained`) inside its trainer module."""
     if name == "srmm":
-        m = cfg.model
-        switch = None if m.switching == "none" else ModalitySwitch(m.modality_subsets, MODALITIES, m.switching)
-        return MissingModalityModule(net, "embeddings", aux_weight=m.aux_weight, switch=switch)
+        return MissingModalityModule(net, "embeddings", aux_weight=cfg.model.aux_weight,
+                                     sampler=switching_sampler(cfg))
     return MissingModalityModule(net, "embeddings")
 
 

@@ -16,8 +16,9 @@
   - ``mode="fused"``: the text image is a band (``band_height × W``) painted over the bottom of
     the photo, one image per sample; a missing modality is left blank (zeros).
 
-  Training-time modality dropout (``drop_text``, ``drop_image``) hides one modality of a
-  complete sample with the given probabilities, so each input alone stays informative.
+  Training-time modality dropout (``drop_text``, ``drop_image``: a
+  :class:`modalink.models.modality_sampling.DropSampler`) hides one modality of a complete
+  sample with the given probabilities, so each input alone stays informative.
 * :class:`MultiBranchClassifier` — the usual baseline: an image network (its own backbone) and
   a text network (an MLP over a text vector, e.g. mean word vectors or hashed bag of words)
   fused late by :class:`modalink.models.late_fusion.LateFusion`. A missing modality enters as a
@@ -36,10 +37,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modalink.models.late_fusion import LateFusion
+from modalink.models.modality_sampling import DropSampler
 from modalink.models.registry import register_model
 
 __all__ = ["TimmBackbone", "ImageClassifier", "ChameleonClassifier", "MultiBranchClassifier",
-           "classification_loss", "modality_dropout"]
+           "classification_loss", "drop_sampler"]
+
+INPUT_ORDER = ("image", "text")  # the columns of the classifiers' availability matrix
 
 
 class TimmBackbone(nn.Module):
@@ -122,7 +126,7 @@ def _input_masks(model: nn.Module, image: torch.Tensor | None, text: torch.Tenso
                  has_image: torch.Tensor | None, has_text: torch.Tensor | None, text_what: str
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) availability masks of a two-input classifier: a ``None`` input is absent for every row;
-    in training, ``modality_dropout`` with the model's ``drop_text`` / ``drop_image``."""
+    in training, what the model's ``sampler`` keeps (columns image, text)."""
     ref = image if image is not None else text
     if ref is None:
         raise ValueError(f"{type(model).__name__} needs the photo, {text_what} or both")
@@ -130,27 +134,15 @@ def _input_masks(model: nn.Module, image: torch.Tensor | None, text: torch.Tenso
     m_img = _mask(has_image, b, dev) if image is not None else torch.zeros(b, dtype=torch.bool, device=dev)
     m_txt = _mask(has_text, b, dev) if text is not None else torch.zeros(b, dtype=torch.bool, device=dev)
     if model.training:
-        m_img, m_txt = modality_dropout(m_img, m_txt, model.drop_text, model.drop_image)
+        keep = model.sampler(torch.stack([m_img, m_txt], dim=1))
+        m_img, m_txt = keep[:, 0].contiguous(), keep[:, 1].contiguous()
     return m_img, m_txt
 
 
-def modality_dropout(has_image: torch.Tensor, has_text: torch.Tensor, drop_text: float,
-                     drop_image: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hide text (probability ``drop_text``) or the image (``drop_image``) of complete samples.
-
-    The two events are exclusive (one uniform draw per sample), so no sample loses both;
-    samples that already miss a modality are left as they are.
-    """
-    if drop_text < 0 or drop_image < 0 or drop_text + drop_image > 1:
-        raise ValueError(f"need drop_text, drop_image >= 0 and drop_text + drop_image <= 1, "
-                         f"got {drop_text}, {drop_image}")
-    if drop_text == 0 and drop_image == 0:
-        return has_image, has_text
-    r = torch.rand(has_image.shape[0], device=has_image.device)
-    both = has_image & has_text
-    no_text = both & (r < drop_text)
-    no_image = both & (r >= drop_text) & (r < drop_text + drop_image)
-    return has_image & ~no_image, has_text & ~no_text
+def drop_sampler(drop_text: float, drop_image: float) -> DropSampler:
+    """The classifiers' modality dropout: hide the text (probability ``drop_text``) or the image
+    (``drop_image``) of complete samples; exclusive events, the text interval first."""
+    return DropSampler({"text": drop_text, "image": drop_image}, INPUT_ORDER)
 
 
 class ImageClassifier(nn.Module):
@@ -185,6 +177,10 @@ class ChameleonClassifier(nn.Module):
         band_height: rows of the text band in ``fused`` mode (must match the text images given).
         drop_text, drop_image: training-time modality dropout probabilities.
         dropout: dropout before the head.
+
+    Training-time sampling is ``self.sampler`` (:func:`drop_sampler` of ``drop_text`` and
+    ``drop_image``; columns image, text); a trainer may install another
+    :class:`~modalink.models.modality_sampling.ModalitySampler` there.
     """
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained: bool = False,
@@ -196,12 +192,9 @@ class ChameleonClassifier(nn.Module):
             raise ValueError(f"mode must be 'joint' or 'fused', got {mode!r}")
         if num_classes <= 0:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
-        if drop_text < 0 or drop_image < 0 or drop_text + drop_image > 1:
-            raise ValueError(f"need drop_text, drop_image >= 0 and drop_text + drop_image <= 1, "
-                             f"got {drop_text}, {drop_image}")
+        self.sampler = drop_sampler(drop_text, drop_image)
         self.mode = mode
         self.band_height = band_height
-        self.drop_text, self.drop_image = float(drop_text), float(drop_image)
         self.backbone = TimmBackbone(backbone, pretrained, weights, offline, **timm_kwargs)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(self.backbone.num_features, num_classes)
@@ -301,6 +294,10 @@ class MultiBranchClassifier(nn.Module):
         norm: ``batch``, ``layer`` or ``none`` in the branch MLPs.
         dropout: dropout inside the branch MLPs.
         drop_text, drop_image: training-time modality dropout (0 = the usual complete-data training).
+
+    Training-time sampling is ``self.sampler`` (:func:`drop_sampler` of ``drop_text`` and
+    ``drop_image``; columns image, text); a trainer may install another
+    :class:`~modalink.models.modality_sampling.ModalitySampler` there.
     """
 
     def __init__(self, num_classes: int, text_dim: int, backbone: str = "resnet18",
@@ -311,10 +308,7 @@ class MultiBranchClassifier(nn.Module):
         super().__init__()
         if text_dim <= 0:
             raise ValueError(f"text_dim must be positive, got {text_dim}")
-        if drop_text < 0 or drop_image < 0 or drop_text + drop_image > 1:
-            raise ValueError(f"need drop_text, drop_image >= 0 and drop_text + drop_image <= 1, "
-                             f"got {drop_text}, {drop_image}")
-        self.drop_text, self.drop_image = float(drop_text), float(drop_image)
+        self.sampler = drop_sampler(drop_text, drop_image)
         self.backbone = TimmBackbone(backbone, pretrained, weights, offline, **timm_kwargs)
         self.text_dim = int(text_dim)
         self.fusion = LateFusion({"image": self.backbone.num_features, "text": self.text_dim},

@@ -4,7 +4,8 @@ The published SBNet, which shares EVERY layer, is :mod:`modalink.models.sbnet`. 
 modality has a small stem projecting its features to a common width; ONE shared trunk
 (the same weights for every modality) then maps every stem output to the embedding space.
 During training a random non-empty subset of the available modalities can be kept per sample
-("modality switching"), so the network learns to work when a modality is missing.
+("modality switching", a :mod:`modalink.models.modality_sampling` strategy held as
+``model.sampler``), so the network learns to work when a modality is missing.
 """
 from __future__ import annotations
 
@@ -15,28 +16,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modalink.models.blocks import fc_block, mlp
+from modalink.models.modality_sampling import ModalitySampler, SubsetSampler, build_sampler
+from modalink.models.modality_sampling import parse_subsets  # noqa: F401  (its former home)
 from modalink.models.registry import register_model
 
 Inputs = Mapping[str, "torch.Tensor | None"]
-
-
-def parse_subsets(spec: Mapping[str, float], modalities: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``{"face": 1, "face+voice": 2}`` → (K×M bool matrix of subsets, K probabilities)."""
-    rows, probs = [], []
-    for name, p in spec.items():
-        parts = [s.strip() for s in name.split("+")]
-        unknown = [s for s in parts if s not in modalities]
-        if unknown:
-            raise ValueError(f"modality subset {name!r} names unknown modality {unknown}; "
-                             f"known: {list(modalities)}")
-        if p < 0:
-            raise ValueError(f"modality subset {name!r} has a negative probability {p}")
-        rows.append([m in parts for m in modalities])
-        probs.append(float(p))
-    if not rows or sum(probs) <= 0:
-        raise ValueError("modality_subsets needs at least one subset with a positive probability")
-    p = torch.tensor(probs)
-    return torch.tensor(rows, dtype=torch.bool), p / p.sum()
 
 
 class SingleBranch(nn.Module):
@@ -51,19 +35,29 @@ class SingleBranch(nn.Module):
         dropout: dropout in stems and trunk.
         num_classes: size of the classifier over the combined embedding (0: no classifier).
         modality_subsets: training-time switching: probability of each subset, keys like
-            ``"face"``, ``"voice"``, ``"face+voice"``; ``None`` keeps every available modality.
+            ``"face"``, ``"voice"``, ``"face+voice"`` (a per-sample :class:`SubsetSampler`);
+            ``None`` keeps every available modality.
         combine: how the kept modalities make ``embedding``: ``"raw"`` — L2-normalised mean of
             the un-normalised trunk outputs (a modality with larger outputs dominates);
             ``"normalized"`` — L2-normalised mean of the per-modality L2-normalised embeddings
             (every modality has an equal vote, and an item with one modality gets exactly that
             modality's embedding, as at training time under modality sampling). The classifier
             (``logits``) reads the same combination before its final normalisation.
+        sampler: another training-time strategy instead of ``modality_subsets``: a
+            :class:`ModalitySampler` or a spec for :func:`build_sampler` (``{"name": "count",
+            "kwargs": {"sample_sizes": [1, 2]}}``; a spec keeps the model exportable).
+
+    The strategy is ``self.sampler``, called in training mode only; a trainer or recipe may
+    replace it (``model.sampler = CountSampler(...)``). It holds no persistent state: state dicts
+    and exported weights do not depend on it, and an exported model records only the
+    constructor arguments. ``self.sampling_step`` counts the training calls that sampled (the
+    ``step`` of schedules such as ``alternate``; it is not saved in checkpoints).
     """
 
     def __init__(self, input_dims: Mapping[str, int], embed_dim: int = 128, stem_dim: int = 512,
                  trunk_hidden: Sequence[int] = (512,), norm: str = "batch", dropout: float = 0.1,
                  num_classes: int = 0, modality_subsets: Mapping[str, float] | None = None,
-                 combine: str = "raw") -> None:
+                 combine: str = "raw", sampler: ModalitySampler | str | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if combine not in ("raw", "normalized"):
             raise ValueError(f"combine must be 'raw' or 'normalized', got {combine!r}")
@@ -76,12 +70,11 @@ class SingleBranch(nn.Module):
         self.stems = nn.ModuleDict({m: fc_block(d, stem_dim, norm, dropout) for m, d in input_dims.items()})
         self.trunk = mlp(stem_dim, trunk_hidden, embed_dim, norm, dropout)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else None
-        if modality_subsets:
-            subsets, probs = parse_subsets(modality_subsets, self.modalities)
-            self.register_buffer("subsets", subsets, persistent=False)
-            self.register_buffer("subset_probs", probs, persistent=False)
-        else:
-            self.subsets = None
+        if sampler is not None and modality_subsets:
+            raise ValueError("give modality_subsets or sampler, not both")
+        self.sampler: ModalitySampler = (SubsetSampler(modality_subsets, self.modalities) if modality_subsets
+                                         else build_sampler(sampler, self.modalities))
+        self.sampling_step = 0
 
     # -- helpers -----------------------------------------------------------------------
     def _available(self, inputs: Inputs, present: Mapping[str, torch.Tensor] | None) -> tuple[int, torch.Tensor]:
@@ -108,15 +101,6 @@ class SingleBranch(nn.Module):
                         else mask.to(device=device, dtype=torch.bool))
         return batch, torch.stack(cols, dim=1)
 
-    def sample_modalities(self, available: torch.Tensor) -> torch.Tensor:
-        """Per sample, keep a random subset (``modality_subsets``) of its available modalities."""
-        if self.subsets is None:
-            return available
-        k = torch.multinomial(self.subset_probs, available.shape[0], replacement=True)
-        keep = self.subsets[k] & available
-        empty = ~keep.any(dim=1)
-        return torch.where(empty.unsqueeze(1), available, keep)
-
     def encode(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """Un-normalised trunk output for one modality."""
         if modality not in self.stems:
@@ -124,14 +108,22 @@ class SingleBranch(nn.Module):
         return self.trunk(self.stems[modality](x))
 
     # -- public API ----------------------------------------------------------------------
-    def forward(self, inputs: Inputs, present: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: Inputs, present: Mapping[str, torch.Tensor] | None = None,
+                sample: bool = True) -> dict[str, torch.Tensor]:
         """Returns per-modality embeddings (zeros where absent), ``mask`` (B×M kept modalities),
-        the combined ``embedding`` and, with a classifier, ``logits`` and ``logits_<modality>``."""
+        the combined ``embedding`` and, with a classifier, ``logits`` and ``logits_<modality>``.
+        In training mode ``self.sampler`` picks the kept modalities (``sample=False``: all)."""
         batch, available = self._available(inputs, present)
         if not bool(available.any(dim=1).all()):
             rows = (~available.any(dim=1)).nonzero().flatten().tolist()[:10]
             raise ValueError(f"sample(s) {rows} have no modality present; at least one is needed")
-        keep = self.sample_modalities(available) if self.training else available
+        keep = available
+        if self.training and sample:
+            if self.sampler.modalities not in (None, self.modalities):
+                raise ValueError(f"the sampler's modalities {list(self.sampler.modalities)} are not this "
+                                 f"model's {list(self.modalities)} (same names, same order)")
+            keep = self.sampler(available, self.sampling_step)
+            self.sampling_step += 1
         # one trunk call over every (sample, modality) row that is available
         stems, index = [], []
         for j, m in enumerate(self.modalities):
@@ -207,5 +199,6 @@ def srmm(**kw: Any) -> SingleBranch:
     """SRMM for image + text embeddings with modality switching and a classifier."""
     kw.setdefault("input_dims", {"image": 768, "text": 768})
     kw.setdefault("norm", "layer")
-    kw.setdefault("modality_subsets", {"image": 1.0, "text": 1.0, "image+text": 1.0})
+    if kw.get("sampler") is None:
+        kw.setdefault("modality_subsets", {"image": 1.0, "text": 1.0, "image+text": 1.0})
     return SingleBranch(**kw)

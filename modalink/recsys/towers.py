@@ -18,41 +18,22 @@ import torch.nn.functional as F
 from modalink.models import SingleBranch
 from modalink.models.registry import register_model
 from modalink.models.blocks import fc_block, mlp
+from modalink.models.modality_sampling import CountSampler
 from modalink.progress import progress_bar
 from modalink.recsys.data import ID, BagBatch, Bags, ItemBatch, ItemFeatures
 
 
 class SampledBranch(SingleBranch):
-    """``SingleBranch`` whose training-time modality switching samples among EACH item's
-    available modalities: a size ``k`` is drawn uniformly from ``sample_sizes`` (SiBraR: 1 or 2),
-    clipped to the number available, and ``k`` of the item's available modalities are kept;
-    with probability ``keep_all_prob`` the item keeps all of them. ``sampling = False``
-    switches it off (every available modality kept)."""
+    """``SingleBranch`` whose training-time modality sampling is a :class:`CountSampler` over
+    EACH item's available modalities: a size ``k`` is drawn uniformly from ``sample_sizes``
+    (SiBraR: 1 or 2), clipped to the number available, and ``k`` of the item's available
+    modalities are kept; with probability ``keep_all_prob`` the item keeps all of them. Empty
+    ``sample_sizes`` keep every available modality. Like any ``SingleBranch``, another strategy
+    can be installed as ``self.sampler``."""
 
     def __init__(self, input_dims: Mapping[str, int], sample_sizes: Sequence[int] | None = (1, 2),
                  keep_all_prob: float = 0.0, **kw: Any) -> None:
-        super().__init__(input_dims, modality_subsets=None, **kw)
-        sizes = sorted(set(int(k) for k in (sample_sizes or ())))
-        if any(k < 1 for k in sizes):
-            raise ValueError(f"sample_sizes must be positive, got {list(sample_sizes or ())}")
-        if not 0.0 <= keep_all_prob < 1.0:
-            raise ValueError(f"keep_all_prob must lie in [0, 1), got {keep_all_prob}")
-        self.register_buffer("sample_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
-        self.keep_all_prob = float(keep_all_prob)
-        self.sampling = bool(sizes)
-
-    def sample_modalities(self, available: torch.Tensor) -> torch.Tensor:
-        if not self.sampling:
-            return available
-        n, m = available.shape
-        n_avail = available.sum(1)
-        k = self.sample_sizes[torch.randint(self.sample_sizes.numel(), (n,), device=available.device)]
-        k = torch.minimum(k, n_avail)
-        if self.keep_all_prob > 0:
-            k = torch.where(torch.rand(n, device=available.device) < self.keep_all_prob, n_avail, k)
-        noise = torch.rand(n, m, device=available.device).masked_fill(~available, -1.0)
-        rank = noise.argsort(dim=1, descending=True).argsort(dim=1)
-        return available & (rank < k.unsqueeze(1))
+        super().__init__(input_dims, sampler=CountSampler(tuple(input_dims), sample_sizes, keep_all_prob), **kw)
 
 
 class ItemTower(nn.Module):
@@ -66,7 +47,8 @@ class ItemTower(nn.Module):
         embed_dim: output width. stem_dim, trunk_hidden, norm, dropout: see ``SingleBranch``.
         bag_dim: width of each ``EmbeddingBag`` (and of the ID embedding).
         sample_sizes: training keeps a random subset of these sizes of each item's AVAILABLE
-            modalities (``()`` or ``None``: keep every available modality); see ``SampledBranch``.
+            modalities (``()`` or ``None``: keep every available modality); see ``SampledBranch``
+            (the strategy is ``self.branch.sampler``; a trainer may install another one there).
         keep_all_prob: probability that an item keeps ALL its modalities instead (a mix of
             SiBraR sampling and plain averaging; 0 = pure sampling).
         bag_dropout: training-time probability of dropping each id of a bag (e.g. profile users).
@@ -180,13 +162,7 @@ class ItemTower(nn.Module):
             ids = batch.ids[bad].tolist() if bad else batch.ids[:10].tolist()
             raise ValueError(f"item(s) {ids} have no available modality for this tower "
                              f"(tower modalities: {list(self.modalities)})")
-        if sample or not self.branch.sampling:
-            return self.branch(inputs, present)
-        self.branch.sampling = False
-        try:
-            return self.branch(inputs, present)
-        finally:
-            self.branch.sampling = True
+        return self.branch(inputs, present, sample=sample)
 
     @torch.no_grad()
     def embed_catalogue(self, features: ItemFeatures, batch_size: int = 4096, items: torch.Tensor | None = None,
