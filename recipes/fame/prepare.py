@@ -178,10 +178,35 @@ def encoder_identity(name: str, enc: Encoder, cfg: PrepareConfig, extra: dict[st
 
 
 def encoder_tag(identity: dict[str, Any]) -> str:
-    """Cache folder of one encoder identity: its name + a hash (switching encoders back and forth
-    keeps both caches)."""
-    blob = json.dumps(identity, sort_keys=True)
+    """Cache folder of one encoder identity: its name + a hash of the rest (switching encoders
+    back and forth keeps both caches; the hash is the one the per-file cache of modalink 0.2
+    used, so its files are found, see :func:`legacy_embedding`)."""
+    blob = json.dumps({k: v for k, v in identity.items() if k != "name"}, sort_keys=True)
     return f"{identity['name'].replace('/', '_')}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
+def legacy_embedding(folder: Path, part: str, root: Path, relpath: str, dim: int,
+                     retry_failed: bool) -> tuple[np.ndarray | None, RowProblem | None] | None:
+    """What the per-file cache of earlier versions (``<folder>/<part>/<relpath>.npy``, ``.fail`` and
+    ``.noface`` markers) holds for a file, so upgrading does not embed everything again; ``None``
+    when it holds nothing usable (no entry, a failure to retry, an entry older than the file, a
+    damaged or wrong-width array)."""
+    base = folder / part / relpath
+    npy, fail, noface = (base.with_name(base.name + ext) for ext in (".npy", ".fail", ".noface"))
+    try:
+        source_mtime = (root / relpath).stat().st_mtime
+        if npy.is_file() and npy.stat().st_mtime >= source_mtime:
+            vec = np.load(npy, allow_pickle=False)
+            if vec.shape != (dim,) or not np.isfinite(vec).all():
+                return None
+            return vec.astype(np.float32), (RowProblem("no_face", "no face detected", embedded=True)
+                                            if noface.is_file() else None)
+        if fail.is_file() and not retry_failed and fail.stat().st_mtime >= source_mtime:
+            lines = fail.read_text(encoding="utf-8").splitlines() + ["", ""]
+            return None, RowProblem(lines[0].strip() or "failed", lines[1].strip())
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -194,13 +219,25 @@ def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequen
     others embedded in batches of ``cfg.batch_size``. Returns the files and this call's counts."""
     ids = file_row_ids([root / r for r in relpaths], root)
     key = CacheKey.for_rows(part, modality, identity, ids)
+    if not relpaths:
+        raise UserError(f"{root}: no {modality} files to embed for the {part} part")
     counts: dict[str, Any] = {"files": len(relpaths), "cached": len(relpaths), "extracted": 0}
 
     def encode(rows: np.ndarray) -> EncodedRows:
         where = {relpaths[r]: k for k, r in enumerate(rows)}
         out = np.zeros((len(rows), enc.output_dim), dtype=np.float32)
         problems: dict[int, RowProblem] = {}
-        counts["cached"] -= len(rows)
+        for rel, k in list(where.items()):  # files the per-file cache of earlier versions holds
+            old = legacy_embedding(cache.root, part, root, rel, enc.output_dim, cfg.retry_failed)
+            if old is not None:
+                vec, problem = old
+                if vec is not None:
+                    out[k] = vec
+                if problem is not None:
+                    problems[int(rows[k])] = problem
+                counts["legacy"] = counts.get("legacy", 0) + 1
+                del where[rel]
+        counts["cached"] -= len(where)
         for results in embed_raw_files(enc, root, list(where), batch_size=cfg.batch_size, workers=cfg.workers,
                                        min_seconds=cfg.min_seconds, progress=False):
             for res in results:
