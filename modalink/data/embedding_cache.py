@@ -44,7 +44,7 @@ from modalink.io import atomic_path, atomic_write_text, file_digest
 from modalink.progress import progress_bar
 
 __all__ = ["CacheKey", "EmbeddingCache", "CacheError", "EncodedRows", "RowProblem", "file_list_hash",
-           "file_row_ids", "text_row_ids", "bytes_hash", "texts_hash"]
+           "file_row_ids", "text_row_ids", "texts_hash"]
 
 MANIFEST_VERSION = 2
 log = logging.getLogger("modalink.data.embedding_cache")
@@ -55,7 +55,17 @@ class CacheError(UserError, RuntimeError):
 
 
 # ----------------------------------------------------------------------------- source identities
-def _file_rows(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> list[str]:
+def file_row_ids(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> list[str]:
+    """One identity per file, in the given order: ``path relative to root, size, mtime_ns``.
+
+    Each path is read exactly as ``open()`` reads it: absolute, or relative to the current
+    working directory — the same file the encoder opens. ``root`` only names the files (their
+    path relative to it), so the identities are the same whether ``root`` and the paths are
+    given relative or absolute, and from any working directory. (Joining ``root`` to a path that
+    already starts with a relative ``root`` was the bug that made the SRMM quick start look for
+    ``runs/srmm/synthetic_food101/runs/srmm/synthetic_food101/images/...``.) A missing file
+    raises ``FileNotFoundError`` naming it.
+    """
     root_abs = Path(os.path.abspath(Path(root).expanduser()))
     rows = []
     for p in paths:
@@ -73,25 +83,11 @@ def _file_rows(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> l
     return rows
 
 
-def file_row_ids(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> list[str]:
-    """One identity per file, in the given order: ``path relative to root, size, mtime_ns``.
-
-    Each path is read exactly as ``open()`` reads it: absolute, or relative to the current
-    working directory — the same file the encoder opens. ``root`` only names the files (their
-    path relative to it), so the identities are the same whether ``root`` and the paths are
-    given relative or absolute, and from any working directory. (Joining ``root`` to a path that
-    already starts with a relative ``root`` was the bug that made the SRMM quick start look for
-    ``runs/srmm/synthetic_food101/runs/srmm/synthetic_food101/images/...``.) A missing file
-    raises ``FileNotFoundError`` naming it.
-    """
-    return _file_rows(paths, root)
-
-
 def file_list_hash(paths: Iterable[str | os.PathLike], root: str | os.PathLike, *,
                    ordered: bool = False) -> str:
     """SHA-256 of the :func:`file_row_ids` of ``paths``; sorted unless ``ordered`` (then the given
     order is part of the hash, so a cache whose rows follow that order goes stale when it changes)."""
-    rows = _file_rows(paths, root)
+    rows = file_row_ids(paths, root)
     if not ordered:
         rows.sort()
     return _ids_hash(rows)
@@ -106,21 +102,6 @@ def _ids_hash(ids: Iterable[str]) -> str:
     h = hashlib.sha256()
     for r in ids:
         h.update(r.encode("utf-8") + b"\n")
-    return h.hexdigest()
-
-
-def bytes_hash(*parts: bytes | str | os.PathLike) -> str:
-    """SHA-256 over byte strings and/or the contents of files (``Path`` arguments)."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, (bytes, bytearray)):
-            data = bytes(part)
-        elif isinstance(part, str):
-            data = part.encode("utf-8")
-        else:
-            data = Path(part).read_bytes()
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
     return h.hexdigest()
 
 

@@ -38,7 +38,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import hashlib
 import io
@@ -48,7 +47,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,24 +92,15 @@ PAIRING_RULE = (
 FALLBACK_COUNTS = {"no_face": "no_face_center_crop"}
 
 
-@dataclass
-class PrepareConfig:
-    """Resolved settings of one prepare run (saved as the run folder's config.yaml)."""
+@dataclass(kw_only=True)
+class PrepareConfig(RawEncoderSettings):
+    """Resolved settings of one prepare run (saved as the run folder's config.yaml): the encoder
+    settings that ``feature_info.json`` records for the verifier (the base class), plus these."""
 
     raw_root: str
     output: str
     ver: str = "v1"
-    face_encoder: str = "facenet_vggface2"
-    voice_encoder: str = "ecapa_voxceleb"
-    face_weights: str | None = None
-    voice_weights: str | None = None
-    face_args: dict[str, Any] = field(default_factory=dict)
-    voice_args: dict[str, Any] = field(default_factory=dict)
     offline: bool = False
-    random_weights: bool = False
-    seed: int = 0
-    no_face: str = "center_crop"
-    min_seconds: float = 0.5
     batch_size: int = 32
     workers: int = 2
     device: str = "auto"
@@ -122,11 +112,6 @@ class PrepareConfig:
     run_dir: str | None = None
     retry_failed: bool = False
     float_format: str = "%.8g"
-
-    def encoder_settings(self) -> RawEncoderSettings:
-        """The encoder part of the config (what ``feature_info.json`` records for the verifier)."""
-        return RawEncoderSettings(**{f.name: copy.copy(getattr(self, f.name))
-                                     for f in fields(RawEncoderSettings)})
 
 
 # ----------------------------------------------------------------------------- cache
@@ -353,7 +338,7 @@ def write_train_csvs(out: Path, ver: str, lang: str, pairs: list[TrainPair], fac
 def build_encoders(cfg: PrepareConfig) -> tuple[Encoder, Encoder]:
     """Face and voice encoders (random weights seeded by ``cfg.seed`` / ``cfg.seed + 1``); missing
     weights of both are reported in one :class:`MissingWeightsError`."""
-    return build_raw_encoders(cfg.encoder_settings(), offline=True if cfg.offline else None)
+    return build_raw_encoders(cfg, offline=True if cfg.offline else None)
 
 
 def _absolute(path: str | None) -> str | None:
@@ -551,11 +536,10 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
 
     for key, counts in summary["extraction"].items():
         logger.info("%s: %s", key, {k: v for k, v in counts.items()})
-    settings = cfg.encoder_settings()
     info = {
         "ver": cfg.ver, "languages": list(langs),
         "face_dim": face_enc.output_dim, "voice_dim": voice_enc.output_dim,
-        **settings.to_info(face_enc, voice_enc),
+        **cfg.to_info(face_enc, voice_enc),
         "train_label": "last column of *_train.csv; identity folder idNNNN → NNNN (see label_map)",
         "label_map": label_map,
         "pairing_rule": PAIRING_RULE,
