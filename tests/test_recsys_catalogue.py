@@ -136,6 +136,23 @@ def test_catalogue_run_counts_bad_media_and_embeds_new_items(small_catalogue, tm
 
 
 @pytest.mark.slow
+def test_changed_media_in_the_same_folder_are_refused_before_embedding(small_catalogue, tmp_path, train_script,
+                                                                       capsys):
+    import shutil
+
+    root = tmp_path / "catalogue"
+    shutil.copytree(small_catalogue[0], root)
+    out = tmp_path / "run"
+    args = ["--data-root", str(root), "--output-dir", str(out), "engine.epochs=1", *FAST]
+    train_script.main(args)
+    cache = {p.name: p.read_bytes() for p in (out / "media_cache").iterdir() if p.is_file()}
+    photo = next((root / "images").glob("*.jpg"))
+    photo.write_bytes(photo.read_bytes()[:200])  # a broken file where a photo was
+    assert run_cli(train_script.main, args) == 2
+    assert "the data changed since the run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (out / "media_cache").iterdir() if p.is_file()} == cache
+
+
 def test_exported_modalink_model_as_item_encoder(small_catalogue, tmp_path, train_script):
     """A registered modalink model exported with save_pretrained embeds the image and audio
     vectors, frozen or fine-tuned inside the tower; new items embed through it too."""

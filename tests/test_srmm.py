@@ -17,7 +17,7 @@ from PIL import Image
 from modalink.data.embedding_cache import file_list_hash
 from modalink.encoders import PixelStats
 from modalink.data.missing import derive_seed, mask_for_condition
-from modalink.errors import run_cli
+from modalink.errors import UserError, run_cli
 from modalink.models import create_model
 from modalink.text import hashed_vectors, tokenize
 from modalink.text_encoders import HashedBagOfWords, create_text_encoder, list_text_encoders
@@ -264,6 +264,13 @@ def test_two_epoch_smoke_run_and_reevaluation(tmp_path):
     assert "SRMM (arXiv 2408.07445) | 94.6 | 84.8" in md and "ViLT (Ma et al. 2022) | 91.9 | 65.9" in md
     again = evaluate.main([str(out), "--out", str(tmp_path / "re")])
     assert again["results"] == res["results"]
+    # other data in the same folder is refused before any embedding is extracted
+    titles = out / "synthetic_data" / "texts" / "test_titles.csv"
+    titles.write_text(titles.read_text().replace(",", ", changed", 1))
+    caches = {p.name: p.read_bytes() for p in (out / "cache").iterdir() if p.is_file()}
+    with pytest.raises(UserError, match="data changed"):
+        train.main(args)
+    assert {p.name: p.read_bytes() for p in (out / "cache").iterdir() if p.is_file()} == caches
 
 
 # ----------------------------------------------------------------------------- generator options

@@ -219,41 +219,65 @@ def _ceiling(p: float, n_other: int) -> float:
     return float(p) + (1.0 - float(p)) / n_other
 
 
-def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = True,
-                encoders: tuple[Any, TextEncoder] | None = None) -> PreparedData:
-    """Generate synthetic data when needed, then load or extract the embeddings of both files
-    (``encoders``: the ``(image, text)`` pair of :func:`build_encoders`, built here when omitted).
-    Relative paths are read from the current folder."""
-    out_dir = Path(out_dir)
+@dataclass
+class PreparePlan:
+    """What :func:`prepare_all` will read, known before any embedding is extracted: the dataset
+    folder, the records of both files and their cache keys (each row named by its input)."""
+
+    root: Path
+    description: str
+    records: dict[str, SplitRecords]
+    keys: dict[str, tuple[CacheKey, CacheKey]]
+    image_encoder: Any
+    text_encoder: TextEncoder
+
+    def fingerprint(self) -> dict[str, str]:
+        """Digests of the data a run reads ("<part>/<modality>" → the cache key's source hash),
+        for :meth:`modalink.engine.run_folder.RunFolder.bind_data` before extraction starts."""
+        return dict(sorted((f"{part}/{k.modality}", k.source_hash) for part, keys in self.keys.items() for k in keys))
+
+
+def plan_all(cfg: SRMMConfig, out_dir: str | os.PathLike,
+             encoders: tuple[Any, TextEncoder] | None = None) -> PreparePlan:
+    """Generate synthetic data when needed and read both files' records and cache keys — no
+    extraction (``encoders``: the ``(image, text)`` pair of :func:`build_encoders`, built here
+    when omitted). Relative paths are read from the current folder."""
     if encoders is None:
         from modalink.classification.srmm import build_encoders
 
         encoders = build_encoders(cfg)
     image_enc, text_enc = encoders
-    root, description = resolve_root(cfg, out_dir)
-    cache = EmbeddingCache(Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else out_dir / "cache")
-    parts: dict[str, PreparedSplit] = {}
-    rows: dict[str, tuple[str, np.ndarray]] = {}
-    classes: list[str] | None = None
-    sources: dict[str, str] = {}
+    root, description = resolve_root(cfg, Path(out_dir))
+    records: dict[str, SplitRecords] = {}
+    keys: dict[str, tuple[CacheKey, CacheKey]] = {}
     for part in ("train", "test"):
         rec = load_records(root, part)
-        if classes is None:
-            classes = rec.classes
-        elif rec.classes != classes:
-            raise ValueError(f"{root}: class lists of train and test differ ({len(classes)} vs {len(rec.classes)})")
-        ikey, tkey = split_keys(rec, image_enc, text_enc)
-        sources[f"{part}/image"], sources[f"{part}/text"] = ikey.source_hash, tkey.source_hash
-        image, text = extract_split(rec, cache, image_enc, text_enc, image_batch=cfg.image_encoder.batch_size,
-                                    text_batch=cfg.text_encoder.batch_size, shard_size=cfg.prepare.shard_size,
-                                    force=cfg.prepare.force, progress=progress, keys=(ikey, tkey))
+        if records and rec.classes != records["train"].classes:
+            raise ValueError(f"{root}: class lists of train and test differ ({len(records['train'].classes)} vs "
+                             f"{len(rec.classes)})")
+        records[part], keys[part] = rec, split_keys(rec, image_enc, text_enc)
+    return PreparePlan(root, description, records, keys, image_enc, text_enc)
+
+
+def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = True,
+                encoders: tuple[Any, TextEncoder] | None = None, plan: PreparePlan | None = None) -> PreparedData:
+    """Load or extract the embeddings of both files, as planned by :func:`plan_all` (``plan``: one
+    the caller already made, e.g. to check the run's data before extracting; else made here)."""
+    plan = plan or plan_all(cfg, out_dir, encoders)
+    cache = EmbeddingCache(Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else Path(out_dir) / "cache")
+    parts: dict[str, PreparedSplit] = {}
+    rows: dict[str, tuple[str, np.ndarray]] = {}
+    for part, rec in plan.records.items():
+        image, text = extract_split(rec, cache, plan.image_encoder, plan.text_encoder,
+                                    image_batch=cfg.image_encoder.batch_size, text_batch=cfg.text_encoder.batch_size,
+                                    shard_size=cfg.prepare.shard_size, force=cfg.prepare.force, progress=progress,
+                                    keys=plan.keys[part])
         parts[part] = PreparedSplit(image, text, np.asarray(rec.labels, np.int64),
                                     np.asarray(rec.has_image, bool), np.asarray(rec.has_text, bool))
         if part == "train":
-            for split, idx in split_indices(root, rec, cfg.data.val_fraction, cfg.data.val_seed).items():
+            for split, idx in split_indices(plan.root, rec, cfg.data.val_fraction, cfg.data.val_seed).items():
                 rows[split] = ("train", idx)
         else:
             rows["test"] = ("test", np.arange(len(rec)))
-    assert classes is not None
-    return PreparedData(parts, rows, classes, root, cache.root, image_enc.config(), text_enc.config(), description,
-                        sources)
+    return PreparedData(parts, rows, plan.records["train"].classes, plan.root, cache.root,
+                        plan.image_encoder.config(), plan.text_encoder.config(), plan.description, plan.fingerprint())

@@ -146,26 +146,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------------------------
 # building blocks
 # ---------------------------------------------------------------------------------------------
-def load_data(cfg: RecsysConfig, log: Any = None, cache_dir: str | Path | None = None) -> tuple[Any, dict[str, Any]]:
-    """``(RecsysData, info)``: a catalogue folder (media through modalink encoders), MovieLens
-    when ``data.root`` is set, else the synthetic catalogue. ``info`` holds the reports, the
-    media encoders' configs and, with ``item_model.path``, the item model's settings."""
+def read_source_catalogue(cfg: RecsysConfig) -> Any:
+    """The catalogue ``data.root`` names (``items.csv`` + ``interactions.csv``, read and checked,
+    no media embedded yet), or ``None`` for MovieLens and the synthetic set."""
+    from modalink.recsys.catalogue import is_catalogue, read_catalogue
+
+    d = cfg.data
+    if d.root is None or not is_catalogue(d.root):
+        return None
+    return read_catalogue(d.root, min_rating=d.min_rating, unknown_items=d.unknown_items)
+
+
+def load_data(cfg: RecsysConfig, log: Any = None, cache_dir: str | Path | None = None,
+              catalogue: Any = None) -> tuple[Any, dict[str, Any]]:
+    """``(RecsysData, info)``: a catalogue folder (media through modalink encoders; ``catalogue``:
+    the one :func:`read_source_catalogue` already read), MovieLens when ``data.root`` is set,
+    else the synthetic catalogue. ``info`` holds the reports, the media encoders' configs and,
+    with ``item_model.path``, the item model's settings."""
     from modalink.recsys import make_synthetic, read_movielens
-    from modalink.recsys.catalogue import catalogue_data, extract_media, is_catalogue, read_catalogue
+    from modalink.recsys.catalogue import catalogue_data, extract_media
     from modalink.recsys.raw_items import apply_item_model
 
     d = cfg.data
     info: dict[str, Any] = {}
     raw: dict[str, Any]
-    if d.root is not None and is_catalogue(d.root):
-        cat = read_catalogue(d.root, min_rating=d.min_rating, unknown_items=d.unknown_items)
+    cat = catalogue if catalogue is not None else read_source_catalogue(cfg)
+    if cat is not None:
         info["catalogue"] = cat.report
         if log is not None and cat.report["skipped_unknown_items"]:
             log.warning("%d interaction(s) name items that are not in items.csv and were skipped (e.g. %s)",
                         cat.report["skipped_unknown_items"], cat.report["unknown_item_examples"][0])
         cache = Path(d.cache_dir) if d.cache_dir is not None else Path(cache_dir or cat.root / ".modalink_cache")
         vectors, media_report, configs = extract_media(cat, cfg.media, cache, progress=cfg.engine.progress, log=log)
-        info.update(media=media_report, media_configs=configs, catalogue_obj=cat)
+        info.update(media=media_report, media_configs=configs)
         data = catalogue_data(cat, vectors)
         raw = vectors
     elif d.root is not None:
@@ -188,8 +201,9 @@ def load_data(cfg: RecsysConfig, log: Any = None, cache_dir: str | Path | None =
     return data, info
 
 
-def data_fingerprint(cfg: RecsysConfig, info: dict[str, Any]) -> dict[str, str]:
-    """Content digests of the files a run reads (the synthetic set is fixed by its config)."""
+def data_fingerprint(cfg: RecsysConfig, cat: Any = None) -> dict[str, str]:
+    """Content digests of the files a run reads (``cat``: the catalogue of :func:`read_source_catalogue`;
+    the synthetic set is fixed by its config)."""
     from modalink.data.embedding_cache import file_list_hash
     from modalink.data.fame_cache import file_digest
 
@@ -197,7 +211,6 @@ def data_fingerprint(cfg: RecsysConfig, info: dict[str, Any]) -> dict[str, str]:
     if root is None:
         return {"synthetic": "generated from data.synthetic.*"}
     root_p = Path(root)
-    cat = info.get("catalogue_obj")
     if cat is not None:
         media = [p for p in [*cat.images, *cat.audio] if p is not None]
         out = {p.name: file_digest(p) for p in cat.files()}
@@ -308,11 +321,12 @@ def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) ->
     t0 = time.time()
     k = cfg.eval.k
     import logging
-    data, info = load_data(cfg, log=logging.getLogger("modalink.recsys"), cache_dir=out / "media_cache")
+    cat = read_source_catalogue(cfg)
+    folder.bind_data(data_fingerprint(cfg, cat))  # other data than the run's is refused before media are embedded
+    data, info = load_data(cfg, log=logging.getLogger("modalink.recsys"), cache_dir=out / "media_cache", catalogue=cat)
     if len(data.interactions) == 0:
         raise ValueError(f"{cfg.data.root or 'the synthetic catalogue'}: no interactions to train on "
                          f"(check data.min_rating={cfg.data.min_rating})")
-    folder.bind_data(data_fingerprint(cfg, info))
     folder.start()
     log = start_run(out, cfg, log_name="modalink.recsys", argv=sys.argv if argv is None else ["train.py", *argv])
     if folder.resumed:

@@ -90,10 +90,11 @@ def _train(cfg, state, folder, encoders, argv) -> dict:
 
     out = Path(cfg.output_dir)
     t0 = time.time()
+    with state.main_process_first():  # the main process generates the synthetic data, if any
+        plan = embeddings.plan_all(cfg, out, encoders=encoders)
+    folder.bind_data(plan.fingerprint())  # other data than the run's is refused before any extraction
     with state.main_process_first():  # the main process extracts; the others then read valid caches
-        data = embeddings.prepare_all(cfg, out, progress=cfg.prepare.progress and state.is_main_process,
-                                      encoders=encoders)
-    folder.bind_data(data.fingerprint())
+        data = embeddings.prepare_all(cfg, out, progress=cfg.prepare.progress and state.is_main_process, plan=plan)
     folder.start()
     logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
                        log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
