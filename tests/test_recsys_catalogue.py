@@ -153,6 +153,7 @@ def test_changed_media_in_the_same_folder_are_refused_before_embedding(small_cat
     assert {p.name: p.read_bytes() for p in (out / "media_cache").iterdir() if p.is_file()} == cache
 
 
+@pytest.mark.slow
 def test_exported_modalink_model_as_item_encoder(small_catalogue, tmp_path, train_script):
     """A registered modalink model exported with save_pretrained embeds the image and audio
     vectors, frozen or fine-tuned inside the tower; new items embed through it too."""
