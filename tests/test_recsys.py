@@ -366,6 +366,17 @@ def test_read_movielens_100k_and_1m(tmp_path):
         read_movielens(tmp_path / "nothing")
 
 
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity", "five"])
+def test_movielens_rating_that_is_not_a_finite_number_is_refused_with_file_and_line(tmp_path, bad):
+    from modalink.errors import is_user_error
+
+    _write_ml100k(tmp_path / "ml-100k")
+    (tmp_path / "ml-100k" / "u.data").write_text(f"1\t1\t5\t881250949\n1\t3\t{bad}\t881250950\n")
+    with pytest.raises(ValueError, match=rf"u\.data:2: rating '{bad}' is not a") as info:
+        read_movielens(tmp_path, min_rating=4)
+    assert is_user_error(info.value)
+
+
 # ---------------------------------------------------------------------------------------------
 # README example and recipe smoke run
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,10 @@ def test_catalogue_errors_name_file_and_line(tmp_path):
     _write(tmp_path / "interactions.csv", "user_id,item_id,rating\nu,a,five\n")
     with pytest.raises(CatalogueError, match=r"interactions\.csv:2: rating 'five' is not a number"):
         read_catalogue(tmp_path)
+    for bad in ("nan", "inf"):
+        _write(tmp_path / "interactions.csv", f"user_id,item_id,rating\nu,a,4\nu,a,{bad}\n")
+        with pytest.raises(CatalogueError, match=rf"interactions\.csv:3: rating '{bad}' is not a finite number"):
+            read_catalogue(tmp_path)
     _write(tmp_path / "interactions.csv", "")
     with pytest.raises(CatalogueError, match=r"interactions\.csv: the file is empty"):
         read_catalogue(tmp_path)

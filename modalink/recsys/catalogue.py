@@ -24,6 +24,7 @@ that item (a zero row) and is counted per reason in the media report; it never s
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,9 +166,12 @@ def read_catalogue(root: str | os.PathLike, min_rating: float = 0.0, unknown_ite
             v = row.get(col, "")
             if v:
                 try:
-                    float(v)
+                    number = float(v)
                 except ValueError:
                     raise CatalogueError(f"{inter_path}:{ln}: {col} {v!r} is not a number") from None
+                if not math.isfinite(number):
+                    raise CatalogueError(f"{inter_path}:{ln}: {col} {v!r} is not a finite number; "
+                                         f"fix or remove that line")
         if i not in index:
             if unknown_items == "error":
                 raise CatalogueError(f"{inter_path}:{ln}: item_id {i!r} is not in {ITEMS_FILE}")

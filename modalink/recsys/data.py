@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from modalink.errors import UserError
+
 ID = "id"  # the reserved name of the item-ID modality
+
+
+class MovieLensFormatError(UserError, ValueError):
+    """A MovieLens file that cannot be used (names the file and line)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,15 +506,16 @@ def read_movielens(root: str | Path, min_rating: float = 0.0, text_encoder: Any 
         parts = line.split("|") if kind == "ml-100k" else line.split("::")
         if kind == "ml-100k":
             if len(parts) != 24:
-                raise ValueError(f"{item_file}:{ln}: expected 24 '|'-separated fields "
-                                 f"(id|title|date|video date|url|19 genre flags), got {len(parts)}")
+                raise MovieLensFormatError(f"{item_file}:{ln}: expected 24 '|'-separated fields "
+                                           f"(id|title|date|video date|url|19 genre flags), got {len(parts)}")
             flags = parts[5:]
             if any(f not in ("0", "1") for f in flags):
-                raise ValueError(f"{item_file}:{ln}: genre flags must be 0/1, got {flags}")
+                raise MovieLensFormatError(f"{item_file}:{ln}: genre flags must be 0/1, got {flags}")
             g = [i for i, f in enumerate(flags) if f == "1"]
         else:
             if len(parts) != 3:
-                raise ValueError(f"{item_file}:{ln}: expected 'MovieID::Title::Genres', got {len(parts)} fields")
+                raise MovieLensFormatError(f"{item_file}:{ln}: expected 'MovieID::Title::Genres', "
+                                           f"got {len(parts)} fields")
             g = []
             for name in filter(None, parts[2].split("|")):
                 if name not in vocab_index:
@@ -516,7 +524,7 @@ def read_movielens(root: str | Path, min_rating: float = 0.0, text_encoder: Any 
                 g.append(vocab_index[name])
         raw_id = parts[0].strip()
         if raw_id in item_index:
-            raise ValueError(f"{item_file}:{ln}: duplicate item id {raw_id}")
+            raise MovieLensFormatError(f"{item_file}:{ln}: duplicate item id {raw_id}")
         item_index[raw_id] = len(titles)
         titles.append(parts[1])
         genres.append(sorted(set(g)))
@@ -528,9 +536,9 @@ def read_movielens(root: str | Path, min_rating: float = 0.0, text_encoder: Any 
             continue
         parts = line.split("|") if kind == "ml-100k" else line.split("::")
         if len(parts) != 5:
-            raise ValueError(f"{user_file}:{ln}: expected 5 fields "
-                             f"({'id|age|gender|occupation|zip' if kind == 'ml-100k' else 'UserID::Gender::Age::Occupation::Zip'}), "
-                             f"got {len(parts)}")
+            raise MovieLensFormatError(f"{user_file}:{ln}: expected 5 fields "
+                                       f"({'id|age|gender|occupation|zip' if kind == 'ml-100k' else 'UserID::Gender::Age::Occupation::Zip'}), "
+                                       f"got {len(parts)}")
         user_index.setdefault(parts[0].strip(), len(user_index))
 
     # ratings
@@ -540,22 +548,26 @@ def read_movielens(root: str | Path, min_rating: float = 0.0, text_encoder: Any 
             continue
         parts = line.split() if sep is None else line.split(sep)
         if len(parts) != 4:
-            raise ValueError(f"{rating_file}:{ln}: expected 'user item rating timestamp', got {len(parts)} fields")
+            raise MovieLensFormatError(f"{rating_file}:{ln}: expected 'user item rating timestamp', "
+                                       f"got {len(parts)} fields")
         u, i, r = parts[0], parts[1], parts[2]
         try:
             rating = float(r)
         except ValueError:
-            raise ValueError(f"{rating_file}:{ln}: rating {r!r} is not a number") from None
+            raise MovieLensFormatError(f"{rating_file}:{ln}: rating {r!r} is not a number") from None
+        if not math.isfinite(rating):
+            raise MovieLensFormatError(f"{rating_file}:{ln}: rating {r!r} is not a finite number; "
+                                       f"fix or remove that line")
         if u not in user_index:
-            raise ValueError(f"{rating_file}:{ln}: user {u} is not in {user_file.name}")
+            raise MovieLensFormatError(f"{rating_file}:{ln}: user {u} is not in {user_file.name}")
         if i not in item_index:
-            raise ValueError(f"{rating_file}:{ln}: item {i} is not in {item_file.name}")
+            raise MovieLensFormatError(f"{rating_file}:{ln}: item {i} is not in {item_file.name}")
         if rating >= min_rating:
             us.append(user_index[u])
             its.append(item_index[i])
     if not us:
-        raise ValueError(f"{rating_file}: no ratings" + (f" >= data.min_rating={min_rating}" if min_rating > 0 else
-                                                         " (the file is empty)") + "; nothing to train on")
+        why = f" >= data.min_rating={min_rating}" if min_rating > 0 else " (the file is empty)"
+        raise MovieLensFormatError(f"{rating_file}: no ratings{why}; nothing to train on")
     inter = Interactions(np.array(us), np.array(its), len(user_index), len(item_index))
     texts = []
     for t in titles:
