@@ -25,9 +25,14 @@ import torch.nn as nn
 from modalink.config import to_dict
 from modalink.io import DamagedFileError, atomic_dir
 
-__all__ = ["save_pretrained", "from_pretrained", "read_model_config", "EXPORT_FORMAT"]
+__all__ = ["save_pretrained", "from_pretrained", "read_model_config", "ModelConfigError", "EXPORT_FORMAT"]
 
 EXPORT_FORMAT = 1
+
+
+class ModelConfigError(DamagedFileError):
+    """An exported model's ``config.json`` that does not describe the model next to it (unknown
+    architecture, arguments its constructor does not take, dimensions other than the weights')."""
 
 
 def _card(name: str, kwargs: Mapping[str, Any], contract: Mapping[str, Any], results: Mapping[str, Any] | None,
@@ -89,25 +94,101 @@ def read_model_config(folder: str | os.PathLike) -> dict[str, Any]:
     return body
 
 
+def _registered(name: str) -> bool:
+    """Whether ``name`` is a registered model (the task packages register theirs on import)."""
+    from modalink.models.registry import MODELS
+
+    if name not in MODELS:
+        import modalink.classification  # noqa: F401
+        import modalink.recsys  # noqa: F401
+    return name in MODELS
+
+
+def _accepted_arguments(name: str) -> set[str] | None:
+    """The keyword arguments ``create_model(name, ...)`` takes: the factory's own, or (for a
+    factory that forwards ``**kw``) its model class's constructor's; ``None`` when any name goes."""
+    import inspect
+    import typing
+
+    from modalink.models.registry import MODELS
+
+    target: Any = MODELS.get(name)
+    for _ in range(2):
+        params = inspect.signature(target).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        try:
+            target = typing.get_type_hints(target).get("return")
+        except Exception:  # noqa: BLE001 - an annotation that does not resolve: no check possible
+            return None
+        if not isinstance(target, type):
+            return None
+    return None
+
+
+def _check_config(body: Mapping[str, Any], path: Path) -> None:
+    """Refuse a ``config.json`` naming an unknown model or arguments its constructor does not take."""
+    from modalink.models import list_models
+
+    name, kwargs = body["name"], body["kwargs"]
+    if not isinstance(name, str) or not _registered(name):
+        raise ModelConfigError(f"{path}: 'name' is {name!r}, which is not a registered model (known: "
+                               f"{', '.join(list_models())}); restore the name the model was exported with")
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ModelConfigError(f"{path}: 'kwargs' must map argument names to values, got {kwargs!r}")
+    accepted = _accepted_arguments(name)
+    unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
+    if unknown:
+        raise ModelConfigError(f"{path}: 'kwargs' key {unknown[0]!r} is not an argument of model {name!r} (it takes "
+                               f"{', '.join(sorted(accepted))}); remove it")
+
+
+def _check_shapes(model: nn.Module, weights: Path, path: Path, body: Mapping[str, Any]) -> None:
+    """Refuse weights whose tensor shapes differ from the ones ``config.json``'s arguments build."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DamagedFileError(f"{weights} cannot be read ({str(exc).splitlines()[0][:200]})") from None
+    for key, tensor in model.state_dict().items():
+        if key in shapes and shapes[key] != tuple(tensor.shape):
+            raise ModelConfigError(
+                f"{path}: the dimensions in config.json do not match the shapes in {weights.name} ({key} is "
+                f"{list(shapes[key])} there, {list(tensor.shape)} with config.json's kwargs "
+                f"{json.dumps(body['kwargs'], sort_keys=True)[:200]}); restore config.json or re-export the model")
+
+
 def from_pretrained(folder: str | os.PathLike, *, device: str | None = None) -> nn.Module:
     """Rebuild and load an exported model (strict: every weight must match), in eval mode.
-    The parsed ``config.json`` is attached as ``model.export_config``."""
+    ``config.json`` is checked against the registry, the constructor's arguments and the weights'
+    shapes first (:class:`ModelConfigError` naming the key). The parsed ``config.json`` is
+    attached as ``model.export_config``."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     from modalink.models import create_model
 
     body = read_model_config(folder)
-    model = create_model(body["name"], **body["kwargs"])
+    path = Path(folder) / "config.json"
+    _check_config(body, path)
+    try:
+        model = create_model(body["name"], **body["kwargs"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelConfigError(f"{path}: 'kwargs' do not build model {body['name']!r} "
+                               f"({' '.join(str(exc).split())[:200]}); restore the exported arguments") from None
     weights = Path(folder) / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing")
+    _check_shapes(model, weights, path, body)
     try:
         missing, unexpected = load_model(model, str(weights), strict=False, device=device or "cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise DamagedFileError(f"{weights} cannot be read ({str(exc).splitlines()[0][:200]})") from None
     if missing or unexpected:
-        raise DamagedFileError(f"{weights} does not fit {body['name']}{body['kwargs']}: missing {sorted(missing)[:5]}, "
-                               f"unexpected {sorted(unexpected)[:5]}")
+        raise ModelConfigError(f"{path}: the model config.json describes does not fit the weights in {weights.name}: "
+                               f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}; restore "
+                               f"config.json or re-export the model")
     model.export_config = body
     return model.eval()

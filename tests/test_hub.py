@@ -47,6 +47,40 @@ def test_refuses_models_not_built_by_the_registry_and_mismatched_weights(tmp_pat
         from_pretrained(tmp_path / "nothing")
 
 
+def _edit_config(folder: Path, **changes) -> None:
+    body = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if key == "kwargs":
+            body["kwargs"].update(value)
+        else:
+            body[key] = value
+    (folder / "config.json").write_text(json.dumps(body))
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(name="fop_gated2"), r"config.json: 'name' is 'fop_gated2', which is not a registered model \(known: .*fop_gated"),
+    (dict(kwargs={"__class__": "os.system"}), r"config.json: 'kwargs' key '__class__' is not an argument of model 'fop_gated'"),
+    (dict(kwargs={"activation": "relu"}), r"'kwargs' key 'activation' is not an argument"),
+    (dict(kwargs={"embed_dim": "wide"}), r"config.json: 'kwargs' do not build model 'fop_gated'"),
+    (dict(kwargs={"face_dim": 48}), r"config.json: the dimensions in config.json do not match the shapes in "
+                                    r"model.safetensors"),
+    (dict(kwargs={"embed_dim": 16}), r"dimensions in config.json do not match the shapes"),
+])
+def test_edited_config_json_is_one_user_error_naming_the_key(changes: dict, match: str, tmp_path: Path,
+                                                             capsys) -> None:
+    from modalink.errors import is_user_error, run_cli
+    from modalink.hub import ModelConfigError
+
+    folder = save_pretrained(create_model("fop_gated", **CASES["fop_gated"]), tmp_path / "m")
+    _edit_config(folder, **changes)
+    with pytest.raises(ModelConfigError, match=match) as err:
+        from_pretrained(folder)
+    assert is_user_error(err.value)
+    assert run_cli(lambda argv: from_pretrained(folder), []) == 2
+    out = capsys.readouterr().err
+    assert out.count("\n") == 1 and str(folder / "config.json") in out
+
+
 # Small arguments for EVERY registered model: a model added to the registry without an entry here
 # fails test_every_registered_model_is_covered, so it gets the export round trip too.
 ARCH = "test_resnet"  # a tiny timm ResNet, random weights
