@@ -3,8 +3,9 @@
 Front end (applied inside the encoder, as in SpeechBrain's ``EncoderClassifier.encode_batch``):
 16 kHz waveform → 80-dim log-mel fbank (``speechbrain.lobes.features.Fbank(n_mels=80)``) →
 per-utterance mean normalisation (``InputNormalization(norm_type="sentence", std_norm=False)``)
-→ ECAPA-TDNN with channels [1024, 1024, 1024, 1024, 3072]. Padded batches carry relative
-lengths so statistics pooling ignores the padding.
+→ ECAPA-TDNN with channels [1024, 1024, 1024, 1024, 3072]. A padded batch carries relative
+lengths, and each clip is embedded without its padding (clips of equal length together), so a
+clip's embedding does not depend on the other clips of its batch.
 
 Weights are read straight from ``embedding_model.ckpt`` (a plain state dict) in a local folder
 with the Hugging Face ``speechbrain/spkrec-ecapa-voxceleb`` layout; the hparams file is not
@@ -61,7 +62,7 @@ def ecapa_contract(lin_neurons: int = 192) -> EncoderContract:
         licence="Apache-2.0 (SpeechBrain code and model card); trained on VoxCeleb — check its terms",
         sample_rate=16000,
         features="fbank n_mels=80 (25 ms window, 10 ms hop) + per-utterance mean normalisation",
-        notes="mono float waveform in [-1, 1]; padded batches need relative lengths",
+        notes="mono float waveform in [-1, 1]; each clip embedded unpadded (batch-invariant)",
     )
 
 
@@ -103,28 +104,46 @@ class VoiceEncoder(Encoder):
         return torch.from_numpy(np.ascontiguousarray(wave))
 
     def collate(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero-pad 1-D waveforms to the longest → ((B, T), relative lengths (B,))."""
+        """Zero-pad 1-D waveforms to the longest → ((B, T), relative lengths (B,), float64 so that
+        ``round(length * T)`` gives every clip's exact sample count)."""
         longest = max(int(x.shape[0]) for x in items)
         batch = torch.stack([F.pad(x, (0, longest - x.shape[0])) for x in items])
-        lengths = torch.tensor([x.shape[0] / longest for x in items], dtype=torch.float32)
+        lengths = torch.tensor([x.shape[0] / longest for x in items], dtype=torch.float64)
         return batch, lengths
 
+    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) padded waveforms (+ relative lengths) → (B, output_dim), without gradients."""
+        with torch.no_grad():
+            return self.forward(inputs.to(self.device), lengths)
+
+    def _embed_unpadded(self, wavs: torch.Tensor) -> torch.Tensor:
+        feats = self.compute_features(wavs.float())
+        ones = torch.ones(wavs.shape[0], device=wavs.device)
+        feats = self.mean_norm(feats, ones)
+        return self.model(feats, ones).squeeze(1)
+
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T) 16 kHz waveforms (+ relative lengths) → (B, 192) embeddings."""
+        """(B, T) 16 kHz waveforms (+ relative lengths) → (B, 192) embeddings.
+
+        Each clip is embedded without its padding: clips of the same length run together as
+        one sub-batch, so a clip's embedding does not depend on the batch it came in.
+        """
         if wavs.dim() == 1:
             wavs = wavs.unsqueeze(0)
+        n = int(wavs.shape[1])
         if lengths is None:
-            lengths = torch.ones(wavs.shape[0], device=wavs.device)
-        feats = self.compute_features(wavs.float())
-        feats = self.mean_norm(feats, lengths)
-        if bool((lengths < 1).any()):
-            # zero (= the utterance mean after normalisation) the frames past each item's end, so
-            # the padding's log-energy floor does not leak into the last frames through the convs
-            n_frames = feats.shape[1]
-            valid = torch.arange(n_frames, device=feats.device)[None, :] < torch.round(lengths * n_frames)[:, None]
-            feats = feats * valid.unsqueeze(-1).to(feats.dtype)
-        emb = self.model(feats, lengths)
-        return emb.squeeze(1)
+            return self._embed_unpadded(wavs)
+        samples = torch.round(lengths.detach().to("cpu", torch.float64) * n).long().clamp(1, n).tolist()
+        if len(set(samples)) == 1:
+            return self._embed_unpadded(wavs[:, :samples[0]])
+        groups: dict[int, list[int]] = {}
+        for i, s in enumerate(samples):
+            groups.setdefault(s, []).append(i)
+        order = [i for idx in groups.values() for i in idx]
+        parts = [self._embed_unpadded(wavs[idx, :s]) for s, idx in groups.items()]
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return torch.cat(parts)[inverse.to(wavs.device)]
 
 
 def _is_ecapa_weights(path: Path) -> bool:
