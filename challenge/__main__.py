@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +17,7 @@ from challenge.files import ChallengeError, read_pair_keys, read_score_values, w
 from challenge.naming import EDITIONS, VERSIONS, check_language_pair, condition_for, get_edition
 from challenge.validate import ValidationReport, similarity_hint
 from modalink.cli import add_subcommand, add_subcommands, command_parser
-from modalink.errors import debug_enabled
+from modalink.errors import run_cli
 
 EPILOG = ("Scores are DISTANCES: lower = same person. File names (2026 default): "
           "sub_score_<TestLang>_{heard,unheard}.txt, four per version.")
@@ -64,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--negate", action="store_true",
                    help="the input scores are similarities (higher = same person): write -score")
     w.add_argument("--ver", choices=sorted(VERSIONS), default=None,
-                   help="FAME version, to check the languages against it (default: any version)")
+                   help="FAME version, to check the languages against it (default: the pair list's folder "
+                        "when it is named v1, v2 or v3, else any version)")
     w.add_argument("--force", action="store_true",
                    help="replace an existing file that another model (another --train-lang) or another tool wrote")
     _add_naming(w)
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("folder", type=Path, help="submission folder")
     k.add_argument("--pairs", type=Path, required=True, metavar="DIR", help="folder with the pair lists <Lang>_test.txt")
     k.add_argument("-o", "--output", type=Path, required=True, help="zip file to write")
+    k.add_argument("--allow-similarities", action="store_true",
+                   help="pack a folder without manifest.json even when its scores look like similarities "
+                        "(by default that is refused: the scorer reads distances)")
     _add_naming(k)
     _add_langs(k)
 
@@ -126,8 +129,9 @@ def _cmd_write(args: argparse.Namespace) -> int:
             test = name[: -len("_test.txt")]
         if args.train_lang is None:
             raise ChallengeError("writing into a folder needs --train-lang (the language the model was trained on)")
+        ver = args.ver or _version_of_folder(args.pair_list.parent)
         try:
-            train, test = check_language_pair(args.train_lang, test, args.ver)
+            train, test = check_language_pair(args.train_lang, test, ver)
         except ValueError as err:
             raise ChallengeError(f"{err}; nothing written") from None
         out = out / get_edition(args.edition, args.template).file_name(train, test)
@@ -144,6 +148,12 @@ def _cmd_write(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version_of_folder(folder: Path) -> str | None:
+    """The FAME version a pair-list folder is named after (``.../v3/``), else None."""
+    name = folder.resolve().name.lower()
+    return name if name in VERSIONS else None
+
+
 def _write_into_folder(out: Path, keys: list[str], scores, train: str, test: str, cond: str,
                        args: argparse.Namespace) -> None:
     """Write one score file into a submission folder and record it in the folder's manifest;
@@ -155,10 +165,7 @@ def _write_into_folder(out: Path, keys: list[str], scores, train: str, test: str
     folder = out.parent
     for stale in folder.glob(f".{out.name}.*.tmp"):  # left by a killed earlier write of this file
         stale.unlink(missing_ok=True)
-    try:
-        manifest = read_manifest(folder) or {"files": {}}
-    except ValueError as err:
-        raise ChallengeError(str(err)) from None
+    manifest = read_manifest(folder) or {"files": {}}
     record = manifest["files"].get(out.name)
     if out.exists() and not args.force:
         if record is None:
@@ -191,7 +198,8 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     from challenge.pack import pack_submission
 
     path, report = pack_submission(args.folder, args.output, args.pairs, edition=args.edition,
-                                   template=args.template, ver=args.ver, langs=args.langs, partial=args.partial)
+                                   template=args.template, ver=args.ver, langs=args.langs, partial=args.partial,
+                                   allow_similarities=args.allow_similarities)
     _print_issues(report)
     print(f"wrote {path}: {', '.join(sorted(report.present))}")
     return 0
@@ -217,8 +225,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 invalid submission, 2 unusable input)."""
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run one subcommand; an invalid submission prints its issues (exit 1)."""
     from challenge.validate import SubmissionError
 
     args = build_parser().parse_args(argv)
@@ -231,19 +239,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               if args.command == "pack" else f"{args.command}: {err.report.n_errors} error(s), see above",
               file=sys.stderr)
         return 1
-    except (ChallengeError, ValueError, OSError) as err:  # unusable input: modalink's one-line error style
-        if args.debug or debug_enabled():
-            traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 invalid submission, 2 unusable input, and 1 with
+    an 'internal error' line for a bug), under modalink's one error style (:func:`run_cli`:
+    ``--debug`` or ``MODALINK_DEBUG=1`` shows tracebacks)."""
+    return run_cli(_run, argv)
 
 
 def cli() -> None:
-    """Console entry point: :func:`main` under modalink's one error style (``--debug`` or
-    ``MODALINK_DEBUG=1`` shows tracebacks; an unexpected error is one line, exit 1)."""
-    from modalink.errors import run_cli
-
-    sys.exit(run_cli(main))
+    """Console entry point: :func:`main`."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 from challenge.naming import VERSIONS, version_langs
 from modalink.data.fame_csv import FeatureFileError
 from modalink.data.fame_lists import PairEntry, ground_truth_lines, list_file_name, read_ground_truth, read_pairs
+from modalink.errors import InputError, UserError
 
 __all__ = [
     "ChallengeError", "FormatError", "Pair", "read_pairs", "read_pair_keys", "read_ground_truth",
@@ -30,7 +31,7 @@ __all__ = [
 NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
-class ChallengeError(Exception):
+class ChallengeError(UserError):
     """Base class of the challenge tools' errors."""
 
 
@@ -121,26 +122,26 @@ def format_scores(keys: Sequence[str], scores: Any, where: str = "scores") -> st
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"{where}: scores must be 1-D, got shape {arr.shape}")
+        raise InputError(f"{where}: scores must be 1-D, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"{where}: scores must be real numbers, got dtype {arr.dtype}")
+        raise InputError(f"{where}: scores must be real numbers, got dtype {arr.dtype}")
     keys = [str(k) for k in keys]
     if len(keys) != arr.shape[0]:
-        raise ValueError(f"{where}: {len(keys)} keys but {arr.shape[0]} scores")
+        raise InputError(f"{where}: {len(keys)} keys but {arr.shape[0]} scores")
     if not keys:
-        raise ValueError(f"{where}: no keys")
+        raise InputError(f"{where}: no keys")
     arr = arr.astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{where}: {bad.size} non-finite score(s), first for key {keys[i]!r} "
+        raise InputError(f"{where}: {bad.size} non-finite score(s), first for key {keys[i]!r} "
                          f"(index {i}): {arr[i]}")
     seen: dict[str, int] = {}
     for i, key in enumerate(keys):
         if not key or key.split() != [key]:
-            raise ValueError(f"{where}: key {key!r} (index {i}) is empty or contains whitespace")
+            raise InputError(f"{where}: key {key!r} (index {i}) is empty or contains whitespace")
         if key in seen:
-            raise ValueError(f"{where}: duplicate key {key!r} (index {seen[key]} and {i})")
+            raise InputError(f"{where}: duplicate key {key!r} (index {seen[key]} and {i})")
         seen[key] = i
     return "".join(f"{k} {format(float(s), '.9g')}\n" for k, s in zip(keys, arr))
 
@@ -171,17 +172,22 @@ def find_lists(directory: str | os.PathLike, ver: str | None = None, langs: Sequ
         raise ChallengeError(f"{what} folder not found: {directory}")
     if ver is not None and langs is not None:
         raise ChallengeError("give either a version or explicit languages, not both")
+    subs = sorted(d.name for d in directory.iterdir() if d.is_dir() and d.name.lower() in VERSIONS)
     if ver is not None:
         wanted = list(version_langs(ver))
         sub = directory / ver.strip().lower()
         if sub.is_dir():
             directory = sub
+        elif subs:
+            raise ChallengeError(
+                f"this {what} folder has version folders {', '.join(subs)} only, not {ver}: {directory}; pass "
+                f"--ver {subs[0]}" + (" (or another of them)" if len(subs) > 1 else "")
+                + f" or the {what} folder of {ver}")
     else:
         wanted = list(langs) if langs is not None else None
     found = {p.name[: -len("_test.txt")]: p for p in sorted(directory.glob("*_test.txt")) if p.is_file()}
     if not found:
-        subs = sorted(d.name for d in directory.iterdir() if d.is_dir() and d.name.lower() in VERSIONS)
-        hint = f" (it has version folders {', '.join(subs)}: pass --ver)" if subs else ""
+        hint = f" (it has version folders {', '.join(subs)}: pass --ver with one of them)" if subs else ""
         raise ChallengeError(f"no <Lang>_test.txt {what}s in {directory}{hint}")
     if wanted is None:
         if len(found) != 2:
@@ -194,9 +200,14 @@ def find_lists(directory: str | os.PathLike, ver: str | None = None, langs: Sequ
     for lang in wanted:
         hit = by_lower.get(lang.lower())
         if hit is None:
+            have = {x.lower() for x in found}
+            fits = [v for v, pair in VERSIONS.items() if {x.lower() for x in pair} <= have]
+            hint = ""
+            if ver is not None and fits:
+                hint = f": these are the lists of {', '.join(fits)}, not {ver}; pass --ver {fits[0]}"
             raise ChallengeError(
                 f"no {what} for {lang} in {directory}: expected {list_file_name(lang)} "
-                f"(found: {', '.join(p.name for p in found.values())})")
+                f"(found: {', '.join(p.name for p in found.values())}){hint}")
         out[hit[0]] = hit[1]
     if len(out) < 2:
         raise ChallengeError(f"a FAME submission needs two languages, got {wanted}")

@@ -14,13 +14,66 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["MANIFEST_NAME", "file_record", "read_manifest", "write_manifest", "check_manifest"]
+from challenge.files import ChallengeError
+
+__all__ = ["MANIFEST_NAME", "ManifestError", "file_record", "read_manifest", "write_manifest", "check_manifest",
+           "manifest_problems", "parse_manifest"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = 1
+
+#: The fields every file record holds, and their types.
+RECORD_FIELDS: dict[str, type] = {"train_lang": str, "test_lang": str, "condition": str, "lines": int, "sha256": str}
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ManifestError(ChallengeError, ValueError):
+    """A ``manifest.json`` that cannot be read or does not follow the manifest schema."""
+
+
+def manifest_problems(data: Any) -> list[str]:
+    """What in a parsed ``manifest.json`` breaks the schema (empty when it is a valid manifest):
+    an object with a ``files`` object of file name → record, each record an object with
+    ``train_lang``/``test_lang``/``condition`` (strings), ``lines`` (integer) and ``sha256``
+    (64 hex digits); other keys are allowed."""
+    if not isinstance(data, dict):
+        return [f"top level is {type(data).__name__}, not an object"]
+    files = data.get("files")
+    if not isinstance(files, dict):
+        return ["no 'files' table" if files is None else f"'files' is {type(files).__name__}, not an object"]
+    problems = []
+    for name, rec in files.items():
+        if not isinstance(rec, dict):
+            problems.append(f"the record of {name!r} is {type(rec).__name__}, not an object")
+            continue
+        for key, tp in RECORD_FIELDS.items():
+            value = rec.get(key)
+            if not isinstance(value, tp) or isinstance(value, bool):
+                got = "missing" if key not in rec else f"{type(value).__name__} {value!r}"
+                problems.append(f"the record of {name!r} needs {key!r} ({tp.__name__}), got {got}")
+        sha = rec.get("sha256")
+        if isinstance(sha, str) and not _SHA256_RE.match(sha):
+            problems.append(f"the record of {name!r} has a 'sha256' that is not 64 hex digits")
+    return problems
+
+
+def parse_manifest(raw: bytes, where: str | os.PathLike = MANIFEST_NAME) -> dict[str, Any]:
+    """A manifest from its bytes, checked against the schema (:func:`manifest_problems`);
+    :class:`ManifestError` names ``where`` and the first problem."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{where} is damaged ({exc}); delete it or write the submission again") from None
+    problems = manifest_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ManifestError(f"{where} is not a valid submission manifest: {problems[0]}{more}; delete it or "
+                            "write the submission again")
+    return data
 
 
 def file_record(data: bytes, train_lang: str, test_lang: str, condition: str, **extra: Any) -> dict[str, Any]:
@@ -31,17 +84,12 @@ def file_record(data: bytes, train_lang: str, test_lang: str, condition: str, **
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The folder's manifest, ``None`` when there is none; ValueError names a damaged one."""
+    """The folder's manifest, ``None`` when there is none; :class:`ManifestError` names a damaged
+    one or one that breaks the schema."""
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} is damaged ({exc}); delete it or rewrite the submission") from None
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        raise ValueError(f"{path} is not a submission manifest (no 'files' table)")
-    return data
+    return parse_manifest(path.read_bytes(), path)
 
 
 def manifest_text(files: Mapping[str, Mapping[str, Any]], **info: Any) -> str:

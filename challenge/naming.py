@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
 from modalink.data.fame import FAME_VERSIONS
+from modalink.errors import InputError
 
 __all__ = [
     "HEARD", "UNHEARD", "CONDITIONS", "VERSIONS", "EDITIONS", "PLACEHOLDERS",
@@ -55,7 +56,7 @@ def version_langs(ver: str) -> tuple[str, ...]:
     """The languages of a FAME version (``v1``, ``v2``, ``v3``); ValueError names the known ones."""
     key = ver.strip().lower()
     if key not in VERSIONS:
-        raise ValueError(f"unknown FAME version {ver!r}; known: {', '.join(VERSIONS)}")
+        raise InputError(f"unknown FAME version {ver!r}; known: {', '.join(VERSIONS)}")
     return VERSIONS[key]
 
 
@@ -74,20 +75,20 @@ class Edition:
         fields = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
         unknown = sorted({f for f in fields if f not in PLACEHOLDERS})
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"file-name template {self.template!r} uses unknown placeholder(s) "
                 f"{', '.join('{' + u + '}' for u in unknown)}; allowed: "
                 f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
         if "/" in self.template or "\\" in self.template:
-            raise ValueError(f"file-name template {self.template!r} must be a plain file name (no folders)")
+            raise InputError(f"file-name template {self.template!r} must be a plain file name (no folders)")
         if "test_lang" not in fields and "train_lang" not in fields:
-            raise ValueError(f"file-name template {self.template!r} must use {{test_lang}} or {{train_lang}}")
+            raise InputError(f"file-name template {self.template!r} must use {{test_lang}} or {{train_lang}}")
 
     def file_name(self, train_lang: str, test_lang: str, condition: str | None = None) -> str:
         """The file name for one entry; ``condition`` is derived (and checked) from the languages."""
         expected = condition_for(train_lang, test_lang)
         if condition is not None and condition != expected:
-            raise ValueError(
+            raise InputError(
                 f"condition {condition!r} does not match train_lang={train_lang!r}, "
                 f"test_lang={test_lang!r} (expected {expected!r})")
         return self.template.format(train_lang=train_lang, test_lang=test_lang, condition=expected)
@@ -96,9 +97,9 @@ class Edition:
         """All entries of a submission over ``langs``, grouped by training language
         (for each training language: heard first, then the unheard languages)."""
         if len(langs) < 2:
-            raise ValueError(f"a FAME submission needs at least two languages, got {list(langs)}")
+            raise InputError(f"a FAME submission needs at least two languages, got {list(langs)}")
         if len({lang.lower() for lang in langs}) != len(langs):
-            raise ValueError(f"languages must be distinct, got {list(langs)}")
+            raise InputError(f"languages must be distinct, got {list(langs)}")
         trains = list(langs) if train_langs is None else list(train_langs)
         out = []
         for train in trains:
@@ -113,7 +114,7 @@ class Edition:
         for entry in self.entries(langs):
             name = self.file_name(*entry)
             if name in out:
-                raise ValueError(
+                raise InputError(
                     f"file-name template {self.template!r} gives the same name {name!r} to "
                     f"{out[name]} and {entry}; add {{train_lang}} to the template")
             out[name] = entry
@@ -187,7 +188,7 @@ def get_edition(edition: str | Edition | None = None, template: str | None = Non
         return edition
     key = "2026" if edition is None else str(edition).strip()
     if key not in EDITIONS:
-        raise ValueError(f"unknown FAME edition {edition!r}; known: {', '.join(EDITIONS)} "
+        raise InputError(f"unknown FAME edition {edition!r}; known: {', '.join(EDITIONS)} "
                          "(or pass a custom template)")
     return EDITIONS[key]
 
@@ -203,7 +204,7 @@ def known_language(lang: str, what: str = "language", ver: str | None = None) ->
     close = difflib.get_close_matches(lang.strip().lower(), list(by_lower), n=1, cutoff=0.6)
     hint = f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
     scope = f"of FAME {ver}" if ver else "of any FAME version"
-    raise ValueError(f"{what} {lang!r} is not a language {scope}; known: {', '.join(pool)}{hint}")
+    raise InputError(f"{what} {lang!r} is not a language {scope}; known: {', '.join(pool)}{hint}")
 
 
 def check_language_pair(train_lang: str, test_lang: str, ver: str | None = None) -> tuple[str, str]:
@@ -211,6 +212,6 @@ def check_language_pair(train_lang: str, test_lang: str, ver: str | None = None)
     train = known_language(train_lang, "--train-lang", ver)
     test = known_language(test_lang, "test language", ver)
     if ver is None and not any(train in pair and test in pair for pair in VERSIONS.values()):
-        raise ValueError(f"no FAME version has both {train} and {test} "
+        raise InputError(f"no FAME version has both {train} and {test} "
                          f"({'; '.join(f'{v}: {a}/{b}' for v, (a, b) in VERSIONS.items())})")
     return train, test

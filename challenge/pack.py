@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from challenge.files import ChallengeError
+from challenge.manifest import MANIFEST_NAME
 from challenge.naming import Edition
 from challenge.validate import SubmissionError, ValidationReport, validate_submission
 
@@ -20,12 +21,14 @@ def pack_submission(folder: str | os.PathLike, zip_path: str | os.PathLike, pair
                     edition: str | Edition | None = None, template: str | None = None,
                     ver: str | None = None, langs: Sequence[str] | None = None,
                     ground_truth_dir: str | os.PathLike | None = None,
-                    partial: bool = False) -> tuple[Path, ValidationReport]:
+                    partial: bool = False, allow_similarities: bool = False) -> tuple[Path, ValidationReport]:
     """Validate ``folder`` and write ``zip_path`` holding exactly its expected score files.
 
     Members sit at the zip root (no folders), sorted by name, with a fixed timestamp
     (reproducible bytes). The zip is written atomically and checked again after writing.
-    Raises :class:`SubmissionError` (and writes nothing) when the folder is invalid.
+    Raises :class:`SubmissionError` (and writes nothing) when the folder is invalid, and
+    :class:`ChallengeError` when a folder without ``manifest.json`` holds scores that look like
+    similarities (the scorer reads distances) unless ``allow_similarities``.
     Returns ``(zip path, validation report of the folder)``.
     """
     from modalink.io import atomic_path
@@ -40,6 +43,12 @@ def pack_submission(folder: str | os.PathLike, zip_path: str | os.PathLike, pair
                                  ground_truth_dir=ground_truth_dir, partial=partial)
     if not report.ok:
         raise SubmissionError(report, action=f"not packing {folder}")
+    similar = sorted({i.file for i in report.warnings if i.code == "similarity" and i.file})
+    if similar and not allow_similarities and not (folder / MANIFEST_NAME).is_file():
+        raise ChallengeError(
+            f"not packing {folder}: the scores of {', '.join(similar)} look like similarities (higher = same "
+            f"person), but the scorer reads distances; write them again with `python -m challenge write "
+            f"--negate`, or pass --allow-similarities if they are distances")
     with atomic_path(zip_path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for name in sorted(report.present):

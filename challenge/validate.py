@@ -15,7 +15,6 @@ other than one space, CRLF line ends, a UTF-8 BOM, ignored files in a folder.
 """
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 import zlib
@@ -26,10 +25,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from challenge.manifest import MANIFEST_NAME, check_manifest
+from challenge.manifest import MANIFEST_NAME, ManifestError, check_manifest, parse_manifest
 from challenge.files import (NUMBER_RE, ChallengeError, find_lists, ground_truth_lines, read_ground_truth,
                              read_pairs)
-from challenge.naming import Edition, SubmissionEntry, get_edition
+from challenge.naming import VERSIONS, Edition, SubmissionEntry, get_edition
 
 __all__ = [
     "Issue", "ValidationReport", "Reference", "SubmissionError", "validate_submission",
@@ -367,6 +366,38 @@ def load_ground_truth(gt_dir: str | os.PathLike, ver: str | None = None,
     return out
 
 
+def _entry_problems(manifest: Mapping[str, Any], expected: Mapping[str, SubmissionEntry],
+                    langs: Sequence[str]) -> list[tuple[str, str]]:
+    """``[(file, problem)]`` for manifest records whose (training language, test language,
+    condition) is not what the file name stands for in this submission: a model trained on a
+    language the version does not have, or a file written for another language pair."""
+    out = []
+    known = {lang.lower() for lang in langs}
+    versions = [v for v, pair in VERSIONS.items() if {x.lower() for x in pair} == known]
+    scope = f"FAME {versions[0]} ({'/'.join(langs)})" if versions else f"a submission over {'/'.join(langs)}"
+    recorded = {x for rec in manifest["files"].values() for x in (rec["train_lang"], rec["test_lang"])}
+    other = [v for v, pair in VERSIONS.items() if {x.lower() for x in pair} == {x.lower() for x in recorded}]
+    if other and {x.lower() for x in recorded} != known:
+        return [(MANIFEST_NAME, f"manifest.json records a FAME {other[0]} submission ({'/'.join(sorted(recorded))}), "
+                                f"checked here as {scope}: check that --ver / --langs / --pairs name the version "
+                                "it was written for")]
+    for name, rec in sorted(manifest["files"].items()):
+        train, test, cond = rec["train_lang"], rec["test_lang"], rec["condition"]
+        bad = [x for x in (train, test) if x.lower() not in known]
+        if bad:
+            out.append((name, f"manifest.json records a model trained on {train}, tested on {test}, but {bad[0]} is "
+                              f"not a language of {scope}; write the file again with the right --train-lang "
+                              "(and --ver)"))
+            continue
+        entry = expected.get(name)
+        if entry is not None and (train.lower(), test.lower(), cond) != (
+                entry.train_lang.lower(), entry.test_lang.lower(), entry.condition):
+            out.append((name, f"manifest.json records train={train}, test={test} ({cond}), but in {scope} this "
+                              f"file is train={entry.train_lang}, test={entry.test_lang} ({entry.condition}); "
+                              "write it again with the right --train-lang"))
+    return out
+
+
 def validate_against(path: str | os.PathLike, refs: Mapping[str, Reference], *,
                      edition: str | Edition | None = None, template: str | None = None,
                      partial: bool = False,
@@ -381,31 +412,40 @@ def validate_against(path: str | os.PathLike, refs: Mapping[str, Reference], *,
     col = _Collector(max_issues)
     files = _open_submission(path, col)
     if MANIFEST_NAME in files:
-        raw = files.pop(MANIFEST_NAME)()
         try:
-            manifest = json.loads(raw.decode("utf-8"))
-            if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-                raise ValueError("no 'files' table")
-        except (ValueError, UnicodeDecodeError) as exc:
-            col.add(ERROR, "manifest", f"{MANIFEST_NAME} is damaged ({exc}); write the submission again",
-                    MANIFEST_NAME)
+            manifest = parse_manifest(files.pop(MANIFEST_NAME)())
+        except ManifestError as exc:
+            col.add(ERROR, "manifest", str(exc), MANIFEST_NAME)
         else:
             for fname, kind, problem in check_manifest(manifest, {n: r() for n, r in files.items()}):
                 # a partial submission may leave out files of the set on purpose
                 col.add(WARNING if kind == "missing" and partial else ERROR, "manifest", problem, fname)
+            for fname, problem in _entry_problems(manifest, expected, langs):
+                col.add(ERROR, "manifest-entry", problem, fname)
     key_owner: dict[str, str] = {}
     for ref in refs.values():
         for key in ref.keys:
             key_owner.setdefault(key, ref.path.name)
 
+    foreign: set[str] = set()  # languages of unexpected files that this submission does not have
     for name in files:
         if name not in expected:
             col.add(ERROR, "unexpected-file", f"unexpected file; {ed.suggest(name, langs)}", name)
+            match = ed.pattern().match(name)
+            if match:
+                foreign.update(g for k, g in match.groupdict().items()
+                               if k in ("test_lang", "train_lang") and g and g.lower() not in
+                               {lang.lower() for lang in langs})
     for name, entry in expected.items():
         if name not in files:
             if partial:
                 col.add(WARNING, "missing-file", f"not present (partial submission): model trained on "
                         f"{entry.train_lang}, tested on {entry.test_lang} ({entry.condition})", name)
+            elif foreign:
+                col.add(ERROR, "missing-file", f"missing file for the model trained on {entry.train_lang}, "
+                        f"tested on {entry.test_lang} ({entry.condition}); the submission has files for "
+                        f"{', '.join(sorted(foreign))} instead: check that --ver / --langs / --pairs name the "
+                        f"version it was written for (here: {', '.join(langs)})", name)
             else:
                 col.add(ERROR, "missing-file", f"missing file for the model trained on {entry.train_lang}, "
                         f"tested on {entry.test_lang} ({entry.condition}); use --partial to allow "

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 
 from challenge.files import format_scores
 from challenge.naming import Edition, SubmissionEntry, condition_for, get_edition
+from modalink.errors import InputError
 
 __all__ = ["write_submission"]
 
@@ -19,9 +20,9 @@ def _entry(key: Sequence[str]) -> SubmissionEntry:
         train, test, cond = key
         expected = condition_for(train, test)
         if cond != expected:
-            raise ValueError(f"entry {tuple(key)}: condition must be {expected!r} for train={train!r}, test={test!r}")
+            raise InputError(f"entry {tuple(key)}: condition must be {expected!r} for train={train!r}, test={test!r}")
         return SubmissionEntry(train, test, cond)
-    raise ValueError(f"entry keys are (train_lang, test_lang[, condition]), got {key!r}")
+    raise InputError(f"entry keys are (train_lang, test_lang[, condition]), got {key!r}")
 
 
 def write_submission(out_dir: str | os.PathLike,
@@ -48,16 +49,16 @@ def write_submission(out_dir: str | os.PathLike,
     texts: dict[SubmissionEntry, tuple[str, str]] = {}
     names: dict[str, SubmissionEntry] = {}
     if not entries:
-        raise ValueError("write_submission: no entries to write")
+        raise InputError("write_submission: no entries to write")
     for key, value in entries.items():
         entry = _entry(key)
         try:
             keys, scores = value
         except (TypeError, ValueError):
-            raise ValueError(f"entry {entry}: value must be (keys, scores)") from None
+            raise InputError(f"entry {entry}: value must be (keys, scores)") from None
         name = ed.file_name(*entry)
         if name in names:
-            raise ValueError(f"entries {names[name]} and {entry} both map to {name!r} with template {ed.template!r}")
+            raise InputError(f"entries {names[name]} and {entry} both map to {name!r} with template {ed.template!r}")
         names[name] = entry
         text = format_scores(keys, scores, where=f"{name} ({entry.train_lang}->{entry.test_lang})")
         if pairs_dir is not None:
@@ -86,14 +87,14 @@ def _check_keys(keys: Sequence[str], pairs_dir: str | os.PathLike, entry: Submis
     lists = {p.name.lower(): p for p in Path(pairs_dir).glob("*_test.txt")}
     list_path = lists.get(f"{entry.test_lang}_test.txt".lower())
     if list_path is None:
-        raise ValueError(f"{name}: no pair list {entry.test_lang}_test.txt in {pairs_dir}")
+        raise InputError(f"{name}: no pair list {entry.test_lang}_test.txt in {pairs_dir}")
     expected = read_pair_keys(list_path)
     got = [str(k) for k in keys]
     known = set(expected)
     unknown = [k for k in got if k not in known]
     if unknown:
-        raise ValueError(f"{name}: {len(unknown)} key(s) not in {list_path}, e.g. {unknown[0]!r}")
+        raise InputError(f"{name}: {len(unknown)} key(s) not in {list_path}, e.g. {unknown[0]!r}")
     have = set(got)
     missing = [k for k in expected if k not in have]
     if missing:
-        raise ValueError(f"{name}: {len(missing)} key(s) of {list_path} have no score, e.g. {missing[0]!r}")
+        raise InputError(f"{name}: {len(missing)} key(s) of {list_path} have no score, e.g. {missing[0]!r}")

@@ -17,6 +17,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from modalink.errors import UserError
+
 #: File extensions of the container formats libsndfile (through soundfile) can decode, by its
 #: format name; :data:`AUDIO_EXTENSIONS` keeps those this soundfile build actually supports.
 _FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -42,7 +44,7 @@ def audio_extensions() -> frozenset[str]:
 AUDIO_EXTENSIONS = audio_extensions()
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """An audio file that cannot be used. ``reason`` is a short tag for counting."""
 
     reason = "bad_audio"

@@ -24,12 +24,13 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
+from modalink.errors import InputError
 from modalink.io import atomic_write_text
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file or override that does not match its schema."""
 
 

@@ -20,36 +20,61 @@ import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["UserError", "is_user_error", "run_cli", "failpoint", "debug_enabled"]
+__all__ = ["UserError", "InputError", "FileFormatError", "UnknownNameError", "is_user_error", "run_cli",
+           "failpoint", "debug_enabled"]
 
 
 class UserError(Exception):
     """An error the user can fix (input, settings, environment); printed as one line."""
 
 
+class InputError(UserError, ValueError):
+    """A value the user gave (setting, option, argument) that does not fit; says which and why."""
+
+
+class FileFormatError(UserError, ValueError):
+    """A malformed input file; ``path``, ``line`` and ``column`` (1-based, when known) say where.
+
+    The message reads ``<path>, line <n>, column <c>: <message>``; subclasses may lay out the
+    location differently by overriding :meth:`location`.
+    """
+
+    def __init__(self, path: str | os.PathLike, message: str, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.column = column
+        self.detail = message
+        super().__init__(f"{self.location()}: {message}")
+
+    def location(self) -> str:
+        """Where the problem is, as the message shows it."""
+        where = str(self.path)
+        if self.line is not None:
+            where += f", line {self.line}"
+        if self.column is not None:
+            where += f", column {self.column}"
+        return where
+
+
+class UnknownNameError(UserError, KeyError):
+    """A name that no registry (model, encoder, dataset, ...) knows; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
 def debug_enabled() -> bool:
+    """Whether tracebacks are shown (``MODALINK_DEBUG`` set to anything but 0/false/no)."""
     return os.environ.get("MODALINK_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def is_user_error(exc: BaseException) -> bool:
-    """Errors caused by input or environment rather than by a bug."""
-    if isinstance(exc, UserError):
-        return True
-    if isinstance(exc, OSError):  # missing file, permission, full disk, ...
-        return True
-    if type(exc) is ValueError:  # plain ValueErrors are raised by input and settings checks
-        return True
-    try:  # the challenge tools' and the readers' own error types
-        from challenge.files import ChallengeError
-        if isinstance(exc, ChallengeError):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    from modalink.config import ConfigError
-    from modalink.data.fame_csv import FeatureFileError
-    return isinstance(exc, (ConfigError, FeatureFileError, FloatingPointError))
+    """Errors caused by input or environment rather than by a bug: decided by class alone."""
+    return isinstance(exc, (UserError, OSError))
 
 
 def _is_main_process() -> bool:
@@ -73,9 +98,21 @@ def run_cli(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | N
     traceback is shown.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in args:
-        args.remove("--debug")
-        os.environ["MODALINK_DEBUG"] = "1"
+    if "--debug" not in args:
+        return _run_cli(main, args)
+    args.remove("--debug")
+    before = os.environ.get("MODALINK_DEBUG")
+    os.environ["MODALINK_DEBUG"] = "1"
+    try:
+        return _run_cli(main, args)
+    finally:  # a --debug call in a long-lived process (a test session) does not outlive it
+        if before is None:
+            os.environ.pop("MODALINK_DEBUG", None)
+        else:
+            os.environ["MODALINK_DEBUG"] = before
+
+
+def _run_cli(main: Callable[[Sequence[str] | None], Any], args: list[str]) -> int:
     try:
         result = main(args)
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from modalink.errors import InputError
 from modalink.losses import AAMSoftmax, AlignmentMSE, InfoNCE, OrthogonalProjectionLoss
 from modalink.models import create_model
 
@@ -90,7 +91,7 @@ def build_face_voice_model(cfg: FaceVoiceModelConfig, face_dim: int, voice_dim: 
                 if m.bias is not None:
                     nn.init.constant_(m.bias, 0.01)
     elif cfg.init != "default":
-        raise ValueError(f"model.init={cfg.init!r}; use default or xavier")
+        raise InputError(f"model.init={cfg.init!r}; use default or xavier")
     return model
 
 
@@ -107,15 +108,15 @@ class FaceVoiceObjective(nn.Module):
     def __init__(self, model: nn.Module, cfg: FaceVoiceLossConfig, num_classes: int) -> None:
         super().__init__()
         if cfg.opl_on not in ("fused", "modalities", "both"):
-            raise ValueError(f"loss.opl_on={cfg.opl_on!r}; use fused, modalities or both")
+            raise InputError(f"loss.opl_on={cfg.opl_on!r}; use fused, modalities or both")
         if cfg.layout not in BATCH_LAYOUTS:
-            raise ValueError(f"loss.layout={cfg.layout!r}; use one of {', '.join(BATCH_LAYOUTS)}")
+            raise InputError(f"loss.layout={cfg.layout!r}; use one of {', '.join(BATCH_LAYOUTS)}")
         self.model = model
         self.cfg = cfg
         # the training strategy is declared by the model family, not found by testing its type
         self.strategy = getattr(model, "face_voice_objective", None)
         if self.strategy not in OBJECTIVES:
-            raise ValueError(f"{type(model).__name__} declares no face_voice_objective; one of {OBJECTIVES}")
+            raise InputError(f"{type(model).__name__} declares no face_voice_objective; one of {OBJECTIVES}")
         self.opl = OrthogonalProjectionLoss(gamma=cfg.opl_gamma)
         self.infonce = (InfoNCE(temperature=cfg.infonce_temperature, learnable=cfg.infonce_learnable)
                         if cfg.infonce > 0 else None)
@@ -189,7 +190,7 @@ class FaceVoiceObjective(nn.Module):
             fe = next((o["face"] for o, _ in runs if "face" in o), None)
             ve = next((o["voice"] for o, _ in runs if "voice" in o), None)
             if fe is None or ve is None or fe.shape[0] != ve.shape[0]:
-                raise ValueError("loss.infonce/aam/align need paired embeddings: use layout fvfv, vfvf, "
+                raise InputError("loss.infonce/aam/align need paired embeddings: use layout fvfv, vfvf, "
                                  "hefhev or hevhef")
             if self.infonce is not None:
                 terms["infonce"] = self.infonce(fe, ve, y)
@@ -207,9 +208,9 @@ class PairDataset(Dataset):
 
     def __init__(self, faces: np.ndarray, voices: np.ndarray, labels: np.ndarray | None = None) -> None:
         if len(faces) != len(voices):
-            raise ValueError(f"{len(faces)} face rows but {len(voices)} voice rows")
+            raise InputError(f"{len(faces)} face rows but {len(voices)} voice rows")
         if labels is not None and len(labels) != len(faces):
-            raise ValueError(f"{len(labels)} labels for {len(faces)} rows")
+            raise InputError(f"{len(labels)} labels for {len(faces)} rows")
         # a copy: memory-mapped caches are read-only and torch tensors must own writable memory
         self.faces = torch.from_numpy(np.array(faces, dtype=np.float32))
         self.voices = torch.from_numpy(np.array(voices, dtype=np.float32))
@@ -269,7 +270,7 @@ def pair_distances(model: nn.Module, faces: np.ndarray | torch.Tensor, voices: n
                    batch_size: int = 4096, device: str | torch.device | None = None) -> np.ndarray:
     """L2 distance between each face row and the voice row beside it (lower = same person)."""
     if len(faces) != len(voices):
-        raise ValueError(f"{len(faces)} face rows but {len(voices)} voice rows")
+        raise InputError(f"{len(faces)} face rows but {len(voices)} voice rows")
     if len(faces) == 0:
         return np.zeros(0, dtype=np.float32)
     ef = embed_rows(model, faces, "face", batch_size, device)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Callable, Generic, TypeVar
 
+from modalink.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -24,14 +26,18 @@ class Registry(Generic[T]):
 
         return deco
 
-    def create(self, name: str, **kwargs: Any) -> T:
+    def get(self, name: str) -> Callable[..., T]:
+        """The factory registered as ``name``; :class:`UnknownNameError` lists the known names."""
         try:
-            factory = self._factories[name]
-        except KeyError:
-            raise KeyError(
+            return self._factories[name]
+        except (KeyError, TypeError):
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.list()) or '(none)'}"
             ) from None
-        return factory(**kwargs)
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        """Build ``name`` with ``kwargs``; an unknown name raises :class:`UnknownNameError`."""
+        return self.get(name)(**kwargs)
 
     def list(self, pattern: str | None = None) -> list[str]:
         names = sorted(self._factories)

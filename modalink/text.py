@@ -25,6 +25,7 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
+from modalink.errors import FileFormatError, InputError
 from modalink.io import atomic_path
 
 __all__ = ["tokenize", "WordVectors", "WordVectorsFormatError", "hashed_vectors", "words_in"]
@@ -41,8 +42,11 @@ def tokenize(text: str | None) -> list[str]:
     return _WORD_RE.findall(text.lower().replace("\u2019", "'"))
 
 
-class WordVectorsFormatError(ValueError):
+class WordVectorsFormatError(FileFormatError):
     """A word-vector file that does not follow the word2vec/GloVe format (names file and line)."""
+
+    def location(self) -> str:
+        return f"{self.path}:{self.line}" if self.line is not None else str(self.path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,7 +99,7 @@ class WordVectors:
         hash_scale: float | None = None,
     ) -> None:
         if oov not in ("hash", "zero", "skip"):
-            raise ValueError(f"oov must be 'hash', 'zero' or 'skip', got {oov!r}")
+            raise InputError(f"oov must be 'hash', 'zero' or 'skip', got {oov!r}")
         words = list(words)
         if matrix is None:
             if words:
@@ -152,7 +156,7 @@ class WordVectors:
         elif fmt == "text":
             words, matrix = _read_text(path, limit)
         else:
-            raise ValueError(f"format must be 'auto', 'text' or 'binary', got {format!r}")
+            raise InputError(f"format must be 'auto', 'text' or 'binary', got {format!r}")
         if lowercase:
             words = [w.lower() for w in words]
         return cls(words, matrix, oov=oov, seed=seed)
@@ -174,7 +178,7 @@ class WordVectors:
                     for w, row in zip(self.words, self.matrix):
                         fh.write(w + " " + " ".join(f"{v:.9g}" for v in row.tolist()) + "\n")
             else:
-                raise ValueError(f"format must be 'text' or 'binary', got {format!r}")
+                raise InputError(f"format must be 'text' or 'binary', got {format!r}")
         return Path(path)
 
     # -- access -------------------------------------------------------------------------------
@@ -265,7 +269,7 @@ def _read_text(path: Path, limit: int | None) -> tuple[list[str], np.ndarray]:
     rows: list[np.ndarray] = []
     dim: int | None = None
     with open(path, "r", encoding="utf-8", errors="strict") as fh:
-        for lineno, line in enumerate(fh, 1):
+        for lineno, line in _text_lines(path, fh):
             if limit is not None and len(words) >= limit:
                 break
             line = line.rstrip("\r\n")
@@ -279,20 +283,35 @@ def _read_text(path: Path, limit: int | None) -> tuple[list[str], np.ndarray]:
             if dim is None:
                 dim = len(line.rstrip().split(" ")) - 1
                 if dim < 1:
-                    raise WordVectorsFormatError(f"{path}:{lineno}: expected 'word v1 v2 ...', got {line[:80]!r}")
+                    raise WordVectorsFormatError(path, f"expected 'word v1 v2 ...', got {line[:80]!r}", lineno)
             parts = line.rstrip().rsplit(" ", dim)  # words may contain spaces (GloVe 840B)
             if len(parts) != dim + 1 or not parts[0]:
-                raise WordVectorsFormatError(
-                    f"{path}:{lineno}: expected a word and {dim} values, got {len(parts) - 1} values")
+                raise WordVectorsFormatError(path, f"expected a word and {dim} values, got {len(parts) - 1} values",
+                                             lineno)
             try:
-                rows.append(np.array(parts[1:], dtype=np.float32))
+                row = np.array(parts[1:], dtype=np.float32)
             except ValueError:
-                raise WordVectorsFormatError(f"{path}:{lineno}: non-numeric value in {line[:80]!r}") from None
+                raise WordVectorsFormatError(path, f"non-numeric value in {line[:80]!r}", lineno) from None
+            if not np.isfinite(row).all():
+                raise WordVectorsFormatError(path, f"non-finite value (nan or inf) in {line[:80]!r}; every "
+                                                   "value must be a finite number", lineno)
+            rows.append(row)
             words.append(parts[0])
     if dim is None:
-        raise WordVectorsFormatError(f"{path}: no vectors found")
+        raise WordVectorsFormatError(path, "no vectors found")
     matrix = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
     return words, matrix
+
+
+def _text_lines(path: Path, fh) -> Iterable[tuple[int, str]]:
+    """``(line number, line)`` of a text file; bytes that are not UTF-8 are a format error."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(fh, 1):
+            yield lineno, line
+    except UnicodeDecodeError as e:
+        raise WordVectorsFormatError(path, f"not UTF-8 text ({e.reason}) after line {lineno}; save the file "
+                                           "as UTF-8") from None
 
 
 def _read_binary(path: Path, limit: int | None) -> tuple[list[str], np.ndarray]:
@@ -303,7 +322,7 @@ def _read_binary(path: Path, limit: int | None) -> tuple[list[str], np.ndarray]:
         except UnicodeDecodeError:
             header = None
         if header is None:
-            raise WordVectorsFormatError(f"{path}:1: word2vec binary needs an 'N D' header line")
+            raise WordVectorsFormatError(path, "word2vec binary needs an 'N D' header line", 1)
         n, dim = header
         n = n if limit is None else min(n, limit)
         words: list[str] = []
@@ -319,13 +338,15 @@ def _read_binary(path: Path, limit: int | None) -> tuple[list[str], np.ndarray]:
                     pos += 1
                 end = mm.find(b" ", pos)
                 if end < 0 or end + 1 + nbytes > size:
-                    raise WordVectorsFormatError(
-                        f"{path}: truncated at entry {i + 1} of {n} (byte {pos})")
+                    raise WordVectorsFormatError(path, f"truncated at entry {i + 1} of {n} (byte {pos})")
                 try:
                     words.append(mm[pos:end].decode("utf-8"))
                 except UnicodeDecodeError:
                     words.append(mm[pos:end].decode("latin-1"))
                 matrix[i] = np.frombuffer(mm, dtype="<f4", count=dim, offset=end + 1)
+                if not np.isfinite(matrix[i]).all():
+                    raise WordVectorsFormatError(path, f"non-finite value (nan or inf) in the vector of entry "
+                                                       f"{i + 1} ({words[-1]!r}); every value must be finite")
                 pos = end + 1 + nbytes
     return words, matrix
 

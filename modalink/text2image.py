@@ -51,6 +51,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import torch
 
+from modalink.errors import InputError
 from modalink.text import WordVectors, tokenize
 
 __all__ = ["TextToImage", "TextGrid", "naive_text_to_image", "quantise_bytes"]
@@ -169,15 +170,15 @@ class TextToImage:
         self.vectors = vectors if vectors is not None else WordVectors.hashed(300, seed=0)
         self.image_size = _as_size(image_size)
         if superpixel < 1:
-            raise ValueError(f"superpixel must be >= 1, got {superpixel}")
+            raise InputError(f"superpixel must be >= 1, got {superpixel}")
         if mode not in ("text", "fused", "joint"):
-            raise ValueError(f"mode must be 'text', 'fused' or 'joint', got {mode!r}")
+            raise InputError(f"mode must be 'text', 'fused' or 'joint', got {mode!r}")
         if output not in ("float", "uint8"):
-            raise ValueError(f"output must be 'float' or 'uint8', got {output!r}")
+            raise InputError(f"output must be 'float' or 'uint8', got {output!r}")
         if layout not in ("flow", "tiles"):
-            raise ValueError(f"layout must be 'flow' or 'tiles', got {layout!r}")
+            raise InputError(f"layout must be 'flow' or 'tiles', got {layout!r}")
         if word_gap < 0 or (word_gap and layout != "tiles"):
-            raise ValueError(f"word_gap must be >= 0 and needs layout='tiles', got {word_gap} with {layout!r}")
+            raise InputError(f"word_gap must be >= 0 and needs layout='tiles', got {word_gap} with {layout!r}")
         self.superpixel = int(superpixel)
         self.repeat = bool(repeat)
         self.mode: Mode = mode
@@ -187,7 +188,7 @@ class TextToImage:
         if mode == "fused":
             self.band_height = int(band_height) if band_height is not None else h // 4
             if not 0 < self.band_height <= h:
-                raise ValueError(f"band_height must be in 1..{h}, got {self.band_height}")
+                raise InputError(f"band_height must be in 1..{h}, got {self.band_height}")
             canvas = (self.band_height, w)
         else:
             self.band_height = None
@@ -195,24 +196,24 @@ class TextToImage:
         self.grid = TextGrid(canvas[0], canvas[1], self.superpixel, math.ceil(self.vectors.dim / 3),
                              layout, int(word_gap))
         if self.grid.capacity < 1:
-            raise ValueError(
+            raise InputError(
                 f"a {canvas[0]}x{canvas[1]} canvas with {self.superpixel}-px superpixels has "
                 f"{self.grid.rows * self.grid.cols} cells: not enough for one {self.vectors.dim}-d word "
                 f"({self.grid.cells_per_word} cells)")
         if max_words is None:
             max_words = self.grid.capacity
         if not 1 <= max_words <= self.grid.capacity:
-            raise ValueError(f"max_words must be in 1..{self.grid.capacity} (what fits on the canvas), got {max_words}")
+            raise InputError(f"max_words must be in 1..{self.grid.capacity} (what fits on the canvas), got {max_words}")
         self.max_words = int(max_words)
         self._cells = self.grid.cell_index(self.max_words)
         if isinstance(quantise, str):
             if quantise != "minmax":
-                raise ValueError(f"quantise must be 'minmax' or a (lo, hi) pair, got {quantise!r}")
+                raise InputError(f"quantise must be 'minmax' or a (lo, hi) pair, got {quantise!r}")
             lo, hi = self.vectors.value_range
         else:
             lo, hi = (float(x) for x in quantise)
         if not hi > lo:
-            raise ValueError(f"quantisation range needs hi > lo, got ({lo}, {hi})")
+            raise InputError(f"quantisation range needs hi > lo, got ({lo}, {hi})")
         self.value_range = (lo, hi)
         self.cache_size = int(cache_size)
         self._cache_index: dict[str, int] = {}

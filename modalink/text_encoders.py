@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from modalink.errors import InputError
 from modalink.registry import Registry
 from modalink.text import WordVectors, tokenize
 
@@ -72,9 +73,9 @@ class HashedBagOfWords(TextEncoder):
 
     def __init__(self, dim: int = 1024, ngrams: int = 2, seed: int = 0) -> None:
         if dim <= 0:
-            raise ValueError(f"hashed-bow: dim must be positive, got {dim}")
+            raise InputError(f"hashed-bow: dim must be positive, got {dim}")
         if ngrams not in (1, 2, 3):
-            raise ValueError(f"hashed-bow: ngrams must be 1, 2 or 3, got {ngrams}")
+            raise InputError(f"hashed-bow: ngrams must be 1, 2 or 3, got {ngrams}")
         self.dim = int(dim)
         self.ngrams = int(ngrams)
         self.seed = int(seed)

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from modalink.classification.datasets import collate_embeddings
+from modalink.errors import InputError
 
 __all__ = ["BatchBuilder", "collate_embeddings"]
 
@@ -24,11 +25,11 @@ class BatchBuilder:
     def __init__(self, kind: str, text_to_image: Any = None, text_encoder: Any = None,
                  hflip: bool = False) -> None:
         if kind not in PIXEL_METHODS:
-            raise ValueError(f"unknown method {kind!r}; use {', '.join(PIXEL_METHODS)}")
+            raise InputError(f"unknown method {kind!r}; use {', '.join(PIXEL_METHODS)}")
         if kind == "chameleon" and text_to_image is None:
-            raise ValueError("chameleon batches need a TextToImage")
+            raise InputError("chameleon batches need a TextToImage")
         if kind == "multi_branch" and text_encoder is None:
-            raise ValueError("multi_branch batches need a text encoder")
+            raise InputError("multi_branch batches need a text encoder")
         self.kind, self.t2i, self.text_encoder, self.hflip = kind, text_to_image, text_encoder, hflip
 
     def __call__(self, items: Any) -> dict[str, Any]:

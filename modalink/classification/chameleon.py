@@ -28,7 +28,7 @@ from modalink.classification.datasets import PhotoTextSet, PhotoTransform
 from modalink.classification.evaluation import predict_logits, score
 from modalink.classification.trainer_module import MissingModalityModule
 from modalink.engine import EngineConfig
-from modalink.errors import UserError
+from modalink.errors import InputError, UserError
 
 METHODS = ("chameleon", "multi_branch")
 METHOD_TITLES = {"chameleon": "Chameleon (text as image, one network)",
@@ -141,11 +141,11 @@ class ChameleonRecipeConfig:
         """Validate choices the dataclass types cannot express."""
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
-            raise ValueError(f"methods={self.methods}: choose from {', '.join(METHODS)}")
+            raise InputError(f"methods={self.methods}: choose from {', '.join(METHODS)}")
         if self.text_image.mode not in ("joint", "fused"):
-            raise ValueError(f"text_image.mode={self.text_image.mode!r}; use joint or fused")
+            raise InputError(f"text_image.mode={self.text_image.mode!r}; use joint or fused")
         if self.baseline.fusion not in ("concat", "mean"):
-            raise ValueError(f"baseline.fusion={self.baseline.fusion!r}; use concat or mean")
+            raise InputError(f"baseline.fusion={self.baseline.fusion!r}; use concat or mean")
         check_conditions([self.missing.train, *self.missing.eval])
 
 
@@ -207,7 +207,7 @@ def build_network(kind: str, cfg: ChameleonRecipeConfig, num_classes: int, text_
     elif kind == "multi_branch":
         b = cfg.baseline
         if text_dim is None:
-            raise ValueError("multi_branch needs text_dim")
+            raise InputError("multi_branch needs text_dim")
         pre = c.pretrained if b.pretrained is None else b.pretrained
         weights = (b.weights or c.weights) if pre else None
         net = create_model("multi_branch_classifier", num_classes=num_classes, text_dim=text_dim,
@@ -217,7 +217,7 @@ def build_network(kind: str, cfg: ChameleonRecipeConfig, num_classes: int, text_
                            weights_option="baseline.weights" if b.weights or not c.weights else "chameleon.weights",
                            **(b.timm_kwargs or c.timm_kwargs))
     else:
-        raise ValueError(f"unknown method {kind!r}; use {', '.join(METHODS)}")
+        raise InputError(f"unknown method {kind!r}; use {', '.join(METHODS)}")
     spec = net.model_spec["kwargs"]
     for k in _INIT_ONLY:
         spec.pop(k, None)
@@ -273,7 +273,7 @@ def synthetic_kwargs(s: SyntheticConfig) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(s).items() if k != "preset"}
     presets = {"complementary": COMPLEMENTARY}
     if s.preset not in presets:
-        raise ValueError(f"data.synthetic.preset={s.preset!r}; use null or {', '.join(presets)}")
+        raise InputError(f"data.synthetic.preset={s.preset!r}; use null or {', '.join(presets)}")
     return {**presets[s.preset], "seed": s.seed}
 
 
@@ -315,7 +315,7 @@ def load_data(cfg: ChameleonRecipeConfig, progress: bool = True) -> RecipeData:
     test_ds = load(d.test_split)
     val_ds = load(d.val_split) if d.val_split else None
     if train_ds.classes != test_ds.classes:
-        raise ValueError(f"{root}: the {d.train_split} and {d.test_split} splits have different class lists")
+        raise InputError(f"{root}: the {d.train_split} and {d.test_split} splits have different class lists")
     train = PhotoTextSet.from_dataset(train_ds, d.image_size).labelled()
     test = PhotoTextSet.from_dataset(test_ds, d.image_size).labelled()
     val = PhotoTextSet.from_dataset(val_ds, d.image_size).labelled() if val_ds is not None else None

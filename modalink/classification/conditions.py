@@ -16,6 +16,7 @@ from typing import Sequence
 
 from modalink.data.missing import (MissingModalityMask, condition_name, derive_seed, mask_for_condition,
                                    parse_condition)
+from modalink.errors import InputError
 
 __all__ = ["MissingConfig", "parse_condition", "check_conditions", "condition_mask", "condition_shares",
            "text_condition", "mask_file_name"]
@@ -51,7 +52,7 @@ def condition_shares(condition: str) -> tuple[float, float]:
 def text_condition(rate: float) -> str:
     """Text availability → condition label (1.0 → ``complete``, 0.3 → ``text=30%``)."""
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"text availability {rate} is outside [0, 1]")
+        raise InputError(f"text availability {rate} is outside [0, 1]")
     return condition_name("text", {"text": round(1.0 - rate, 12)})
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from modalink.errors import InputError
 from modalink.progress import progress_bar
 
 __all__ = ["PhotoTransform", "PhotoTextSet", "EmbeddingSet", "collate_embeddings"]
@@ -27,9 +28,9 @@ class PhotoTransform:
 
     def __init__(self, size: int, ratio: float = 1.0) -> None:
         if size < 8:
-            raise ValueError(f"data.image_size must be at least 8, got {size}")
+            raise InputError(f"data.image_size must be at least 8, got {size}")
         if ratio < 1.0:
-            raise ValueError(f"data.resize_ratio must be >= 1, got {ratio}")
+            raise InputError(f"data.resize_ratio must be >= 1, got {ratio}")
         self.size, self.ratio = int(size), float(ratio)
 
     def __call__(self, img: Any) -> torch.Tensor:

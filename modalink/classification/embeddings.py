@@ -25,7 +25,7 @@ import numpy as np
 from modalink.classification.conditions import condition_mask
 from modalink.classification.datasets import EmbeddingSet
 from modalink.data.embedding_cache import CacheKey, EmbeddingCache, file_row_ids, text_row_ids
-from modalink.errors import UserError
+from modalink.errors import InputError, UserError
 from modalink.text_encoders import TextEncoder
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def load_records(root: str | os.PathLike, part: str) -> SplitRecords:
     from modalink.data.cls_food101 import load_food101
 
     if part not in FILE_PARTS:
-        raise ValueError(f"unknown Food-101 part {part!r}; use 'train' or 'test'")
+        raise InputError(f"unknown Food-101 part {part!r}; use 'train' or 'test'")
     root = Path(root)
     ds = load_food101(root, FILE_PARTS[part])
     texts = ds.texts
@@ -85,7 +85,7 @@ def split_indices(root: str | os.PathLike, rec: SplitRecords, val_fraction: floa
         try:
             out[split] = np.array([row[str(Path(p))] for p in ds.image_paths], dtype=np.int64)
         except KeyError as e:
-            raise ValueError(f"{root}: {split} split lists an image that is not in the train file: {e}") from None
+            raise InputError(f"{root}: {split} split lists an image that is not in the train file: {e}") from None
     return out
 
 
@@ -253,7 +253,7 @@ def plan_all(cfg: SRMMConfig, out_dir: str | os.PathLike,
     for part in ("train", "test"):
         rec = load_records(root, part)
         if records and rec.classes != records["train"].classes:
-            raise ValueError(f"{root}: class lists of train and test differ ({len(records['train'].classes)} vs "
+            raise InputError(f"{root}: class lists of train and test differ ({len(records['train'].classes)} vs "
                              f"{len(rec.classes)})")
         records[part], keys[part] = rec, split_keys(rec, image_enc, text_enc)
     return PreparePlan(root, description, records, keys, image_enc, text_enc)

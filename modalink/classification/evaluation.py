@@ -27,6 +27,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from modalink.classification.conditions import condition_mask, mask_file_name
+from modalink.errors import InputError
 from modalink.io import atomic_write_text
 from modalink.progress import progress_bar
 
@@ -61,7 +62,7 @@ def predict_logits(module: nn.Module, dataset: Any, collate: Callable[[Any], dic
         return {"logits": mod.run(batch)["logits"]}
 
     if len(dataset) == 0:
-        raise ValueError("cannot predict on an empty dataset")
+        raise InputError("cannot predict on an empty dataset")
     if trainer is not None:
         return trainer.predict(dataset, fn, batch_size=batch_size, collate_fn=collate, desc="eval")["logits"]
     device = next(module.parameters()).device
@@ -89,7 +90,7 @@ def evaluate_conditions(models: Mapping[str, tuple[nn.Module, Callable]], splits
     under each condition. Masks are saved to ``mask_dir`` when given. ``info`` is merged into the
     result (dataset description, class count, ...)."""
     if not splits:
-        raise ValueError("no split to evaluate")
+        raise InputError("no split to evaluate")
     table: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for split, data in splits.items():
         for cond in conditions:

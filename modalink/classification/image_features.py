@@ -18,16 +18,22 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageFeatures", "create_image_features", "open_rgb"]
+from modalink.errors import InputError, UnknownNameError, UserError
+
+__all__ = ["ImageFeatures", "ImageReadError", "create_image_features", "open_rgb"]
+
+
+class ImageReadError(UserError, ValueError):
+    """An image file that cannot be decoded; the message names it."""
 
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode an image file to RGB; an unreadable file raises ``ValueError`` naming it."""
+    """Decode an image file to RGB; an unreadable file raises :class:`ImageReadError` naming it."""
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
+        raise ImageReadError(f"cannot read image {path}: {e}") from None
 
 
 class _PathImages(torch.utils.data.Dataset):
@@ -75,7 +81,7 @@ class ImageFeatures:
             self.encoder = create_encoder(name, pretrained=self.pretrained, weights=weights, offline=offline,
                                           weights_option=weights_option, **encoder_kwargs).to(self.device)
         if self.encoder.contract.input_kind != "image":
-            raise ValueError(f"image encoder {name!r} takes {self.encoder.contract.input_kind}, not images")
+            raise InputError(f"image encoder {name!r} takes {self.encoder.contract.input_kind}, not images")
         self.dim = self.encoder.output_dim
         self._weights_id = _weights_id(getattr(self.encoder, "weights_path", None)) if self.pretrained else None
 
@@ -116,6 +122,6 @@ def create_image_features(name: str, **kwargs: Any) -> ImageFeatures:
 
     known = list_encoders()
     if not (name in known or name.startswith("timm/")):
-        raise KeyError(f"unknown image encoder {name!r}; use one of {', '.join(k for k in known if k != 'timm')} "
+        raise UnknownNameError(f"unknown image encoder {name!r}; use one of {', '.join(k for k in known if k != 'timm')} "
                        f"or 'timm/<architecture>' (e.g. timm/resnet50, timm/vit_base_patch16_clip_224.openai)")
     return ImageFeatures(name, **kwargs)

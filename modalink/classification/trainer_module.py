@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from modalink.errors import InputError
 from modalink.models.image_classifier import classification_loss
 from modalink.models.modality_sampling import ModalitySampler
 
@@ -45,9 +46,9 @@ class MissingModalityModule(nn.Module):
                  sampler: ModalitySampler | None = None) -> None:
         super().__init__()
         if inputs not in INPUTS:
-            raise ValueError(f"inputs={inputs!r}; use one of {', '.join(INPUTS)}")
+            raise InputError(f"inputs={inputs!r}; use one of {', '.join(INPUTS)}")
         if sampler is not None and inputs != "embeddings":
-            raise ValueError("a modality sampler here needs inputs='embeddings' (image classifiers "
+            raise InputError("a modality sampler here needs inputs='embeddings' (image classifiers "
                              "sample inside the network: set net.sampler)")
         self.net, self.inputs, self.multilabel = net, inputs, bool(multilabel)
         self.aux_weight = float(aux_weight)

@@ -43,6 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from modalink.data.missing import MissingModalityMask
+from modalink.errors import FileFormatError, InputError, UnknownNameError
 from modalink.progress import progress_bar
 
 __all__ = [
@@ -57,14 +58,14 @@ Task = Literal["multiclass", "multilabel", "binary"]
 OnError = Literal["raise", "skip"]
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(FileFormatError):
     """A dataset file is malformed; ``path`` and ``line`` (1-based, when known) say where."""
 
     def __init__(self, path: str | os.PathLike, message: str, line: int | None = None) -> None:
-        self.path = Path(path)
-        self.line = line
-        where = f"{self.path}:{line}" if line is not None else str(self.path)
-        super().__init__(f"{where}: {message}")
+        super().__init__(path, message, line)
+
+    def location(self) -> str:
+        return f"{self.path}:{self.line}" if self.line is not None else str(self.path)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class RowIssues:
                  on_missing_image: OnError = "skip") -> None:
         for name, v in (("on_error", on_error), ("on_missing_image", on_missing_image)):
             if v not in ("raise", "skip"):
-                raise ValueError(f"{name} must be 'raise' or 'skip', got {v!r}")
+                raise InputError(f"{name} must be 'raise' or 'skip', got {v!r}")
         self.report = report
         self.on_error = on_error
         self.on_missing_image = on_missing_image
@@ -223,7 +224,7 @@ class MultimodalDataset(Dataset):
         metrics: Sequence[str] = (),
     ) -> None:
         if task not in ("multiclass", "multilabel", "binary"):
-            raise ValueError(f"task must be 'multiclass', 'multilabel' or 'binary', got {task!r}")
+            raise InputError(f"task must be 'multiclass', 'multilabel' or 'binary', got {task!r}")
         self.records = list(records)
         self.classes = list(classes)
         self.class_to_index = {c: i for i, c in enumerate(self.classes)}
@@ -280,7 +281,7 @@ class MultimodalDataset(Dataset):
 
     def _check_mask(self, mask: MissingModalityMask) -> None:
         if len(mask) != len(self):
-            raise ValueError(f"mask has {len(mask)} entries but {self.name or 'the'} {self.split} "
+            raise InputError(f"mask has {len(mask)} entries but {self.name or 'the'} {self.split} "
                              f"dataset has {len(self)} samples")
 
     def with_mask(self, mask: MissingModalityMask | None) -> "MultimodalDataset":
@@ -306,7 +307,7 @@ class MultimodalDataset(Dataset):
 
         rec = self.records[i]
         if rec.image is None:
-            raise ValueError(f"record {rec.id!r} has no image")
+            raise InputError(f"record {rec.id!r} has no image")
         try:
             with Image.open(rec.image) as im:
                 img = im.convert("RGB")
@@ -427,7 +428,7 @@ def seeded_split(ids: Sequence[str], sizes: Sequence[int], seed: int) -> list[np
     """
     n = len(ids)
     if sum(sizes) > n:
-        raise ValueError(f"split sizes {list(sizes)} exceed {n} items")
+        raise InputError(f"split sizes {list(sizes)} exceed {n} items")
     order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
     perm = order[np.random.default_rng(seed).permutation(n)]
     parts, start = [], 0
@@ -459,6 +460,6 @@ def load_dataset(name: str, root: str | os.PathLike, split: str = "train", **kwa
     ``ferramenta``); ``kwargs`` go to that loader."""
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in _LOADERS:
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
+        raise UnknownNameError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
     module, fn = _LOADERS[key]
     return getattr(importlib.import_module(module), fn)(root, split, **kwargs)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from modalink.data.classification import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
                                           RowIssues, build_dataset)
+from modalink.errors import InputError
 
 __all__ = ["load_ferramenta", "ferramenta_classes"]
 
@@ -70,7 +71,7 @@ def load_ferramenta(
     """Load the Ferramenta ``train`` or ``val`` (alias ``test``) file."""
     part = {"train": "train", "val": "val", "test": "val"}.get(split)
     if part is None:
-        raise ValueError(f"unknown Ferramenta split {split!r}; use train or val")
+        raise InputError(f"unknown Ferramenta split {split!r}; use train or val")
     root = Path(root)
     path = root / f"text-image-{part}.csv"
     if not path.is_file():

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from modalink.data.classification import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
                                           RowIssues, build_dataset, seeded_split)
+from modalink.errors import InputError
 
 __all__ = ["FOOD101_VAL_FRACTION", "FOOD101_SPLITS", "load_food101", "food101_classes"]
 
@@ -91,9 +92,9 @@ def load_food101(
 ) -> MultimodalDataset:
     """Load one split of UPMC Food-101 (``train``, ``val``, ``trainval`` or ``test``)."""
     if split not in FOOD101_SPLITS:
-        raise ValueError(f"unknown Food-101 split {split!r}; use one of {', '.join(FOOD101_SPLITS)}")
+        raise InputError(f"unknown Food-101 split {split!r}; use one of {', '.join(FOOD101_SPLITS)}")
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(root)
     classes = list(classes) if classes is not None else food101_classes(root)
     class_to_index = {c: i for i, c in enumerate(classes)}

@@ -25,6 +25,7 @@ from typing import Any, Callable, Literal
 
 from modalink.data.classification import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
                                           RowIssues, build_dataset, seeded_split)
+from modalink.errors import InputError
 
 __all__ = ["MMIMDB_GENRES", "MMIMDB_SPLIT_SIZES", "load_mmimdb"]
 
@@ -53,9 +54,9 @@ def _split_ids(data_dir: Path, split_file: Path | None, key: str, seed: int,
         try:
             splits = json.loads(split_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{split_file}:{e.lineno}: invalid JSON: {e.msg}") from None
+            raise InputError(f"{split_file}:{e.lineno}: invalid JSON: {e.msg}") from None
         if not isinstance(splits, dict) or key not in splits or not isinstance(splits[key], list):
-            raise ValueError(f"{split_file}: expected an object with a list under {key!r}")
+            raise InputError(f"{split_file}: expected an object with a list under {key!r}")
         report.details["split_source"] = str(split_file)
         return [str(i) for i in splits[key]]
     ids = sorted(p.stem for p in data_dir.glob("*.json") if p.name != "split.json")
@@ -100,9 +101,9 @@ def load_mmimdb(
 ) -> MultimodalDataset:
     """Load one split of MM-IMDb (``train``, ``val``/``dev`` or ``test``); multi-label genres."""
     if split not in _SPLIT_KEYS:
-        raise ValueError(f"unknown MM-IMDb split {split!r}; use train, val (dev) or test")
+        raise InputError(f"unknown MM-IMDb split {split!r}; use train, val (dev) or test")
     if plot not in ("first", "longest", "join"):
-        raise ValueError(f"plot must be 'first', 'longest' or 'join', got {plot!r}")
+        raise InputError(f"plot must be 'first', 'longest' or 'join', got {plot!r}")
     root = Path(root)
     data_dir, split_file = _find_layout(root)
     report = LoadReport()

@@ -28,11 +28,12 @@ import numpy as np
 from modalink.data.fame_cache import FeatureCache, cache_name_for, file_digest
 from modalink.data.fame_csv import FeatureFileError, read_feature_csv
 from modalink.data.fame_lists import PairEntry, read_pairs
+from modalink.errors import InputError, UnknownNameError, UserError
 
 __all__ = [
     "FACE_DIM", "VOICE_DIM", "FAME_VERSIONS", "FAME_IDENTITY_COUNTS", "DEFAULT_CACHE_SUBDIR",
     "fame_languages", "normalize_language", "other_language", "remap_labels", "FameLayout",
-    "FameTrainSet", "FameTestSet", "FameFeatures", "load_fame_train", "load_fame_test",
+    "FameLayoutError", "check_fame_layout", "FameTrainSet", "FameTestSet", "FameFeatures", "load_fame_train", "load_fame_test",
 ]
 
 FACE_DIM = 4096   # VGGFace fc7, post-ReLU
@@ -59,15 +60,15 @@ def fame_languages(ver: str) -> tuple[str, str]:
     try:
         return FAME_VERSIONS[ver]
     except KeyError:
-        raise KeyError(f"unknown FAME version {ver!r}; known: {sorted(FAME_VERSIONS)}") from None
+        raise UnknownNameError(f"unknown FAME version {ver!r}; known: {sorted(FAME_VERSIONS)}") from None
 
 
 def normalize_language(ver: str, lang: str) -> str:
-    """Canonical spelling of ``lang`` in version ``ver`` (case-insensitive), else ``ValueError``."""
+    """Canonical spelling of ``lang`` in version ``ver`` (case-insensitive), else :class:`InputError`."""
     for known in fame_languages(ver):
         if known.lower() == str(lang).lower():
             return known
-    raise ValueError(f"language {lang!r} is not part of {ver}; {ver} has {fame_languages(ver)}")
+    raise InputError(f"language {lang!r} is not part of {ver}; {ver} has {fame_languages(ver)}")
 
 
 def other_language(ver: str, lang: str) -> str:
@@ -88,7 +89,7 @@ def _modality_file(modality: str) -> str:
     try:
         return _MODALITY_FILE[modality]
     except KeyError:
-        raise ValueError(f"modality must be 'face' or 'voice', got {modality!r}") from None
+        raise InputError(f"modality must be 'face' or 'voice', got {modality!r}") from None
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,46 @@ class FameLayout:
     def pair_list(self, test_lang: str) -> Path:
         lang = normalize_language(self.ver, test_lang)
         return self.root / SPLITS_DIR / self.ver / f"{lang}_test.txt"
+
+
+class FameLayoutError(UserError, FileNotFoundError):
+    """The FAME layout is not under the given feature root (one line: expected path, what was found)."""
+
+
+def _versions_in(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.name in FAME_VERSIONS and d.is_dir()) \
+        if folder.is_dir() else []
+
+
+def check_fame_layout(feats_root: str | os.PathLike, ver: str, flag: str = "--feats-root") -> None:
+    """Raise :class:`FameLayoutError` when ``feats_root`` does not hold ``ver``'s training features,
+    naming the expected file, what the folder looks like instead and the value to use."""
+    root = Path(feats_root)
+    expected = FameLayout(root, ver).train_csv(fame_languages(ver)[0], "face")
+    if expected.is_file():
+        return
+    what = f"no FAME {ver} training features at {expected}"
+    if not root.is_dir():
+        raise FameLayoutError(f"{what}: {flag} {root} does not exist; give the folder that holds "
+                              f"{TRAIN_DIR}/, {TEST_DIR}/ and {SPLITS_DIR}/")
+    here = _versions_in(root / TRAIN_DIR)
+    if here and ver not in here:
+        raise FameLayoutError(f"{what}: this folder has versions {', '.join(here)} only; use --ver {here[-1]} "
+                              f"(or the folder that holds {ver})")
+    if root.name in (TRAIN_DIR, TEST_DIR, SPLITS_DIR) or _versions_in(root):
+        up = root.parent
+        raise FameLayoutError(f"{what}: {root} looks like the {root.name}/ folder one level down; use "
+                              f"{flag} {up}")
+    below = [d for d in sorted(root.iterdir()) if d.is_dir() and (d / TRAIN_DIR).is_dir()]
+    if below:
+        raise FameLayoutError(f"{what}: the layout is one level further down, in {below[0]}; use "
+                              f"{flag} {below[0]}")
+    if here:
+        raise FameLayoutError(f"{what}: {root / TRAIN_DIR / ver} has no "
+                              f"{expected.relative_to(root / TRAIN_DIR / ver)}; check the download is complete")
+    raise FameLayoutError(f"{what}: {root} has no {TRAIN_DIR}/ folder; give the folder that holds "
+                          f"{TRAIN_DIR}/, {TEST_DIR}/ and {SPLITS_DIR}/ (or leave {flag} out for the "
+                          f"synthetic set)")
 
 
 @dataclass
@@ -292,8 +333,7 @@ class FameFeatures:
         ``use_cache=False``. ``progress=None`` shows bars only for CSVs over 64 MiB.
         """
         root = Path(feats_root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"FAME feature root not found: {root}")
+        check_fame_layout(root, ver)
         lang = normalize_language(ver, train_lang)
         digests: dict[str, str] = {}
         kw = dict(cache_dir=cache_dir, use_cache=use_cache, face_dim=face_dim, voice_dim=voice_dim,

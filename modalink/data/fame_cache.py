@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 
 from modalink.data.fame_csv import read_feature_csv
+from modalink.errors import InputError
 from modalink.io import atomic_path, atomic_write_text, file_digest
 
 __all__ = ["CACHE_FORMAT", "FeatureCache", "file_digest", "cache_name_for"]
@@ -80,7 +81,7 @@ class FeatureCache:
     def __post_init__(self) -> None:
         self.cache_dir = Path(self.cache_dir)
         if self.verify not in ("stat", "hash"):
-            raise ValueError(f"verify must be 'stat' or 'hash', got {self.verify!r}")
+            raise InputError(f"verify must be 'stat' or 'hash', got {self.verify!r}")
 
     def entry_paths(self, name: str) -> tuple[Path, Path, Path]:
         """``(features .npy, labels .npy, sidecar .json)`` paths of entry ``name``."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modalink.errors import FileFormatError, InputError
 from modalink.progress import progress_bar
 
 __all__ = [
@@ -26,20 +27,8 @@ __all__ = [
 _INT_RE = re.compile(r"[+-]?\d+\Z")
 
 
-class FeatureFileError(ValueError):
+class FeatureFileError(FileFormatError):
     """A FAME text file is malformed; ``path`` / ``line`` / ``column`` say where (1-based)."""
-
-    def __init__(self, path: str | os.PathLike, message: str, line: int | None = None,
-                 column: int | None = None) -> None:
-        self.path = Path(path)
-        self.line = line
-        self.column = column
-        where = str(self.path)
-        if line is not None:
-            where += f", line {line}"
-        if column is not None:
-            where += f", column {column}"
-        super().__init__(f"{where}: {message}")
 
 
 def _count_rows_upper_bound(path: Path, block: int = 1 << 24) -> int:
@@ -132,7 +121,7 @@ def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None =
     """
     path = Path(path)
     if dim < 1:
-        raise ValueError(f"dim must be positive, got {dim}")
+        raise InputError(f"dim must be positive, got {dim}")
     if not path.is_file():
         raise FileNotFoundError(f"feature CSV not found: {path}")
     size = path.stat().st_size

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from modalink.errors import InputError
+
 __all__ = ["split_train_val", "make_verification_trials"]
 
 
@@ -25,10 +27,10 @@ def split_train_val(labels: np.ndarray, val_fraction: float = 0.1, n_val_ids: in
     n_classes = len(classes)
     if n_val_ids is None:
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+            raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}")
         n_val_ids = max(2, int(round(val_fraction * n_classes)))
     if not 1 <= n_val_ids < n_classes:
-        raise ValueError(f"cannot hold out {n_val_ids} of {n_classes} identities "
+        raise InputError(f"cannot hold out {n_val_ids} of {n_classes} identities "
                          f"(need at least 1 held out and 1 left for training)")
     rng = np.random.default_rng(seed)
     val_classes = classes[rng.permutation(n_classes)[:n_val_ids]]
@@ -51,13 +53,13 @@ def make_verification_trials(labels: np.ndarray, n_trials: int, seed: int = 0,
     labels = np.asarray(labels).reshape(-1)
     pool = np.arange(len(labels)) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
     if n_trials < 2:
-        raise ValueError(f"n_trials must be at least 2, got {n_trials}")
+        raise InputError(f"n_trials must be at least 2, got {n_trials}")
     if len(pool) == 0:
-        raise ValueError("no rows to draw trials from")
+        raise InputError("no rows to draw trials from")
     pool_labels = labels[pool]
     classes, codes = np.unique(pool_labels, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"need at least 2 identities for different-identity trials, got {len(classes)}")
+        raise InputError(f"need at least 2 identities for different-identity trials, got {len(classes)}")
     rng = np.random.default_rng(seed)
     order = np.argsort(codes, kind="stable")          # pool positions grouped by identity
     counts = np.bincount(codes, minlength=len(classes))

@@ -32,6 +32,7 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
+from modalink.errors import InputError
 from modalink.io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -69,12 +70,12 @@ class MissingModalityMask:
         self.image = np.asarray(self.image, dtype=bool).reshape(-1)
         self.text = np.asarray(self.text, dtype=bool).reshape(-1)
         if len(self.image) != len(self.text):
-            raise ValueError(f"image mask has {len(self.image)} entries, text mask {len(self.text)}")
+            raise InputError(f"image mask has {len(self.image)} entries, text mask {len(self.text)}")
         if self.mode not in ("none", "text", "image", "both"):
-            raise ValueError(f"mode must be 'none', 'text', 'image' or 'both', got {self.mode!r}")
+            raise InputError(f"mode must be 'none', 'text', 'image' or 'both', got {self.mode!r}")
         if (~self.image & ~self.text).any():
             i = int(np.flatnonzero(~self.image & ~self.text)[0])
-            raise ValueError(f"sample {i} has neither image nor text: a mask never removes both")
+            raise InputError(f"sample {i} has neither image nor text: a mask never removes both")
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -130,15 +131,15 @@ class MissingModalityMask:
     def from_dict(cls, d: Mapping[str, Any], where: str = "mask") -> "MissingModalityMask":
         try:
             if d.get("format") != "modalink.missing_mask":
-                raise ValueError("not a modalink missing-modality mask")
+                raise InputError("not a modalink missing-modality mask")
             if d.get("version") != _FORMAT_VERSION:
-                raise ValueError(f"unsupported version {d.get('version')!r}")
+                raise InputError(f"unsupported version {d.get('version')!r}")
             n = int(d["n"])
             present = {}
             for m in MODALITIES:
                 idx = np.asarray(d["missing"][m], dtype=np.int64)
                 if idx.size and (idx.min() < 0 or idx.max() >= n):
-                    raise ValueError(f"missing.{m} has an index outside 0..{n - 1}")
+                    raise InputError(f"missing.{m} has an index outside 0..{n - 1}")
                 keep = np.ones(n, dtype=bool)
                 keep[idx] = False
                 present[m] = keep
@@ -147,7 +148,7 @@ class MissingModalityMask:
                        {k: float(v) for k, v in d.get("rates", {}).items()},
                        None if seed is None else int(seed))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{where}: bad missing-modality mask: {e}") from None
+            raise InputError(f"{where}: bad missing-modality mask: {e}") from None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the mask atomically: ``.npz`` (bool arrays + metadata) or JSON (anything else)."""
@@ -172,7 +173,7 @@ class MissingModalityMask:
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+            raise InputError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
         return cls.from_dict(d, str(path))
 
 
@@ -180,30 +181,30 @@ class MissingModalityMask:
 def _normalise_rates(rates: float | Mapping[str, float], mode: str | None) -> tuple[str, dict[str, float]]:
     if isinstance(rates, (int, float)):
         if mode is None:
-            raise ValueError("a single missing rate needs mode='text', 'image' or 'both'")
+            raise InputError("a single missing rate needs mode='text', 'image' or 'both'")
         rates = {mode if mode != "none" else "text": float(rates)}
     rates = {str(k): float(v) for k, v in rates.items()}
     for k, v in rates.items():
         if k not in ("text", "image", "both"):
-            raise ValueError(f"unknown rate key {k!r}; use 'text', 'image' or 'both'")
+            raise InputError(f"unknown rate key {k!r}; use 'text', 'image' or 'both'")
         if not 0.0 <= v <= 1.0:
-            raise ValueError(f"missing rate {k}={v} is outside [0, 1]")
+            raise InputError(f"missing rate {k}={v} is outside [0, 1]")
     if "both" in rates:
         if len(rates) != 1:
-            raise ValueError("rates={'both': eta} cannot be combined with other keys")
+            raise InputError("rates={'both': eta} cannot be combined with other keys")
         if mode not in (None, "both"):
-            raise ValueError(f"rates={{'both': ...}} needs mode='both', got {mode!r}")
+            raise InputError(f"rates={{'both': ...}} needs mode='both', got {mode!r}")
         return "both", rates
     keys = set(rates)
     inferred = "both" if keys == {"text", "image"} else (keys.pop() if len(keys) == 1 else "none")
     mode = mode or inferred
     if mode in ("text", "image") and set(rates) != {mode}:
-        raise ValueError(f"mode={mode!r} takes rates={{'{mode}': eta}}, got {rates}")
+        raise InputError(f"mode={mode!r} takes rates={{'{mode}': eta}}, got {rates}")
     if mode == "both" and set(rates) == {"text"} | {"image"}:
         if rates["text"] + rates["image"] > 1.0 + 1e-12:
-            raise ValueError(f"text and image missing rates sum to more than 1: {rates}")
+            raise InputError(f"text and image missing rates sum to more than 1: {rates}")
     elif mode == "both":
-        raise ValueError(f"mode='both' takes rates={{'both': eta}} or {{'text': a, 'image': b}}, got {rates}")
+        raise InputError(f"mode='both' takes rates={{'both': eta}} or {{'text': a, 'image': b}}, got {rates}")
     if all(v == 0 for v in rates.values()):
         return "none", {}
     return mode, rates
@@ -221,7 +222,7 @@ def make_missing_mask(
     or one float with ``mode``. Counts are exact: ``round(η·n)`` samples are affected.
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise InputError(f"n must be >= 0, got {n}")
     mode, rates = _normalise_rates({} if rates is None else rates, mode)
     image = np.ones(n, dtype=bool)
     text = np.ones(n, dtype=bool)
@@ -247,7 +248,7 @@ def make_missing_mask(
 def apply_mask(dataset: Any, mask: MissingModalityMask | None) -> Any:
     """Return a copy of ``dataset`` whose samples honour ``mask`` (``None`` = complete)."""
     if mask is not None and len(mask) != len(dataset):
-        raise ValueError(f"mask has {len(mask)} entries but the dataset has {len(dataset)} samples")
+        raise InputError(f"mask has {len(mask)} entries but the dataset has {len(dataset)} samples")
     return dataset.with_mask(mask)
 
 
@@ -288,13 +289,13 @@ def parse_condition(name: str) -> tuple[MaskMode, dict[str, float]]:
     for part in parts:
         m = _COND_RE.match(part)
         if not m:
-            raise ValueError(f"bad condition {name!r}: use 'complete', 'text=30%', 'image=30%' "
+            raise InputError(f"bad condition {name!r}: use 'complete', 'text=30%', 'image=30%' "
                              f"or 'text=65%,image=65%'")
         mod, pct = m.group(1), float(m.group(2))
         if not 0 <= pct <= 100:
-            raise ValueError(f"bad condition {name!r}: {pct}% is outside 0..100")
+            raise InputError(f"bad condition {name!r}: {pct}% is outside 0..100")
         if mod in rates:
-            raise ValueError(f"bad condition {name!r}: {mod} given twice")
+            raise InputError(f"bad condition {name!r}: {mod} given twice")
         rates[mod] = round(1.0 - pct / 100.0, 12)
     mode: MaskMode = "both" if len(rates) == 2 else next(iter(rates))  # type: ignore[assignment]
     mode, rates = _normalise_rates(rates, mode)

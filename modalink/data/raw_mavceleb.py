@@ -22,18 +22,20 @@ paired with ``F[j mod |F|]`` over all its face images in that language. Voices o
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 
 from modalink.audio import AUDIO_EXTENSIONS, AudioError, audio_num_frames, load_audio
 from modalink.data.fame_lists import read_pairs
-from modalink.errors import UserError
+from modalink.errors import InputError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -103,12 +105,27 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__MACOSX")
 
 
+def valid_name(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is valid UTF-8 text (a name made of other bytes reaches Python as
+    surrogate escapes, which no CSV, JSON or log line can hold)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """``path`` as text any file can hold: bytes that are not valid UTF-8 become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def scan_train_split(train_root: str | os.PathLike, modality: Modality,
                      languages: Iterable[str] | None = None, ignored: list[str] | None = None) -> list[TrainClip]:
     """All ``<modality>/<identity>/<Language>/<video>/<clip>.<ext>`` files, sorted.
 
-    Hidden files are skipped; files whose extension the loaders cannot read are skipped too and,
-    when ``ignored`` is a list, appended to it (paths relative to ``train_root``) so they can be
+    Hidden files and names that are not valid UTF-8 are skipped; files whose extension the
+    loaders cannot read are skipped too and, when ``ignored`` is a list, appended to it (paths relative to ``train_root``) so they can be
     reported. A file of the right type at the wrong depth raises :class:`RawLayoutError` naming
     it. ``languages`` filters folder names.
     """
@@ -120,9 +137,9 @@ def scan_train_split(train_root: str | os.PathLike, modality: Modality,
     exts = _EXTS[modality]
     clips: list[TrainClip] = []
     for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d) and valid_name(d))
         for name in sorted(filenames):
-            if _is_hidden(name):
+            if _is_hidden(name) or not valid_name(name):  # reported by account_raw_files
                 continue
             rel = Path(dirpath, name).relative_to(root)
             if Path(name).suffix.lower() not in exts:
@@ -265,6 +282,116 @@ def find_raw_layout(raw_root: str | os.PathLike, languages: Sequence[str], *,
     return RawLayout(train, test, lists)
 
 
+# ----------------------------------------------------------------------------- every file accounted for
+
+
+class RawEntry(NamedTuple):
+    """One entry of :func:`walk_raw_files`: ``hidden`` when a part of its path below the walked
+    root is hidden; ``folder_link`` for a symbolic link to a folder (not followed)."""
+
+    path: Path
+    hidden: bool = False
+    folder_link: bool = False
+
+
+class FileVerdict(NamedTuple):
+    """What became of one raw file: ``status`` is ``used``, ``skipped`` (it should have been used
+    and could not) or ``ignored`` (not something prepare.py reads); ``reason`` is a short tag."""
+
+    status: Literal["used", "skipped", "ignored"]
+    reason: str
+    detail: str = ""
+    part: str = ""
+    modality: str = ""
+
+
+def walk_raw_files(roots: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> list[RawEntry]:
+    """Every entry under ``roots`` that is not a folder (files, links of any kind, hidden ones
+    too), plus the symbolic links to folders, which are not followed; the files and folders in
+    ``exclude`` (modalink's own outputs) are left out. Roots inside another root are walked once. Sorted."""
+    skip = {os.path.abspath(e) for e in exclude}
+    tops = sorted({os.path.abspath(r) for r in roots})
+    tops = [t for t in tops if not any(t != o and t.startswith(o.rstrip(os.sep) + os.sep) for o in tops)]
+    out: list[RawEntry] = []
+    for top in tops:
+        if not os.path.isdir(top):
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            rel_parts = Path(dirpath).relative_to(top).parts
+            hidden_here = any(_is_hidden(x) for x in rel_parts)
+            keep = []
+            for d in dirnames:
+                full = os.path.join(dirpath, d)
+                if full in skip:
+                    continue
+                if os.path.islink(full):
+                    out.append(RawEntry(Path(full), hidden_here or _is_hidden(d), True))
+                    continue
+                keep.append(d)
+            dirnames[:] = sorted(keep)
+            out.extend(RawEntry(Path(dirpath, f), hidden_here or _is_hidden(f)) for f in filenames
+                       if os.path.join(dirpath, f) not in skip)
+    return sorted(out)
+
+
+def _below(path: Path, folder: Path | None) -> tuple[str, ...] | None:
+    if folder is None:
+        return None
+    try:
+        return path.relative_to(folder).parts
+    except ValueError:
+        return None
+
+
+def why_not_used(entry: RawEntry, layout: RawLayout, languages: Sequence[str],
+                 parts: Collection[str]) -> FileVerdict:
+    """Why a file under the raw root that prepare.py did not take up is left out: by its name
+    (not valid UTF-8), its kind (hidden, a link to a folder, a link loop) or where it sits
+    (another language, a split not prepared, no pair list naming it, outside the layout)."""
+    path = entry.path
+    part = modality = ""
+    rel: tuple[str, ...] = ()
+    for kind, root in (("train", layout.train_root), ("test", layout.test_root)):
+        below = _below(path, root)
+        if below and len(below) > 1 and below[0] in ("faces", "voices"):
+            part, modality, rel = kind, below[0][:-1], below
+            break
+
+    def verdict(status: Literal["skipped", "ignored"], reason: str, detail: str) -> FileVerdict:
+        return FileVerdict(status, reason, detail, part, modality)
+
+    if not valid_name(path):
+        return verdict("skipped", "bad_file_name", "the file name is not valid UTF-8; rename it (e.g. with convmv) "
+                       "to use the file")
+    if entry.folder_link:
+        return verdict("ignored", "folder_link", "a symbolic link to a folder, not followed; put the folder itself "
+                       "there to use its files")
+    if entry.hidden:
+        return verdict("ignored", "hidden_file", "hidden file or folder (a name starting with '.' or __MACOSX)")
+    bad = unreadable_file(path)
+    if bad is not None and bad.reason in ("symlink_loop", "broken_link", "unreadable_file"):
+        return verdict("skipped", bad.reason, bad.detail)
+    if path in layout.pair_lists.values():
+        return verdict("ignored", "part_not_prepared", "a pair list, but --parts leaves the test split out")
+    where = f"the {part} folder's {modality}s/" if part else ""
+    if part and part not in parts:
+        return verdict("ignored", "part_not_prepared", f"in {where}, but --parts leaves the {part} split out")
+    if part and Path(path.name).suffix.lower() not in _EXTS[f"{modality}s"]:  # type: ignore[index]
+        return verdict("ignored", "unsupported_format", f"{Path(path.name).suffix or 'no extension'} is not a "
+                       f"format the {'image' if modality == 'face' else 'audio'} loader reads")
+    if part == "train":
+        language = rel[2] if len(rel) == 5 else "?"
+        if language not in languages:
+            return verdict("ignored", "other_language", f"language folder {language!r} is not one of this version's "
+                           f"({', '.join(languages)})")
+        return verdict("ignored", "not_used", f"in {where} but not taken up")
+    if part == "test":
+        lists = " or ".join(f"{lang}_test.txt" for lang in languages)
+        return verdict("ignored", "not_in_pair_list", f"no line of {lists} names it")
+    return verdict("ignored", "outside_layout", "not in a folder prepare.py reads (the training and test folders' "
+                   "faces/ and voices/, the <Language>_test.txt pair lists)")
+
+
 # ----------------------------------------------------------------------------- raw files → embeddings
 
 
@@ -280,10 +407,35 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
 
 
+def unreadable_file(path: str | os.PathLike) -> MediaProblem | None:
+    """Why ``path`` cannot be opened as a regular file (``symlink_loop``, ``broken_link``,
+    ``missing_file``, ``not_a_file``, ``unreadable_file``); ``None`` when it can."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return MediaProblem("symlink_loop", "symbolic link loop: the link points (through other links) back "
+                                "at itself; replace it with the file it should name")
+        if p.is_symlink():
+            return MediaProblem("broken_link", f"symbolic link to {printable_path(os.readlink(p))}, which does "
+                                "not exist")
+        if isinstance(e, FileNotFoundError):
+            return MediaProblem("missing_file", "file not found")
+        return MediaProblem("unreadable_file", _short(e))
+    if not stat.S_ISREG(st.st_mode):
+        return MediaProblem("not_a_file", "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+    return None
+
+
 def load_face_image(path: str | os.PathLike) -> "Image.Image | MediaProblem":
-    """An RGB PIL image, or a :class:`MediaProblem` (``missing_image`` / ``unreadable_image``)."""
+    """An RGB PIL image, or a :class:`MediaProblem` (``missing_image`` / ``unreadable_image`` /
+    ``symlink_loop``)."""
     from PIL import Image, UnidentifiedImageError
 
+    bad = unreadable_file(path)
+    if bad is not None:
+        return bad if bad.reason == "symlink_loop" else MediaProblem("missing_image", bad.detail)
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
@@ -296,7 +448,10 @@ def load_face_image(path: str | os.PathLike) -> "Image.Image | MediaProblem":
 def load_voice_clip(path: str | os.PathLike, sample_rate: int, min_seconds: float = 0.0) -> "np.ndarray | MediaProblem":
     """A mono float32 waveform at ``sample_rate`` (:func:`modalink.audio.load_audio`), or a
     :class:`MediaProblem` named after the :class:`~modalink.audio.AudioError` (unreadable, empty,
-    too short, silent)."""
+    too short, silent) or ``symlink_loop``."""
+    bad = unreadable_file(path)
+    if bad is not None:
+        return bad if bad.reason == "symlink_loop" else MediaProblem("unreadable_audio", bad.detail)
     try:
         return load_audio(path, sample_rate, min_seconds=min_seconds)
     except AudioError as e:
@@ -365,7 +520,7 @@ def embed_raw_files(encoder: "Encoder", root: str | os.PathLike | None, relpaths
     elif kind == "image":
         load = load_face_image
     else:  # pragma: no cover - contracts validate input_kind
-        raise ValueError(f"encoder {encoder.contract.name}: unsupported input kind {kind!r}")
+        raise InputError(f"encoder {encoder.contract.name}: unsupported input kind {kind!r}")
     if not relpaths:
         return
     loader = DataLoader(_RawFiles(base, relpaths, load), batch_size=max(1, int(batch_size)),  # type: ignore[arg-type]

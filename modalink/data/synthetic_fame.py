@@ -46,6 +46,7 @@ import numpy as np
 
 from modalink.data.fame import (FACE_DIM, FAME_IDENTITY_COUNTS, SPLITS_DIR, TEST_DIR, TRAIN_DIR,
                                 VOICE_DIM, fame_languages)
+from modalink.errors import InputError, failpoint
 from modalink.io import atomic_path, atomic_write_text
 from modalink.progress import progress_bar
 
@@ -78,11 +79,11 @@ class SyntheticFameSpec:
     def validate(self) -> None:
         fame_languages(self.ver)
         if self.n_train_ids < 2 or self.n_test_ids < 2:
-            raise ValueError("need at least 2 training and 2 test identities")
+            raise InputError("need at least 2 training and 2 test identities")
         if self.rows_per_id < 1 or self.n_test_pairs < 2:
-            raise ValueError("rows_per_id must be >= 1 and n_test_pairs >= 2")
+            raise InputError("rows_per_id must be >= 1 and n_test_pairs >= 2")
         if min(self.face_dim, self.voice_dim, self.shared_dim) < 1 or self.private_dim < 0:
-            raise ValueError("dimensions must be positive")
+            raise InputError("dimensions must be positive")
 
 
 @dataclass
@@ -203,6 +204,7 @@ def generate_synthetic_fame(root: str | os.PathLike, ver: str = "v3", seed: int 
         if existing is not None:
             return SyntheticFame(root, spec, manifest, existing, generated=False)
 
+    failpoint("synthetic_fame.generate")
     manifest.unlink(missing_ok=True)   # the set is incomplete until the manifest is rewritten
     gen = _Generator(spec)
     lang_a, lang_b = fame_languages(ver)

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from modalink.errors import InputError
 from modalink.io import atomic_dir
 
 __all__ = ["SyntheticFood101", "generate_synthetic_food101", "FILLER_WORDS", "COMPLEMENTARY", "EVIDENCE_SETTINGS"]
@@ -98,7 +99,7 @@ class SyntheticFood101:
 
 def _ceiling(text: float, image: float, image_only: float, text_only: float, chance: float) -> float:
     if not (0.0 <= text <= 1.0 and 0.0 <= image <= 1.0):
-        raise ValueError(f"shares must be in [0, 1], got text={text}, image={image}")
+        raise InputError(f"shares must be in [0, 1], got text={text}, image={image}")
     both = max(0.0, text + image - 1.0)
     none = max(0.0, 1.0 - text - image)
     return both + (text - both) * text_only + (image - both) * image_only + none * chance
@@ -245,30 +246,30 @@ def generate_synthetic_food101(
     made by this generator is never touched (error); ``overwrite=True`` regenerates ours.
     """
     if n_classes < 2 or n_text_groups < 1 or n_classes % n_text_groups:
-        raise ValueError(f"n_classes ({n_classes}) must be >= 2 and a multiple of n_text_groups ({n_text_groups})")
+        raise InputError(f"n_classes ({n_classes}) must be >= 2 and a multiple of n_text_groups ({n_text_groups})")
     if n_train_per_class < 1 or n_test_per_class < 1 or image_size < 16:
-        raise ValueError("need n_train_per_class >= 1, n_test_per_class >= 1 and image_size >= 16")
+        raise InputError("need n_train_per_class >= 1, n_test_per_class >= 1 and image_size >= 16")
     root = Path(root)
     params = {"n_classes": n_classes, "n_train_per_class": n_train_per_class,
               "n_test_per_class": n_test_per_class, "image_size": image_size, "seed": seed,
               "n_text_groups": n_text_groups, "words_per_group": words_per_group}
     if not 0.0 <= title_visual_hint <= 1.0:
-        raise ValueError(f"title_visual_hint must be in [0, 1], got {title_visual_hint}")
+        raise InputError(f"title_visual_hint must be in [0, 1], got {title_visual_hint}")
     if title_visual_hint > 0:  # keeps manifests of hint-free sets unchanged
         params["title_visual_hint"] = title_visual_hint
     if not 0.0 <= image_difficulty <= 1.0:
-        raise ValueError(f"image_difficulty must be in [0, 1], got {image_difficulty}")
+        raise InputError(f"image_difficulty must be in [0, 1], got {image_difficulty}")
     if image_difficulty > 0:  # likewise
         params["image_difficulty"] = image_difficulty
     if not 0.0 <= image_text_cue <= 1.0:
-        raise ValueError(f"image_text_cue must be in [0, 1], got {image_text_cue}")
+        raise InputError(f"image_text_cue must be in [0, 1], got {image_text_cue}")
     if image_text_cue > 0:
         params["image_text_cue"] = image_text_cue
     if evidence is not None:
         if evidence not in EVIDENCE_SETTINGS:
-            raise ValueError(f"evidence must be None or one of {', '.join(EVIDENCE_SETTINGS)}, got {evidence!r}")
+            raise InputError(f"evidence must be None or one of {', '.join(EVIDENCE_SETTINGS)}, got {evidence!r}")
         if title_visual_hint > 0 or image_text_cue > 0:
-            raise ValueError("evidence='complementary' needs title_visual_hint=0 and image_text_cue=0 "
+            raise InputError("evidence='complementary' needs title_visual_hint=0 and image_text_cue=0 "
                              "(either would let one modality decide alone)")
         params["evidence"] = evidence  # only when set: manifests of other sets stay unchanged
     n_visual = n_classes // n_text_groups

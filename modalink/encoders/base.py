@@ -25,7 +25,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 import torch.nn as nn
 
-from modalink.errors import UserError
+from modalink.errors import InputError, UserError
 from modalink.registry import Registry
 
 Modality = Literal["face", "voice", "image"]
@@ -77,7 +77,7 @@ class EncoderContract:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-class PreprocessError(ValueError):
+class PreprocessError(UserError, ValueError):
     """A raw input the encoder cannot turn into a tensor under its policy. ``reason`` counts it."""
 
     reason = "preprocess_error"
@@ -392,5 +392,5 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+        raise InputError(f"{path}: expected a state dict, found {type(obj).__name__}")
     return obj

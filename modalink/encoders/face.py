@@ -33,6 +33,7 @@ from modalink.encoders.base import (
     torch_checkpoint_dirs,
     weights_cache_dir,
 )
+from modalink.errors import InputError
 
 log = logging.getLogger("modalink.encoders.face")
 
@@ -171,7 +172,7 @@ class FaceEncoder(Encoder):
                  margin: int = 0, min_face_size: int = 20) -> None:
         super().__init__()
         if no_face not in ("skip", "center_crop"):
-            raise ValueError(f"no_face must be 'skip' or 'center_crop', got {no_face!r}")
+            raise InputError(f"no_face must be 'skip' or 'center_crop', got {no_face!r}")
         if backbone is None:
             from facenet_pytorch import InceptionResnetV1
 
@@ -256,7 +257,7 @@ def load_facenet_state_dict(backbone: nn.Module, path: str | os.PathLike) -> Non
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("logits.")]
     if missing or unexpected:
-        raise ValueError(f"{path}: not an InceptionResnetV1 state dict (missing {missing[:5]}, "
+        raise InputError(f"{path}: not an InceptionResnetV1 state dict (missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]})")
 
 
@@ -274,7 +275,7 @@ def _build_facenet(dataset: str, pretrained: bool, weights: str | os.PathLike | 
     if kwargs:
         raise TypeError(f"facenet encoder: unexpected arguments {sorted(kwargs)}")
     if image_size < 80:
-        raise ValueError(f"facenet encoder: image_size must be at least 80 px, got {image_size}")
+        raise InputError(f"facenet encoder: image_size must be at least 80 px, got {image_size}")
     from facenet_pytorch import InceptionResnetV1
 
     contract = facenet_contract(dataset, image_size)

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from modalink.encoders.base import Encoder, EncoderContract, register_encoder
+from modalink.errors import InputError
 
 __all__ = ["PixelStats", "pixel_stats"]
 
@@ -30,7 +31,7 @@ class PixelStats(Encoder):
                  orientations: int = 8) -> None:
         super().__init__()
         if size % thumb or size % cells:
-            raise ValueError(f"pixel-stats: size={size} must be a multiple of thumb={thumb} and cells={cells}")
+            raise InputError(f"pixel-stats: size={size} must be a multiple of thumb={thumb} and cells={cells}")
         self.size, self.thumb, self.bins, self.hue_bins = size, thumb, bins, hue_bins
         self.cells, self.orientations = cells, orientations
         dim = 3 * thumb * thumb + 3 * bins + hue_bins + cells * cells * orientations
@@ -93,5 +94,5 @@ def pixel_stats(pretrained: bool = False, weights: str | os.PathLike | None = No
     """The ``pixel-stats`` encoder; it has no weights (``weights=`` is an error; ``pretrained``,
     ``offline`` and ``weights_option`` are accepted like every encoder's and have no effect)."""
     if weights is not None:
-        raise ValueError(f"pixel-stats has no weights to load (got weights={weights})")
+        raise InputError(f"pixel-stats has no weights to load (got weights={weights})")
     return PixelStats(**kwargs)

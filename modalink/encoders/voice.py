@@ -33,6 +33,7 @@ from modalink.encoders.base import (
     resolve_weights,
     weights_cache_dir,
 )
+from modalink.errors import InputError
 
 log = logging.getLogger("modalink.encoders.voice")
 
@@ -195,7 +196,7 @@ def ecapa_voxceleb(pretrained: bool = False, weights: str | os.PathLike | None =
         try:
             enc.model.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise ValueError(f"{ckpt}: does not match the ECAPA-TDNN architecture {arch}: {e}") from None
+            raise InputError(f"{ckpt}: does not match the ECAPA-TDNN architecture {arch}: {e}") from None
         enc.weights_path = str(ckpt)
         log.info("%s: loaded weights from %s", contract.name, ckpt)
     return enc

@@ -25,11 +25,15 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-from modalink.config import bounded
+from modalink.config import ConfigError, bounded
 from modalink.engine.run import append_jsonl, setup_logging
-from modalink.errors import failpoint
+from modalink.errors import InputError, UserError, failpoint
 from modalink.io import DamagedFileError, atomic_torch_save, atomic_write_text, file_digest, load_torch_weights
 from modalink.progress import progress_bar
+
+
+class DivergedError(UserError, FloatingPointError):
+    """The training loss became nan or inf (a learning rate too high, or non-finite data)."""
 
 
 @dataclass
@@ -95,6 +99,32 @@ class TrainState:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+def _keep_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """Make ``metrics.jsonl`` hold exactly the epochs of ``history`` (the run being continued):
+    records of epochs a resumed checkpoint does not know (a fallback to an older checkpoint, a
+    kill before the next checkpoint) are dropped; lines that match are kept as written."""
+    if not path.is_file():
+        if history:
+            atomic_write_text(path, "".join(json.dumps(r, default=float) + "\n" for r in history))
+        return
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept: list[str] = []
+    for i, record in enumerate(history):
+        line = lines[i] if i < len(lines) else None
+        try:
+            old = json.loads(line) if line is not None else None
+        except ValueError:
+            old = None
+        same = isinstance(old, dict) and all(old.get(k) == record.get(k) for k in ("epoch", "step"))
+        kept.append(line if same else json.dumps(record, default=float))  # type: ignore[arg-type]
+    if len(kept) == len(lines) and kept == lines:
+        return
+    if kept:
+        atomic_write_text(path, "\n".join(kept) + "\n")
+    else:
+        path.unlink()
 
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -204,7 +234,7 @@ class Trainer:
         acc = self.accelerator
         self.logger = setup_logging(self.run_dir, acc.is_main_process)
         if cfg.batch_size % acc.num_processes:
-            raise ValueError(f"engine.batch_size={cfg.batch_size} must be divisible by the number of "
+            raise InputError(f"engine.batch_size={cfg.batch_size} must be divisible by the number of "
                              f"processes ({acc.num_processes}): it is the global batch")
         set_seed(cfg.seed)
         self.collate_fn = collate_fn
@@ -221,7 +251,7 @@ class Trainer:
                                 drop_last=cfg.drop_last, num_workers=cfg.num_workers,
                                 collate_fn=collate_fn, generator=g)
         if len(loader) == 0:
-            raise ValueError(f"the training set gives no batch of size {cfg.batch_size} "
+            raise InputError(f"the training set gives no batch of size {cfg.batch_size} "
                              f"(dataset too small or batch too large; drop_last={cfg.drop_last})")
         groups = param_groups(module) if param_groups else [p for p in module.parameters() if p.requires_grad]
         optimizer = self._make_optimizer(groups)
@@ -243,7 +273,7 @@ class Trainer:
             return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, **fused)
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        raise ValueError(f"engine.optimizer={c.optimizer!r}; use adamw, adam or sgd")
+        raise InputError(f"engine.optimizer={c.optimizer!r}; use adamw, adam or sgd")
 
     def _make_scheduler(self, opt: torch.optim.Optimizer, total: int, per_epoch: int) -> Any:
         c = self.cfg
@@ -260,7 +290,7 @@ class Trainer:
         elif c.scheduler == "step":
             fn = lambda s: c.gamma ** ((s // per_epoch) // max(1, c.step_size_epochs))  # noqa: E731
         else:
-            raise ValueError(f"engine.scheduler={c.scheduler!r}; use none, cosine or step")
+            raise InputError(f"engine.scheduler={c.scheduler!r}; use none, cosine or step")
         return torch.optim.lr_scheduler.LambdaLR(opt, fn)
 
     # -- properties ----------------------------------------------------------------------
@@ -432,11 +462,12 @@ class Trainer:
         """Train for ``cfg.epochs`` (resuming if a checkpoint exists); keep the best model."""
         cfg, acc, st = self.cfg, self.accelerator, self.state
         if cfg.monitor_mode not in ("min", "max"):
-            raise ValueError(f"engine.monitor_mode={cfg.monitor_mode!r}; use min or max")
+            raise InputError(f"engine.monitor_mode={cfg.monitor_mode!r}; use min or max")
         resumed = self._resume()
         metrics_path = self.run_dir / "metrics.jsonl"
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            _keep_history(metrics_path, st.history)
         n_batches = len(self.train_loader)
         while st.epoch < cfg.epochs:
             epoch = st.epoch
@@ -465,8 +496,8 @@ class Trainer:
                     failpoint("train.step")
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
-                    raise FloatingPointError(f"loss is {loss_value} at epoch {epoch + 1}, "
-                                             f"step {st.global_step}; lower engine.lr or check the data")
+                    raise DivergedError(f"loss is {loss_value} at epoch {epoch + 1}, "
+                                          f"step {st.global_step}; lower engine.lr or check the data")
                 for k, v in out.items():  # running sums stay tensors: no per-term conversion per step
                     if isinstance(v, torch.Tensor) and v.numel() == 1:
                         v = v.detach().float()
@@ -500,8 +531,8 @@ class Trainer:
                 record.update({f"val/{k}": v for k, v in metrics.items()})
                 if metrics:
                     if cfg.monitor not in metrics:
-                        raise KeyError(f"engine.monitor={cfg.monitor!r} is not among the evaluation "
-                                       f"metrics {sorted(metrics)}")
+                        raise ConfigError(f"engine.monitor: {cfg.monitor!r} is not among the evaluation metrics; "
+                                          f"valid monitors: {', '.join(sorted(metrics))}")
                     value = metrics[cfg.monitor]
                     if self._is_better(value):
                         st.best_metric, st.best_epoch = value, st.epoch

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.losses.base import ModalinkLoss, register_loss
 
 
@@ -28,11 +29,11 @@ class AAMSoftmax(ModalinkLoss):
                  easy_margin: bool = False) -> None:
         super().__init__()
         if embed_dim < 1 or num_classes < 2:
-            raise ValueError(f"need embed_dim >= 1 and num_classes >= 2, got {embed_dim}, {num_classes}")
+            raise InputError(f"need embed_dim >= 1 and num_classes >= 2, got {embed_dim}, {num_classes}")
         if not 0.0 <= margin < math.pi / 2:
-            raise ValueError(f"margin is in radians and must be in [0, pi/2), got {margin}")
+            raise InputError(f"margin is in radians and must be in [0, pi/2), got {margin}")
         if scale <= 0:
-            raise ValueError(f"scale must be positive, got {scale}")
+            raise InputError(f"scale must be positive, got {scale}")
         self.embed_dim, self.num_classes = int(embed_dim), int(num_classes)
         self.margin, self.scale, self.easy_margin = float(margin), float(scale), bool(easy_margin)
         self.weight = nn.Parameter(torch.empty(num_classes, embed_dim))

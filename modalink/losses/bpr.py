@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.losses.base import ModalinkLoss, register_loss
 
 
@@ -23,7 +24,7 @@ class BPRLoss(ModalinkLoss):
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            raise InputError(f"temperature must be positive, got {temperature}")
         self.temperature = float(temperature)
 
     def forward(self, pos_scores: torch.Tensor, neg_scores: torch.Tensor,

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.losses.base import ModalinkLoss, all_gather_rows, normalize_if, register_loss
 
 
@@ -32,9 +33,9 @@ class InfoNCE(ModalinkLoss):
                  gather: bool = True, min_temperature: float = 0.01, max_temperature: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            raise InputError(f"temperature must be positive, got {temperature}")
         if learnable and not 0 < min_temperature <= temperature <= max_temperature:
-            raise ValueError(f"need 0 < min_temperature <= temperature <= max_temperature, got "
+            raise InputError(f"need 0 < min_temperature <= temperature <= max_temperature, got "
                              f"{min_temperature}, {temperature}, {max_temperature}")
         self.learnable, self.normalize, self.gather = bool(learnable), bool(normalize), bool(gather)
         self.min_temperature, self.max_temperature = float(min_temperature), float(max_temperature)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.losses.base import ModalinkLoss, register_loss
 
 
@@ -24,7 +25,7 @@ class OrthogonalProjectionLoss(ModalinkLoss):
     def __init__(self, gamma: float = 0.7, abs_negatives: bool = True, eps: float = 1e-6) -> None:
         super().__init__()
         if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
+            raise InputError(f"gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
         self.abs_negatives = bool(abs_negatives)
         self.eps = float(eps)

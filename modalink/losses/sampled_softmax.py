@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.losses.base import ModalinkLoss, all_gather_rows, register_loss
 
 
@@ -24,7 +25,7 @@ class SampledSoftmaxLoss(ModalinkLoss):
     def __init__(self, temperature: float = 0.1, logq_correction: bool = True, gather: bool = True) -> None:
         super().__init__()
         if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            raise InputError(f"temperature must be positive, got {temperature}")
         self.temperature = float(temperature)
         self.logq_correction = bool(logq_correction)
         self.gather = bool(gather)

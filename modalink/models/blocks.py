@@ -5,6 +5,8 @@ from typing import Sequence
 
 import torch.nn as nn
 
+from modalink.errors import InputError
+
 
 def norm_layer(kind: str, dim: int) -> nn.Module:
     """``batch`` → BatchNorm1d, ``layer`` → LayerNorm, ``none`` → Identity."""
@@ -14,7 +16,7 @@ def norm_layer(kind: str, dim: int) -> nn.Module:
         return nn.LayerNorm(dim)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; use 'batch', 'layer' or 'none'")
+    raise InputError(f"unknown norm {kind!r}; use 'batch', 'layer' or 'none'")
 
 
 def fc_block(in_dim: int, out_dim: int, norm: str = "batch", dropout: float = 0.0,

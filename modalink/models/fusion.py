@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modalink.errors import UnknownNameError
 from modalink.models.blocks import fc_block
 
 
@@ -83,5 +84,5 @@ FUSIONS = {"gated": GatedFusion, "linear": LinearWeightedAvg, "enhanced": Enhanc
 def create_fusion(kind: str, dim: int, **kw: object) -> nn.Module:
     """Build a fusion block by name (``gated``, ``linear``, ``enhanced``)."""
     if kind not in FUSIONS:
-        raise KeyError(f"unknown fusion {kind!r}; known: {', '.join(FUSIONS)}")
+        raise UnknownNameError(f"unknown fusion {kind!r}; known: {', '.join(FUSIONS)}")
     return FUSIONS[kind](dim=dim, **kw)

@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.models.late_fusion import LateFusion
 from modalink.models.modality_sampling import DropSampler
 from modalink.models.registry import register_model
@@ -153,7 +154,7 @@ class ImageClassifier(nn.Module):
                  dropout: float = 0.0, **timm_kwargs: Any) -> None:
         super().__init__()
         if num_classes <= 0:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
+            raise InputError(f"num_classes must be positive, got {num_classes}")
         self.backbone = TimmBackbone(backbone, pretrained, weights, offline, **timm_kwargs)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(self.backbone.num_features, num_classes)
@@ -189,9 +190,9 @@ class ChameleonClassifier(nn.Module):
                  drop_image: float = 0.0, dropout: float = 0.0, **timm_kwargs: Any) -> None:
         super().__init__()
         if mode not in ("joint", "fused"):
-            raise ValueError(f"mode must be 'joint' or 'fused', got {mode!r}")
+            raise InputError(f"mode must be 'joint' or 'fused', got {mode!r}")
         if num_classes <= 0:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
+            raise InputError(f"num_classes must be positive, got {num_classes}")
         self.sampler = drop_sampler(drop_text, drop_image)
         self.mode = mode
         self.band_height = band_height
@@ -307,7 +308,7 @@ class MultiBranchClassifier(nn.Module):
                  drop_text: float = 0.0, drop_image: float = 0.0, **timm_kwargs: Any) -> None:
         super().__init__()
         if text_dim <= 0:
-            raise ValueError(f"text_dim must be positive, got {text_dim}")
+            raise InputError(f"text_dim must be positive, got {text_dim}")
         self.sampler = drop_sampler(drop_text, drop_image)
         self.backbone = TimmBackbone(backbone, pretrained, weights, offline, **timm_kwargs)
         self.text_dim = int(text_dim)

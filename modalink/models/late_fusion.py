@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.models.blocks import mlp
 from modalink.models.registry import register_model
 
@@ -36,11 +37,11 @@ class LateFusion(nn.Module):
                  norm: str = "layer", dropout: float = 0.1, num_classes: int = 2, fusion: str = "concat") -> None:
         super().__init__()
         if not input_dims:
-            raise ValueError("LateFusion needs at least one modality in input_dims")
+            raise InputError("LateFusion needs at least one modality in input_dims")
         if num_classes <= 0:
-            raise ValueError(f"LateFusion needs num_classes > 0, got {num_classes}")
+            raise InputError(f"LateFusion needs num_classes > 0, got {num_classes}")
         if fusion not in ("concat", "mlp", "mean"):
-            raise ValueError(f"unknown fusion {fusion!r}; use 'concat', 'mlp' or 'mean'")
+            raise InputError(f"unknown fusion {fusion!r}; use 'concat', 'mlp' or 'mean'")
         self.modalities = tuple(input_dims)
         self.input_dims = dict(input_dims)
         self.fusion = fusion

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from modalink.errors import InputError
 from modalink.registry import Registry
 
 __all__ = ["ModalitySampler", "SubsetSampler", "CountSampler", "DropSampler", "KeepAll", "parse_subsets",
@@ -46,14 +47,14 @@ def parse_subsets(spec: Mapping[str, float], modalities: Sequence[str]) -> tuple
         parts = [s.strip() for s in name.split("+")]
         unknown = [s for s in parts if s not in modalities]
         if unknown:
-            raise ValueError(f"modality subset {name!r} names unknown modality {unknown}; "
+            raise InputError(f"modality subset {name!r} names unknown modality {unknown}; "
                              f"known: {list(modalities)}")
         if p < 0:
-            raise ValueError(f"modality subset {name!r} has a negative probability {p}")
+            raise InputError(f"modality subset {name!r} has a negative probability {p}")
         rows.append([m in parts for m in modalities])
         probs.append(float(p))
     if not rows or sum(probs) <= 0:
-        raise ValueError("modality_subsets needs at least one subset with a positive probability")
+        raise InputError("modality_subsets needs at least one subset with a positive probability")
     p = torch.tensor(probs)
     return torch.tensor(rows, dtype=torch.bool), p / p.sum()
 
@@ -123,7 +124,7 @@ class SubsetSampler(ModalitySampler):
     def __init__(self, subsets: Mapping[str, float], modalities: Sequence[str], mode: str = "per_sample",
                  draw_on_cpu: bool = False) -> None:
         if mode not in self.MODES:
-            raise ValueError(f"subset sampling mode={mode!r}; use one of {', '.join(self.MODES)}")
+            raise InputError(f"subset sampling mode={mode!r}; use one of {', '.join(self.MODES)}")
         super().__init__(modalities)
         self.mode, self.draw_on_cpu = mode, bool(draw_on_cpu)
         self.names = list(subsets)
@@ -167,9 +168,9 @@ class CountSampler(ModalitySampler):
         super().__init__(modalities)
         sizes = sorted(set(int(k) for k in (sample_sizes or ())))
         if any(k < 1 for k in sizes):
-            raise ValueError(f"sample_sizes must be positive, got {list(sample_sizes or ())}")
+            raise InputError(f"sample_sizes must be positive, got {list(sample_sizes or ())}")
         if not 0.0 <= keep_all_prob < 1.0:
-            raise ValueError(f"keep_all_prob must lie in [0, 1), got {keep_all_prob}")
+            raise InputError(f"keep_all_prob must lie in [0, 1), got {keep_all_prob}")
         self.register_buffer("sample_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
         self.keep_all_prob = float(keep_all_prob)
 
@@ -213,14 +214,14 @@ class DropSampler(ModalitySampler):
         super().__init__(modalities)
         names = self.modalities or ()
         if len(names) < 2:
-            raise ValueError(f"DropSampler needs at least two modalities, got {list(names)}")
+            raise InputError(f"DropSampler needs at least two modalities, got {list(names)}")
         unknown = [m for m in drop if m not in names]
         if unknown:
-            raise ValueError(f"modality dropout names unknown modality {unknown}; known: {list(names)}")
+            raise InputError(f"modality dropout names unknown modality {unknown}; known: {list(names)}")
         p = [float(v) for v in drop.values()]
         if any(v < 0 for v in p) or sum(p) > 1:
             keys = [f"drop_{m}" for m in drop]
-            raise ValueError(f"need {', '.join(keys)} >= 0 and {' + '.join(keys)} <= 1, "
+            raise InputError(f"need {', '.join(keys)} >= 0 and {' + '.join(keys)} <= 1, "
                              f"got {', '.join(str(v) for v in drop.values())}")
         self.drop = {m: float(v) for m, v in drop.items()}
 
@@ -266,7 +267,7 @@ def build_sampler(spec: ModalitySampler | str | Mapping[str, Any] | None,
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, Mapping) or "name" not in spec or set(spec) - {"name", "kwargs"}:
-        raise ValueError(f"a modality sampler spec is a name or {{'name': ..., 'kwargs': {{...}}}}, got {spec!r}")
+        raise InputError(f"a modality sampler spec is a name or {{'name': ..., 'kwargs': {{...}}}}, got {spec!r}")
     kwargs = dict(spec.get("kwargs") or {})
     if modalities is not None:
         kwargs.setdefault("modalities", tuple(modalities))

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.models.blocks import fc_block
 from modalink.models.registry import register_model
 
@@ -75,9 +76,9 @@ class SBNet(nn.Module):
                  dropout: float = 0.5, shared_dim: int | None = None, projection: str = "random") -> None:
         super().__init__()
         if projection not in ("linear", "random"):
-            raise ValueError(f"projection must be 'linear' or 'random', got {projection!r}")
+            raise InputError(f"projection must be 'linear' or 'random', got {projection!r}")
         if not input_dims:
-            raise ValueError("SBNet needs at least one modality in input_dims")
+            raise InputError("SBNet needs at least one modality in input_dims")
         self.modalities = tuple(input_dims)
         self.input_dims = dict(input_dims)
         self.embed_dim = embed_dim

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.models.blocks import fc_block, mlp
 from modalink.models.modality_sampling import ModalitySampler, SubsetSampler, build_sampler
 from modalink.models.modality_sampling import parse_subsets  # noqa: F401  (its former home)
@@ -60,10 +61,10 @@ class SingleBranch(nn.Module):
                  combine: str = "raw", sampler: ModalitySampler | str | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if combine not in ("raw", "normalized"):
-            raise ValueError(f"combine must be 'raw' or 'normalized', got {combine!r}")
+            raise InputError(f"combine must be 'raw' or 'normalized', got {combine!r}")
         self.combine = combine
         if not input_dims:
-            raise ValueError("SingleBranch needs at least one modality in input_dims")
+            raise InputError("SingleBranch needs at least one modality in input_dims")
         self.modalities = tuple(input_dims)
         self.input_dims = dict(input_dims)
         self.embed_dim = embed_dim
@@ -71,7 +72,7 @@ class SingleBranch(nn.Module):
         self.trunk = mlp(stem_dim, trunk_hidden, embed_dim, norm, dropout)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else None
         if sampler is not None and modality_subsets:
-            raise ValueError("give modality_subsets or sampler, not both")
+            raise InputError("give modality_subsets or sampler, not both")
         self.sampler: ModalitySampler = (SubsetSampler(modality_subsets, self.modalities) if modality_subsets
                                          else build_sampler(sampler, self.modalities))
         self.sampling_step = 0

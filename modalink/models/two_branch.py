@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.models.blocks import fc_block
 from modalink.models.fusion import create_fusion
 from modalink.models.registry import register_model
@@ -92,7 +93,7 @@ class TwoBranch(nn.Module):
         own = self.state_dict()
         for k, v in state.items():
             if k in own and tuple(own[k].shape) != tuple(v.shape):
-                raise ValueError(f"checkpoint key {k!r} has shape {tuple(v.shape)}, model expects "
+                raise InputError(f"checkpoint key {k!r} has shape {tuple(v.shape)}, model expects "
                                  f"{tuple(own[k].shape)} (wrong version or n_class?)")
         if self.logits_layer is None and any(k.startswith("logits_layer.") for k in state):
             n = state["logits_layer.weight"].shape[0]
