@@ -57,3 +57,48 @@ def test_killed_run_resumes_to_same_weights(tmp_path: Path) -> None:
     for k in ref["weights"]:
         torch.testing.assert_close(ref["weights"][k], cut["weights"][k], rtol=0, atol=1e-6)
     assert ref["best"] == pytest.approx(cut["best"], abs=1e-7)
+
+
+class _Regression(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 1)
+
+    def forward(self, batch: dict) -> dict:
+        return {"loss": torch.nn.functional.mse_loss(self.lin(batch["x"]).squeeze(-1), batch["y"])}
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(32, 4, generator=g)
+        self.y = self.x.sum(1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"x": self.x[i], "y": self.y[i]}
+
+
+def _fit(run_dir: Path, epochs: int = 3) -> list[int]:
+    import json
+
+    from modalink.engine import EngineConfig, Trainer
+
+    torch.manual_seed(0)
+    cfg = EngineConfig(epochs=epochs, batch_size=8, cpu=True, progress=False, keep_checkpoints=5,
+                       eval_every_epochs=0, fused_optimizer=False)
+    Trainer(_Regression(), _Rows(), cfg, run_dir).fit()
+    return [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_metrics_after_a_checkpoint_fallback_hold_only_the_resumed_history(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _fit(run) == [1, 2, 3]
+    first = (run / "metrics.jsonl").read_text().splitlines()
+    latest = run / "checkpoints" / "step_12" / "model.safetensors"
+    latest.write_bytes(latest.read_bytes()[:40])  # damaged: set aside, epoch 3 is trained again from step_8
+    assert _fit(run) == [1, 2, 3]
+    assert (run / "checkpoints" / "damaged_step_12").is_dir()
+    assert (run / "metrics.jsonl").read_text().splitlines()[:2] == first[:2]  # earlier lines kept as written

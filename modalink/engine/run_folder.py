@@ -11,7 +11,16 @@ in ``run.json`` when the run starts. Running a command again into the same folde
 * is refused when the process count differs (N processes do not reproduce a 1-process run's
   random streams; resuming would silently mix two runs).
 
-``--overwrite`` empties a folder that holds a modalink run (and nothing else) and starts again.
+``--overwrite`` empties only a folder whose ``run.json`` says it holds a run of the same recipe,
+and deletes only the names that recipe writes (recorded in ``run.json``); a folder without a
+contract, a run of another recipe, or anything else in the folder is refused with a message
+naming what is there. Nothing modalink did not write is deleted.
+
+A new run that fails before it has recorded any training (no epoch in a ``metrics.jsonl``, no
+checkpoint) leaves no contract behind: used as a context manager (``with RunFolder.open(...) as
+folder:``), the folder removes ``run.json`` and what this attempt wrote, so the corrected command
+simply runs in the same folder.
+
 Keys that do not change results (progress bars, logging cadence, data-loader workers) are left
 out of the comparison.
 """
@@ -40,7 +49,7 @@ VOLATILE_KEYS = frozenset({
     "engine.progress", "engine.num_workers", "engine.log_every_steps", "engine.log_with",
     "engine.keep_checkpoints", "run.output_dir",
 })
-#: What a folder may contain and still count as "a modalink run" that --overwrite may empty.
+#: The names every run may write at the top of its folder (a recipe adds its own with ``entries``).
 _RUN_ENTRIES = {CONTRACT_FILE, LOCK_FILE, "config.yaml", "log.txt", "checkpoints", "best_model.pt",
                 "metrics.jsonl", "results.json", "results.md", "timings.json", "submission", "synthetic_data",
                 "model", "exported_model"}
@@ -82,6 +91,12 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable
         if json.dumps(va, sort_keys=True, default=str) != json.dumps(vb, sort_keys=True, default=str):
             lines.append(f"{key}: {va!r} -> {vb!r}")
     return lines
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    """``a, b, c`` (at most ``shown`` names, then how many more)."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _broadcast(message: str | None) -> str | None:
@@ -138,6 +153,9 @@ class RunFolder:
         self._started = False
         self._recipe: str | None = None
         self._entries: set[str] = set(_RUN_ENTRIES)
+        self._before: set[str] = set()  # names in the folder before this run wrote anything
+        self._new = False  # the contract is created by this invocation (not resumed)
+        self._made_lock = False
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -179,7 +197,7 @@ class RunFolder:
             self._lock()
             old = self._read_contract()
             if mode == "overwrite" and (old is not None or self._has_run_files()):
-                self._empty()
+                self._empty(old)
                 old = None
             if old is None:
                 if mode == "resume":
@@ -187,15 +205,17 @@ class RunFolder:
                                          f"drop --resume to start a new run there")
                 if self._has_run_files():
                     raise RunFolderError(
-                        f"{path} holds files of a run without a {CONTRACT_FILE} (an older modalink, or another "
-                        f"tool), so its config cannot be checked; use a new --output-dir, or --overwrite to "
-                        f"discard them")
+                        f"{path} holds {_names(self._user_entries())} but no {CONTRACT_FILE}, so it is not a modalink "
+                        f"run whose config can be checked; nothing was changed there. Use a new --output-dir")
+                self._before = {p.name for p in path.iterdir()}
+                self._new = True
                 self.contract = {"recipe": self._recipe, "config": config, "processes": processes, "data": None,
+                                 "entries": sorted(self._entries - _RUN_ENTRIES),
                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "new"}
                 return
             if old.get("recipe") and self._recipe and old["recipe"] != self._recipe:
                 raise RunFolderError(f"{path} holds a run of the {old['recipe']} recipe, not {self._recipe}; use a new "
-                                     f"--output-dir (or --overwrite to discard that run)")
+                                     f"--output-dir")
             diffs = config_diff(old.get("config", {}), config, self._ignore)
             if diffs:
                 shown = "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} keys)" if len(diffs) > 8 else "")
@@ -208,6 +228,7 @@ class RunFolder:
                     f"{processes}; resuming would mix two different random streams. Launch with "
                     f"{old.get('processes', 1)} process(es) to resume, or use a new --output-dir / --overwrite")
             self.contract = old
+            self.contract["entries"] = sorted((set(old.get("entries") or ()) | self._entries) - _RUN_ENTRIES)
             self.resumed = True
         except BaseException:
             self.close()
@@ -216,20 +237,55 @@ class RunFolder:
             raise
 
     def _lock(self) -> None:
+        self._made_lock = not (self.path / LOCK_FILE).exists()
         fd = _flock(self.path, create=True)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._lock_fd = fd
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         """Release the lock (also released by the OS when the process ends). A folder this run
-        created is removed again when the run never started (an error before training)."""
+        created is removed again when the run never started (an error before training). With
+        ``failed``, a new run that has recorded no training yet is rolled back: its ``run.json``
+        and what it wrote are removed, so the folder is as it was before."""
         if self.is_main and self._created and not self._started and self.path.is_dir():
             shutil.rmtree(self.path, ignore_errors=True)
             self._created = False
+        elif failed and self.is_main and self._started and self._new and not self.has_training_record():
+            self._roll_back()
         if self._lock_fd is not None:
+            if self.is_main and self._made_lock and not (self.path / CONTRACT_FILE).exists():
+                (self.path / LOCK_FILE).unlink(missing_ok=True)  # a folder that holds no run keeps no trace
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close(failed=exc_type is not None)
+
+    def has_training_record(self) -> bool:
+        """Whether a run in this folder (or a sub-run folder one level down) has recorded training:
+        an epoch in ``metrics.jsonl`` or a checkpoint."""
+        for d in [self.path, *(p for p in self.path.iterdir() if p.is_dir() and not p.is_symlink())]:
+            if (d / "metrics.jsonl").is_file() or any((d / "checkpoints").glob("step_*")):
+                return True
+        return False
+
+    def _roll_back(self) -> None:
+        """Remove what this run wrote (it failed before recording any training)."""
+        if self._created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self._created = False
+            return
+        for p in self.path.iterdir():
+            if p.name in self._before or p.name == LOCK_FILE or p.name not in self._entries:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
     def _read_contract(self) -> dict[str, Any] | None:
         p = self.path / CONTRACT_FILE
@@ -238,8 +294,8 @@ class RunFolder:
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise RunFolderError(f"{p} is damaged ({exc}); use a new --output-dir, or --overwrite to discard "
-                                 f"the run") from None
+            raise RunFolderError(f"{p} is damaged ({exc}), so what its run wrote is unknown; use a new "
+                                 f"--output-dir") from None
         if not isinstance(data, dict) or "config" not in data:
             raise RunFolderError(f"{p} is not a modalink run contract; use a new --output-dir")
         return data
@@ -247,22 +303,35 @@ class RunFolder:
     def _has_run_files(self) -> bool:
         # a synthetic data set is regenerated (and checked) by content: a run killed while making
         # it has not started yet
-        return any(p.name not in (LOCK_FILE, "synthetic_data") and not p.name.endswith(".tmp")
-                   for p in self.path.iterdir())
+        return bool(self._user_entries())
 
-    def _empty(self) -> None:
-        foreign = [p.name for p in self.path.iterdir()
-                   if p.name not in self._entries and not p.name.endswith(".tmp")
-                   and not (p.is_dir() and ((p / "checkpoints").is_dir() or (p / "best_model.pt").exists()
-                                            or (p / "metrics.jsonl").exists()))]
+    def _user_entries(self) -> list[str]:
+        return sorted(p.name for p in self.path.iterdir()
+                      if p.name not in (LOCK_FILE, "synthetic_data") and not p.name.endswith(".tmp"))
+
+    def _empty(self, old: dict[str, Any] | None) -> None:
+        """``--overwrite``: delete what the run recorded in ``old`` wrote, after checking that it is
+        a run of this recipe and that the folder holds nothing else."""
+        path = self.path
+        there = _names(self._user_entries())
+        if old is None:
+            raise RunFolderError(f"--overwrite: {path} holds {there} but no {CONTRACT_FILE}, so it is not a modalink "
+                                 f"run; refusing to delete anything. Choose another --output-dir")
+        recipe = old.get("recipe")
+        if self._recipe and recipe != self._recipe:
+            what = f"a run of the {recipe} recipe" if recipe else "a run that does not record its recipe"
+            raise RunFolderError(f"--overwrite: {path} holds {what}, not of {self._recipe}; refusing to delete it. "
+                                 f"Choose another --output-dir")
+        allowed = self._entries | set(old.get("entries") or ())
+        foreign = [n for n in self._user_entries() if n not in allowed]
         if foreign:
-            raise RunFolderError(f"--overwrite: {self.path} also holds {', '.join(sorted(foreign)[:5])}, which a "
-                                 f"modalink run does not write; refusing to delete them. Choose another "
+            raise RunFolderError(f"--overwrite: {path} also holds {_names(foreign)}, which a {self._recipe or 'modalink'} "
+                                 f"run does not write; refusing to delete anything. Move them away or choose another "
                                  f"--output-dir")
-        for p in self.path.iterdir():
-            if p.name == LOCK_FILE:
+        for p in path.iterdir():
+            if p.name == LOCK_FILE or p.name not in allowed:
                 continue
-            if p.is_dir():
+            if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             else:
                 p.unlink()
