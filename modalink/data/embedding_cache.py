@@ -17,9 +17,9 @@ else is *stale* and is rebuilt:
 * **resumable** — extraction writes fixed-size shards as it goes; an interrupted build resumes
   from the shards already on disk (only shards made for the same fingerprint are reused);
 * **incremental** — when the caller names each row (:attr:`CacheKey.row_ids`, e.g. a file's
-  path, size and mtime: :func:`file_row_ids`), a rebuild copies every row whose identity the
-  previous cache of the same encoder already holds and only encodes the new ones (rows that
-  failed before are encoded again only with ``retry_failed``);
+  path, size, mtime and content digest: :func:`file_row_ids`), a rebuild copies every row
+  whose identity the previous cache of the same encoder already holds and only encodes the new
+  ones (rows that failed before are encoded again only with ``retry_failed``);
 * **per-row problems** — an encoder may return :class:`EncodedRows` naming rows that failed
   (their row is zeros) or were embedded through a fallback; they are kept in the manifest and
   read back with :meth:`EmbeddingCache.problems`.
@@ -44,7 +44,7 @@ from modalink.io import atomic_path, atomic_write_text, file_digest
 from modalink.progress import progress_bar
 
 __all__ = ["CacheKey", "EmbeddingCache", "CacheError", "EncodedRows", "RowProblem", "file_list_hash",
-           "file_row_ids", "text_row_ids", "texts_hash"]
+           "file_row_id", "file_row_ids", "text_row_ids", "texts_hash"]
 
 MANIFEST_VERSION = 2
 log = logging.getLogger("modalink.data.embedding_cache")
@@ -55,39 +55,44 @@ class CacheError(UserError, RuntimeError):
 
 
 # ----------------------------------------------------------------------------- source identities
-def file_row_ids(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> list[str]:
-    """One identity per file, in the given order: ``path relative to root, size, mtime_ns``.
+def file_row_id(path: str | os.PathLike, root: str | os.PathLike, *, content: bool = True) -> str:
+    """The identity of one file: ``path relative to root, size, mtime_ns`` and, with ``content``,
+    a BLAKE2b digest of its bytes (:func:`modalink.io.file_digest`), so a file rewritten in place
+    with the same size and mtime gets another identity.
 
-    Each path is read exactly as ``open()`` reads it: absolute, or relative to the current
-    working directory — the same file the encoder opens. ``root`` only names the files (their
-    path relative to it), so the identities are the same whether ``root`` and the paths are
-    given relative or absolute, and from any working directory. (Joining ``root`` to a path that
-    already starts with a relative ``root`` was the bug that made the SRMM quick start look for
-    ``runs/srmm/synthetic_food101/runs/srmm/synthetic_food101/images/...``.) A missing file
-    raises ``FileNotFoundError`` naming it.
+    ``path`` is read exactly as ``open()`` reads it: absolute, or relative to the current working
+    directory — the same file the encoder opens. ``root`` only names the file (its path relative
+    to it), so the identity is the same whether ``root`` and ``path`` are given relative or
+    absolute, and from any working directory. A file that cannot be read raises the ``OSError``
+    (``FileNotFoundError`` naming a missing file).
     """
-    root_abs = Path(os.path.abspath(Path(root).expanduser()))
-    rows = []
-    for p in paths:
-        full = Path(p).expanduser()
-        try:
-            st = full.stat()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"source file listed for the embedding cache is missing: {full}") from None
-        absolute = Path(os.path.abspath(full))
-        try:
-            rel = absolute.relative_to(root_abs).as_posix()
-        except ValueError:
-            rel = absolute.as_posix()
-        rows.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}")
-    return rows
+    full = Path(path).expanduser()
+    try:
+        st = full.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"source file listed for the embedding cache is missing: {full}") from None
+    absolute = Path(os.path.abspath(full))
+    try:
+        rel = absolute.relative_to(os.path.abspath(Path(root).expanduser())).as_posix()
+    except ValueError:
+        rel = absolute.as_posix()
+    row = f"{rel}\t{st.st_size}\t{st.st_mtime_ns}"
+    return f"{row}\t{file_digest(full)}" if content else row
+
+
+def file_row_ids(paths: Iterable[str | os.PathLike], root: str | os.PathLike, *,
+                 content: bool = True) -> list[str]:
+    """:func:`file_row_id` of each path, in the given order (``content=False``: size and mtime
+    only, without reading the files)."""
+    return [file_row_id(p, root, content=content) for p in paths]
 
 
 def file_list_hash(paths: Iterable[str | os.PathLike], root: str | os.PathLike, *,
                    ordered: bool = False) -> str:
-    """SHA-256 of the :func:`file_row_ids` of ``paths``; sorted unless ``ordered`` (then the given
-    order is part of the hash, so a cache whose rows follow that order goes stale when it changes)."""
-    rows = file_row_ids(paths, root)
+    """SHA-256 of the stat identities (path, size, mtime; :func:`file_row_ids` with
+    ``content=False``) of ``paths``; sorted unless ``ordered`` (then the given order is part of
+    the hash, so a cache whose rows follow that order goes stale when it changes)."""
+    rows = file_row_ids(paths, root, content=False)
     if not ordered:
         rows.sort()
     return _ids_hash(rows)
@@ -101,7 +106,7 @@ def text_row_ids(texts: Sequence[str | None]) -> list[str]:
 def _ids_hash(ids: Iterable[str]) -> str:
     h = hashlib.sha256()
     for r in ids:
-        h.update(r.encode("utf-8") + b"\n")
+        h.update(r.encode("utf-8", "surrogateescape") + b"\n")  # a file name that is not UTF-8 too
     return h.hexdigest()
 
 

@@ -44,19 +44,24 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import yaml
 
 from modalink.data.fame import FAME_VERSIONS
 from modalink.data.raw_mavceleb import (
+    FileVerdict,
+    MediaProblem,
     RawEncoderSettings,
+    RawEntry,
     RawLayout,
     TrainClip,
     TrainPair,
@@ -65,16 +70,21 @@ from modalink.data.raw_mavceleb import (
     find_raw_layout,
     identity_labels,
     pair_train_clips,
+    printable_path,
     read_test_pairs,
     scan_train_split,
+    unreadable_file,
+    walk_raw_files,
+    why_not_used,
 )
-from modalink.encoders import Encoder
-from modalink.encoders.base import MissingWeightsError, resolve_device
-from modalink.data.embedding_cache import CacheKey, EmbeddingCache, EncodedRows, RowProblem, file_row_ids
-from modalink.engine.run import start_run
+from modalink.data.embedding_cache import CacheKey, EmbeddingCache, EncodedRows, RowProblem, file_row_id
+from modalink.engine.run_folder import LOCK_FILE, RunFolderError, lock_folder
 from modalink.cli import command_parser
 from modalink.errors import UserError, run_cli
 from modalink.io import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:  # torch: imported when the arguments are parsed, so --help answers at once
+    from modalink.encoders import Encoder
 
 log = logging.getLogger("modalink.prepare")
 
@@ -197,21 +207,52 @@ def legacy_embedding(folder: Path, part: str, root: Path, relpath: str, dim: int
 # ----------------------------------------------------------------------------- extraction
 
 
+def source_row_ids(root: Path, relpaths: Sequence[str]) -> tuple[list[str], dict[int, RowProblem]]:
+    """The cache row identity of each file (path, size, mtime and a digest of its bytes:
+    :func:`file_row_id`) and, for the files that cannot be read (a symlink loop, a broken link,
+    no permission), their problem; their identity names the problem, so they are tried again
+    once they change."""
+    ids: list[str] = []
+    unreadable: dict[int, RowProblem] = {}
+    for i, rel in enumerate(relpaths):
+        try:
+            ids.append(file_row_id(root / rel, root))
+        except OSError as e:
+            bad = unreadable_file(root / rel) or MediaProblem("unreadable_file", " ".join(str(e).split()))
+            unreadable[i] = RowProblem(bad.reason, bad.detail)
+            ids.append(f"{rel}\t{bad.reason}")
+    return ids, unreadable
+
+
+def _relative_detail(detail: str, root: Path, relpath: str) -> str:
+    """A problem's detail with the file named by its path relative to the split root, so a cache
+    shared between raw roots holds no root."""
+    return " ".join(detail.replace(str(root / relpath), relpath).split())
+
+
 def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequence[str], cache: EmbeddingCache,
             part: str, modality: str, cfg: PrepareConfig, desc: str) -> tuple[ExtractedFiles, dict[str, Any]]:
     """Embed ``relpaths`` (faces or voices, by the encoder's input kind) through the shared cache:
-    files the cache of this encoder already holds (same path, size and mtime) are copied, the
-    others embedded in batches of ``cfg.batch_size``. Returns the files and this call's counts."""
-    ids = file_row_ids([root / r for r in relpaths], root)
-    key = CacheKey.for_rows(part, modality, identity, ids)
+    files the cache of this encoder already holds (same path, size, mtime and content digest)
+    are copied, the others embedded in batches of ``cfg.batch_size``; files that cannot be read
+    are failed rows. Returns the files and this call's counts."""
     if not relpaths:
         raise UserError(f"{root}: no {modality} files to embed for the {part} part")
+    ids, unreadable = source_row_ids(root, relpaths)
+    key = CacheKey.for_rows(part, modality, identity, ids)
     counts: dict[str, Any] = {"files": len(relpaths), "cached": len(relpaths), "extracted": 0}
 
     def encode(rows: np.ndarray) -> EncodedRows:
         where = {relpaths[r]: k for k, r in enumerate(rows)}
         out = np.zeros((len(rows), enc.output_dim), dtype=np.float32)
         problems: dict[int, RowProblem] = {}
+        for k, r in enumerate(rows):
+            bad = unreadable.get(int(r))
+            if bad is not None:
+                problems[int(r)] = bad
+                counts[bad.problem] = counts.get(bad.problem, 0) + 1
+                del where[relpaths[r]]
+        counts["cached"] -= len(rows) - len(where)
         for rel, k in list(where.items()):  # files the per-file cache of earlier versions holds
             old = legacy_embedding(cache.root, part, root, rel, enc.output_dim, cfg.retry_failed)
             if old is not None:
@@ -227,15 +268,16 @@ def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequen
                                        min_seconds=cfg.min_seconds, progress=False):
             for res in results:
                 k = where[res.relpath]
+                detail = _relative_detail(res.detail, root, res.relpath)
                 if res.embedding is None:
                     reason = res.problem or "failed"
-                    problems[int(rows[k])] = RowProblem(reason, " ".join(res.detail.split()))
+                    problems[int(rows[k])] = RowProblem(reason, detail)
                     counts[reason] = counts.get(reason, 0) + 1
                     continue
                 out[k] = res.embedding
                 counts["extracted"] += 1
                 if res.problem:
-                    problems[int(rows[k])] = RowProblem(res.problem, " ".join(res.detail.split()), embedded=True)
+                    problems[int(rows[k])] = RowProblem(res.problem, detail, embedded=True)
                     fallback = FALLBACK_COUNTS.get(res.problem, res.problem)
                     counts[fallback] = counts.get(fallback, 0) + 1
         return EncodedRows(out, problems)
@@ -253,31 +295,69 @@ def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequen
 # ----------------------------------------------------------------------------- problem report
 
 
+#: when a file is claimed twice, the stronger status wins (a face used in one pair is used)
+_STATUS_RANK = {"ignored": 0, "skipped": 1, "used": 2}
+
+
 class ProblemReport:
-    """Rows of ``report.csv``: every file that was skipped or replaced, and why."""
+    """Rows of ``report.csv`` — every file that was skipped, ignored or replaced, and why — and
+    the status of every file (``used`` / ``skipped`` / ``ignored``) for ``summary.json``."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, str]] = []
+        self.status: dict[str, tuple[str, str]] = {}
 
-    def add(self, part: str, modality: str, file: Path | str, problem: str, action: str, detail: str = "") -> None:
-        self.rows.append({"part": part, "modality": modality, "file": str(file), "problem": problem,
+    def mark(self, file: Path | str, status: str, reason: str = "") -> None:
+        """Record what became of ``file`` (see :data:`_STATUS_RANK`)."""
+        key = str(file)
+        old = self.status.get(key)
+        if old is None or _STATUS_RANK[status] > _STATUS_RANK[old[0]]:
+            self.status[key] = (status, reason)
+
+    def add(self, part: str, modality: str, file: Path | str, problem: str, action: str, detail: str = "",
+            status: str | None = None) -> None:
+        """A row of ``report.csv``; with ``status``, the file is also marked with it."""
+        self.rows.append({"part": part, "modality": modality, "file": printable_path(file), "problem": problem,
                           "action": action, "detail": detail})
+        if status is not None:
+            self.mark(file, status, problem)
+
+    def account_for(self, entries: Sequence[RawEntry], verdict: Callable[[RawEntry], FileVerdict]) -> dict[str, Any]:
+        """Rows for the files under the raw root that nothing claimed (``verdict`` says why they
+        are left out), then the counts of ``summary.json``: every file used, skipped or ignored."""
+        for entry in entries:
+            if str(entry.path) not in self.status:
+                v = verdict(entry)
+                self.add(v.part, v.modality, entry.path, v.reason, v.status, v.detail, status=v.status)
+        counts: dict[str, Any] = {"total": len(entries), "used": 0, "skipped": {}, "ignored": {}}
+        for entry in entries:
+            status, reason = self.status[str(entry.path)]
+            if status == "used":
+                counts["used"] += 1
+            else:
+                counts[status][reason] = counts[status].get(reason, 0) + 1
+        for status in ("skipped", "ignored"):
+            counts[status] = dict(sorted(counts[status].items()))
+        return counts
 
     def add_extracted(self, files: ExtractedFiles, part: str, modality: str, root: Path, relpaths: Sequence[str],
                       failed_action: str | dict[str, str]) -> None:
-        """A row for every file of ``relpaths`` that failed or was embedded through a fallback."""
+        """A row for every file of ``relpaths`` that failed (marked ``skipped``) or was embedded
+        through a fallback; the detail names the file under ``root``, whichever raw root the
+        cache row was made from."""
         for r in relpaths:
             status = files.status(r)
             if status == "ok":
                 continue
+            detail = re.sub(r"[^\s'\"]*" + re.escape(r), lambda _: str(root / r), files.detail(r))
             if status == "no_face":
                 self.add(part, modality, root / r, "no_face", "embedded the centre of the image instead (--no-face "
                          "center_crop)", "no face detected")
             elif files.usable(r):
-                self.add(part, modality, root / r, status, "embedded through a fallback", files.detail(r))
+                self.add(part, modality, root / r, status, "embedded through a fallback", detail)
             else:
                 action = failed_action.get(r, "left out") if isinstance(failed_action, dict) else failed_action
-                self.add(part, modality, root / r, status, action, files.detail(r))
+                self.add(part, modality, root / r, status, action, detail, status="skipped")
 
     def write(self, path: Path) -> Path:
         buf = io.StringIO()
@@ -384,28 +464,75 @@ def _log_to_file_only(logger: logging.Logger, message: str) -> None:
             h.emit(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (), None))
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def lock_output(folder: Path, made: list[Path], option: str) -> int:
+    """Hold ``folder/.lock`` (the lock of run folders, :func:`~modalink.engine.run_folder.lock_folder`)
+    for this process, so a second job on the same folder is refused at once (``option`` names the
+    setting to change); the folders and the lock file it creates are appended to ``made``.
+    Release with ``os.close`` (or let the process end)."""
+    missing = [folder, *folder.parents]
+    missing = [p for p in missing if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    made.extend(reversed(missing))
+    lock = folder / LOCK_FILE
+    if not lock.exists():
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o666))
+        made.append(lock)
+    try:
+        fd = lock_folder(folder)
+    except RunFolderError:
+        holder = lock.read_text(encoding="utf-8", errors="replace").strip() or "another process"
+        raise RunFolderError(f"{folder} is in use by another job ({holder}); wait for it to finish or use another "
+                             f"{option}") from None
+    assert fd is not None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"prepare.py, pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
 def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     """Run the whole extraction; returns the summary (also written to ``<run_dir>/summary.json``).
 
-    Settings, layout, device and the weights of both encoders are checked before the run folder
-    is created, so a failed check leaves nothing behind.
+    Settings, layout and device are checked first; then ``--output`` (and a ``--cache-dir``
+    outside it) is locked, so a second job on the same folder is refused at once; then the
+    weights of both encoders are loaded. A failed check leaves nothing behind.
     """
+    from modalink.encoders.base import resolve_device
+    from modalink.engine.run import start_run
+
     langs, layout = check_config(cfg)
     device = resolve_device(cfg.device)
-    face_enc, voice_enc = build_encoders(cfg)
-    face_enc.to(device)
-    voice_enc.to(device)
     out = Path(cfg.output)
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else out / "prepare_runs" / f"{cfg.ver}-{time.strftime('%Y%m%d-%H%M%S')}"
-    cfg.run_dir = str(run_dir)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out / ".cache" / "embeddings"
     cfg.cache_dir = str(cache_root)
-    logger = start_run(run_dir, cfg, log_name="modalink")
+    made: list[Path] = []
+    locks: list[int] = []
     try:
-        return _prepare(cfg, langs, layout, device, face_enc, voice_enc, out, run_dir, cache_root, logger)
-    except BaseException as e:
-        _log_to_file_only(logger, f"error: {type(e).__name__}: {e}")
-        raise
+        try:
+            locks.append(lock_output(out, made, "--output"))
+            if not _inside(cache_root, out):  # a cache shared between outputs: one writer at a time too
+                locks.append(lock_output(cache_root, made, "--cache-dir"))
+            face_enc, voice_enc = build_encoders(cfg)
+        except BaseException:
+            for path in reversed(made):  # what this attempt created: a failed check leaves nothing behind
+                path.unlink() if path.name == LOCK_FILE else path.rmdir()
+            raise
+        face_enc.to(device)
+        voice_enc.to(device)
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else out / "prepare_runs" / f"{cfg.ver}-{time.strftime('%Y%m%d-%H%M%S')}"
+        cfg.run_dir = str(run_dir)
+        logger = start_run(run_dir, cfg, log_name="modalink")
+        try:
+            return _prepare(cfg, langs, layout, device, face_enc, voice_enc, out, run_dir, cache_root, logger)
+        except BaseException as e:
+            _log_to_file_only(logger, f"error: {type(e).__name__}: {e}")
+            raise
+    finally:
+        for fd in locks:
+            os.close(fd)
 
 
 def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, device: Any, face_enc: Encoder,
@@ -419,12 +546,16 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
     face_cache = EmbeddingCache(cache_root / encoder_tag(face_id))
     voice_cache = EmbeddingCache(cache_root / encoder_tag(voice_id))
     logger.info("device %s; batch size %d", device, cfg.batch_size)
+    if cfg.random_weights:
+        logger.warning("--random-weights: both encoders have random weights; the features mean nothing (a "
+                       "plumbing check only), and summary.json and feature_info.json say so")
     logger.info("face encoder %s (%d-D, weights %s) → cache %s", cfg.face_encoder, face_enc.output_dim,
                 face_enc.weights_path or "random", face_cache.root)
     logger.info("voice encoder %s (%d-D, weights %s) → cache %s", cfg.voice_encoder, voice_enc.output_dim,
                 voice_enc.weights_path or "random", voice_cache.root)
 
-    summary: dict[str, Any] = {"ver": cfg.ver, "languages": list(langs), "device": str(device),
+    summary: dict[str, Any] = {"ver": cfg.ver, "languages": list(langs), "random_weights": cfg.random_weights,
+                               "device": str(device),
                                "face_dim": face_enc.output_dim, "voice_dim": voice_enc.output_dim,
                                "extraction": {}, "train": {}, "test": {}}
     label_map: dict[str, Any] = {}
@@ -451,7 +582,7 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
             for rel in files:
                 report.add("train", modality[:-1], troot / rel, "unsupported_format", "ignored",
                            f"{Path(rel).suffix or 'no extension'} is not a format the "
-                           f"{'image' if modality == 'faces' else 'audio'} loader reads")
+                           f"{'image' if modality == 'faces' else 'audio'} loader reads", status="ignored")
         label_map = identity_labels(c.identity for c in [*faces, *voices])
         usable = {r for r in face_files if tfaces.usable(r)}
         report.add_extracted(tfaces, "train", "face", troot, face_files,
@@ -462,6 +593,10 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
             lv = [c for c in voices if c.language == lang]
             pairing = pair_train_clips(lf, lv)
             unpaired.extend(pairing.unpaired_voices)
+            for pair in pairing.pairs:
+                if tfaces.usable(pair.face.relpath) and tvoices.usable(pair.voice.relpath):  # a CSV row
+                    report.mark(troot / pair.face.relpath, "used")
+                    report.mark(troot / pair.voice.relpath, "used")
             stats = write_train_csvs(out, cfg.ver, lang, pairing.pairs, tfaces, tvoices,
                                      label_map, cfg.float_format)
             stats.update(unpaired_voices=len(pairing.unpaired_voices),
@@ -477,7 +612,11 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
         for v in unpaired:
             if tvoices.status(v.relpath) == "ok":
                 report.add("train", "voice", troot / v.relpath, "no_face_image", "not in the training CSVs",
-                           f"identity {v.identity} has no usable face image in {v.language}")
+                           f"identity {v.identity} has no usable face image in {v.language}", status="skipped")
+        for r in face_files:
+            if r in usable and str(troot / r) not in report.status:
+                report.add("train", "face", troot / r, "unpaired_face", "not in the training CSVs",
+                           "the pairing rule (feature_info.json) paired no voice clip with it", status="ignored")
 
     # ---- test split
     if "test" in cfg.parts:
@@ -499,6 +638,10 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                 uses.setdefault(("voice", p.voice), []).append(test_lang)
                 f = sfaces.get(p.face)
                 v = svoices.get(p.voice)
+                if f is not None:
+                    report.mark(sroot / p.face, "used")
+                if v is not None:
+                    report.mark(sroot / p.voice, "used")
                 if f is None:
                     f, zero_f = np.zeros(face_enc.output_dim, np.float32), zero_f + 1
                 if v is None:
@@ -511,6 +654,7 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                 write_csv(folder / f"{test_lang}_voices_test.csv", vrows, cfg.float_format)
             dst = out / SPLITS_DIR / cfg.ver / f"{test_lang}_test.txt"
             src = layout.pair_lists[test_lang]
+            report.mark(src, "used")
             if not (dst.exists() and dst.resolve() == src.resolve()):
                 with atomic_path(dst) as tmp:
                     shutil.copyfile(src, tmp)
@@ -542,6 +686,7 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
         **cfg.to_info(face_enc, voice_enc),
         "train_label": "last column of *_train.csv; identity folder idNNNN → NNNN (see label_map)",
         "label_map": label_map,
+        "random_weights": cfg.random_weights,
         "pairing_rule": PAIRING_RULE,
         "test_missing_rows": "zeros",
     }
@@ -549,11 +694,18 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
         atomic_write_text(out / TRAIN_DIR / cfg.ver / "feature_info.json", json.dumps(info, indent=2) + "\n")
     if "test" in cfg.parts:
         atomic_write_text(out / TEST_DIR / cfg.ver / "feature_info.json", json.dumps(info, indent=2) + "\n")
+    raw = Path(cfg.raw_root)
+    entries = walk_raw_files([raw, *(r for r in (layout.train_root, layout.test_root) if r is not None)],
+                             exclude=[out / TRAIN_DIR, out / TEST_DIR, out / SPLITS_DIR, out / "prepare_runs",
+                                      out / LOCK_FILE, cache_root, run_dir])
+    files = report.account_for(entries, lambda e: why_not_used(e, layout, langs, cfg.parts))
+    summary["files"] = {"root": str(raw), **files}
     report_path = report.write(run_dir / REPORT_NAME)
     summary["problems"] = report.counts()
     summary["report"] = str(report_path)
-    logger.info("%d file(s) skipped or replaced %s; each is named in %s", len(report.rows),
-                summary["problems"] or "", report_path)
+    logger.info("%d file(s) under %s: %d used, %d skipped %s, %d ignored %s; each file not used is named, with "
+                "the reason, in %s", files["total"], raw, files["used"], sum(files["skipped"].values()),
+                files["skipped"] or "", sum(files["ignored"].values()), files["ignored"] or "", report_path)
     summary["seconds"] = round(time.time() - t0, 2)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     logger.info("done in %.1f s; summary: %s", summary["seconds"], run_dir / "summary.json")
@@ -621,6 +773,8 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from modalink.encoders.base import MissingWeightsError
+
     try:
         prepare(config_from_args(args))
     except MissingWeightsError as e:  # several lines (one block per encoder), printed once

@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from fame_common import FameConfig, feature_dims, load_model_from_run, resolve_languages
-
 from modalink.cli import command_parser
 from modalink.errors import UserError, run_cli
 
@@ -72,11 +70,16 @@ def _check_args(args: argparse.Namespace) -> None:
     for opt in ("face", "voice"):
         path = getattr(args, opt)
         if path is not None and not Path(path).is_file():
-            raise UserError(f"--{opt} {path}: file not found")
+            from modalink.data.raw_mavceleb import unreadable_file
+
+            bad = unreadable_file(path)  # a symlink loop or a broken link is named as such
+            raise UserError(f"--{opt} {path}: {bad.detail if bad else 'file not found'}")
 
 
 def load_run(run_dir: Path, train_lang: str, feats_root: str | None) -> tuple[FameConfig, list[str], Path, str]:
     """The run's config, training languages, feature root and version (checks only, nothing built)."""
+    from fame_common import FameConfig, resolve_languages
+
     from modalink.config import load_config
 
     cfg_path = run_dir / "config.yaml"
@@ -123,8 +126,10 @@ def _test_language(path: Path, ver: str) -> str:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # before the heavy imports: --help answers at once
     _check_args(args)
+    from fame_common import feature_dims, load_model_from_run
+
     t0 = time.time()
     from modalink.data.raw_mavceleb import TestPair, read_test_pairs
     from modalink.encoders.base import MissingWeightsError, resolve_device
