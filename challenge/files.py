@@ -72,7 +72,12 @@ def read_score_values(path: str | os.PathLike, keys: Sequence[str] | None = None
             raise FormatError(path, None, f"expected a 1-D array of scores, got shape {arr.shape}")
         if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
             raise FormatError(path, None, f"expected real numbers, got dtype {arr.dtype}")
-        return arr.astype(np.float64)
+        arr = arr.astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise FormatError(path, None, f"{bad.size} non-finite score(s), the first at index {int(bad[0])}: "
+                                          f"{arr[bad[0]]}; scores must be finite numbers")
+        return arr
     text = path.read_text(encoding="utf-8-sig")
     rows = [(n, line.split()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not rows:
@@ -108,6 +113,8 @@ def _parse_number(path: Path, lineno: int, raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise FormatError(path, lineno, f"not a number: {raw!r}") from None
+    if not np.isfinite(value):
+        raise FormatError(path, lineno, f"non-finite score {raw!r}; scores must be finite numbers")
     return value
 
 

@@ -563,3 +563,118 @@ def test_cli_subprocess(fame):
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert f"{EH}:4: key 'en00003': expected 2 fields" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# a submission that cannot fool validate / pack
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("record", ['"a string"', "42", "null", '{"train_lang": "English"}'])
+def test_a_manifest_record_of_the_wrong_shape_is_one_error_not_a_crash(fame, record, capsys):
+    manifest = fame.sub / "manifest.json"
+    body = json.loads(manifest.read_text())
+    name = next(iter(body["files"]))
+    body["files"][name] = json.loads(record)
+    manifest.write_text(json.dumps(body))
+    capsys.readouterr()
+    assert main(["validate", str(fame.sub), "--pairs", str(fame.pairs)]) == 1
+    out = capsys.readouterr()
+    errors = [line for line in out.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "manifest.json" in errors[0] and name in errors[0], out
+    assert "internal error" not in out.err
+    npy = fame.root / "s.npy"
+    np.save(npy, fame.entries[("English", "English", "heard")][1])
+    argv = ["write", str(npy), "--pair-list", str(fame.pairs / "English_test.txt"), "--train-lang", "English",
+            "-o", str(fame.sub) + "/"]
+    assert main(argv) == 2  # `write` into that folder: unusable input, one line
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "manifest.json" in err[0], err
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_training_language_the_version_does_not_have_is_invalid(fame, force, capsys):
+    npy = fame.root / "s.npy"
+    np.save(npy, fame.entries[("German", "English", "unheard")][1])
+    target = fame.sub
+    if not force:  # a fresh folder: nothing to replace, no --force needed
+        target = fame.root / "fresh"
+        for (train, test, _), (keys, s) in fame.entries.items():
+            if (train, test) != ("German", "English"):
+                np.save(fame.root / "x.npy", s)
+                assert main(["write", str(fame.root / "x.npy"), "--pair-list", str(fame.pairs / f"{test}_test.txt"),
+                             "--train-lang", train, "-o", str(target) + "/"]) == 0
+    argv = ["write", str(npy), "--pair-list", str(fame.pairs / "English_test.txt"), "--train-lang", "Urdu",
+            "-o", str(target) + "/", *(["--force"] if force else [])]
+    assert main(argv) == 0  # the pair folder does not say which version it is: v1 has English and Urdu
+    capsys.readouterr()
+    for extra in (["--ver", "v3"], [], ["--langs", "English", "German"]):
+        assert main(["validate", str(target), "--pairs", str(fame.pairs), *extra]) == 1, extra
+        err = capsys.readouterr().err
+        assert "trained on Urdu" in err and "not a language of FAME v3" in err, err
+    report = validate_submission(target, fame.pairs)
+    assert [(i.code, i.file) for i in report.errors] == [("manifest-entry", "sub_score_English_unheard.txt")]
+    with pytest.raises(SubmissionError):
+        pack_submission(target, fame.root / "out.zip", fame.pairs)
+    # a pair folder named after its version: refused at write time already
+    v3 = fame.root / "splits" / "v3"
+    v3.mkdir(parents=True)
+    for p in fame.pairs.iterdir():
+        (v3 / p.name).write_bytes(p.read_bytes())
+    argv[argv.index("--pair-list") + 1] = str(v3 / "English_test.txt")
+    assert main(argv) == 2
+    assert "not a language of FAME v3" in capsys.readouterr().err
+
+
+def test_a_manifest_entry_for_another_language_pair_is_invalid(fame):
+    manifest = fame.sub / "manifest.json"
+    body = json.loads(manifest.read_text())
+    body["files"]["sub_score_German_unheard.txt"]["train_lang"] = "German"  # heard scores under an unheard name
+    manifest.write_text(json.dumps(body))
+    report = validate_submission(fame.sub, fame.pairs)
+    assert [i.code for i in report.errors] == ["manifest-entry"]
+    assert "train=German" in report.errors[0].message and "train=English" in report.errors[0].message
+
+
+def test_pack_refuses_similarities_without_a_manifest_unless_told(fame, capsys):
+    sims = {k: (keys, (1.0 - s) / 2) for k, (keys, s) in fame.entries.items()}  # cosine-similarity-like
+    out = fame.root / "sims"
+    write_submission(out, sims)
+    (out / "manifest.json").unlink()
+    zip_path = fame.root / "sims.zip"
+    assert main(["validate", str(out), "--pairs", str(fame.pairs)]) == 0  # validate warns only
+    assert "warning:" in capsys.readouterr().out
+    assert main(["pack", str(out), "--pairs", str(fame.pairs), "-o", str(zip_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "look like similarities" in err[0] and "--allow-similarities" in err[0], err
+    assert not zip_path.exists()
+    with pytest.raises(ChallengeError, match="similarities"):
+        pack_submission(out, zip_path, fame.pairs)
+    assert main(["pack", str(out), "--pairs", str(fame.pairs), "-o", str(zip_path), "--allow-similarities"]) == 0
+    assert zip_path.is_file()
+    # distances without a manifest pack as before
+    plain = fame.root / "plain"
+    write_submission(plain, fame.entries)
+    (plain / "manifest.json").unlink()
+    assert main(["pack", str(plain), "--pairs", str(fame.pairs), "-o", str(fame.root / "plain.zip")]) == 0
+
+
+def test_pack_with_the_wrong_version_says_what_is_wrong(fame, capsys):
+    root = fame.root / "splits"
+    root.mkdir()
+    os.replace(fame.pairs, root / "v3")
+    capsys.readouterr()
+    assert main(["pack", str(fame.sub), "--pairs", str(root), "--ver", "v1", "-o", str(fame.root / "a.zip")]) == 2
+    err = capsys.readouterr().err
+    assert "version folders v3 only, not v1" in err and "pass --ver v3" in err and ": pass --ver)" not in err, err
+    # a v1 pair folder for a v3 submission: the way out is the version, not --partial
+    v1 = root / "v1"
+    v1.mkdir()
+    for lang in ("English", "Urdu"):
+        (v1 / f"{lang}_test.txt").write_text((root / "v3" / "English_test.txt").read_text())
+    assert main(["pack", str(fame.sub), "--pairs", str(root), "--ver", "v1", "-o", str(fame.root / "a.zip")]) == 1
+    err = capsys.readouterr().err
+    assert "--partial" not in err and "FAME v3 submission" in err and "--ver" in err, err
+    assert main(["validate", str(fame.sub), "--pairs", str(v1)]) == 1
+    assert "--partial" not in capsys.readouterr().err
+    # the same folder's lists named for v3 under --ver v1: say which version they are
+    with pytest.raises(ChallengeError, match="lists of v3, not v1; pass --ver v3"):
+        validate_submission(fame.sub, root / "v3", ver="v1")

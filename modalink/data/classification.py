@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -142,7 +143,8 @@ class RowIssues:
             self.malformed("malformed_row", path, line, f"empty {image_what}")
             return None
         if label not in class_to_index:
-            self.malformed("unknown_class", path, line, f"unknown class {label!r}")
+            why = " (a non-finite number is never a class label)" if is_non_finite_number(label) else ""
+            self.malformed("unknown_class", path, line, f"unknown class {label!r}{why}")
             return None
         if not text:
             self.malformed("empty_text", path, line, f"empty {text_what} for {image}")
@@ -154,6 +156,14 @@ class RowIssues:
         if self.on_missing_image == "raise":
             raise DatasetFormatError(path, message, line)
         self._record(reason, path, line, message)
+
+
+def is_non_finite_number(text: str) -> bool:
+    """Whether ``text`` spells nan or an infinity (``nan``, ``-inf``, ``Infinity``, ``1e999``)."""
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _split_source(source: str) -> tuple[str, int | None]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from modalink.data.classification import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
-                                          RowIssues, build_dataset)
+                                          RowIssues, build_dataset, is_non_finite_number)
 from modalink.errors import InputError
 
 __all__ = ["load_ferramenta", "ferramenta_classes"]
@@ -55,7 +55,8 @@ def ferramenta_classes(root: str | os.PathLike) -> list[str]:
     path = Path(root) / "text-image-train.csv"
     if not path.is_file():
         raise FileNotFoundError(f"Ferramenta train file not found: {path}")
-    return _sort_labels({f[1] for _, _, f in _rows(path) if f is not None and f[1]})
+    labels = {f[1] for _, _, f in _rows(path) if f is not None and f[1]}
+    return _sort_labels({lab for lab in labels if not is_non_finite_number(lab)})
 
 
 def load_ferramenta(

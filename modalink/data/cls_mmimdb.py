@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from modalink.data.classification import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
-                                          RowIssues, build_dataset, seeded_split)
+from modalink.data.classification import (DatasetFormatError, LoadReport, MultimodalDataset, MultimodalRecord,
+                                          OnError, RowIssues, build_dataset, seeded_split)
 from modalink.errors import InputError
 
 __all__ = ["MMIMDB_GENRES", "MMIMDB_SPLIT_SIZES", "load_mmimdb"]
@@ -54,9 +54,9 @@ def _split_ids(data_dir: Path, split_file: Path | None, key: str, seed: int,
         try:
             splits = json.loads(split_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise InputError(f"{split_file}:{e.lineno}: invalid JSON: {e.msg}") from None
+            raise DatasetFormatError(split_file, f"invalid JSON: {e.msg}", e.lineno) from None
         if not isinstance(splits, dict) or key not in splits or not isinstance(splits[key], list):
-            raise InputError(f"{split_file}: expected an object with a list under {key!r}")
+            raise DatasetFormatError(split_file, f"expected an object with a list under {key!r}")
         report.details["split_source"] = str(split_file)
         return [str(i) for i in splits[key]]
     ids = sorted(p.stem for p in data_dir.glob("*.json") if p.name != "split.json")

@@ -197,7 +197,8 @@ def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None =
     finite = np.isfinite(feats)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        raise FeatureFileError(path, f"non-finite value {feats[row, col]}", int(row) + 1, int(col) + 1)
+        raise FeatureFileError(path, f"non-finite value {feats[row, col]}: every feature must be a finite number "
+                                     "(re-extract the features of this row)", int(row) + 1, int(col) + 1)
     labels = _parse_labels(path, label_tokens) if label_tokens else None
     return feats, labels
 
