@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from modalink.errors import UserError
 
@@ -91,6 +90,8 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     wave = np.asarray(wave, dtype=np.float32)
     if orig_sr == target_sr:
         return wave
+    from scipy.signal import resample_poly  # 2 s to import: only when a clip is resampled
+
     g = math.gcd(int(orig_sr), int(target_sr))
     out = resample_poly(wave, int(target_sr) // g, int(orig_sr) // g)
     return np.ascontiguousarray(out, dtype=np.float32)

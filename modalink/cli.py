@@ -30,8 +30,8 @@ import yaml
 
 from modalink.config import ConfigError, load_config, parse_overrides, read_yaml, to_dict
 
-__all__ = ["HelpFormatter", "DefaultsHelpFormatter", "command_parser", "add_common_flags", "add_subcommands", "add_subcommand",
-           "recipe_parser", "parse_recipe_args", "load_recipe_config", "resume_mode", "print_config"]
+__all__ = ["HelpFormatter", "reflow", "DefaultsHelpFormatter", "command_parser", "add_common_flags", "add_subcommands", "add_subcommand",
+           "recipe_parser", "parse_recipe_args", "check_config_path", "load_recipe_config", "resume_mode", "print_config"]
 
 T = TypeVar("T")
 
@@ -40,17 +40,58 @@ DEBUG_HELP = "show tracebacks instead of one-line errors"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The help layout of every command: a description's or epilog's own line breaks are kept
-    (a module docstring reads as written) and only a line too long for the terminal is wrapped,
-    at the indentation it starts with."""
+    """The help layout of every command: a description or epilog (a module docstring) is reflowed
+    by paragraph to the terminal's width, so no sentence breaks where the source line did; lines
+    indented by 4 or more spaces (command examples) are kept as written, and a bullet (``*``,
+    ``-``, ``1.``) keeps its hanging indent."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        lines = []
-        for line in text.strip("\n").splitlines():
-            lead = line[: len(line) - len(line.lstrip())]
-            lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + lead)
-                         if line.strip() else "")
-        return "\n".join(lines)
+        return "\n".join(reflow(text, width, indent))
+
+
+def _bullet_width(line: str) -> int:
+    """Width of a bullet marker at the start of ``line`` (``* ``, ``- ``, ``1. ``), else 0."""
+    head = line.split(" ", 1)[0]
+    if " " in line and (head in ("*", "-") or (head[:-1].isdigit() and head.endswith((".", ")")))):
+        return len(head) + 1
+    return 0
+
+
+def reflow(text: str, width: int, indent: str = "") -> list[str]:
+    """``text`` as lines of at most ``width`` characters: paragraphs (and bullets) joined and
+    refilled, blank lines kept, lines indented by 4+ spaces kept verbatim."""
+    out: list[str] = []
+    para: list[str] = []
+    hang = ""
+
+    def flush() -> None:
+        nonlocal para, hang
+        if para:
+            out.extend(textwrap.wrap(" ".join(para), width, initial_indent=indent,
+                                     subsequent_indent=indent + hang, break_on_hyphens=False) or [""])
+        para, hang = [], ""
+
+    for line in textwrap.dedent(text.strip("\n")).splitlines():
+        lead = len(line) - len(line.lstrip())
+        body = line.strip()
+        if not body:
+            flush()
+            out.append("")
+        elif lead >= 4 and not (para and hang and lead <= len(hang)):
+            flush()
+            out.append(indent + line.rstrip())
+        elif _bullet_width(body):
+            flush()
+            hang = " " * (lead + _bullet_width(body))
+            para = [" " * lead + body] if lead else [body]
+        elif para and hang and lead:
+            para.append(body)
+        else:
+            if para and (hang or lead):
+                flush()
+            para.append(body)
+    flush()
+    return out
 
 
 def add_common_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> argparse.ArgumentParser:
@@ -90,9 +131,15 @@ def add_subcommand(subcommands: argparse._SubParsersAction, name: str, *, help: 
 
 
 def recipe_parser(description: str | None, *, default_config: str | Path | None = None,
-                  output_default: str | None = None) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` with the flags every recipe command shares (:func:`command_parser`'s too)."""
+                  output_default: str | None = None, hparams_dir: str | Path | None = None) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the flags every recipe command shares (:func:`command_parser`'s too).
+
+    ``hparams_dir`` (default: the folder of ``default_config``) is where a ``--config`` name that
+    is not found is looked up, to suggest the recipe's file of that name."""
     p = command_parser(description)
+    if hparams_dir is None and default_config is not None:
+        hparams_dir = Path(default_config).parent
+    p.set_defaults(hparams_dir=None if hparams_dir is None else str(hparams_dir))
     p.add_argument("--config", default=None if default_config is None else str(default_config),
                    help=f"YAML config (default: {default_config})" if default_config else "YAML config")
     p.add_argument("--output-dir", default=output_default,
@@ -117,6 +164,32 @@ def resume_mode(args: argparse.Namespace) -> str:
     return "overwrite" if getattr(args, "overwrite", False) else "resume" if getattr(args, "resume", False) else "auto"
 
 
+def check_config_path(path: str | Path, hparams_dir: str | Path | None) -> None:
+    """Refuse a ``--config`` file that does not exist in one line, suggesting the recipe's
+    ``hparams/`` file of the same name (or listing the recipe's files)."""
+    given = Path(path)
+    if given.is_file():
+        return
+    what = f"config file not found: {path}"
+    if hparams_dir is None or not Path(hparams_dir).is_dir():
+        raise ConfigError(f"{what}; give the path of a YAML file")
+    folder = Path(hparams_dir)
+    names = [given.name, given.name + ".yaml"] if given.suffix not in (".yaml", ".yml") else [given.name]
+    for name in names:
+        if (folder / name).is_file():
+            raise ConfigError(f"{what}; did you mean {_shown(folder / name)}?")
+    known = ", ".join(sorted(p.name for p in folder.glob("*.yaml")))
+    raise ConfigError(f"{what}; the recipe's configs in {_shown(folder)}/ are: {known}")
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it is below it, else absolute."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(Path(path).resolve())
+
+
 def load_recipe_config(cls: type[T], args: argparse.Namespace, *, flags: Mapping[str, Any] | None = None,
                        flag_only: Sequence[str] = ()) -> T:
     """Load ``cls`` with the one precedence order (see the module docstring).
@@ -124,6 +197,8 @@ def load_recipe_config(cls: type[T], args: argparse.Namespace, *, flags: Mapping
     ``flags`` maps dotted keys to values from the recipe's own flags (``None`` values are
     skipped); ``flag_only`` names sections that only flags may set."""
     path = getattr(args, "config", None)
+    if path is not None:
+        check_config_path(path, getattr(args, "hparams_dir", None))
     overrides = list(getattr(args, "overrides", []) or [])
     file_data = None if path is None else read_yaml(path)  # read once: checked here, loaded below
     set_by_overrides = parse_overrides(overrides) if flag_only else {}

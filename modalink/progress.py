@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress_bar", "bars_enabled"]
+__all__ = ["progress_bar", "bars_enabled", "announce"]
 
 
 def bars_enabled(enabled: bool = True) -> bool:
@@ -33,3 +33,10 @@ def progress_bar(*args: Any, enabled: bool = True, **kwargs: Any) -> Any:
     """``tqdm(*args, **kwargs)``, shown only where :func:`bars_enabled` says so."""
     kwargs.pop("disable", None)
     return tqdm(*args, disable=not bars_enabled(enabled), **kwargs)
+
+
+def announce(message: str) -> None:
+    """Print ``message`` on stderr at once, from the main process only (``RANK`` unset or 0): what a
+    command is doing before its log starts (imports, a synthetic set, reading features)."""
+    if os.environ.get("RANK", "0") in ("", "0"):
+        print(message, file=sys.stderr, flush=True)

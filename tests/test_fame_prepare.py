@@ -390,3 +390,173 @@ def test_any_image_encoder_via_contract(prepared, tmp_path):
     f = read_csv(out / "preExtracted_vggFace_utteranceLevel_Features/v1/English/English_faces_test.csv")
     assert f.shape == (3, info["face_dim"]) and info["face_dim"] == 96
     assert not (out / "feats").exists()
+
+
+# ----------------------------------------------------------------------------- lock, accounting, content
+
+
+def _copy_raw_and_cache(prepared, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A copy of the raw root (sizes, mtimes and links kept) and of the prepared run's cache, and
+    the argv that prepares it into tmp_path/out with that cache."""
+    import shutil
+
+    root = tmp_path / "raw"
+    shutil.copytree(prepared["root"], root, symlinks=True)
+    cache = tmp_path / "cache"
+    shutil.copytree(prepared["out"] / ".cache" / "embeddings", cache)
+    argv = [*prepared["argv"], "--raw-root", str(root), "--output", str(tmp_path / "out"), "--cache-dir", str(cache)]
+    return root, cache, argv
+
+
+def _report(path: Path) -> dict[str, dict[str, str]]:
+    """report.csv by file: the row that says why a file is not used (else its fallback row)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = sorted(csv.DictReader(fh), key=lambda r: r["problem"] != "no_face")
+    return {r["file"]: r for r in rows}
+
+
+def test_second_job_on_the_same_output_is_refused_at_once(prepared, tmp_path, capsys):
+    """prepare.py holds the run folders' lock on --output: while another job holds it, a second
+    job ends at once with one line, exit 2, and writes nothing."""
+    import fcntl
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".lock"
+    lock.write_text("pid 4242 on elsewhere\n")
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        rc = prepare_mod.main([*prepared["argv"], "--output", str(out), "--parts", "test"])
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0] == (f"error: {out} is in use by another job (pid 4242 on elsewhere); wait for it to finish or "
+                      "use another --output")
+    assert [p.name for p in out.iterdir()] == [".lock"] and lock.read_text() == "pid 4242 on elsewhere\n"
+
+
+def test_every_file_under_the_raw_root_is_accounted_for(prepared, tmp_path):
+    """summary.json counts every file under the raw root as used, skipped or ignored, and
+    report.csv names each file that is not used with the reason: hidden files, test faces no
+    pair list uses, files in other languages or outside the layout, a file name that is not
+    UTF-8 and a symlink loop (both skipped like unreadable files, not the end of the run)."""
+    import os
+
+    root, _, argv = _copy_raw_and_cache(prepared, tmp_path)
+    train, test = root / "mavceleb_v1_train", root / "mavceleb_v1_test"
+    (root / "README.txt").write_text("notes")
+    (root / "extra").mkdir()
+    (root / "extra" / "x.jpg").write_bytes(b"not in the layout")
+    _img(train / "faces" / "id0001" / "German" / "vidA" / "00001.jpg", 50)
+    (train / "voices" / "id0001" / "English" / "vidA" / "notes.txt").write_text("x")
+    (test / "faces" / "English" / ".DS_Store").write_bytes(b"junk")
+    bad_name = os.fsencode(str(train / "faces" / "id0001" / "English" / "vidA")) + b"/bad\xff.jpg"
+    with open(bad_name, "wb") as fh:
+        fh.write((train / "faces" / "id0001" / "English" / "vidA" / "00001.jpg").read_bytes())
+    os.symlink("loop.wav", train / "voices" / "id0001" / "English" / "vidA" / "loop.wav")
+    run = tmp_path / "run"
+    assert prepare_mod.main([*argv, "--run-dir", str(run)]) == 0
+    files = json.loads((run / "summary.json").read_text())["files"]
+    assert files["total"] == sum(len(names) for _, _, names in os.walk(root))  # the loop is listed as a file
+    assert files["used"] + sum(files["skipped"].values()) + sum(files["ignored"].values()) == files["total"]
+    assert files["skipped"] == {"bad_file_name": 1, "silent_audio": 1, "symlink_loop": 1, "unreadable_audio": 1}
+    assert files["ignored"] == {"hidden_file": 2, "not_in_pair_list": 2, "other_language": 1,
+                                "outside_layout": 2, "unpaired_face": 1, "unsupported_format": 1}
+    report = _report(run / "report.csv")
+    assert len({f for f, r in report.items() if r["problem"] != "no_face"}) == files["total"] - files["used"]
+    row = report[f"{train}/faces/id0001/English/vidA/bad\\xff.jpg"]
+    assert (row["problem"], row["action"]) == ("bad_file_name", "skipped") and "UTF-8" in row["detail"]
+    row = report[f"{train}/voices/id0001/English/vidA/loop.wav"]
+    assert row["problem"] == "symlink_loop" and "pair dropped" in row["action"] and "loop" in row["detail"]
+    assert report[f"{test}/faces/English/00002.jpg"]["problem"] == "not_in_pair_list"
+    assert report[f"{test}/faces/English/.DS_Store"]["problem"] == "hidden_file"
+    assert report[f"{root}/README.txt"]["problem"] == "outside_layout"
+    assert report[f"{root}/extra/x.jpg"]["problem"] == "outside_layout"
+    assert report[f"{train}/faces/id0001/German/vidA/00001.jpg"]["problem"] == "other_language"
+    # the bad name is skipped, the other files of its video are used as before
+    rows = read_csv(tmp_path / "out/feats/v1/English_feats/English_faces_train.csv")
+    assert rows.shape[0] == 4
+
+
+def test_report_rows_reused_from_a_shared_cache_name_the_current_raw_root(prepared, tmp_path):
+    """A failed file's row comes from the cache another raw root filled: report.csv names the
+    file (also inside the detail) under the raw root of this run."""
+    root, _, argv = _copy_raw_and_cache(prepared, tmp_path)
+    run = tmp_path / "run"
+    assert prepare_mod.main([*argv, "--parts", "test", "--run-dir", str(run)]) == 0
+    ex = json.loads((run / "summary.json").read_text())["extraction"]
+    assert ex["test_voices"]["extracted"] == 0  # every row, the failed one too, came from the cache
+    text = (run / "report.csv").read_text()
+    assert str(prepared["root"]) + "/" not in text
+    row = _report(run / "report.csv")[f"{root}/mavceleb_v1_test/voices/Urdu/00001.wav"]
+    assert row["problem"] == "unreadable_audio" and f"{root}/mavceleb_v1_test/voices/Urdu/00001.wav" in row["detail"]
+
+
+@pytest.mark.slow
+def test_wav_rewritten_in_place_with_same_size_and_mtime_is_embedded_again(prepared, tmp_path):
+    """The raw-media cache is content-checked: other samples in a file of the same size and
+    mtime give another row identity, so the file is embedded again, not served from the cache."""
+    import os
+
+    root, _, argv = _copy_raw_and_cache(prepared, tmp_path)
+    wav = root / "mavceleb_v1_test" / "voices" / "English" / "00001.wav"
+    st = wav.stat()
+    _wav(wav, seed=999)
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert wav.stat().st_size == st.st_size and wav.stat().st_mtime_ns == st.st_mtime_ns
+    run = tmp_path / "run"
+    assert prepare_mod.main([*argv, "--parts", "test", "--run-dir", str(run)]) == 0
+    ex = json.loads((run / "summary.json").read_text())["extraction"]
+    assert ex["test_voices"]["extracted"] == 1 and ex["test_voices"]["cached"] == 5
+    rel = "preExtracted_vggFace_utteranceLevel_Features/v1/English/English_voices_test.csv"
+    old, new = read_csv(prepared["out"] / rel), read_csv(tmp_path / "out" / rel)
+    np.testing.assert_array_equal(new[[0, 2]], old[[0, 2]])
+    assert not np.allclose(new[1], old[1])
+
+
+def test_random_weights_are_announced_and_recorded(prepared):
+    """--random-weights: a warning in the run's log (the lines shown on screen) and
+    "random_weights": true in summary.json and both feature_info.json files."""
+    out = prepared["out"]
+    assert json.loads((out / "run1" / "summary.json").read_text())["random_weights"] is True
+    for info in (out / "feats/v1/feature_info.json",
+                 out / "preExtracted_vggFace_utteranceLevel_Features/v1/feature_info.json"):
+        assert json.loads(info.read_text())["random_weights"] is True
+    warning = [ln for ln in (out / "run1" / "log.txt").read_text().splitlines() if "--random-weights" in ln]
+    assert warning and "WARNING" in warning[0] and "mean nothing" in warning[0]
+
+
+def test_unreadable_raw_files_are_named_for_what_they_are(tmp_path):
+    """A symlink loop is a ``symlink_loop`` for both loaders, a broken link says where it points."""
+    import os
+
+    from modalink.data.raw_mavceleb import load_face_image, load_voice_clip, unreadable_file
+
+    loop = tmp_path / "loop.wav"
+    os.symlink("loop.wav", loop)
+    assert load_voice_clip(loop, 16000).reason == "symlink_loop"
+    assert load_face_image(loop).reason == "symlink_loop"
+    os.symlink("gone.jpg", tmp_path / "broken.jpg")
+    problem = load_face_image(tmp_path / "broken.jpg")
+    assert problem.reason == "missing_image" and "symbolic link to gone.jpg" in problem.detail
+    assert unreadable_file(tmp_path / "nope.jpg").detail == "file not found"
+
+
+def test_verify_names_a_symlink_loop(tmp_path, capsys):
+    """verify.py --face on a symlink loop says so instead of 'file not found'."""
+    import os
+
+    from conftest import load_script
+
+    verify = load_script("prepare_test_verify", ROOT / "recipes" / "fame" / "verify.py")
+    loop = tmp_path / "face.jpg"
+    os.symlink("face.jpg", loop)
+    _wav(tmp_path / "v.wav", 0)
+    rc = verify.main(["--run-dir", str(tmp_path), "--face", str(loop), "--voice", str(tmp_path / "v.wav")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: --face {loop}: symbolic link loop")

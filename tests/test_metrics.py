@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -134,12 +133,16 @@ def test_min_dcf_threshold_reaches_the_cost():
         M.min_dcf(y, s, p_target=1.0)
 
 
-def test_fast_metrics_one_million_trials_quickly():
+def test_fast_metrics_one_million_trials_match_the_analytic_values():
+    """At scale the sort-based EER and minDCF land on the Gaussian closed forms (targets N(-1, 1),
+    non-targets N(0, 1)); their speed is measured by scripts/bench_metrics.py, not asserted here."""
+    from scipy.stats import norm
+
     y, s = _trials(1_000_000, seed=0)
-    for fn in (M.fast_eer, M.min_dcf):
-        t0 = time.perf_counter()
-        fn(y, s)
-        assert time.perf_counter() - t0 < 2.0, fn.__name__
+    assert M.fast_eer(y, s) == pytest.approx(100 * norm.cdf(-0.5), abs=0.3)
+    t = np.linspace(-6, 6, 200_001)  # distance thresholds: accept as same when s <= t
+    cost = (0.05 * norm.sf(t + 1) + 0.95 * norm.cdf(t)) / 0.05
+    assert M.min_dcf(y, s, p_target=0.05) == pytest.approx(cost.min(), abs=0.02)
 
 
 # --------------------------------------------------------------------------------- AUC, acc, F1

@@ -18,7 +18,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -52,7 +52,8 @@ class SyntheticConfig:
     image_text_cue: float = 0.0  # P(photo also shows the text group): the image alone can decide
     evidence: str | None = None  # "complementary": neither modality alone decides (hint and cue stay 0)
     preset: str | None = None  # "complementary": the generator's COMPLEMENTARY preset (neither modality
-    #                            decides alone); it replaces every field above except ``seed``
+    #                            decides alone); when the config is loaded it replaces every field above
+    #                            except ``seed`` and those given as key=value overrides (apply_synthetic_preset)
 
 
 @dataclass
@@ -275,6 +276,32 @@ def synthetic_kwargs(s: SyntheticConfig) -> dict[str, Any]:
     if s.preset not in presets:
         raise InputError(f"data.synthetic.preset={s.preset!r}; use null or {', '.join(presets)}")
     return {**presets[s.preset], "seed": s.seed}
+
+
+def apply_synthetic_preset(s: SyntheticConfig, overrides: Sequence[str] = ()) -> SyntheticConfig:
+    """Resolve ``s.preset`` into the fields, in place: the preset's values replace the fields of
+    the config file, while ``seed`` and the ``data.synthetic.*`` fields set by key=value
+    ``overrides`` win over the preset (so ``preset=complementary data.synthetic.n_classes=4`` is a
+    smaller complementary set). The preset is then cleared, so the saved config says what was
+    generated. Returns ``s``."""
+    from modalink.config import parse_overrides
+    from modalink.data.synthetic_food101 import COMPLEMENTARY
+
+    if s.preset is None:
+        return s
+    presets = {"complementary": COMPLEMENTARY}
+    if s.preset not in presets:
+        raise InputError(f"data.synthetic.preset={s.preset!r}; use null or {', '.join(presets)}")
+    given = parse_overrides(list(overrides)).get("data", {}).get("synthetic", {})
+    values = {k: v for k, v in dataclasses.asdict(SyntheticConfig()).items() if k != "preset"}
+    values.update(presets[s.preset])
+    for name in values:
+        if name == "seed" or name in given:
+            values[name] = getattr(s, name)
+    for name, value in values.items():
+        setattr(s, name, value)
+    s.preset = None
+    return s
 
 
 def ensure_synthetic(cfg: ChameleonRecipeConfig) -> Any:

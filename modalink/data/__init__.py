@@ -3,7 +3,8 @@ from modalink.data.fame_csv import FeatureFileError, read_feature_csv
 from modalink.data.fame_lists import PairEntry, read_ground_truth, read_pairs
 from modalink.data.fame_cache import FeatureCache, file_digest
 from modalink.data.fame import (FACE_DIM, FAME_IDENTITY_COUNTS, FAME_VERSIONS, VOICE_DIM, FameFeatures,
-                                FameLayout, FameTestSet, FameTrainSet, fame_languages, load_fame_test,
+                                FameLayout, FameLayoutError, FameTestSet, FameTrainSet, check_fame_layout,
+                                fame_languages, load_fame_test,
                                 load_fame_train, normalize_language, other_language, remap_labels)
 from modalink.data.fame_splits import make_verification_trials, split_train_val
 
@@ -11,6 +12,7 @@ __all__ = [
     "FeatureFileError", "PairEntry", "read_feature_csv", "read_ground_truth", "read_pairs",
     "FeatureCache", "file_digest",
     "FACE_DIM", "VOICE_DIM", "FAME_VERSIONS", "FAME_IDENTITY_COUNTS", "FameFeatures", "FameLayout",
+    "FameLayoutError", "check_fame_layout",
     "FameTestSet", "FameTrainSet", "fame_languages", "load_fame_test", "load_fame_train",
     "normalize_language", "other_language", "remap_labels",
     "make_verification_trials", "split_train_val",

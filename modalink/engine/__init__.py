@@ -1,7 +1,29 @@
-"""The one Accelerate training engine: ``Trainer``, ``EngineConfig``, run folders."""
-from modalink.engine.run import append_jsonl, setup_logging, start_run
-from modalink.engine.trainer import (EngineConfig, FitResult, Trainer, TrainState, list_checkpoints, process_state,
-                                     runs_on_cpu)
+"""The one Accelerate training engine: ``Trainer``, ``EngineConfig``, run folders.
+
+Names are imported on first use, so the torch-free parts (``modalink.engine.run``,
+``modalink.engine.run_folder``) load without torch and a command's ``--help`` answers at once."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "append_jsonl": "modalink.engine.run", "setup_logging": "modalink.engine.run", "start_run": "modalink.engine.run",
+    **{name: "modalink.engine.trainer" for name in ("EngineConfig", "FitResult", "Trainer", "TrainState",
+                                                    "list_checkpoints", "process_state", "runs_on_cpu")},
+}
 
 __all__ = ["Trainer", "EngineConfig", "FitResult", "TrainState", "list_checkpoints", "process_state", "runs_on_cpu", "start_run",
            "setup_logging", "append_jsonl"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'modalink.engine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

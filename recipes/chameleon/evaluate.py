@@ -36,11 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    a = parse_args(argv)  # before the heavy imports: --help answers at once
     from modalink.classification import chameleon as cham
     from modalink.classification.evaluation import evaluate_conditions, format_table, write_results
     from modalink.config import load_config
 
-    a = parse_args(argv)
     run_dir = Path(a.run_dir).absolute()
     if not (run_dir / "config.yaml").is_file():
         what = "does not exist" if not run_dir.exists() else "has no config.yaml"

@@ -32,7 +32,7 @@ ENTRIES = ("masks", "eval.json", "eval.md")  # what this recipe writes besides t
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = recipe_parser(__doc__)
+    p = recipe_parser(__doc__, hparams_dir=HPARAMS)
     p.add_argument("--dataset", choices=DATASETS, help="dataset of --data-root (default: food101)")
     p.add_argument("--data-root", help="dataset folder; default: synthetic Food-101-layout data")
     p.add_argument("--methods", help="comma-separated subset of chameleon,multi_branch")
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_config(args: argparse.Namespace):
     """hparams file ← command-line flags ← key=value overrides; relative paths made absolute."""
-    from modalink.classification.chameleon import ChameleonRecipeConfig, absolute_paths
+    from modalink.classification.chameleon import ChameleonRecipeConfig, absolute_paths, apply_synthetic_preset
 
     if args.dataset and not args.data_root and args.dataset != "food101":
         raise UserError(f"--dataset {args.dataset} needs --data-root (only the Food-101 layout is synthesised)")
@@ -53,6 +53,7 @@ def load_config(args: argparse.Namespace):
         "data.root": args.data_root, "data.dataset": args.dataset, "output_dir": args.output_dir,
         "methods": args.methods.split(",") if args.methods else None, "engine.cpu": True if args.cpu else None})
     try:
+        apply_synthetic_preset(cfg.data.synthetic, args.overrides)
         cfg.check()
     except ValueError as e:
         raise UserError(f"config: {e}") from None

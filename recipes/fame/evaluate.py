@@ -18,12 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from fame_common import (FameConfig, add_data_arguments, default_ground_truth, feature_dims,
-                         format_results, load_model_from_run, prepare_feats_root, resolve_languages,
-                         score_test_sets, write_fame_results)
+from cli_common import add_data_arguments
 
 from modalink.cli import command_parser
-from modalink.errors import run_cli
+from modalink.errors import UserError, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,12 +37,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+    args = parse_args(argv)  # before the heavy imports: --help answers at once
+    from fame_common import FameConfig, resolve_languages
+
     from modalink.config import load_config
 
     t0 = time.time()
     if args.run_dir:
         run_dir = Path(args.run_dir).absolute()
+        if not run_dir.is_dir():
+            raise UserError(f"no run folder at {run_dir}: pass --run-dir the --output-dir of a train.py run "
+                            f"(default runs/fame)")
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"{run_dir} is not a train.py run folder (it has no config.yaml): pass --run-dir the "
+                            f"--output-dir of a train.py run")
         cfg = load_config(FameConfig, run_dir / "config.yaml")
         feats_root = args.feats_root or cfg.run.feats_root
         ver = args.ver if args.feats_root else cfg.run.ver
@@ -69,6 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _score(args, cfg, out: Path, feats_root, ver: str, langs: list[str], t0: float) -> dict:
+    from fame_common import (default_ground_truth, feature_dims, format_results, load_model_from_run,
+                             prepare_feats_root, score_test_sets, write_fame_results)
     from modalink.data import FameFeatures
     from modalink.models import create_model
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch.nn as nn
+from cli_common import DEFAULT_CONFIG, HERE, add_data_arguments
 
 from challenge import read_ground_truth, write_submission
 from modalink.config import optional
@@ -24,9 +25,6 @@ from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig,
                                  pair_distances)
 from modalink.io import atomic_write_text
 from modalink.metrics import fame_eer
-
-HERE = Path(__file__).resolve().parent
-DEFAULT_CONFIG = HERE / "hparams" / "default.yaml"
 
 
 @dataclass
@@ -89,22 +87,6 @@ class FameConfig:
             raise ValueError(f"data.val_trials: {self.data.val_trials} must be >= 2")
 
 
-def add_data_arguments(parser: Any) -> None:
-    """The data/output options shared by train.py and evaluate.py."""
-    parser.add_argument("--feats-root", default=None,
-                        help="folder holding feats/, preExtracted_vggFace_utteranceLevel_Features/ and "
-                             "face_voice_association_splits/ (default: generate a synthetic MAV-Celeb-like "
-                             "set under <output-dir>/synthetic_data)")
-    parser.add_argument("--ver", default="v3", choices=["v1", "v2", "v3"], help="MAV-Celeb version")
-    parser.add_argument("--train-lang", default="all",
-                        help="training language, or 'all' for both languages of the version (the full "
-                             "4-condition FAME protocol)")
-    parser.add_argument("--ground-truth", default=None,
-                        help="folder of <Lang>_test.txt files with 'key label' lines, to compute EERs "
-                             "(default: <feats-root>/ground_truth/<ver> when it exists)")
-    parser.add_argument("--edition", default="2026", help="submission naming: 2026 or 2024")
-
-
 def resolve_languages(ver: str, train_lang: str) -> list[str]:
     langs = list(fame_languages(ver))
     if train_lang.lower() == "all":
@@ -113,14 +95,19 @@ def resolve_languages(ver: str, train_lang: str) -> list[str]:
 
 
 def prepare_feats_root(feats_root: str | None, output_dir: Path, ver: str, seed: int = 0) -> tuple[Path, bool]:
-    """The feature root to use; with none given, a deterministic synthetic set (made once)."""
+    """The feature root to use (its layout checked); with none given, a deterministic synthetic set
+    (made once, with a progress bar on a terminal)."""
+    from modalink.data import check_fame_layout
+    from modalink.progress import announce
+
     if feats_root:  # a command-line value: an empty --feats-root "" is not given
         root = Path(feats_root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"--feats-root {root} does not exist")
+        check_fame_layout(root, ver)
+        announce(f"reading {ver} features from {root} (cached as .npy after the first read) ...")
         return root, False
     root = output_dir / "synthetic_data"
-    generate_synthetic_fame(root, ver=ver, seed=seed)
+    announce(f"synthetic MAV-Celeb-like {ver} set in {root} (generated once, about a minute; reused after) ...")
+    generate_synthetic_fame(root, ver=ver, seed=seed, progress=True)
     return root, True
 
 

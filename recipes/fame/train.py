@@ -24,12 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from fame_common import (DEFAULT_CONFIG, FameConfig, add_data_arguments, check_ground_truth,
-                         data_fingerprint, default_ground_truth, export_models, feature_dims, format_results,
-                         model_contract, prepare_feats_root, resolve_languages, score_test_sets, write_fame_results)
+from cli_common import DEFAULT_CONFIG, add_data_arguments
 
-from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
+from modalink.cli import parse_recipe_args, recipe_parser
 from modalink.errors import run_cli
+from modalink.progress import announce
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,7 +38,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+    args = parse_args(argv)  # before the heavy imports: --help answers at once
+    if not args.print_config:
+        announce(f"FAME train.py: run folder {args.output_dir}, MAV-Celeb {args.ver} "
+                 f"({'features in ' + args.feats_root if args.feats_root else 'synthetic set'}); loading torch ...")
+    from fame_common import FameConfig, resolve_languages
+
+    from modalink.cli import load_recipe_config, print_config, resume_mode
     from modalink.config import to_dict
     from modalink.engine import process_state
     from modalink.engine.run_folder import RunFolder
@@ -71,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
 def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     import numpy as np
     import torch
+    from fame_common import (check_ground_truth, data_fingerprint, default_ground_truth, export_models, feature_dims,
+                             format_results, model_contract, prepare_feats_root, score_test_sets, write_fame_results)
 
     from modalink.data import FameFeatures, make_verification_trials, split_train_val
     from modalink.engine import Trainer, start_run

@@ -18,16 +18,16 @@ from modalink.errors import UserError, run_cli
 
 
 def main(argv: list[str] | None = None) -> dict:
+    p = command_parser(__doc__)
+    p.add_argument("run_dir", help="output folder of train.py (holds config.yaml)")
+    p.add_argument("--out", help="where to write results.{json,md} (default: run_dir)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the run's config")
+    a = p.parse_intermixed_args(argv)  # before the heavy imports: --help answers at once
     from modalink.classification import embeddings, srmm
     from modalink.classification.datasets import collate_embeddings
     from modalink.classification.evaluation import evaluate_conditions, format_table, write_results
     from modalink.config import load_config
 
-    p = command_parser(__doc__)
-    p.add_argument("run_dir", help="output folder of train.py (holds config.yaml)")
-    p.add_argument("--out", help="where to write results.{json,md} (default: run_dir)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides of the run's config")
-    a = p.parse_intermixed_args(argv)
     run_dir = Path(a.run_dir).expanduser().absolute()
     if not (run_dir / "config.yaml").is_file():
         what = "does not exist" if not run_dir.exists() else "has no config.yaml"

@@ -25,15 +25,15 @@ HPARAMS = Path(__file__).resolve().parent / "hparams"
 
 
 def main(argv: list[str] | None = None) -> None:
+    p = recipe_parser(__doc__, hparams_dir=HPARAMS)
+    p.add_argument("--data-root", help="UPMC Food-101 folder (images/, texts/); default: synthetic data")
+    p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
+    args = parse_recipe_args(p, argv)  # before the heavy imports: --help answers at once
     from modalink.classification import embeddings, srmm
     from modalink.cli import load_recipe_config, resume_mode
     from modalink.config import to_dict
     from modalink.engine.run_folder import RunFolder
 
-    p = recipe_parser(__doc__)
-    p.add_argument("--data-root", help="UPMC Food-101 folder (images/, texts/); default: synthetic data")
-    p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
-    args = parse_recipe_args(p, argv)
     if args.config is None:
         args.config = str(HPARAMS / ("food101.yaml" if args.data_root else "default.yaml"))
     cfg = load_recipe_config(srmm.SRMMConfig, args, flags={

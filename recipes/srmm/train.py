@@ -30,7 +30,7 @@ ENTRIES = ("cache", "masks")  # what this recipe writes besides the shared run f
 
 
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
-    p = recipe_parser(description or __doc__)
+    p = recipe_parser(description or __doc__, hparams_dir=HPARAMS)
     p.add_argument("--data-root", help="UPMC Food-101 folder (images/, texts/); default: synthetic data")
     p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
     args = parse_recipe_args(p, argv)
@@ -50,12 +50,12 @@ def load_config(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)  # before the heavy imports: --help answers at once
     from modalink.classification import embeddings, srmm
     from modalink.config import to_dict
     from modalink.engine import process_state
     from modalink.engine.run_folder import RunFolder
 
-    args = parse_args(argv)
     cfg = load_config(args)
     if args.print_config:
         print_config(cfg)
