@@ -206,3 +206,16 @@ def test_benchmark_script_runs_and_checks_incremental_equals_full(capsys):
     assert bench.main(["--images", "40", "--new", "4", "--touched", "2", "--shard-size", "16"]) == 0
     out = capsys.readouterr().out
     assert "| grown | 44 | 6 | 38 |" in out and "identical arrays" in out
+
+
+def test_file_row_id_sees_a_rewrite_that_keeps_size_and_mtime(tmp_path):
+    """A file's row identity carries a digest of its bytes: rewritten in place with the same size
+    and mtime (rsync -t, cp -p) it gets another identity; ``content=False`` cannot see it."""
+    a = tmp_path / "a.wav"
+    a.write_bytes(b"abcd")
+    st = a.stat()
+    before, stat_only = file_row_ids([a], tmp_path)[0], file_row_ids([a], tmp_path, content=False)[0]
+    a.write_bytes(b"abce")
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert file_row_ids([a], tmp_path)[0] != before
+    assert file_row_ids([a], tmp_path, content=False)[0] == stat_only
