@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from modalink.errors import InputError
 from modalink.losses.bpr import BPRLoss
 from modalink.recsys.data import Bags, Interactions, ItemFeatures
 
@@ -47,7 +48,7 @@ class MatrixFactorization(nn.Module):
                  dim: int = 64, num_negatives: int = 4, l2: float = 1e-4, fallback: str = "mean") -> None:
         super().__init__()
         if fallback not in ("mean", "zero"):
-            raise ValueError(f"fallback must be 'mean' or 'zero', got {fallback!r}")
+            raise InputError(f"fallback must be 'mean' or 'zero', got {fallback!r}")
         self.user = nn.Embedding(num_users, dim)
         self.item = nn.Embedding(num_items, dim)
         nn.init.normal_(self.user.weight, std=0.1)

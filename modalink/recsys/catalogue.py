@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from modalink.errors import UserError
+from modalink.errors import InputError, UserError
 
 __all__ = ["Catalogue", "CatalogueError", "MediaConfig", "read_catalogue", "is_catalogue", "extract_media",
            "media_encoders", "encode_media_rows", "catalogue_data", "ITEMS_FILE", "INTERACTIONS_FILE",
@@ -122,7 +122,7 @@ def _open_table(path: Path, required: Sequence[str], known: Sequence[str]) -> tu
 def read_catalogue(root: str | os.PathLike, min_rating: float = 0.0, unknown_items: str = "skip") -> Catalogue:
     """Read and validate a catalogue folder (see the module docstring)."""
     if unknown_items not in ("skip", "error"):
-        raise ValueError(f"unknown_items must be 'skip' or 'error', got {unknown_items!r}")
+        raise InputError(f"unknown_items must be 'skip' or 'error', got {unknown_items!r}")
     root = Path(root).expanduser().absolute()
     items_path, inter_path = root / ITEMS_FILE, root / INTERACTIONS_FILE
     _, item_rows = _open_table(items_path, ("item_id",), ITEM_COLUMNS)
@@ -304,11 +304,13 @@ def _read_media(modality: str, path: Path, enc: Any) -> Any:
     if modality == "image":
         from PIL import Image, UnidentifiedImageError
 
+        from modalink.classification.image_features import ImageReadError
+
         try:
             with Image.open(path) as im:
                 return im.convert("RGB")
         except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"{path}: cannot read image ({e})") from None
+            raise ImageReadError(f"{path}: cannot read image ({e})") from None
     from modalink.audio import load_audio
 
     sr = int(enc.contract.sample_rate)
@@ -327,7 +329,7 @@ def extract_media(cat: Catalogue, cfg: MediaConfig, cache_dir: str | os.PathLike
 
     unknown = [m for m in cfg.modalities if m not in MEDIA_MODALITIES]
     if unknown:
-        raise ValueError(f"media.modalities: unknown {unknown}; use some of {list(MEDIA_MODALITIES)}")
+        raise InputError(f"media.modalities: unknown {unknown}; use some of {list(MEDIA_MODALITIES)}")
     sources = {"text": cat.texts, "image": cat.images, "audio": cat.audio}
     wanted = [m for m in cfg.modalities if any(s is not None for s in sources[m])]
     encoders = media_encoders(cfg, wanted)

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from modalink.errors import UserError
+from modalink.errors import InputError, UserError
 
 ID = "id"  # the reserved name of the item-ID modality
 
@@ -321,9 +321,9 @@ def split_recsys(inter: Interactions, cold_item_frac: float = 0.2, cold_user_fra
     for name, v in (("cold_item_frac", cold_item_frac), ("cold_user_frac", cold_user_frac),
                     ("val_frac", val_frac), ("test_frac", test_frac), ("fold_in_frac", fold_in_frac)):
         if not 0.0 <= v < 1.0:
-            raise ValueError(f"{name} must lie in [0, 1), got {v}")
+            raise InputError(f"{name} must lie in [0, 1), got {v}")
     if val_frac + test_frac >= 1.0:
-        raise ValueError("val_frac + test_frac must be < 1")
+        raise InputError("val_frac + test_frac must be < 1")
     rng = np.random.default_rng(seed)
     active_items = np.unique(inter.items)
     perm = rng.permutation(active_items)
@@ -426,7 +426,7 @@ def make_synthetic(n_users: int = 1000, n_items: int = 2000, latent_dim: int = 1
         dense[name] = x.astype(np.float32)
     unknown = set(missing) - set(dense)
     if unknown:
-        raise ValueError(f"missing rates given for unknown modality {sorted(unknown)}; have text, image")
+        raise InputError(f"missing rates given for unknown modality {sorted(unknown)}; have text, image")
     protos = rng.standard_normal((n_genres, latent_dim))
     affinity = v @ protos.T + 0.3 * rng.standard_normal((n_items, n_genres)) / np.sqrt(latent_dim)
     n_tags = rng.integers(1, 4, size=n_items)
@@ -434,7 +434,7 @@ def make_synthetic(n_users: int = 1000, n_items: int = 2000, latent_dim: int = 1
     genres = [sorted(order[i, : n_tags[i]].tolist()) for i in range(n_items)]
     lo, hi = interactions_per_user
     if not 1 <= lo <= hi <= n_items:
-        raise ValueError(f"interactions_per_user={interactions_per_user} must satisfy 1 <= lo <= hi <= n_items")
+        raise InputError(f"interactions_per_user={interactions_per_user} must satisfy 1 <= lo <= hi <= n_items")
     users, items = [], []
     for start in range(0, n_users, 256):
         pu = p[start:start + 256]

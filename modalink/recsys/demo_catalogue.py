@@ -4,7 +4,9 @@
 items are random crops (and mirror images) of real photos shipped with scikit-image
 (``skimage.data``: astronaut, chelsea, coffee, rocket, camera, hubble_deep_field), so items
 cut from the same photo form a *group*; each item has a short audio clip (a chord whose pitch
-depends on the group, with per-item jitter and noise) written with soundfile, a text of words
+depends on the group, with per-item jitter and noise) written with soundfile — or, with
+``audio="speech"``, real synthetic speech from ``espeak-ng``: each group is read by its own voice,
+each item says a few of its group's words at its own pitch and speed — a text of words
 drawn partly from the group's vocabulary, and tags. Users prefer one or two groups and pick items
 from them, so an item's content predicts who interacts with it and a content tower can rank
 cold items; popularity and MF cannot. Some inputs are broken on purpose (``broken=True``): a
@@ -15,12 +17,16 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["write_demo_catalogue", "PHOTOS"]
+from modalink.errors import InputError
+
+__all__ = ["write_demo_catalogue", "espeak_available", "PHOTOS", "VOICES"]
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "hubble_deep_field")
 _WORDS = {
@@ -32,6 +38,20 @@ _WORDS = {
     "hubble_deep_field": "galaxy stars deep field telescope cosmos light dark",
 }
 _COMMON = "great nice classic new popular item best value daily special fine good".split()
+VOICES = ("en+m1", "en+f2", "en+m3", "en+f4", "en+m7", "en+f5")  # espeak-ng voice of each group
+
+
+def espeak_available() -> bool:
+    """Whether the ``espeak-ng`` program is installed (needed for ``audio="speech"``)."""
+    return shutil.which("espeak-ng") is not None
+
+
+def _speak(path: Path, words: str, voice: str, pitch: int, speed: int) -> None:
+    try:
+        subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(path), words],
+                       check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"espeak-ng could not write {path}: {e}") from None
 
 
 def _photo(name: str) -> np.ndarray:
@@ -47,9 +67,14 @@ def write_demo_catalogue(root: str | os.PathLike, *, items_per_photo: int = 30, 
                          interactions_per_user: tuple[int, int] = (8, 16), size: int = 96,
                          missing_image: float = 0.1, missing_audio: float = 0.2, missing_text: float = 0.1,
                          text_signal: float = 0.3, sample_rate: int = 16000, seconds: float = 0.5,
-                         broken: bool = True, seed: int = 0) -> dict[str, Any]:
+                         broken: bool = True, audio: str = "tone", seed: int = 0) -> dict[str, Any]:
     """Write the catalogue to ``root`` (``items.csv``, ``interactions.csv``, ``images/``,
-    ``audio/``); returns a summary (counts, the group of each item). Deterministic in ``seed``."""
+    ``audio/``); returns a summary (counts, the group of each item). Deterministic in ``seed``.
+    ``audio``: ``"tone"`` (a chord per group) or ``"speech"`` (espeak-ng, see the module text)."""
+    if audio not in ("tone", "speech"):
+        raise InputError(f"audio must be 'tone' or 'speech', got {audio!r}")
+    if audio == "speech" and not espeak_available():
+        raise RuntimeError("audio='speech' needs the espeak-ng program (apt-get install espeak-ng)")
     import soundfile as sf
     from PIL import Image
 
@@ -76,19 +101,25 @@ def write_demo_catalogue(root: str | os.PathLike, *, items_per_photo: int = 30, 
             if rng.random() >= missing_image:
                 image = f"images/{iid}.jpg"
                 Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BILINEAR).save(root / image, quality=90)
-            audio = ""
-            if rng.random() >= missing_audio:
+            audio_file = ""
+            has_audio = rng.random() >= missing_audio
+            if has_audio and audio == "speech":
+                audio_file = f"audio/{iid}.wav"
+                said = " ".join(str(w) for w in rng.choice(vocab, size=3, replace=False))
+                _speak(root / audio_file, said, VOICES[g % len(VOICES)], int(rng.integers(35, 66)),
+                       int(rng.integers(140, 191)))
+            elif has_audio:
                 f0 = base_freqs[g] * rng.uniform(0.97, 1.03)
                 wave = sum(a * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) for k, a in ((1, 0.5), (2, 0.25), (3, 0.12)))
                 wave = wave * np.hanning(t.size) ** 0.2 + 0.02 * rng.standard_normal(t.size)
-                audio = f"audio/{iid}.wav"
-                sf.write(root / audio, wave.astype(np.float32), sample_rate)
+                audio_file = f"audio/{iid}.wav"
+                sf.write(root / audio_file, wave.astype(np.float32), sample_rate)
             text = ""
             if rng.random() >= missing_text:
                 words = [rng.choice(vocab) if rng.random() < text_signal else rng.choice(_COMMON) for _ in range(6)]
                 text = " ".join(words)
             tags = sorted({vocab[0]} if rng.random() < 0.5 else set()) + [str(rng.choice(_COMMON))]
-            rows.append([iid, text, "|".join(tags), image, audio])
+            rows.append([iid, text, "|".join(tags), image, audio_file])
             groups.append(g)
     broken_info: dict[str, str] = {}
     if broken:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from modalink import metrics
+from modalink.errors import InputError
 from modalink.recsys.data import Bags, Interactions, ItemFeatures, RecsysSplit
 
 SPLITS = ("warm", "item_cold", "user_cold")
@@ -50,11 +51,11 @@ def rank_metrics(user_vecs: torch.Tensor, users: np.ndarray, item_vecs: torch.Te
         raise ValueError(f"user_vecs has {user_vecs.shape[0]} rows for {users.size} users")
     cand = np.arange(item_vecs.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
     if cand.size == 0:
-        raise ValueError("no candidate items to rank")
+        raise InputError("no candidate items to rank")
     rel_all = relevant.matrix(users, cand)
     has_rel = rel_all.any(1)
     if not has_rel.any():
-        raise ValueError("no evaluated user has a relevant candidate item")
+        raise InputError("no evaluated user has a relevant candidate item")
     rows = np.flatnonzero(has_rel)
     item_c = item_vecs[torch.from_numpy(cand).to(item_vecs.device)].float()
     sums = {"recall": 0.0, "ndcg": 0.0}
@@ -80,9 +81,9 @@ def evaluate_split(model: Recommender, split: RecsysSplit, which: str, stage: st
     """Metrics of ``model`` on one protocol (``warm``, ``item_cold``, ``user_cold``) at
     ``stage`` ``val`` or ``test`` (user-cold-start has a test stage only)."""
     if which not in SPLITS:
-        raise ValueError(f"unknown split {which!r}; use one of {SPLITS}")
+        raise InputError(f"unknown split {which!r}; use one of {SPLITS}")
     if stage not in ("val", "test"):
-        raise ValueError(f"stage must be 'val' or 'test', got {stage!r}")
+        raise InputError(f"stage must be 'val' or 'test', got {stage!r}")
     with torch.no_grad():
         items = model.item_vectors(features) if item_vecs is None else item_vecs
         if which == "user_cold":
@@ -150,3 +151,26 @@ def format_table(results: Mapping[str, Mapping[str, Mapping[str, float]]], k: in
                       if m else ["–", "–", "–"])
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def content_neighbours(vectors: np.ndarray | torch.Tensor, groups: Sequence[object],
+                       queries: Sequence[int] | np.ndarray | None = None) -> dict[str, float]:
+    """How well item vectors keep content apart: for each query row (default: every row), is
+    its nearest other row (cosine) of the same content group? Returns ``neighbour_accuracy``
+    (that fraction), ``mean_cosine`` (mean pairwise cosine among the query rows; near 1 = the
+    vectors collapsed to one direction) and ``n`` (queries). Zero rows must be left out by the
+    caller. Used to compare single-modality item vectors with their raw input features."""
+    x = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+    x = torch.nn.functional.normalize(x, dim=1)
+    g = np.asarray(list(groups), dtype=object)
+    q = np.arange(x.shape[0]) if queries is None else np.asarray(queries, dtype=np.int64)
+    if x.shape[0] < 2 or q.size < 2:
+        raise ValueError("content_neighbours needs at least two rows and two queries")
+    sims = x[q] @ x.T
+    sims[torch.arange(q.size), torch.as_tensor(q)] = -float("inf")  # never its own neighbour
+    nearest = sims.argmax(1).numpy()
+    qx = x[q]
+    pair = qx @ qx.T
+    n = q.size
+    mean_cos = float((pair.sum() - pair.diagonal().sum()) / (n * (n - 1)))
+    return {"neighbour_accuracy": float((g[nearest] == g[q]).mean()), "mean_cosine": mean_cos, "n": int(n)}

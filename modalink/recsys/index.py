@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from modalink.errors import InputError
 from modalink.io import atomic_path
 
 
@@ -92,7 +93,7 @@ class InnerProductIndex:
         with np.load(path, allow_pickle=False) as z:
             missing = {"vectors", "ids"} - set(z.files)
             if missing:
-                raise ValueError(f"{path}: not an item index (missing {sorted(missing)})")
+                raise InputError(f"{path}: not an item index (missing {sorted(missing)})")
             return cls(z["vectors"], z["ids"], use_faiss=use_faiss)
 
     def __len__(self) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from modalink.config import load_config, optional
-from modalink.errors import UserError
+from modalink.errors import InputError, UserError
 
 __all__ = ["ItemModelConfig", "apply_item_model", "ColdItemEncoder", "TOWER_FOLDER", "INDEX_FILE"]
 
@@ -170,7 +170,7 @@ class ColdItemEncoder:
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         n = len(items)
         if n == 0:
-            raise ValueError("no items to embed")
+            raise InputError("no items to embed")
         encoders = self._media()
         reports: list[dict[str, Any]] = [{"used": [], "problems": []} for _ in range(n)]
         raw: dict[str, np.ndarray] = {}

@@ -15,10 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modalink.errors import InputError
 from modalink.models import SingleBranch
-from modalink.models.registry import register_model
 from modalink.models.blocks import fc_block, mlp
 from modalink.models.modality_sampling import CountSampler
+from modalink.models.registry import register_model
 from modalink.progress import progress_bar
 from modalink.recsys.data import ID, BagBatch, Bags, ItemBatch, ItemFeatures
 
@@ -34,6 +35,49 @@ class SampledBranch(SingleBranch):
     def __init__(self, input_dims: Mapping[str, int], sample_sizes: Sequence[int] | None = (1, 2),
                  keep_all_prob: float = 0.0, **kw: Any) -> None:
         super().__init__(input_dims, sampler=CountSampler(tuple(input_dims), sample_sizes, keep_all_prob), **kw)
+
+
+INPUT_NORMS = ("none", "center", "standardize")
+
+
+class InputStats(nn.Module):
+    """Fixed per-modality input statistics: ``forward(x) = (x - mean) / scale``.
+
+    Media vectors of one encoder share a large common direction (random-weight ResNet-18 photo
+    vectors: mean pairwise cosine 0.91; ECAPA clips: 0.985): what tells items apart is the small
+    rest. A stem fed the raw vectors sees mostly the common part, so single-modality items all
+    get nearly the same vector. :meth:`fit` removes the catalogue mean of the items that have
+    the modality and scales the rest to unit variance: ``"center"`` with one scalar (the
+    global standard deviation, so relative feature scales are kept), ``"standardize"`` per
+    feature. Until fitted (and for ``"none"``) it is the
+    identity. The statistics are buffers, so an exported tower embeds new items with them."""
+
+    def __init__(self, dim: int, mode: str = "center") -> None:
+        super().__init__()
+        if mode not in INPUT_NORMS:
+            raise InputError(f"input_norm must be one of {INPUT_NORMS}, got {mode!r}")
+        self.mode = mode
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """Statistics of the rows ``x`` (the items that HAVE the modality; zero rows excluded)."""
+        if self.mode == "none" or x.shape[0] < 2:
+            return
+        x = x.to(self.mean.device, torch.float32)
+        mean = x.mean(0)
+        centred = x - mean
+        if self.mode == "center":
+            scale = torch.full_like(mean, float(centred.pow(2).mean().sqrt().clamp_min(1e-8)))
+        else:
+            std = centred.std(0)
+            scale = std.clamp_min(1e-3 * float(std.max().clamp_min(1e-8)))
+        self.mean.copy_(mean)
+        self.scale.copy_(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
 
 
 class ItemTower(nn.Module):
@@ -55,6 +99,9 @@ class ItemTower(nn.Module):
         combine: ``"normalized"`` — the item vector is the normalised mean of the per-modality
             unit vectors (each available modality an equal vote); ``"raw"`` — the normalised
             mean of the un-normalised trunk outputs. See ``SingleBranch``.
+        input_norm: per dense modality, fixed input statistics (:class:`InputStats`) fitted by
+            :meth:`fit_input_stats`: ``"center"`` (remove the training items' mean, one scale;
+            keeps single-modality items apart), ``"standardize"`` (per feature) or ``"none"``.
         item_encoder: ``{"name", "kwargs"}`` of a registered modalink model trained inside the
             tower (e.g. an SRMM model loaded from an exported folder, then fine-tuned);
             ``encoder_inputs`` maps tower modalities to the model modality that embeds them
@@ -67,7 +114,7 @@ class ItemTower(nn.Module):
                  trunk_hidden: Sequence[int] = (128,), norm: str = "layer", dropout: float = 0.1,
                  sample_sizes: Sequence[int] | None = (1, 2), keep_all_prob: float = 0.0,
                  bag_dropout: float = 0.0, combine: str = "normalized", item_encoder: Mapping[str, Any] | None = None,
-                 encoder_inputs: Mapping[str, str] | None = None) -> None:
+                 encoder_inputs: Mapping[str, str] | None = None, input_norm: str = "center") -> None:
         super().__init__()
         dense_dims, bag_sizes = dict(dense_dims or {}), dict(bag_sizes or {})
         self.encoder_inputs = dict(encoder_inputs or {})
@@ -80,20 +127,25 @@ class ItemTower(nn.Module):
             self.item_encoder = create_model(item_encoder["name"], **item_encoder.get("kwargs", {}))
             unknown = [m for m in self.encoder_inputs if m not in dense_dims]
             if unknown:
-                raise ValueError(f"encoder_inputs names {unknown}, which are not dense modalities {list(dense_dims)}")
+                raise InputError(f"encoder_inputs names {unknown}, which are not dense modalities {list(dense_dims)}")
         elif self.encoder_inputs:
-            raise ValueError("encoder_inputs needs item_encoder")
+            raise InputError("encoder_inputs needs item_encoder")
         if ID in dense_dims or ID in bag_sizes:
-            raise ValueError(f"{ID!r} is the reserved ID modality; set num_ids instead")
+            raise InputError(f"{ID!r} is the reserved ID modality; set num_ids instead")
         input_dims = dict(dense_dims)
         input_dims.update({m: bag_dim for m in bag_sizes})
         if num_ids > 0:
             input_dims[ID] = bag_dim
         if not input_dims:
-            raise ValueError("ItemTower needs at least one modality (dense_dims, bag_sizes or num_ids)")
+            raise InputError("ItemTower needs at least one modality (dense_dims, bag_sizes or num_ids)")
         self.branch = SampledBranch(input_dims, sample_sizes=sample_sizes, keep_all_prob=keep_all_prob,
                                     embed_dim=embed_dim, stem_dim=stem_dim, trunk_hidden=trunk_hidden, norm=norm,
                                     dropout=dropout, combine=combine)
+        if input_norm not in INPUT_NORMS:
+            raise InputError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
+        self.input_norm = input_norm
+        self.input_stats = nn.ModuleDict({m: InputStats(d, input_norm) for m, d in dense_dims.items()
+                                          if input_norm != "none" and m not in self.encoder_inputs})
         self.bags = nn.ModuleDict({m: nn.EmbeddingBag(n, bag_dim, mode="sum") for m, n in bag_sizes.items()})
         self.id_embedding = nn.Embedding(num_ids, bag_dim) if num_ids > 0 else None
         for emb in list(self.bags.values()) + ([self.id_embedding] if self.id_embedding is not None else []):
@@ -104,12 +156,29 @@ class ItemTower(nn.Module):
 
     @classmethod
     def from_features(cls, features: ItemFeatures, **kw: Any) -> "ItemTower":
-        """A tower for every modality of ``features`` (ID when ``features`` has one)."""
+        """A tower for every modality of ``features`` (ID when ``features`` has one), its input
+        statistics fitted on all items of ``features``."""
         dims = {m: x.shape[1] for m, x in features.dense.items()}
         dims.update(kw.pop("dense_dims", None) or {})
-        return cls(dims,
-                   {m: b.num_embeddings for m, b in features.bags.items()},
-                   num_ids=features.n_items if ID in features.available else 0, **kw)
+        tower = cls(dims,
+                    {m: b.num_embeddings for m, b in features.bags.items()},
+                    num_ids=features.n_items if ID in features.available else 0, **kw)
+        tower.fit_input_stats(features)
+        return tower
+
+    @torch.no_grad()
+    def fit_input_stats(self, features: ItemFeatures, items: torch.Tensor | Sequence[int] | None = None) -> None:
+        """Fit each dense modality's :class:`InputStats` on the vectors of ``items`` (default:
+        every item) that have the modality; a trainer passes the training items only."""
+        rows = None if items is None else torch.as_tensor(items, dtype=torch.long)
+        for m, stats in self.input_stats.items():
+            x = features.dense.get(m)
+            if x is None:
+                continue
+            have = features.available[m] if m in features.available else x.abs().sum(1) > 0
+            if rows is not None:
+                x, have = x[rows], have[rows]
+            stats.fit(x[have.to(x.device)])
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -138,6 +207,8 @@ class ItemTower(nn.Module):
                     continue
                 if m in self.encoder_inputs:
                     x = self._encode_rows(x, m, mask)
+                elif m in self.input_stats:
+                    x = self.input_stats[m](x)
             inputs[m] = x
             present[m] = mask if mask is not None else torch.ones(n, dtype=torch.bool, device=x.device)
         return inputs, present
@@ -175,7 +246,7 @@ class ItemTower(nn.Module):
         Returns an ``(N, embed_dim)`` float tensor on the tower's device.
         """
         if missing not in ("error", "zero"):
-            raise ValueError(f"missing must be 'error' or 'zero', got {missing!r}")
+            raise InputError(f"missing must be 'error' or 'zero', got {missing!r}")
         device = next(self.parameters()).device
         was = self.training
         self.eval()
@@ -206,7 +277,9 @@ class ItemTower(nn.Module):
 @register_model("recsys_item_tower")
 def recsys_item_tower(**kw: Any) -> ItemTower:
     """The recsys item tower (:class:`ItemTower`) as a registered model, so a trained tower is
-    exported with :func:`modalink.hub.save_pretrained` and reloaded with ``from_pretrained``."""
+    exported with :func:`modalink.hub.save_pretrained` and reloaded with ``from_pretrained``.
+    An export that does not record ``input_norm`` was made without input statistics (``"none"``)."""
+    kw.setdefault("input_norm", "none")
     return ItemTower(**kw)
 
 
@@ -230,12 +303,12 @@ class UserTower(nn.Module):
                  dropout: float = 0.1, shared_trunk: nn.Module | None = None, profile_dropout: float = 0.2) -> None:
         super().__init__()
         if mode not in self.MODES:
-            raise ValueError(f"UserTower mode must be one of {self.MODES}, got {mode!r}")
+            raise InputError(f"UserTower mode must be one of {self.MODES}, got {mode!r}")
         self.mode, self.embed_dim, self.profile_dropout = mode, embed_dim, profile_dropout
         self.shares_trunk = shared_trunk is not None and mode == "profile"
         if mode == "id":
             if num_users < 1:
-                raise ValueError("UserTower(mode='id') needs num_users >= 1")
+                raise InputError("UserTower(mode='id') needs num_users >= 1")
             self.user_embedding = nn.Embedding(num_users, embed_dim)
             nn.init.normal_(self.user_embedding.weight, std=0.1)
             return
@@ -245,7 +318,7 @@ class UserTower(nn.Module):
             nn.init.zeros_(self.proj.bias)
             return
         if num_items < 1:
-            raise ValueError("UserTower(mode='profile') needs num_items >= 1")
+            raise InputError("UserTower(mode='profile') needs num_items >= 1")
         self.items = nn.EmbeddingBag(num_items, bag_dim, mode="sum")
         nn.init.normal_(self.items.weight, std=0.1)
         if shared_trunk is not None:
@@ -297,7 +370,7 @@ class UserTower(nn.Module):
         or (id mode) an id outside the table, gets the ``fallback``: ``"mean"`` (mean user
         vector) or ``"zero"``."""
         if fallback not in ("mean", "zero"):
-            raise ValueError(f"fallback must be 'mean' or 'zero', got {fallback!r}")
+            raise InputError(f"fallback must be 'mean' or 'zero', got {fallback!r}")
         device = next(self.parameters()).device
         was = self.training
         self.eval()
@@ -373,7 +446,7 @@ class RecsysObjective(nn.Module):
         elif loss == "softmax":
             self.loss_fn = SampledSoftmaxLoss(temperature, logq_correction=logq_correction)
         else:
-            raise ValueError(f"loss must be 'bpr' or 'softmax', got {loss!r}")
+            raise InputError(f"loss must be 'bpr' or 'softmax', got {loss!r}")
         self.loss_name, self.num_negatives = loss, num_negatives
         if item_counts is None:
             log_q = torch.zeros(features.n_items)
@@ -386,7 +459,7 @@ class RecsysObjective(nn.Module):
         self.infonce = None
         if self.infonce_weight > 0:
             if len(self.infonce_pair) != 2 or any(m not in item_tower.modalities for m in self.infonce_pair):
-                raise ValueError(f"infonce_pair must name two of the tower's modalities "
+                raise InputError(f"infonce_pair must name two of the tower's modalities "
                                  f"{list(item_tower.modalities)}, got {list(self.infonce_pair)}")
             self.infonce = make_infonce(infonce_temperature)
 

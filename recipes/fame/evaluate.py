@@ -21,7 +21,7 @@ from pathlib import Path
 from cli_common import add_data_arguments
 
 from modalink.cli import command_parser
-from modalink.errors import UserError, run_cli
+from modalink.errors import InputError, UserError, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
         langs = resolve_languages(ver, args.train_lang) if args.train_lang != "all" else cfg.run.train_langs
     else:
         if args.train_lang == "all":
-            raise ValueError("--official-checkpoint needs --train-lang (the language it was trained on)")
+            raise InputError("--official-checkpoint needs --train-lang (the language it was trained on)")
         cfg = FameConfig()
         ver = args.ver
         out = Path(args.output_dir or "runs/fame_official").absolute()
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _score(args, cfg, out: Path, feats_root, ver: str, langs: list[str], t0: float) -> dict:
     from fame_common import (default_ground_truth, feature_dims, format_results, load_model_from_run,
-                             prepare_feats_root, score_test_sets, write_fame_results)
+                             prepare_feats_root, read_feature_info, score_test_sets, write_fame_results)
     from modalink.data import FameFeatures
     from modalink.models import create_model
 
@@ -87,7 +87,8 @@ def _score(args, cfg, out: Path, feats_root, ver: str, langs: list[str], t0: flo
         data = FameFeatures.load(root, ver, lang, cache_dir=cfg.data.cache_dir, load_train=False,
                                  face_dim=face_dim, voice_dim=voice_dim, mmap=True)
         if args.run_dir:
-            model = load_model_from_run(Path(args.run_dir) / f"{ver}_{lang}", face_dim, voice_dim)
+            model = load_model_from_run(Path(args.run_dir) / f"{ver}_{lang}", face_dim, voice_dim,
+                                        feature_info=read_feature_info(root, ver))
         else:
             model = create_model(f"fop_{args.fusion}", face_dim=face_dim, voice_dim=voice_dim,
                                  embed_dim=args.embed_dim)

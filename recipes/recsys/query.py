@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from modalink.cli import command_parser
-from modalink.errors import run_cli
+from modalink.errors import InputError, run_cli
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -42,12 +42,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             items = [dict(r) for r in csv.DictReader(fh)]
         if not items:
-            raise ValueError(f"--items {path}: no rows after the header")
+            raise InputError(f"--items {path}: no rows after the header")
         base = path.parent
     else:
         item = {k: getattr(args, k) for k in ("text", "tags", "image", "audio") if getattr(args, k)}
         if not item:
-            raise ValueError("give the new item's files: --image, --audio, --text and/or --tags (or --items FILE)")
+            raise InputError("give the new item's files: --image, --audio, --text and/or --tags (or --items FILE)")
         items, base = [item], Path.cwd()
     enc = ColdItemEncoder.from_run(args.run_dir)
     results = enc.query(items, k=args.k, base_dir=base)

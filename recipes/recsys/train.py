@@ -34,7 +34,7 @@ from typing import Any
 from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
 from modalink.config import optional
 from modalink.engine import EngineConfig
-from modalink.errors import run_cli
+from modalink.errors import InputError, run_cli
 from modalink.recsys.catalogue import MediaConfig
 from modalink.recsys.raw_items import INDEX_FILE, TOWER_FOLDER, ItemModelConfig
 
@@ -92,6 +92,7 @@ class TowerConfig:
     keep_all_prob: float = 0.0
     bag_dropout: float = 0.0
     combine: str = "normalized"  # item vector = mean of per-modality unit vectors | raw: of trunk outputs
+    input_norm: str = "center"  # dense inputs minus the training items' mean, one scale | standardize | none
     user_mode: str = "item_mean"  # item_mean | profile | id
     share_trunk: bool = True  # profile mode: the user profile goes through the item trunk (CoBraR)
     profile_dropout: float = 0.2
@@ -242,7 +243,8 @@ def build_tower_objective(cfg: RecsysConfig, data: Any, split: Any,
                         num_ids=feats.n_items if ID in feats.available else 0, embed_dim=t.embed_dim,
                         stem_dim=t.stem_dim, bag_dim=t.bag_dim, trunk_hidden=list(t.trunk_hidden), norm=t.norm,
                         dropout=t.dropout, sample_sizes=list(t.sample_sizes), keep_all_prob=t.keep_all_prob,
-                        bag_dropout=t.bag_dropout, combine=t.combine, **extra)
+                        bag_dropout=t.bag_dropout, combine=t.combine, input_norm=t.input_norm, **extra)
+    item.fit_input_stats(feats, torch.from_numpy(split.warm_items))
     if extra and item_model and "state_dict" in item_model:  # start the fine-tuned item model from its weights
         item.item_encoder.load_state_dict(item_model["state_dict"])
     n_users, n_items = data.interactions.n_users, data.interactions.n_items
@@ -325,7 +327,7 @@ def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) ->
     folder.bind_data(data_fingerprint(cfg, cat))  # other data than the run's is refused before media are embedded
     data, info = load_data(cfg, log=logging.getLogger("modalink.recsys"), cache_dir=out / "media_cache", catalogue=cat)
     if len(data.interactions) == 0:
-        raise ValueError(f"{cfg.data.root or 'the synthetic catalogue'}: no interactions to train on "
+        raise InputError(f"{cfg.data.root or 'the synthetic catalogue'}: no interactions to train on "
                          f"(check data.min_rating={cfg.data.min_rating})")
     folder.start()
     log = start_run(out, cfg, log_name="modalink.recsys", argv=sys.argv if argv is None else ["train.py", *argv])
@@ -346,7 +348,7 @@ def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) ->
             log.info("item %s: %d/%d items embedded with %s (%d missing file(s), %d unreadable)", m, r["embedded"],
                      r["items"], r["encoder"], r.get("missing_files", 0), r["unreadable"])
     if not split.train.users.size:
-        raise ValueError(f"{cfg.data.root or 'the synthetic catalogue'}: no training interactions after the split")
+        raise InputError(f"{cfg.data.root or 'the synthetic catalogue'}: no training interactions after the split")
 
     # -- the item tower ---------------------------------------------------------------------
     objective, feats = build_tower_objective(cfg, data, split, info.get("item_model"))
