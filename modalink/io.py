@@ -65,8 +65,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     On an exception the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    except OSError as exc:
+        if _is_disk_full(exc):
+            raise _disk_full(path, exc) from exc
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -121,10 +126,18 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder; on success it replaces ``path`` (an existing one is removed)."""
+    """Yield a temporary folder; on success it replaces ``path`` (an existing one is removed).
+
+    A full disk while the folder is written is :class:`DiskFullError` naming the file being
+    written when the error says which (else ``path``); ``path`` is left untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        if _is_disk_full(exc):
+            raise _disk_full(path, exc) from exc
+        raise
     os.chmod(tmp, _DIR_MODE)
     try:
         yield tmp
@@ -136,8 +149,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            where = getattr(exc, "filename", None)
+            if where is not None and Path(where).parent == tmp:
+                where = path / Path(where).name  # the staged file under its final name
+            raise _disk_full(where or path, exc) from exc
         raise
 
 
