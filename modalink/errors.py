@@ -6,8 +6,13 @@ The traceback is shown only with ``MODALINK_DEBUG=1`` (or a command's ``--debug`
 Under ``accelerate launch`` only the main process prints the line, so the real message is
 not buried under N copies; every process still exits non-zero.
 
-Anything else is a bug: one line as well, exit code 1, and a hint to rerun with
-``MODALINK_DEBUG=1`` for the traceback.
+Which errors are the user's is decided by class alone (:func:`is_user_error`): a
+:class:`UserError` — :class:`InputError` (a setting or argument that does not fit; also a
+``ValueError``), :class:`FileFormatError` (a malformed input file, with path / line / column),
+:class:`UnknownNameError` (a name no registry knows; also a ``KeyError``) or a subclass defined
+where it is raised — or an ``OSError`` (missing file, permission, full disk). Anything else is a
+bug: one line as well, exit code 1, and a hint to rerun with ``MODALINK_DEBUG=1`` for the
+traceback. This module imports nothing from modalink, so every module can import it.
 
 :func:`failpoint` is a test hook: ``MODALINK_FAILPOINTS="name:N,..."`` kills the process
 (SIGKILL, like an out-of-memory kill or a power cut) the N-th time ``name`` is reached. It
