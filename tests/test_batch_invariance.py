@@ -5,11 +5,15 @@ photos from scikit-image; every encoder has random weights (none can be download
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from conftest import load_script
 from modalink.encoders import create_encoder
 from speech import PHRASES, speech
 
@@ -84,3 +88,12 @@ def test_image_encoders_alone_equal_batched(name, kwargs):
     alone = torch.cat([enc.embed_batch(enc.preprocess_batch([f])) for f in frames])
     assert batch.kept == list(range(len(frames)))
     assert _rel(together, alone).max() <= TOL
+
+
+@pytest.mark.slow
+def test_bench_voice_batching_smoke(tmp_path):
+    bench = load_script("bench_voice_batching", Path(__file__).resolve().parents[1] / "scripts" / "bench_voice_batching.py")
+    assert bench.main(["--clips", "3", "--batch-size", "2", "--arch", "small", "--min-seconds", "0.5",
+                       "--max-seconds", "1", "--threads", "1", "--output", str(tmp_path / "b.json")]) == 0
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res["invariant"]["max_rel_diff_vs_alone"] <= TOL and res["clips"] == 3
