@@ -94,11 +94,135 @@ def test_overwrite_refuses_to_empty_a_folder_that_is_not_a_run(feats_root: Path,
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
-    with pytest.raises(RunFolderError, match="without a run.json"):
+    with pytest.raises(RunFolderError, match="holds thesis.tex but no run.json"):
         _train(feats_root, out)
     with pytest.raises(RunFolderError, match="refusing to delete"):
         _train(feats_root, out, "--overwrite")
     assert (out / "thesis.tex").read_text() == "precious"
+
+
+def _cli(script, args: list[str], capsys) -> tuple[int, str]:
+    """Exit code and stderr of ``script.main`` run the way the command line runs it."""
+    from modalink.errors import run_cli
+
+    code = run_cli(script.main, args)
+    return code, capsys.readouterr().err
+
+
+def _error(err: str) -> str:
+    """The one ``error:`` line of a command's stderr (progress notes may come before it)."""
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and err.rstrip().endswith(lines[0]), err
+    return lines[0]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _issue_command(feats_root: Path, out: Path, *extra: str) -> list[str]:
+    """The command of the fault matrix, with the tiny data set's widths."""
+    return ["--ver", "v3", "--train-lang", "English", "--feats-root", str(feats_root), "--output-dir", str(out),
+            "engine.epochs=2", *DIMS, *FAST[1:], *extra]
+
+
+def test_overwrite_keeps_a_users_folder_that_has_no_run_json(feats_root: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "mine"  # only names a run also writes, but no run.json
+    (out / "submission").mkdir(parents=True)
+    (out / "model").mkdir()
+    (out / "config.yaml").write_text("my: settings\n")
+    (out / "log.txt").write_text("my notes\n")
+    (out / "submission" / "scores.txt").write_text("k 0.5\n")
+    (out / "model" / "weights_from_colleague.bin").write_bytes(b"\x00weights")
+    before = _tree(out)
+    code, err = _cli(fame_train, _issue_command(feats_root, out, "--overwrite"), capsys)
+    err = _error(err)
+    assert code == 2 and err.startswith("error: --overwrite"), err
+    assert "no run.json" in err and "config.yaml" in err and "model" in err and "submission" in err
+    assert _tree(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.yaml", "log.txt", "model", "submission"])
+
+
+def test_overwrite_keeps_earlier_run_folders_inside_the_output_dir(feats_root: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "experiments"
+    for name in ("exp_a", "exp_b"):
+        (out / name / "checkpoints" / "step_4").mkdir(parents=True)
+        (out / name / "checkpoints" / "step_4" / "model.safetensors").write_bytes(b"w" * 10)
+        (out / name / "best_model.pt").write_bytes(b"best")
+    before = _tree(out)
+    code, err = _cli(fame_train, _issue_command(feats_root, out, "--overwrite"), capsys)
+    err = _error(err)
+    assert code == 2 and "exp_a, exp_b" in err and "refusing to delete" in err, err
+    assert _tree(out) == before
+
+
+def test_overwrite_refuses_a_run_of_another_recipe_and_foreign_files(tmp_path: Path) -> None:
+    folder = RunFolder.open(tmp_path / "r", {"engine": {"lr": 0.1}}, recipe="srmm", entries=("srmm",))
+    folder.bind_data({})
+    folder.start()
+    (tmp_path / "r" / "srmm").mkdir()
+    folder.close()
+    with pytest.raises(RunFolderError, match="holds a run of the srmm recipe, not of fame; refusing"):
+        RunFolder.open(tmp_path / "r", {"engine": {"lr": 0.2}}, mode="overwrite", recipe="fame")
+    (tmp_path / "r" / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderError, match="also holds notes.txt"):
+        RunFolder.open(tmp_path / "r", {"engine": {"lr": 0.2}}, mode="overwrite", recipe="srmm")
+    assert (tmp_path / "r" / "srmm").is_dir() and (tmp_path / "r" / "run.json").is_file()
+    (tmp_path / "r" / "notes.txt").unlink()
+    # a run of this recipe: what it wrote (its recorded entries included) is emptied
+    RunFolder.open(tmp_path / "r", {"engine": {"lr": 0.2}}, mode="overwrite", recipe="srmm").close()
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [".lock"]
+
+
+def test_monitor_is_checked_when_the_config_is_loaded(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    code, err = _cli(fame_train, ["--feats-root", str(tmp_path / "no_data"), "--output-dir", str(out),
+                                  "engine.monitor=acc"], capsys)
+    err = _error(err)
+    assert code == 2 and "engine.monitor: 'acc'" in err and "valid monitors: eer" in err
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="monitor_mode"):
+        fame_train.main(["--output-dir", str(out), "engine.monitor_mode=max"])
+
+
+@pytest.mark.parametrize("bad, made", [("engine.batch_size=4096", True), ("data.val_ids=8", False)])
+def test_a_run_that_fails_before_training_leaves_no_contract(bad: str, made: bool, feats_root: Path,
+                                                             tmp_path: Path, capsys) -> None:
+    """Too small a data set for the batch, a validation split that leaves no training identity: the
+    corrected command then runs in the same folder without --overwrite."""
+    out = tmp_path / "run"
+    if made:  # a folder the user made for the run stays; one the run made goes
+        out.mkdir()
+    code, err = _cli(fame_train, _issue_command(feats_root, out, bad), capsys)
+    assert code == 2 and _error(err)
+    assert not (out / "run.json").exists()
+    assert (sorted(p.name for p in out.iterdir() if p.name not in (".lock", "synthetic_data")) == []) if made \
+        else not out.exists()
+    res = _train(feats_root, out, "--train-lang", "English")
+    assert res["eer"] and json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_failed_start_keeps_reusable_caches_and_a_run_with_training_keeps_its_contract(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    with pytest.raises(RuntimeError, match="before training"):
+        with RunFolder.open(out, {"lr": 1}, recipe="srmm", entries=("cache", "srmm"), reusable=("cache",)) as folder:
+            (out / "cache").mkdir()
+            (out / "cache" / "train_image.npy").write_bytes(b"embeddings")
+            folder.bind_data({})
+            folder.start()
+            (out / "config.yaml").write_text("lr: 1\n")
+            (out / "srmm").mkdir()
+            raise RuntimeError("failed before training")
+    assert sorted(p.name for p in out.iterdir()) == ["cache"]
+    with pytest.raises(RuntimeError, match="after an epoch"):
+        with RunFolder.open(out, {"lr": 2}, recipe="srmm", entries=("cache", "srmm"), reusable=("cache",)) as folder:
+            folder.bind_data({})
+            folder.start()
+            (out / "srmm").mkdir()
+            (out / "srmm" / "metrics.jsonl").write_text('{"epoch": 1}\n')
+            raise RuntimeError("failed after an epoch")
+    assert json.loads((out / "run.json").read_text())["config"] == {"lr": 2}  # resumable: the contract stays
+    assert (out / "srmm" / "metrics.jsonl").is_file() and (out / "cache" / "train_image.npy").is_file()
 
 
 def test_resume_flag_needs_a_run(feats_root: Path, tmp_path: Path) -> None:
@@ -138,6 +262,57 @@ def test_rescoring_a_run_that_a_job_holds_is_refused(feats_root: Path, tmp_path:
     assert (out / "results.json").read_bytes() == before
     res = fame_evaluate.main(["--run-dir", str(out)])  # free again: re-scores to the same EERs
     assert res["mean_eer"] == pytest.approx(json.loads(before)["mean_eer"])
+
+
+# -- 2b. an exported model knows what it was trained for ---------------------------------------
+def test_model_record_is_checked_against_its_use() -> None:
+    from modalink.errors import is_user_error
+    from modalink.face_voice_model import ModelMismatchError, check_trained_for, trained_for
+
+    enc = {"name": "facenet", "weights": "/w/vggface2.pt", "args": {}, "random_weights": False, "seed": 0}
+    info = {"face_encoder": enc, "voice_encoder": {**enc, "name": "ecapa", "weights": "/w/ecapa"}}
+    record = trained_for("v1", "Urdu", 512, 192, info)
+    check_trained_for(record, where="m", ver="v1", train_lang="Urdu", face_dim=512, voice_dim=192, feature_info=info)
+    check_trained_for({"face_dim": 512}, where="m", ver="v3", train_lang="German")  # an older export: unchecked
+    for kwargs, match in [(dict(train_lang="English"), "trained on Urdu \\(v1\\), but it is used as the English"),
+                          (dict(ver="v2"), "used as the Urdu \\(v2\\) model"),
+                          (dict(face_dim=4096), "512-D face features, these are 4096-D"),
+                          (dict(feature_info=None), "prepare.py features of face facenet \\(vggface2.pt\\)"),
+                          (dict(feature_info={**info, "voice_encoder": {**enc, "name": "wavlm"}}), "voice wavlm")]:
+        with pytest.raises(ModelMismatchError, match=match) as err:
+            check_trained_for(record, where="m", **kwargs)
+        assert is_user_error(err.value)
+
+
+@pytest.mark.slow
+def test_swapped_language_models_are_refused_by_evaluate(feats_root: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    ref = _train(feats_root, out)
+    contract = json.loads((out / "v3_German" / "model" / "config.json").read_text())["contract"]
+    assert {k: contract[k] for k in ("task", "ver", "train_lang", "face_dim", "voice_dim", "features")} == {
+        "task": "fame", "ver": "v3", "train_lang": "German", "face_dim": 64, "voice_dim": 32,
+        "features": {"source": "csv"}}
+    english, german = out / "v3_English" / "model", out / "v3_German" / "model"
+    english.rename(tmp_path / "swap")
+    german.rename(english)
+    (tmp_path / "swap").rename(german)
+    code, err = _cli(fame_evaluate, ["--run-dir", str(out), "--output-dir", str(tmp_path / "eval")], capsys)
+    err = _error(err)
+    assert code == 2 and "trained on German (v3), but it is used as the English (v3) model" in err, err
+    assert str(english) in err and not (tmp_path / "eval" / "submission").exists()
+    german.rename(tmp_path / "swap")
+    english.rename(german)
+    (tmp_path / "swap").rename(english)
+    # features from another source than the model's (here: a prepare.py feature_info.json appears)
+    enc = {"name": "facenet", "weights": "vggface2.pt", "args": {}, "random_weights": False, "seed": 0}
+    (feats_root / "feats" / "v3" / "feature_info.json").write_text(json.dumps(
+        {"face_dim": 64, "voice_dim": 32, "face_encoder": enc, "voice_encoder": {**enc, "name": "ecapa"}}))
+    code, err = _cli(fame_evaluate, ["--run-dir", str(out), "--output-dir", str(tmp_path / "eval")], capsys)
+    assert code == 2 and "was trained on CSV features without a prepare.py feature_info.json, but these are " \
+        "prepare.py features of face facenet" in _error(err), err
+    (feats_root / "feats" / "v3" / "feature_info.json").unlink()
+    res = fame_evaluate.main(["--run-dir", str(out), "--output-dir", str(tmp_path / "eval")])
+    assert res["mean_eer"] == pytest.approx(ref["mean_eer"])
 
 
 # -- 3. process count changes --------------------------------------------------------------------
@@ -297,6 +472,8 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(feats_root: Path, tmp_
     res = _train(feats_root, out, *args)
     assert (out / "v3_English" / "checkpoints" / f"damaged_{ckpts[-1].name}").is_dir()
     assert res["mean_eer"] == pytest.approx(ref["mean_eer"])
+    metrics = (out / "v3_English" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in metrics] == [1, 2]  # only the resumed history
     # best_model.pt damaged: restored from the copy the newest checkpoint keeps, same results
     best = out / "v3_English" / "best_model.pt"
     intact = best.read_bytes()
@@ -369,6 +546,26 @@ def test_disk_full_is_named(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(DiskFullError, match="results.json"):
         atomic_write_text(tmp_path / "results.json", "{}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_in_evaluate_names_the_path(feats_root: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from modalink.io import DiskFullError, atomic_dir
+
+    def enospc(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "run"
+    _train(feats_root, out, "--train-lang", "English")
+    before = _tree(out / "submission")
+    monkeypatch.setattr(os, "fsync", enospc)
+    code, err = _cli(fame_evaluate, ["--run-dir", str(out)], capsys)
+    err = _error(err)
+    assert code == 2 and f"no space left on the device while writing {out / 'submission'}" in err, err
+    assert _tree(out / "submission") == before and not list(out.glob(".submission*"))
+    with pytest.raises(DiskFullError, match="while writing .*folder.*f.txt"):  # the file, under its final name
+        with atomic_dir(tmp_path / "folder") as stage:
+            with open(stage / "f.txt", "w") as fh:
+                raise OSError(errno.ENOSPC, "No space left on device", str(stage / "f.txt"))
 
 
 # -- 11. messages and file modes -----------------------------------------------------------------

@@ -26,6 +26,11 @@ from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig,
 from modalink.io import atomic_write_text
 from modalink.metrics import fame_eer
 
+#: the validation metrics train.py computes (engine.monitor) and the direction that is better
+MONITORS = {"eer": "min"}
+#: what train.py writes besides the shared run files: one folder per (version, training language)
+RUN_ENTRIES = tuple(f"{ver}_{lang}" for ver in ("v1", "v2", "v3") for lang in fame_languages(ver))
+
 
 @dataclass
 class DataConfig:
@@ -85,6 +90,12 @@ class FameConfig:
             raise ValueError(f"data.val_fraction: {self.data.val_fraction} must be in (0, 1)")
         if self.data.val_trials < 2:
             raise ValueError(f"data.val_trials: {self.data.val_trials} must be >= 2")
+        if self.engine.monitor not in MONITORS:
+            raise ValueError(f"engine.monitor: {self.engine.monitor!r} is not a validation metric of this recipe; "
+                             f"valid monitors: {', '.join(MONITORS)}")
+        if self.engine.monitor_mode != MONITORS[self.engine.monitor]:
+            raise ValueError(f"engine.monitor_mode: {self.engine.monitor_mode!r} would keep the worst epoch for "
+                             f"{self.engine.monitor}; use {MONITORS[self.engine.monitor]}")
 
 
 def resolve_languages(ver: str, train_lang: str) -> list[str]:
@@ -170,9 +181,13 @@ def data_fingerprint(feats: dict[str, Any], gt_dir: Path | None) -> dict[str, st
     return dict(sorted(out.items()))
 
 
-def load_model_from_run(lang_dir: Path, face_dim: int | None = None, voice_dim: int | None = None) -> nn.Module:
-    """The model a training run exported to ``<lang_dir>/model`` (:func:`modalink.hub.from_pretrained`);
-    with ``face_dim``/``voice_dim`` given, refuses a model trained on other feature widths."""
+def load_model_from_run(lang_dir: Path, face_dim: int | None = None, voice_dim: int | None = None, *,
+                        feature_info: dict[str, Any] | None | bool = False) -> nn.Module:
+    """The model a training run exported to ``<lang_dir>/model`` (:func:`modalink.hub.from_pretrained`),
+    refused (:class:`modalink.face_voice_model.ModelMismatchError`) when it was trained for another
+    version or language than its ``<ver>_<Lang>`` folder says, or, with ``face_dim``/``voice_dim``/
+    ``feature_info`` given, on other features."""
+    from modalink.face_voice_model import check_trained_for
     from modalink.hub import from_pretrained
 
     folder = lang_dir / "model"
@@ -180,34 +195,48 @@ def load_model_from_run(lang_dir: Path, face_dim: int | None = None, voice_dim: 
         raise FileNotFoundError(f"no exported model in {folder}: the run has not finished (run the same train.py "
                                 f"command again to resume and export it)")
     model = from_pretrained(folder)
-    contract = model.export_config.get("contract", {})
-    for key, want in (("face_dim", face_dim), ("voice_dim", voice_dim)):
-        if want is not None and contract.get(key) not in (None, want):
-            raise ValueError(f"{folder} was trained on {contract[key]}-D {key[:-4]} features, these are {want}-D; "
-                             f"score it with the features it was trained on")
+    ver, _, lang = lang_dir.name.partition("_")
+    check_trained_for(model.export_config.get("contract", {}), where=folder, ver=ver or None, train_lang=lang or None,
+                      face_dim=face_dim, voice_dim=voice_dim, feature_info=feature_info)
     return model
+
+
+def read_feature_info(root: Path, ver: str) -> dict[str, Any] | None:
+    """``feats/<ver>/feature_info.json`` under ``root`` (written by prepare.py), or ``None``."""
+    info = root / "feats" / ver / "feature_info.json"
+    if not info.is_file():
+        return None
+    try:
+        data = json.loads(info.read_text())
+    except ValueError as exc:
+        raise FeatureFileError(info, f"is not valid JSON ({exc}); rerun prepare.py or remove it") from None
+    return data if isinstance(data, dict) else None
 
 
 def export_models(out: Path, ver: str, models: dict[str, nn.Module], contract: dict[str, Any],
                   config: dict[str, Any], results: dict[str, Any]) -> None:
-    """Export each language's model to ``<out>/<ver>_<Lang>/model`` with its EERs on the model card."""
+    """Export each language's model to ``<out>/<ver>_<Lang>/model`` with its EERs on the model card
+    and its training language in its contract."""
     from modalink.hub import save_pretrained
 
     for lang, model in models.items():
         rows = {f"EER {r['train']}->{r['test']} ({r['condition']})": r["eer"]
                 for r in results.get("eer", []) if r["train"] == lang}
-        save_pretrained(model, out / f"{ver}_{lang}" / "model", contract=contract, config=config, results=rows,
-                        title=f"modalink FAME {ver} face-voice model trained on {lang}")
+        save_pretrained(model, out / f"{ver}_{lang}" / "model", contract={**contract, "train_lang": lang},
+                        config=config, results=rows, title=f"modalink FAME {ver} face-voice model trained on {lang}")
 
 
 def model_contract(root: Path, ver: str, face_dim: int, voice_dim: int) -> dict[str, Any]:
-    """What a FAME model reads: feature widths, the features' origin (prepare.py's
-    ``feature_info.json`` when present) and the score direction."""
-    contract: dict[str, Any] = {"face_dim": face_dim, "voice_dim": voice_dim,
+    """What a FAME model reads and was trained for: version, feature widths, the features' source
+    (prepare.py's ``feature_info.json`` when present) and the score direction; :func:`export_models`
+    adds the training language."""
+    from modalink.face_voice_model import trained_for
+
+    info = read_feature_info(root, ver)
+    contract: dict[str, Any] = {**trained_for(ver, None, face_dim, voice_dim, info),
                                 "score": "L2 distance of the scoring embeddings (lower = same person)"}
-    info = root / "feats" / ver / "feature_info.json"
-    if info.is_file():
-        contract["feature_info"] = json.loads(info.read_text())
+    if info is not None:
+        contract["feature_info"] = info
     return contract
 
 
@@ -263,8 +292,9 @@ def format_results(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FameConfig", "DataConfig", "RunConfig", "DEFAULT_CONFIG", "add_data_arguments", "resolve_languages",
+__all__ = ["FameConfig", "DataConfig", "RunConfig", "DEFAULT_CONFIG", "RUN_ENTRIES", "add_data_arguments", "resolve_languages",
            "check_ground_truth", "data_fingerprint",
-           "prepare_feats_root", "feature_dims", "default_ground_truth", "load_model_from_run", "export_models",
+           "prepare_feats_root", "feature_dims", "default_ground_truth", "load_model_from_run", "read_feature_info",
+           "export_models",
            "model_contract",
            "score_test_sets", "write_fame_results", "format_results", "other_language"]

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.print_config:
         announce(f"FAME train.py: run folder {args.output_dir}, MAV-Celeb {args.ver} "
                  f"({'features in ' + args.feats_root if args.feats_root else 'synthetic set'}); loading torch ...")
-    from fame_common import FameConfig, resolve_languages
+    from fame_common import RUN_ENTRIES, FameConfig, resolve_languages
 
     from modalink.cli import load_recipe_config, print_config, resume_mode
     from modalink.config import to_dict
@@ -64,13 +64,11 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
     # the run contract: refused here, before anything is written, if the folder holds another run
-    folder = RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
-                            is_main=state.is_main_process,
-                            ignore=("run.feats_root", "run.ground_truth", "run.edition"), recipe="fame")
-    try:
+    # (a run that fails before it records any training leaves no contract: the fixed command runs there)
+    with RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
+                        is_main=state.is_main_process, ignore=("run.feats_root", "run.ground_truth", "run.edition"),
+                        entries=RUN_ENTRIES, recipe="fame") as folder:
         return _train(args, cfg, state, folder, langs, t0)
-    finally:
-        folder.close()
 
 
 def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:

@@ -173,7 +173,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     models = {}
     for lang in langs:
         try:
-            models[lang] = load_model_from_run(run_dir / f"{ver}_{lang}", face_dim, voice_dim).to(device)
+            models[lang] = load_model_from_run(run_dir / f"{ver}_{lang}", face_dim, voice_dim,
+                                               feature_info=info).to(device)
         except RuntimeError as e:  # a state dict of other widths
             raise FeatureMismatchError(f"{run_dir / f'{ver}_{lang}' / 'best_model.pt'} does not fit {face_dim}-D face / "
                                        f"{voice_dim}-D voice features ({' '.join(str(e).split())[:300]})") from None
