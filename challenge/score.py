@@ -115,8 +115,8 @@ class ScoreReport:
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            raise MatplotlibMissing("matplotlib is not installed: `pip install matplotlib` "
-                                    "(or `pip install modalink[plot]`) to draw DET curves") from None
+            raise MatplotlibMissing("matplotlib is not installed: `pip install matplotlib` (or, in a clone of "
+                                    "modalink, `pip install -e \".[plot]\"`) to draw DET curves") from None
         from scipy.stats import norm
 
         from modalink.io import atomic_path

@@ -204,3 +204,36 @@ def test_the_preset_alone_gives_the_generator_preset():
 
     got = synthetic_kwargs(_chameleon_config("data.synthetic.preset=complementary").data.synthetic)
     assert {k: got[k] for k in COMPLEMENTARY} == COMPLEMENTARY and got["seed"] == 0
+
+
+# ----------------------------------------------------------------------------- smaller items
+def test_the_plot_hint_works_from_a_clone(monkeypatch):
+    from challenge.score import MatplotlibMissing, ScoreReport
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # "not installed"
+    report = ScoreReport.__new__(ScoreReport)
+    with pytest.raises(MatplotlibMissing) as info:
+        report.plot("unused.png")
+    assert 'pip install -e ".[plot]"' in str(info.value) and "modalink[plot]" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_the_recsys_readme_gives_what_make_catalogue_prints(tmp_path, capsys):
+    make = load_script("recsys_make_catalogue", ROOT / "recipes/recsys/make_catalogue.py")
+    info = make.main(["--output", str(tmp_path / "cat")])
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    readme = (ROOT / "recipes/recsys/README.md").read_text()
+    assert f"`{printed.split(' to ')[0]}`" in readme and f"{info['interactions']:,} interactions" in readme
+
+
+@pytest.mark.slow
+def test_srmm_log_names_the_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["recipes/srmm/train.py"])  # what `python recipes/srmm/train.py` sees
+    train = load_script("srmm_recipe_train", ROOT / "recipes/srmm/train.py")
+    train.main(["--output-dir", "run", "--cpu", "data.synthetic.n_classes=4", "data.synthetic.n_train_per_class=6",
+                "data.synthetic.n_test_per_class=2", "data.synthetic.image_size=32", "prepare.progress=false",
+                "engine.epochs=1", "engine.batch_size=16", "engine.progress=false", "text_encoder.options={dim: 16}",
+                "model.stem_dim=8", "model.trunk_hidden=[8]", "model.embed_dim=8", "baseline.enabled=false"])
+    command = [ln for ln in (tmp_path / "run" / "log.txt").read_text().splitlines() if "command: " in ln]
+    assert command and command[0].split("command: ", 1)[1].startswith("recipes/srmm/train.py --output-dir run")

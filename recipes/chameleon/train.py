@@ -25,6 +25,7 @@ from pathlib import Path
 
 from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
 from modalink.errors import UserError, run_cli
+from modalink.progress import announce
 
 HPARAMS = Path(__file__).resolve().parent / "hparams"
 DATASETS = ("food101", "mmimdb", "hateful_memes", "ferramenta")
@@ -62,6 +63,9 @@ def load_config(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if not args.print_config:
+        announce(f"Chameleon train.py: {'data in ' + args.data_root if args.data_root else 'synthetic Food-101 set'}, "
+                 f"config {args.config}; loading torch ...")
     cfg = load_config(args)
     if args.print_config:
         print_config(cfg)
@@ -95,7 +99,7 @@ def _train(args, cfg, state, folder, argv) -> dict:
         data = cham.load_data(cfg, progress=cfg.engine.progress and state.is_main_process)
     folder.bind_data(cham.data_fingerprint(data))
     folder.start()
-    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
+    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else [sys.argv[0], *argv],
                        log_name="modalink.chameleon")  # own logger: the Trainers reopen "modalink" in their folders
     logger.info("data: %s (%.1f s)", data.description, time.time() - t0)
     if folder.resumed:

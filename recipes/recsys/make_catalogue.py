@@ -15,6 +15,7 @@ import sys
 
 from modalink.cli import command_parser
 from modalink.errors import run_cli
+from modalink.progress import announce
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-broken", action="store_true", help="leave out the deliberately broken inputs")
     args = p.parse_args(argv)
+    announce(f"writing the demo catalogue (photos, clips, texts, interactions) to {args.output} ...")
     from modalink.recsys.demo_catalogue import write_demo_catalogue
 
     info = write_demo_catalogue(args.output, items_per_photo=args.items_per_photo, n_users=args.users,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from modalink.cli import parse_recipe_args, print_config, recipe_parser
 from modalink.errors import run_cli
+from modalink.progress import announce
 
 HPARAMS = Path(__file__).resolve().parent / "hparams"
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", help="UPMC Food-101 folder (images/, texts/); default: synthetic data")
     p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
     args = parse_recipe_args(p, argv)  # before the heavy imports: --help answers at once
+    if not args.print_config:
+        announce(f"SRMM prepare.py: {'data in ' + args.data_root if args.data_root else 'synthetic set'}; loading "
+                 f"torch, then the encoders ...")
     from modalink.classification import embeddings, srmm
     from modalink.cli import load_recipe_config, resume_mode
     from modalink.config import to_dict

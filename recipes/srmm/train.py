@@ -24,6 +24,7 @@ from pathlib import Path
 
 from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
 from modalink.errors import run_cli
+from modalink.progress import announce
 
 HPARAMS = Path(__file__).resolve().parent / "hparams"
 ENTRIES = ("cache", "masks")  # what this recipe writes besides the shared run files
@@ -51,6 +52,9 @@ def load_config(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)  # before the heavy imports: --help answers at once
+    if not args.print_config:
+        announce(f"SRMM train.py: {'data in ' + args.data_root if args.data_root else 'synthetic set'}, config "
+                 f"{args.config}; loading torch, then the data and the encoders ...")
     from modalink.classification import embeddings, srmm
     from modalink.config import to_dict
     from modalink.engine import process_state
@@ -96,7 +100,7 @@ def _train(cfg, state, folder, encoders, argv) -> dict:
     with state.main_process_first():  # the main process extracts; the others then read valid caches
         data = embeddings.prepare_all(cfg, out, progress=cfg.prepare.progress and state.is_main_process, plan=plan)
     folder.start()
-    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else argv,
+    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else [sys.argv[0], *argv],
                        log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
     logger.info("embeddings ready in %.1f s (image %s %s, text %s %s)", time.time() - t0,
                 data.image_encoder.get("name"), data.dims["image"], data.text_encoder.get("name"), data.dims["text"])
