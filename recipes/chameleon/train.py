@@ -29,7 +29,8 @@ from modalink.progress import announce
 
 HPARAMS = Path(__file__).resolve().parent / "hparams"
 DATASETS = ("food101", "mmimdb", "hateful_memes", "ferramenta")
-ENTRIES = ("masks", "eval.json", "eval.md")  # what this recipe writes besides the shared run files
+# what this recipe writes besides the shared run files (one folder per method)
+ENTRIES = ("masks", "eval.json", "eval.md", "chameleon", "multi_branch")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,12 +78,11 @@ def main(argv: list[str] | None = None) -> dict:
     state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
     out = Path(cfg.output_dir)
     # the run contract: refused here, before anything is written, if the folder holds another run
-    folder = RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
-                            is_main=state.is_main_process, ignore=("output_dir",), entries=ENTRIES, recipe="chameleon")
-    try:
+    # (a run that fails before it records any training leaves no contract: the fixed command runs there)
+    with RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
+                        is_main=state.is_main_process, ignore=("output_dir",), entries=ENTRIES,
+                        recipe="chameleon") as folder:
         return _train(args, cfg, state, folder, argv)
-    finally:
-        folder.close()
 
 
 def _train(args, cfg, state, folder, argv) -> dict:

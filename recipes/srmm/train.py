@@ -27,7 +27,7 @@ from modalink.errors import run_cli
 from modalink.progress import announce
 
 HPARAMS = Path(__file__).resolve().parent / "hparams"
-ENTRIES = ("cache", "masks")  # what this recipe writes besides the shared run files
+ENTRIES = ("cache", "masks", "srmm", "late_fusion")  # what this recipe writes besides the shared run files
 
 
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
@@ -69,13 +69,11 @@ def main(argv: list[str] | None = None) -> dict:
     # every process looks for the weights itself (hub downloads are file-locked), so missing
     # weights end every process at once instead of leaving the others waiting at a barrier
     encoders = srmm.build_encoders(cfg)
-    folder = RunFolder.open(cfg.output_dir, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
-                            is_main=state.is_main_process, ignore=("output_dir", "prepare.progress"), entries=ENTRIES,
-                            recipe="srmm")
-    try:
+    # (a run that fails before it records any training leaves no contract: the fixed command runs there)
+    with RunFolder.open(cfg.output_dir, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
+                        is_main=state.is_main_process, ignore=("output_dir", "prepare.progress"), entries=ENTRIES,
+                        recipe="srmm", reusable=("cache",)) as folder:
         return _train(cfg, state, folder, encoders, argv)
-    finally:
-        folder.close()
 
 
 def _train(cfg, state, folder, encoders, argv) -> dict:
