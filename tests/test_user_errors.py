@@ -56,7 +56,8 @@ def test_every_error_a_user_can_cause_is_a_user_error():
     assert str(err) == "f.csv, line 2, column 5: not a number" and err.column == 5
 
 
-@pytest.mark.parametrize("make", ["model", "encoder", "fusion", "dataset", "image_features", "fame_version"])
+@pytest.mark.parametrize("make", ["model", "encoder", "timm_arch", "fusion", "dataset", "image_features",
+                                  "fame_version"])
 def test_unknown_registry_names_are_one_line_user_errors_listing_the_known_ones(make, capsys):
     from modalink.classification.image_features import create_image_features
     from modalink.data.classification import load_dataset
@@ -68,6 +69,7 @@ def test_unknown_registry_names_are_one_line_user_errors_listing_the_known_ones(
     call, known = {
         "model": (lambda: create_model("no-such-model"), "sbnet"),
         "encoder": (lambda: create_encoder("no-such-encoder"), "pixel-stats"),
+        "timm_arch": (lambda: create_encoder("timm/resnet5O"), "timm/resnet50"),
         "fusion": (lambda: create_fusion("no-such-fusion", 8), "gated"),
         "dataset": (lambda: load_dataset("no-such-dataset", "."), "food101"),
         "image_features": (lambda: create_image_features("no-such-encoder"), "pixel-stats"),

@@ -35,6 +35,7 @@ from modalink.encoders.base import (
     torch_checkpoint_dirs,
     weights_cache_dir,
 )
+from modalink.errors import UnknownNameError
 
 log = logging.getLogger("modalink.encoders.image")
 
@@ -247,6 +248,13 @@ def timm_image(model_name: str = "resnet50", pretrained: bool = False,
     """
     import timm
 
+    if not timm.is_model(model_name):
+        import difflib
+
+        close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(f'timm/{c}' for c in close)}?" if close else ""
+        raise UnknownNameError(f"unknown timm architecture {model_name!r} (in 'timm/{model_name}'){hint}; "
+                               "timm.list_models() lists the known ones")
     kwargs = {**kwargs, "num_classes": 0}
     local: Path | None = None
     if not pretrained:
