@@ -237,3 +237,25 @@ def test_srmm_log_names_the_command(tmp_path, monkeypatch):
                 "model.stem_dim=8", "model.trunk_hidden=[8]", "model.embed_dim=8", "baseline.enabled=false"])
     command = [ln for ln in (tmp_path / "run" / "log.txt").read_text().splitlines() if "command: " in ln]
     assert command and command[0].split("command: ", 1)[1].startswith("recipes/srmm/train.py --output-dir run")
+
+
+# ----------------------------------------------------------------------------- thread count
+def test_engine_num_threads_pins_torch_threads():
+    import torch
+
+    from modalink.config import load_config
+    from modalink.engine import EngineConfig, process_state
+
+    before = torch.get_num_threads()
+    try:
+        process_state(EngineConfig(num_threads=1))
+        assert torch.get_num_threads() == 1
+        process_state(EngineConfig())  # 0: torch's count is left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    fame_common = load_script("fame_common", FAME / "fame_common.py")
+    fop = load_config(fame_common.FameConfig, FAME / "hparams" / "fop.yaml")
+    assert fop.engine.num_threads == 1  # the README's FOP row holds on any machine
+    with pytest.raises(Exception, match="num_threads"):
+        load_config(fame_common.FameConfig, None, ["engine.num_threads=-1"])

@@ -68,6 +68,9 @@ class EngineConfig:
     resume: bool = True  # continue from the latest checkpoint in run_dir/checkpoints
     cpu: bool = False
     progress: bool = True
+    # threads of torch's CPU kernels (torch.set_num_threads), 0: torch's default (one per core). A fixed
+    # count makes CPU results independent of the machine's core count (float sums split differently)
+    num_threads: int = bounded(0, ge=0)
 
 
 @dataclass
@@ -174,7 +177,14 @@ def process_state(cfg: EngineConfig) -> Any:
     the same CPU decision as :class:`Trainer`."""
     from accelerate import PartialState
 
+    apply_num_threads(cfg)
     return PartialState(cpu=runs_on_cpu(cfg))
+
+
+def apply_num_threads(cfg: EngineConfig) -> None:
+    """Set torch's CPU thread count to ``cfg.num_threads`` (0: leave torch's default)."""
+    if cfg.num_threads and torch.get_num_threads() != cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
 
 
 def _allow_new_precision(mixed_precision: str) -> None:
@@ -220,6 +230,7 @@ class Trainer:
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        apply_num_threads(cfg)
         mp = cfg.mixed_precision
         use_cpu = runs_on_cpu(cfg)
         if use_cpu and mp == "fp16":
