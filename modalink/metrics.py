@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from modalink.errors import InputError
+
 __all__ = [
     "fame_eer", "fast_eer", "eer_and_threshold", "min_dcf", "min_dcf_and_threshold", "det_curve",
     "roc_auc", "accuracy", "f1_scores", "topk_items", "recall_at_k", "ndcg_at_k", "coverage",
@@ -86,12 +88,12 @@ def _binary_trials(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     finite = np.isfinite(s)
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"scores must be finite; trial {i} has score {s[i]!r} "
+        raise InputError(f"scores must be finite; trial {i} has score {s[i]!r} "
                          f"({int((~finite).sum())} non-finite in total)")
     n_pos = int(y.sum())
     if n_pos == 0 or n_pos == y.shape[0]:
         which = "target (label 1)" if n_pos == 0 else "non-target (label 0)"
-        raise ValueError(f"both classes are needed: there is no {which} trial among {y.shape[0]}")
+        raise InputError(f"both classes are needed: there is no {which} trial among {y.shape[0]}")
     return y, s
 
 
@@ -189,9 +191,9 @@ def min_dcf_and_threshold(labels: Any, scores: Any, p_target: float = 0.01, c_mi
     "reject everything" is optimal.
     """
     if not 0.0 < p_target < 1.0:
-        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+        raise InputError(f"p_target must be in (0, 1), got {p_target}")
     if c_miss <= 0 or c_fa <= 0:
-        raise ValueError(f"c_miss and c_fa must be positive, got c_miss={c_miss}, c_fa={c_fa}")
+        raise InputError(f"c_miss and c_fa must be positive, got c_miss={c_miss}, c_fa={c_fa}")
     y, s = _binary_trials(labels, scores)
     fpr, tpr, thr = _roc_points(y, _oriented(s, higher_is_same))
     # point 0 is "reject all" (P_miss = 1, P_fa = 0); the last point is "accept all".
@@ -388,7 +390,7 @@ def _expected_hits(scores: Any, relevant: Any, k: int, seen: Any | None) -> tupl
     rel = _relevance_matrix(relevant, s.shape)
     n_rel = rel.sum(axis=1)
     if not (n_rel > 0).any():
-        raise ValueError("no user has a relevant item; Recall/NDCG are undefined")
+        raise InputError("no user has a relevant item; Recall/NDCG are undefined")
     k = int(k)
     kk = min(k, s.shape[1])
     hit_able = rel & np.isfinite(s)  # masked (seen) items are never hits
