@@ -64,7 +64,7 @@ class FameConfig:
 
     model: FaceVoiceModelConfig = field(default_factory=FaceVoiceModelConfig)
     loss: FaceVoiceLossConfig = field(default_factory=FaceVoiceLossConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(monitor="eer"))  # MONITORS
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
