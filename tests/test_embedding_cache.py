@@ -219,3 +219,14 @@ def test_file_row_id_sees_a_rewrite_that_keeps_size_and_mtime(tmp_path):
     os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert file_row_ids([a], tmp_path)[0] != before
     assert file_row_ids([a], tmp_path, content=False)[0] == stat_only
+
+
+def test_bench_file_row_ids_smoke(capsys):
+    from pathlib import Path
+
+    from conftest import load_script
+
+    bench = load_script("bench_file_row_ids", Path(__file__).resolve().parents[1] / "scripts" / "bench_file_row_ids.py")
+    assert bench.main(["--files", "3", "--seconds", "0.5", "--embed", "0"]) == 0  # the digest only: fast
+    out = capsys.readouterr().out
+    assert "| voice clip |" in out and "| face frame |" in out

@@ -20,14 +20,16 @@ Audio files of every format the audio loader decodes are used (wav, flac, mp3, o
 ``modalink.audio.AUDIO_EXTENSIONS``). Resumable and incremental through the shared embedding
 cache (:mod:`modalink.data.embedding_cache`, the one used by SRMM and the recommendation
 catalogue): ``<cache>/<encoder-tag>/<part>_{faces,voices}.npy`` with a manifest that names every
-file (path, size, mtime) and records failed files and fallbacks, so a rerun copies what it
-already has and only embeds new or changed files, and a killed run resumes from its last
-shard of files; CSVs are rebuilt from the cache and written atomically. Failed test items
-get a zero row (the lists must stay aligned); failed training voices drop their pair; training
-faces that cannot be used are left out of the pairing. Counts go to the run log and
-``summary.json``; every file that was skipped or replaced is named, with the reason, in the run
-folder's ``report.csv``. Everything (layout, pair lists, device, the weights of BOTH encoders) is
-checked before the run folder is created: a failed check leaves nothing behind.
+file (path, size, mtime, digest of its bytes) and records failed files and fallbacks, so a rerun
+copies what it already has and only embeds new or changed files, and a killed run resumes from
+its last shard of files; CSVs are rebuilt from the cache and written atomically. Failed test
+items get a zero row (the lists must stay aligned); failed training voices drop their pair;
+training faces that cannot be used are left out of the pairing. Counts go to the run log and
+``summary.json``, which accounts for every file under the raw root (used, skipped or ignored, by
+reason); every file that is not used or was replaced is named, with the reason, in the run
+folder's ``report.csv``. ``--output`` is locked while the run lasts: a second job is refused.
+Everything (layout, pair lists, device, the weights of BOTH encoders) is checked before the run
+folder is created: a failed check leaves nothing behind.
 
 Example::
 
@@ -739,7 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voice-arg", action="append", type=_kv, default=[], metavar="KEY=VALUE",
                    help="extra voice-encoder argument (YAML value), e.g. channels=[32,32,32,32,96]")
     p.add_argument("--offline", action="store_true", help="never download weights (also MODALINK_OFFLINE=1)")
-    p.add_argument("--random-weights", action="store_true", help="random encoder weights (testing only)")
+    p.add_argument("--random-weights", action="store_true", help="random encoder weights: a plumbing check, the features mean nothing (recorded in "
+                   "summary.json and feature_info.json)")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
     p.add_argument("--no-face", default="center_crop", choices=["center_crop", "skip"],
                    help="when MTCNN finds no face: centre crop the image, or skip it")
