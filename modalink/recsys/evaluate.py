@@ -25,6 +25,7 @@ import torch
 from modalink import metrics
 from modalink.errors import InputError
 from modalink.recsys.data import Bags, Interactions, ItemFeatures, RecsysSplit
+from modalink.recsys.index import DEFAULT_MEMORY_BUDGET_MB, rows_per_block
 
 SPLITS = ("warm", "item_cold", "user_cold")
 
@@ -39,12 +40,14 @@ class Recommender(Protocol):
 
 def rank_metrics(user_vecs: torch.Tensor, users: np.ndarray, item_vecs: torch.Tensor, relevant: Interactions,
                  candidates: np.ndarray | None = None, seen: Sequence[Interactions] = (), k: int = 10,
-                 batch_size: int = 1024) -> dict[str, float]:
+                 batch_size: int | None = None, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> dict[str, float]:
     """Recall@k, NDCG@k and coverage@k of full ranking over ``candidates`` (default: all items).
 
     ``user_vecs[r]`` is the vector of user ``users[r]``; ``item_vecs`` covers the whole
     catalogue. Only users with at least one relevant candidate are evaluated (``users`` in
-    the result counts them). Pairs in ``seen`` are removed from the ranking.
+    the result counts them). Pairs in ``seen`` are removed from the ranking. Users are scored
+    in blocks of ``batch_size`` (default: as many as ``memory_budget_mb`` allows for this
+    many candidates), so memory does not grow with the number of users.
     """
     users = np.asarray(users, dtype=np.int64)
     if user_vecs.shape[0] != users.size:
@@ -52,21 +55,24 @@ def rank_metrics(user_vecs: torch.Tensor, users: np.ndarray, item_vecs: torch.Te
     cand = np.arange(item_vecs.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
     if cand.size == 0:
         raise InputError("no candidate items to rank")
-    rel_all = relevant.matrix(users, cand)
-    has_rel = rel_all.any(1)
-    if not has_rel.any():
+    in_cand = np.zeros(relevant.n_items, dtype=bool)
+    in_cand[cand] = True
+    users_with_rel = np.unique(relevant.users[in_cand[relevant.items]])
+    rows = np.flatnonzero(np.isin(users, users_with_rel))
+    if rows.size == 0:
         raise InputError("no evaluated user has a relevant candidate item")
-    rows = np.flatnonzero(has_rel)
+    # scores, seen mask, relevance and the top-k's random tie-breakers: ~32 bytes per cell
+    block = int(batch_size) if batch_size else rows_per_block(cand.size, 32.0, memory_budget_mb)
     item_c = item_vecs[torch.from_numpy(cand).to(item_vecs.device)].float()
     sums = {"recall": 0.0, "ndcg": 0.0}
     top_all = []
-    for start in range(0, rows.size, batch_size):
-        r = rows[start:start + batch_size]
+    for start in range(0, rows.size, block):
+        r = rows[start:start + block]
         scores = (user_vecs[torch.from_numpy(r).to(user_vecs.device)].float() @ item_c.T).cpu().numpy()
         mask = np.zeros(scores.shape, dtype=bool)
         for s in seen:
             mask |= s.matrix(users[r], cand)
-        rel = rel_all[r]
+        rel = relevant.matrix(users[r], cand)
         sums["recall"] += metrics.recall_at_k(scores, rel, k, seen=mask) * r.size
         sums["ndcg"] += metrics.ndcg_at_k(scores, rel, k, seen=mask) * r.size
         top_all.append(metrics.topk_items(scores, k, seen=mask))
@@ -77,7 +83,7 @@ def rank_metrics(user_vecs: torch.Tensor, users: np.ndarray, item_vecs: torch.Te
 
 def evaluate_split(model: Recommender, split: RecsysSplit, which: str, stage: str = "test", k: int = 10,
                    features: ItemFeatures | None = None, item_vecs: torch.Tensor | None = None,
-                   batch_size: int = 1024) -> dict[str, float]:
+                   batch_size: int | None = None) -> dict[str, float]:
     """Metrics of ``model`` on one protocol (``warm``, ``item_cold``, ``user_cold``) at
     ``stage`` ``val`` or ``test`` (user-cold-start has a test stage only)."""
     if which not in SPLITS:

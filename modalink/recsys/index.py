@@ -1,8 +1,11 @@
 """Serving the item tower: export catalogue vectors and search them by inner product.
 
 ``InnerProductIndex`` uses ``faiss.IndexFlatIP`` (exact) when ``import faiss`` works and an
-exact chunked torch top-k otherwise; both return the same items (up to ties). Install
-``faiss-cpu`` (``pip install modalink[faiss]``) for large catalogues.
+exact blocked torch top-k otherwise (on a GPU when one is given or found); both return the same
+items (up to ties). The exact search scores a block of queries against the whole catalogue at a
+time; the block size comes from a memory budget (``memory_budget_mb``), so its peak memory does
+not grow with the number of queries and stays bounded as the catalogue grows. Install
+``faiss-cpu`` (``pip install -e ".[faiss]"``) for catalogues of 10^7 items and more.
 """
 from __future__ import annotations
 
@@ -24,6 +27,20 @@ def faiss_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+DEFAULT_MEMORY_BUDGET_MB = 256.0
+
+
+def rows_per_block(n_cols: int, bytes_per_cell: float = 8.0, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> int:
+    """How many rows of an (rows × ``n_cols``) working matrix fit in ``memory_budget_mb``.
+
+    ``bytes_per_cell`` counts every temporary per cell (e.g. float32 scores + top-k scratch = 8).
+    At least 1 row, so a catalogue larger than the budget is still searched, one query at a time.
+    """
+    if memory_budget_mb <= 0:
+        raise ValueError(f"memory_budget_mb must be positive, got {memory_budget_mb}")
+    return max(1, int(memory_budget_mb * 2**20 // (max(1, n_cols) * bytes_per_cell)))
 
 
 def _as_matrix(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -62,11 +79,15 @@ class InnerProductIndex:
     Args:
         vectors: (N, D) item vectors. ids: optional item ids returned by :meth:`search_ids`.
         use_faiss: ``None`` → FAISS when installed; ``True`` → require it; ``False`` → torch.
-        chunk_size: queries per block of the exact torch search.
+        chunk_size: queries per block of the exact torch search; ``None`` (default) → as many as
+            ``memory_budget_mb`` allows for this catalogue (see :func:`rows_per_block`).
+        memory_budget_mb: working memory of one block of the exact search (scores and top-k).
+        device: where the exact search runs: ``None`` → ``cuda`` when available, else the CPU.
     """
 
     def __init__(self, vectors: np.ndarray | torch.Tensor, ids: Sequence[object] | np.ndarray | None = None,
-                 use_faiss: bool | None = None, chunk_size: int = 1024) -> None:
+                 use_faiss: bool | None = None, chunk_size: int | None = None,
+                 memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, device: str | torch.device | None = None) -> None:
         self.vectors = _as_matrix(vectors, "vectors")
         self.ids = None if ids is None else np.asarray(ids)
         if self.ids is not None and self.ids.size != self.vectors.shape[0]:
@@ -75,14 +96,17 @@ class InnerProductIndex:
         if use_faiss and not has:
             raise ImportError("use_faiss=True but faiss is not installed; pip install faiss-cpu")
         self.backend = "faiss" if (has if use_faiss is None else use_faiss) else "exact"
-        self.chunk_size = chunk_size
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.chunk_size = int(chunk_size) if chunk_size else rows_per_block(self.vectors.shape[0], 8.0, memory_budget_mb)
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self._faiss = None
         if self.backend == "faiss":
             import faiss
 
             self._faiss = faiss.IndexFlatIP(self.vectors.shape[1])
             self._faiss.add(self.vectors)
-        self._torch = torch.from_numpy(self.vectors)
+        self._torch = torch.from_numpy(self.vectors).to(self.device) if self.backend == "exact" else None
 
     @classmethod
     def load(cls, path: str | os.PathLike, use_faiss: bool | None = None) -> "InnerProductIndex":
@@ -124,15 +148,16 @@ class InnerProductIndex:
         out_p = np.full((q.shape[0], k), -1, dtype=np.int64)
         for start in range(0, q.shape[0], self.chunk_size):
             stop = start + self.chunk_size
-            s = torch.from_numpy(q[start:stop]) @ self._torch.T
+            s = torch.from_numpy(q[start:stop]).to(self.device, non_blocking=True) @ self._torch.T  # type: ignore[union-attr]
             if exclude is not None:
                 rows = [(r, int(i)) for r, e in enumerate(exclude[start:stop]) for i in e]
                 if rows:
                     rr, cc = zip(*rows)
-                    s[torch.tensor(rr), torch.tensor(cc)] = float("-inf")
+                    s[torch.tensor(rr, device=s.device), torch.tensor(cc, device=s.device)] = float("-inf")
             top_s, top_p = torch.topk(s, k, dim=1)
+            del s
             top_p[torch.isinf(top_s)] = -1
-            out_s[start:stop], out_p[start:stop] = top_s.numpy(), top_p.numpy()
+            out_s[start:stop], out_p[start:stop] = top_s.cpu().numpy(), top_p.cpu().numpy()
         return out_s, out_p
 
     @staticmethod
