@@ -11,6 +11,7 @@ DDP's gradient synchronisation intact.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -71,6 +72,9 @@ class EngineConfig:
     # threads of torch's CPU kernels (torch.set_num_threads), 0: torch's default (one per core). A fixed
     # count makes CPU results independent of the machine's core count (float sums split differently)
     num_threads: int = bounded(0, ge=0)
+    # seconds a collective (all-reduce, broadcast, barrier) waits for the other processes before the
+    # job fails with a one-line error naming the lost process (torch's own default is 30 minutes)
+    collective_timeout_s: float = bounded(300.0, gt=0)
 
 
 @dataclass
@@ -178,7 +182,7 @@ def process_state(cfg: EngineConfig) -> Any:
     from accelerate import PartialState
 
     apply_num_threads(cfg)
-    return PartialState(cpu=runs_on_cpu(cfg))
+    return PartialState(cpu=runs_on_cpu(cfg), timeout=datetime.timedelta(seconds=cfg.collective_timeout_s))
 
 
 def apply_num_threads(cfg: EngineConfig) -> None:
@@ -226,7 +230,7 @@ class Trainer:
                  tracker_config: Mapping[str, Any] | None = None,
                  param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None) -> None:
         from accelerate import Accelerator
-        from accelerate.utils import DataLoaderConfiguration, set_seed
+        from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, set_seed
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -241,6 +245,7 @@ class Trainer:
             log_with=list(cfg.log_with) or None, project_dir=str(self.run_dir),
             dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
                                                       data_seed=cfg.seed),
+            kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=cfg.collective_timeout_s))],
         )
         acc = self.accelerator
         self.logger = setup_logging(self.run_dir, acc.is_main_process)
