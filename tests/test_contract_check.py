@@ -61,3 +61,16 @@ def test_encoder_identity_of_built_encoders():
     ident = encoder_input_identity(enc, "ecapa_voxceleb", seed=1)
     assert ident == {"encoder": "ecapa_voxceleb", "output_dim": 192, "weights": "random (seed 1)"}
     assert encoder_input_identity(create_encoder("pixel-stats"))["weights"] == "none"
+
+
+def test_library_weight_names_are_kept():
+    assert weights_identity("timm:resnet18") == "timm:resnet18"
+    assert weights_identity("/no/such/file.pt") is None
+
+
+def test_extra_keys_are_compared_too():
+    a = input_identity("ecapa_voxceleb", 192, "random (seed 1)", args={"channels": [8, 8]}, random_weights=True)
+    b = input_identity("ecapa_voxceleb", 192, None, args={"channels": [16, 16]}, random_weights=False)
+    with pytest.raises(InputContractError, match=r"args .*channels.* vs .*; random_weights True vs False"):
+        check_input_contract(a, b, "voice input")
+    assert check_input_contract(a, input_identity("ecapa_voxceleb", 192, args={"channels": [8, 8]}), "x") == []

@@ -6,7 +6,8 @@ weights. Two encoders of the same width (FaceNet and ResNet-18 both give 512-D v
 interchangeable, so a width check is not enough.
 
 An *input identity* is a small dict ``{"encoder": name, "output_dim": width, "weights": id}``
-(:func:`input_identity`; any key may be missing = not recorded). ``weights`` is
+(:func:`input_identity`; any key may be missing = not recorded; a caller may add keys of its own,
+e.g. the encoder's ``args``, compared the same way). ``weights`` is
 :func:`weights_identity`: ``"<file name> blake2b:<digest of the bytes>"`` for a weights file or
 folder, ``"random (seed N)"`` for seeded random weights, ``"none"`` for an encoder without
 weights. :func:`check_input_contract` compares what a model expects with what made its inputs and
@@ -28,7 +29,7 @@ __all__ = ["InputContractError", "input_identity", "weights_identity", "encoder_
 
 logger = logging.getLogger(__name__)
 
-#: the compared keys of an input identity, in message order
+#: the keys of every input identity, first in messages (extra keys a caller adds follow, sorted)
 IDENTITY_KEYS = ("encoder", "output_dim", "weights")
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
@@ -38,10 +39,12 @@ class InputContractError(UserError, ValueError):
     """Embeddings made by another encoder than the one a model was trained on."""
 
 
-def input_identity(encoder: str | None, output_dim: int | None = None, weights: str | None = None) -> dict[str, Any]:
-    """``{"encoder", "output_dim", "weights"}`` without the entries that are ``None``."""
+def input_identity(encoder: str | None, output_dim: int | None = None, weights: str | None = None,
+                   **extra: Any) -> dict[str, Any]:
+    """``{"encoder", "output_dim", "weights"}`` (and any ``extra`` key a caller compares too, e.g.
+    the encoder's ``args``) without the entries that are ``None``."""
     out: dict[str, Any] = {"encoder": encoder, "output_dim": int(output_dim) if output_dim is not None else None,
-                           "weights": weights}
+                           "weights": weights, **extra}
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -81,7 +84,8 @@ def weights_identity(path: str | os.PathLike | None = None, *, random: bool = Fa
     return None
 
 
-def encoder_input_identity(encoder: Any, name: str | None = None, seed: int | None = None) -> dict[str, Any]:
+def encoder_input_identity(encoder: Any, name: str | None = None, seed: int | None = None,
+                           **extra: Any) -> dict[str, Any]:
     """The input identity of a built encoder: ``name`` (default: its contract's name), its
     output width and :func:`weights_identity` of the weights it loaded (``weights_path``), or
     ``"random (seed N)"`` when it loaded none (``seed``: the seed it was built under), or
@@ -95,11 +99,12 @@ def encoder_input_identity(encoder: Any, name: str | None = None, seed: int | No
     else:
         path = getattr(encoder, "weights_path", None)
         weights = weights_identity(path) if path else weights_identity(random=True, seed=seed)
-    return input_identity(enc_name, dim, weights)
+    return input_identity(enc_name, dim, weights, **extra)
 
 
 def _normalise(identity: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: identity[k] for k in IDENTITY_KEYS if identity and identity.get(k) is not None}
+    keys = [*IDENTITY_KEYS, *sorted(set(identity or {}) - set(IDENTITY_KEYS))]
+    return {k: identity[k] for k in keys if identity and identity.get(k) is not None}
 
 
 def _same(key: str, a: Any, b: Any) -> bool:
@@ -127,8 +132,8 @@ def check_input_contract(expected: Mapping[str, Any] | None, actual: Mapping[str
     face input"``) that names both sides and ``override_hint`` (the setting that accepts it);
     with ``override=True`` it is logged as a warning instead and returned."""
     want, have = _normalise(expected), _normalise(actual)
-    diffs = [f"{k} {want[k]} vs {have[k]}" for k in IDENTITY_KEYS
-             if k in want and k in have and not _same(k, want[k], have[k])]
+    diffs = [f"{k} {want[k]} vs {have[k]}" for k in want
+             if k in have and not _same(k, want[k], have[k])]
     if not diffs:
         return []
     text = (f"{what}: the model was trained on embeddings of {_describe(want)}, but these come from "
