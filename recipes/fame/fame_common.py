@@ -25,6 +25,7 @@ from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig,
                                  pair_distances)
 from modalink.io import atomic_write_text
 from modalink.metrics import fame_eer
+from modalink.score_norm import NormConfig
 
 #: the validation metrics train.py computes (engine.monitor) and the direction that is better
 MONITORS = {"eer": "min"}
@@ -66,6 +67,7 @@ class FameConfig:
     loss: FaceVoiceLossConfig = field(default_factory=FaceVoiceLossConfig)
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(monitor="eer"))  # MONITORS
     data: DataConfig = field(default_factory=DataConfig)
+    norm: NormConfig = field(default_factory=NormConfig)  # score normalisation, chosen on validation
     run: RunConfig = field(default_factory=RunConfig)
 
     def validate_config(self) -> None:
@@ -286,6 +288,9 @@ def format_results(results: dict[str, Any]) -> str:
         lines += ["", f"**mean EER: {results['mean_eer']:.2f} %** (lower is better)"]
     else:
         lines.append("(no ground truth given: EERs not computed)")
+    from fame_scoring import format_norm
+
+    lines += format_norm(results)
     if "seconds" in results:
         lines += ["", f"wall time: {results['seconds']:.1f} s"]
     lines += ["", f"submission files in `{results['submission']}/`: " + ", ".join(results["files"]), ""]

@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> dict:
 def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     import numpy as np
     import torch
+    from fame_scoring import eer_rows, norm_summary, score_language
+
     from fame_common import (check_ground_truth, data_fingerprint, default_ground_truth, export_models, feature_dims,
-                             format_results, model_contract, prepare_feats_root, score_test_sets, write_fame_results)
+                             format_results, model_contract, prepare_feats_root, write_fame_results)
 
     from modalink.data import FameFeatures, make_verification_trials, split_train_val
     from modalink.engine import Trainer, start_run
@@ -103,6 +105,8 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     timings: dict = {}
     selection: dict = {}
     trained: dict = {}
+    raw_scores: dict = {}
+    norm_records: dict = {}
     for lang in langs:
         t_lang = time.time()
         data = feats[lang]
@@ -136,7 +140,11 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
                     result.best_epoch)
         if state.is_main_process:
             model = trainer.model.model.eval()
-            scores.update(score_test_sets(model, [data.heard, data.unheard], lang))
+            lang_scores, lang_raw, norm_records[lang] = score_language(
+                model, faces, voices, train.labels, tr_idx, va_idx, (fi, vi, same), [data.heard, data.unheard],
+                lang, cfg.norm, out / f"{args.ver}_{lang}")
+            scores.update(lang_scores)
+            raw_scores.update(lang_raw)
             trained[lang] = model
         timings[lang] = {"seconds": round(time.time() - t_lang, 2)}
         selection[lang] = {"best_val_eer": result.best_metric, "best_epoch": result.best_epoch}
@@ -148,7 +156,8 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
         results = write_fame_results(out, args.ver, scores, pairs_dir, gt_dir, args.edition,
                                 extra={"config": Path(args.config).name, "model": cfg.model.name,
                                        "config_fingerprint": fingerprint, "selection": selection,
-                                       "processes": state.num_processes},
+                                       "processes": state.num_processes,
+                                       "norm": norm_summary(norm_records, eer_rows(raw_scores, gt_dir))},
                                 timings={"seconds": round(time.time() - t0, 2), "training": timings},
                                 manifest_info={"model": cfg.model.name, "config_fingerprint": fingerprint})
         export_models(out, args.ver, trained, model_contract(root, args.ver, face_dim, voice_dim),

@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Train a FAME seed ensemble and write its fused submission.
+
+    python recipes/fame/ensemble.py --seeds 0 1 2 --output-dir runs/fame_ens
+    python recipes/fame/ensemble.py --seeds 0 1 2 --fusion logreg norm.method=auto --output-dir runs/fame_ens_norm
+    python recipes/fame/ensemble.py --feats-root DATA --ver v3 --seeds 0 1 2 --output-dir runs/fame_v3_ens
+
+Each member is a normal train.py run folder ``<output-dir>/seed_<N>`` (trained with
+``engine.seed=N``, the other settings and ``key=value`` overrides shared), so the same command
+again resumes the members that did not finish and re-fuses. All members read the SAME data:
+without ``--feats-root`` one synthetic set is generated in ``<output-dir>/synthetic_data`` from
+``--data-seed`` (default: the first seed), so member N differs from a plain
+``train.py engine.seed=N`` run only when N is not the data seed. The members' submissions are fused
+file by file (``--fusion mean``: mean of z-normalised scores; ``logreg``: weights learned on the
+validation trials) into ``<output-dir>/submission/``; ``results.md`` lists each member's and the
+fused system's validation EER (and test EER with ground truth), with and without the members'
+score normalisation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cli_common import DEFAULT_CONFIG, add_data_arguments
+
+from modalink.cli import parse_recipe_args, recipe_parser
+from modalink.errors import InputError, run_cli
+from modalink.progress import announce
+
+CONTRACT = "ensemble.json"
+#: settings a resumed ensemble must share with the one in its folder (seeds and fusion may change)
+FIXED = ("config", "overrides", "feats_root", "ver", "train_lang", "data_seed", "edition")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = recipe_parser(__doc__, default_config=DEFAULT_CONFIG, output_default="runs/fame_ensemble")
+    add_data_arguments(p)
+    p.add_argument("--seeds", nargs="+", default=["0", "1", "2"], metavar="N",
+                   help="training seeds, one member each (default: 0 1 2)")
+    p.add_argument("--data-seed", type=int, default=None,
+                   help="seed of the synthetic set every member reads (default: the first of --seeds; "
+                        "not used with --feats-root)")
+    p.add_argument("--fusion", choices=("mean", "logreg"), default="mean",
+                   help="mean of z-normalised scores, or linear fusion with weights learned on validation trials")
+    args = parse_recipe_args(p, argv)
+    seeds, extra = [], []
+    for tok in args.seeds:  # key=value overrides written after --seeds land here
+        if "=" in tok:
+            extra.append(tok)
+            continue
+        try:
+            seeds.append(int(tok))
+        except ValueError:
+            p.error(f"--seeds: {tok!r} is not an integer seed")
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        p.error(f"--seeds: give at least 2 different seeds, got {args.seeds}")
+    args.seeds = seeds
+    args.overrides = list(args.overrides or []) + extra
+    if any(o.split("=", 1)[0] == "engine.seed" for o in args.overrides):
+        p.error("engine.seed= is set per member from --seeds; remove the override")
+    if args.data_seed is None:
+        args.data_seed = seeds[0]
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    announce(f"FAME ensemble.py: {len(args.seeds)} members (seeds {', '.join(map(str, args.seeds))}) in "
+             f"{args.output_dir}; loading torch ...")
+    import train  # the recipe's train.py, next to this file
+
+    from modalink.data import generate_synthetic_fame
+    from modalink.engine.run_folder import _flock
+
+    t0 = time.time()
+    out = Path(args.output_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _flock(out, create=True)
+    try:
+        contract = {"config": str(Path(args.config).absolute()), "overrides": list(args.overrides),
+                    "feats_root": str(Path(args.feats_root).absolute()) if args.feats_root else None,
+                    "ver": args.ver, "train_lang": args.train_lang, "edition": args.edition,
+                    "data_seed": None if args.feats_root else args.data_seed,
+                    "seeds": args.seeds, "fusion": args.fusion}
+        _check_contract(out, contract, args.overwrite)
+        from modalink.io import atomic_write_text
+
+        atomic_write_text(out / CONTRACT, json.dumps(contract, indent=2) + "\n")
+        if args.feats_root:
+            root = Path(args.feats_root).absolute()
+        else:
+            root = out / "synthetic_data"
+            announce(f"synthetic MAV-Celeb-like {args.ver} set (data seed {args.data_seed}) in {root} ...")
+            generate_synthetic_fame(root, ver=args.ver, seed=args.data_seed, progress=True)
+        common = ["--feats-root", str(root), "--ver", args.ver, "--train-lang", args.train_lang,
+                  "--edition", args.edition, "--config", str(args.config)]
+        if args.ground_truth:
+            common += ["--ground-truth", args.ground_truth]
+        if args.overwrite:
+            common.append("--overwrite")
+        elif args.resume:
+            common.append("--resume")
+        members = []
+        for seed in args.seeds:
+            announce(f"member seed {seed}: {out / f'seed_{seed}'}")
+            train.main([*common, "--output-dir", str(out / f"seed_{seed}"), *args.overrides, f"engine.seed={seed}"])
+            members.append(out / f"seed_{seed}")
+        from ensemble_report import fuse_members
+
+        results = fuse_members(out, members, args.seeds, args.fusion, args.ver, args.edition, root,
+                               args.ground_truth, seconds=round(time.time() - t0, 2))
+    finally:
+        import os
+
+        os.close(lock)
+    print((out / "results.md").read_text())
+    return results
+
+
+def _check_contract(out: Path, contract: dict, overwrite: bool) -> None:
+    """Refuse a folder holding an ensemble of other settings (unless ``--overwrite``), or files
+    that are not an ensemble's."""
+    path = out / CONTRACT
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = [f"{k}: {old.get(k)!r} -> {contract[k]!r}" for k in FIXED if old.get(k) != contract[k]]
+        if diff and not overwrite:
+            raise InputError(f"{out} holds an ensemble with other settings ({'; '.join(diff)}); use another "
+                             f"--output-dir, or --overwrite to retrain its members")
+        return
+    names = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+    if names:
+        raise InputError(f"{out} is not empty and holds no {CONTRACT} ({', '.join(names[:5])}); use a new or "
+                         f"empty --output-dir")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,120 @@
+"""The FAME recipe's scoring of one training language: raw and normalised distances, the
+normalisation chosen on the VALIDATION trials, and ``<ver>_<Lang>/scoring.npz`` — what
+``python -m challenge norm`` / ``fuse`` and ``ensemble.py`` read back.
+
+``scoring.npz`` (arrays, no pickled objects): ``cohort_face``/``cohort_voice``/``cohort_label``
+(scoring embeddings of the training rows of the training identities), ``val_face``/``val_voice``
+(validation rows), ``val_trial_face``/``val_trial_voice``/``val_label`` (the validation trials,
+1 = same person), ``val_raw`` and ``val_score`` (validation distances before normalisation and
+as submitted), and per test language ``L``: ``test_L_keys``, ``test_L_face``, ``test_L_voice``,
+``test_L_raw``, ``test_L_score``.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from modalink.face_voice import embed_rows
+from modalink.io import atomic_write_bytes
+from modalink.metrics import fast_eer
+from modalink.score_norm import NormConfig, choose_on_validation, normalise_trials
+
+SCORING_FILE = "scoring.npz"
+
+
+def score_language(model: nn.Module, faces: np.ndarray, voices: np.ndarray, labels: np.ndarray,
+                   tr_idx: np.ndarray, va_idx: np.ndarray, trials: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   test_sets: list[Any], train_lang: str, norm: NormConfig, lang_dir: Path
+                   ) -> tuple[dict, dict, dict[str, Any]]:
+    """Score one training language's test sets with the normalisation chosen on validation.
+
+    Returns ``(scores, raw_scores, record)``: ``{(train, test): (keys, distances)}`` as submitted
+    and before normalisation, and the choice (every candidate's validation EER). Writes
+    ``lang_dir/scoring.npz``."""
+    fi, vi, same = trials
+    emb = {"cohort_face": embed_rows(model, faces[tr_idx], "face"),
+           "cohort_voice": embed_rows(model, voices[tr_idx], "voice"),
+           "val_face": embed_rows(model, faces[va_idx], "face"),
+           "val_voice": embed_rows(model, voices[va_idx], "voice")}
+    emb = {k: v.cpu().numpy().astype(np.float32) for k, v in emb.items()}
+    cohort = (emb["cohort_face"], emb["cohort_voice"], np.asarray(labels)[tr_idx])
+    val_raw = torch.linalg.norm(torch.from_numpy(emb["val_face"][fi] - emb["val_voice"][vi]), dim=1).double().numpy()
+    spec, rows = choose_on_validation(norm.candidates(), same, val_raw, emb["val_face"], emb["val_voice"],
+                                      *cohort, face_idx=fi, voice_idx=vi)
+    val_score = normalise_trials(spec, val_raw, emb["val_face"], emb["val_voice"], *cohort, fi, vi)
+    arrays: dict[str, np.ndarray] = {**emb, "cohort_label": np.asarray(cohort[2]), "val_trial_face": fi,
+                                     "val_trial_voice": vi, "val_label": np.asarray(same, dtype=np.int8),
+                                     "val_raw": val_raw, "val_score": val_score}
+    scores, raw = {}, {}
+    for t in test_sets:
+        ef_t, ev_t = embed_rows(model, t.faces, "face"), embed_rows(model, t.voices, "voice")
+        # the same computation as modalink.face_voice.pair_distances: the same bytes when not normalised
+        d = torch.linalg.norm(ef_t - ev_t, dim=1).cpu().numpy() if len(ef_t) else np.zeros(0, dtype=np.float32)
+        ef, ev = ef_t.cpu().numpy().astype(np.float32), ev_t.cpu().numpy().astype(np.float32)
+        s = normalise_trials(spec, d, ef, ev, *cohort)
+        key = (train_lang, t.test_language)
+        raw[key] = (t.keys, d)
+        scores[key] = (t.keys, d if spec.method == "none" else s)
+        p = f"test_{t.test_language}_"
+        arrays.update({p + "keys": np.asarray(t.keys, dtype=str), p + "face": ef, p + "voice": ev,
+                       p + "raw": d, p + "score": scores[key][1]})
+    write_scoring(lang_dir / SCORING_FILE, arrays)
+    record = {"chosen": spec.to_dict() | {"name": spec.name}, "val_eer_raw": float(fast_eer(same, val_raw)),
+              "val_eer": float(fast_eer(same, val_score)), "candidates": rows}
+    return scores, raw, record
+
+
+def write_scoring(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` as an uncompressed ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def eer_rows(scores: dict[tuple[str, str], tuple[list[str], np.ndarray]], gt_dir: Path | None) -> list[dict]:
+    """Test EER rows ``{train, test, condition, eer}`` of ``scores`` against ``gt_dir`` (none without)."""
+    from challenge import read_ground_truth
+    from modalink.metrics import fame_eer
+
+    if gt_dir is None:
+        return []
+    rows = []
+    for (train, test), (keys, dist) in sorted(scores.items()):
+        gt = read_ground_truth(gt_dir / f"{test}_test.txt")
+        labels = np.array([gt[k] for k in keys])
+        rows.append({"train": train, "test": test, "condition": "heard" if train == test else "unheard",
+                     "eer": fame_eer(labels, dist)})
+    return rows
+
+
+def norm_summary(records: dict[str, dict[str, Any]], raw_rows: list[dict]) -> dict[str, Any]:
+    """The ``norm`` entry of results.json: per training language the choice and its validation
+    EERs, and the test EERs without normalisation (for comparison only; never used to choose)."""
+    out: dict[str, Any] = {"per_language": records}
+    if raw_rows:
+        out["test_eer_raw"] = raw_rows
+        out["mean_eer_raw"] = float(np.mean([r["eer"] for r in raw_rows]))
+    return out
+
+
+def format_norm(results: dict[str, Any]) -> list[str]:
+    """results.md lines: validation and test EER with and without normalisation."""
+    norm = results.get("norm")
+    if not norm:
+        return []
+    lines = ["", "## Score normalisation (chosen on validation)", "",
+             "| train | chosen | val. EER raw | val. EER chosen |", "|---|---|---|---|"]
+    for lang, r in norm["per_language"].items():
+        lines.append(f"| {lang} | {r['chosen']['name']} | {r['val_eer_raw']:.2f} | {r['val_eer']:.2f} |")
+    if "test_eer_raw" in norm and "eer" in results:
+        lines += ["", "| train | test | test EER raw | test EER submitted |", "|---|---|---|---|"]
+        sub = {(r["train"], r["test"]): r["eer"] for r in results["eer"]}
+        for r in norm["test_eer_raw"]:
+            lines.append(f"| {r['train']} | {r['test']} | {r['eer']:.2f} | {sub[(r['train'], r['test'])]:.2f} |")
+        lines.append(f"| mean | | {norm['mean_eer_raw']:.2f} | {results['mean_eer']:.2f} |")
+    return lines
