@@ -220,7 +220,7 @@ def source_row_ids(root: Path, relpaths: Sequence[str]) -> tuple[list[str], dict
         try:
             ids.append(file_row_id(root / rel, root))
         except OSError as e:
-            bad = unreadable_file(root / rel) or MediaProblem("unreadable_file", " ".join(str(e).split()))
+            bad = unreadable_file(root / rel) or MediaProblem("unreadable_file", e.strerror or type(e).__name__)
             unreadable[i] = RowProblem(bad.reason, bad.detail)
             ids.append(f"{rel}\t{bad.reason}")
     return ids, unreadable
