@@ -235,3 +235,16 @@ def test_scores_to_write_with_a_non_finite_value_are_refused_with_file_and_line(
     np.save(npy, np.array([0.5, float(bad), 0.7]))
     with pytest.raises(FormatError, match=r"index 1"):
         read_score_values(npy)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity"])
+def test_hateful_memes_label_that_is_not_finite_is_refused_with_line(bad, tmp_path):
+    from modalink.data.classification import DatasetFormatError
+    from modalink.data.cls_hateful_memes import load_hateful_memes
+
+    root = write_hateful_memes(tmp_path / "hm")
+    n = len((root / "train.jsonl").read_text().splitlines())
+    _append(root / "train.jsonl", '{"id": 99, "img": "img/00001.png", "text": "a meme", "label": %s}' % bad)
+    with pytest.raises(DatasetFormatError, match="label must be 0 or 1") as info:
+        load_hateful_memes(root, "train")
+    assert info.value.line == n + 1
