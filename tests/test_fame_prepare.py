@@ -528,7 +528,8 @@ def test_random_weights_are_announced_and_recorded(prepared):
                  out / "preExtracted_vggFace_utteranceLevel_Features/v1/feature_info.json"):
         assert json.loads(info.read_text())["random_weights"] is True
     warning = [ln for ln in (out / "run1" / "log.txt").read_text().splitlines() if "--random-weights" in ln]
-    assert warning and "WARNING" in warning[0] and "mean nothing" in warning[0]
+    assert len(warning) == 2 and "WARNING" in warning[0] and "mean nothing" in warning[0]
+    assert " done in " in warning[1] and warning[1].endswith("(--random-weights: the features mean nothing)")
 
 
 def test_unreadable_raw_files_are_named_for_what_they_are(tmp_path):

@@ -557,9 +557,8 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                 voice_enc.weights_path or "random", voice_cache.root)
 
     summary: dict[str, Any] = {"ver": cfg.ver, "languages": list(langs), "random_weights": cfg.random_weights,
-                               "device": str(device),
-                               "face_dim": face_enc.output_dim, "voice_dim": voice_enc.output_dim,
-                               "extraction": {}, "train": {}, "test": {}}
+                               "device": str(device), "face_dim": face_enc.output_dim,
+                               "voice_dim": voice_enc.output_dim, "extraction": {}, "train": {}, "test": {}}
     label_map: dict[str, Any] = {}
     report = ProblemReport()
 
@@ -710,7 +709,8 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                 files["skipped"] or "", sum(files["ignored"].values()), files["ignored"] or "", report_path)
     summary["seconds"] = round(time.time() - t0, 2)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    logger.info("done in %.1f s; summary: %s", summary["seconds"], run_dir / "summary.json")
+    logger.info("done in %.1f s; summary: %s%s", summary["seconds"], run_dir / "summary.json",
+                " (--random-weights: the features mean nothing)" if cfg.random_weights else "")
     return summary
 
 
