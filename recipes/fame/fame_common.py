@@ -204,9 +204,12 @@ def load_model_from_run(lang_dir: Path, face_dim: int | None = None, voice_dim: 
 
 
 def read_feature_info(root: Path, ver: str) -> dict[str, Any] | None:
-    """``feats/<ver>/feature_info.json`` under ``root`` (written by prepare.py), or ``None``."""
-    info = root / "feats" / ver / "feature_info.json"
-    if not info.is_file():
+    """The ``feature_info.json`` prepare.py wrote for ``ver`` under ``root`` (``feats/<ver>/``, or the
+    test-side copy; found as the verifier finds it), or ``None``."""
+    from modalink.face_voice_verify import find_feature_info
+
+    info = find_feature_info(root, ver)
+    if info is None:
         return None
     try:
         data = json.loads(info.read_text())
