@@ -156,23 +156,27 @@ class RunFolder:
         self._before: set[str] = set()  # names in the folder before this run wrote anything
         self._new = False  # the contract is created by this invocation (not resumed)
         self._made_lock = False
+        self._reusable: set[str] = {"synthetic_data"}  # content-checked caches a failed run leaves for the next
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, config: Mapping[str, Any], *, mode: ResumeMode = "auto",
              processes: int = 1, is_main: bool = True, ignore: Iterable[str] = (),
-             entries: Iterable[str] = (), recipe: str | None = None) -> "RunFolder":
+             entries: Iterable[str] = (), recipe: str | None = None, reusable: Iterable[str] = ()) -> "RunFolder":
         """Lock ``path`` and check ``config`` (a plain dict, e.g. ``modalink.config.to_dict(cfg)``)
         against the folder's contract. Nothing is written on refusal (a folder this call created
         is removed again). ``entries`` names further files/folders the recipe writes (that
         ``--overwrite`` may delete); ``recipe`` names the recipe, so a folder of another recipe is
-        refused as such. Collective under ``accelerate launch``: call it on every process."""
+        refused as such; ``reusable`` names entries among them that are content-checked caches (kept when a
+        failed run is rolled back, like ``synthetic_data``). Collective under ``accelerate launch``: call it
+        on every process."""
         if mode not in ("auto", "resume", "overwrite"):
             raise RunFolderError(f"resume mode {mode!r}; use auto, resume or overwrite")
         folder = cls(Path(path).absolute(), is_main)
         folder._ignore |= set(ignore)
         folder._entries = _RUN_ENTRIES | set(entries)
         folder._recipe = recipe
+        folder._reusable |= set(reusable)
         error = None
         if is_main:
             try:
@@ -274,13 +278,14 @@ class RunFolder:
         return False
 
     def _roll_back(self) -> None:
-        """Remove what this run wrote (it failed before recording any training)."""
-        if self._created:
+        """Remove what this run wrote (it failed before recording any training); reusable caches stay."""
+        if self._created and not any((self.path / n).exists() for n in self._reusable):
             shutil.rmtree(self.path, ignore_errors=True)
             self._created = False
             return
         for p in self.path.iterdir():
-            if p.name in self._before or p.name == LOCK_FILE or p.name not in self._entries:
+            if (p.name in self._before or p.name == LOCK_FILE or p.name not in self._entries
+                    or p.name in self._reusable):
                 continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
@@ -301,13 +306,13 @@ class RunFolder:
         return data
 
     def _has_run_files(self) -> bool:
-        # a synthetic data set is regenerated (and checked) by content: a run killed while making
-        # it has not started yet
+        # a synthetic data set and other reusable caches are checked by content: a run killed while
+        # making them has not started yet
         return bool(self._user_entries())
 
     def _user_entries(self) -> list[str]:
         return sorted(p.name for p in self.path.iterdir()
-                      if p.name not in (LOCK_FILE, "synthetic_data") and not p.name.endswith(".tmp"))
+                      if p.name != LOCK_FILE and p.name not in self._reusable and not p.name.endswith(".tmp"))
 
     def _empty(self, old: dict[str, Any] | None) -> None:
         """``--overwrite``: delete what the run recorded in ``old`` wrote, after checking that it is
