@@ -108,6 +108,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
     if origin is typing.Literal:
+        if isinstance(value, bool) and not any(isinstance(a, bool) for a in args):
+            # YAML 1.1 reads an unquoted no/off/yes/on as a bool: take the choice the user spelled
+            spelled = [a for a in (("yes", "on", "true", "y") if value else ("no", "off", "false", "n")) if a in args]
+            value = spelled[0] if spelled else value
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
         return value

@@ -166,3 +166,23 @@ def test_help_layout_keeps_line_breaks_and_wraps_long_lines():
     lines = HelpFormatter("prog", width=60)._fill_text(text, 60, "  ").splitlines()
     assert lines[:3] == ["  One line.", "", "      python train.py --x   # indented, as written"]
     assert len(lines) > 4 and all(len(line) <= 60 and line.startswith("  word") for line in lines[3:])
+
+
+def test_unquoted_no_is_the_choice_not_a_bool(tmp_path: Path) -> None:
+    """``engine.mixed_precision=no`` (the documented value) reaches a Literal field as YAML's
+    False; it must load as the choice "no", from the command line and from a file alike."""
+    from modalink.config import load_config, parse_overrides
+    from modalink.engine import EngineConfig
+
+    @dataclasses.dataclass
+    class Cfg:
+        engine: EngineConfig = dataclasses.field(default_factory=EngineConfig)
+
+    cfg = load_config(Cfg, overrides=["engine.mixed_precision=no"])
+    assert cfg.engine.mixed_precision == "no"
+    assert parse_overrides(["engine.mixed_precision=no"]) == {"engine": {"mixed_precision": False}}
+    f = tmp_path / "c.yaml"
+    f.write_text("engine:\n  mixed_precision: bf16\n")
+    assert load_config(Cfg, f, overrides=["engine.mixed_precision=no"]).engine.mixed_precision == "no"
+    with pytest.raises(ConfigError):  # a bool where no choice is spelled like it stays an error
+        load_config(Cfg, overrides=["engine.monitor_mode=yes"])
