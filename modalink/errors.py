@@ -28,8 +28,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["UserError", "InputError", "FileFormatError", "UnknownNameError", "is_user_error", "run_cli",
-           "failpoint", "debug_enabled"]
+__all__ = ["UserError", "InputError", "FileFormatError", "UnknownNameError", "LostProcessError", "is_user_error",
+           "run_cli", "failpoint", "debug_enabled"]
 
 
 class UserError(Exception):
@@ -70,6 +70,43 @@ class UnknownNameError(UserError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class LostProcessError(UserError):
+    """Another process of a distributed job was killed, crashed or stopped answering: not a bug of
+    this process, and the run folder keeps its last checkpoint."""
+
+
+# what torch.distributed's backends (gloo, NCCL, the TCP store) say when a peer is gone or silent
+_PEER_SIGNS = ("connection reset by peer", "connection closed by peer", "broken pipe", "timed out", "timeout",
+               "socket closed", "connection refused", "watchdog", "nccl error")
+
+
+def lost_process_error(exc: BaseException) -> LostProcessError | None:
+    """A :class:`LostProcessError` for an exception raised by a collective of a distributed job
+    whose peer is gone or unresponsive, else ``None``. Only inside a job of several processes
+    (``WORLD_SIZE`` > 1) and only for torch's own distributed errors or a ``RuntimeError`` that
+    names a lost connection or a timeout; reads torch from ``sys.modules`` (never imports it)."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return None
+    if world < 2 or isinstance(exc, UserError):
+        return None
+    module = type(exc).__module__ or ""
+    text = " ".join(str(exc).split())
+    from_torch = module.startswith("torch.distributed") or type(exc).__name__.startswith("Dist")
+    if not (from_torch or (isinstance(exc, RuntimeError) and any(k in text.lower() for k in _PEER_SIGNS))):
+        return None
+    rank = os.environ.get("RANK", "?")
+    others = "process 1" if (world == 2 and rank == "0") else "process 0" if (world == 2 and rank == "1") \
+        else f"one of the other {world - 1} processes"
+    silent = "time" in text.lower()
+    what = (f"{others} (of {world}) stopped answering for longer than engine.collective_timeout_s" if silent
+            else f"lost {others} (of {world}): it was killed or crashed")
+    detail = text if len(text) <= 160 else text[:157] + "..."
+    return LostProcessError(f"{what} (seen by process {rank}: {detail}); the run folder keeps its last checkpoint: "
+                            "run the same command to resume once every process can run")
 
 
 def debug_enabled() -> bool:
@@ -129,11 +166,13 @@ def _run_cli(main: Callable[[Sequence[str] | None], Any], args: list[str]) -> in
     except BaseException as exc:  # noqa: BLE001 - the one place errors become exit codes
         if debug_enabled():
             traceback.print_exc()
+        lost = lost_process_error(exc)
+        exc = lost or exc
         user = is_user_error(exc)
         line = _one_line(exc)
         text = (f"error: {line}" if user else f"error: internal error ({type(exc).__name__}: {line}); rerun with "
                 f"MODALINK_DEBUG=1 for the traceback and report it")
-        if _is_main_process():
+        if _is_main_process() or lost is not None:  # the main process may be the one that was lost
             print(text, file=sys.stderr)
         _tell_launcher(text)
         sys.stderr.flush()

@@ -1,0 +1,73 @@
+"""A distributed job whose peer is killed or frozen ends with one clear line, within the
+collective timeout (engine.collective_timeout_s), instead of hanging for torch's 30 minutes or
+printing 'internal error'."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import launch_2proc  # noqa: E402
+
+from modalink.errors import LostProcessError, is_user_error, lost_process_error  # noqa: E402
+
+JOB = Path(__file__).parent / "jobs" / "peer_job.py"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lost_process_error_only_for_a_distributed_peer(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    err = lost_process_error(RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:5"))
+    assert isinstance(err, LostProcessError) and is_user_error(err)
+    assert "lost process 1 (of 2)" in str(err) and "run the same command to resume" in str(err)
+    err = lost_process_error(RuntimeError("[gloo] Timed out waiting 5000ms for recv operation to complete"))
+    assert "process 1 (of 2) stopped answering" in str(err)
+    assert lost_process_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+    assert lost_process_error(ValueError("Connection closed by peer")) is None  # not from a collective
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert lost_process_error(RuntimeError("Connection closed by peer")) is None  # one process: no peer
+
+
+def _run_until_error_line(cmd: list[str], deadline_s: float) -> tuple[str, float]:
+    """Start the job in its own session, wait for its one error line (or the deadline), then stop
+    every process of it (a frozen peer would otherwise keep the launcher waiting)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines = []
+    try:
+        assert proc.stdout is not None
+        while time.monotonic() - t0 < deadline_s:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("error:"):
+                break
+    finally:
+        elapsed = time.monotonic() - t0
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    return "".join(lines), elapsed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,expect", [("kill", "lost process 1 (of 2)"),
+                                         ("stop", "process 1 (of 2) stopped answering")])
+def test_killed_or_frozen_peer_ends_with_one_line(tmp_path, mode, expect):
+    out, elapsed = _run_until_error_line([*launch_2proc(tmp_path), str(JOB), mode, "8"], deadline_s=240)
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert errors, out[-3000:]
+    assert expect in errors[0], errors[0]
+    assert "internal error" not in errors[0]
