@@ -1,4 +1,4 @@
-"""``python -m challenge {write,validate,pack,score}``: FAME submission files from the shell.
+"""``python -m challenge {write,validate,pack,score,norm,fuse}``: FAME submission files from the shell.
 
 Exit codes: 0 success, 1 invalid submission (the errors are printed), 2 unusable input
 (missing folder, malformed pair list, bad option).
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m challenge``."""
     parser = command_parser("Write, validate, pack and score FAME challenge submissions.",
                             prog="python -m challenge", epilog=EPILOG)
-    sub = add_subcommands(parser, dest="command", metavar="{write,validate,pack,score}")
+    sub = add_subcommands(parser, dest="command", metavar="{write,validate,pack,score,norm,fuse}")
 
     w = add_subcommand(sub, "write", help="write one score file from a .npy / text file of scores",
                        description="Write one submission score file ('key score' lines) from scores aligned "
@@ -106,7 +106,60 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw DET curves (needs matplotlib; skipped with a message otherwise)")
     _add_naming(s)
     _add_langs(s)
+    _add_combine_commands(sub)
     return parser
+
+
+def _add_combine_commands(sub: argparse._SubParsersAction) -> None:
+    """``norm`` and ``fuse``: new systems from FAME run folders (:mod:`challenge.combine`)."""
+    n = add_subcommand(sub, "norm", help="S-norm / AS-norm a run's submission with its training cohort",
+                       description="Normalise a FAME run's submission (S-norm, or AS-norm over the top-k closest "
+                                   "cohort entries) with the cohort embeddings the run exported "
+                                   "(<run>/<ver>_<Lang>/scoring.npz); scores stay distances. Writes OUT/submission "
+                                   "and the validation EER before and after, so the choice can be made on "
+                                   "validation.", epilog=EPILOG)
+    n.add_argument("run", type=Path, help="run folder of recipes/fame/train.py (holding submission/ and <ver>_<Lang>/)")
+    n.add_argument("-o", "--output", type=Path, required=True, help="output folder (new, or an earlier output)")
+    n.add_argument("--method", choices=("snorm", "asnorm"), default="snorm")
+    n.add_argument("--top-k", type=int, default=None, help="asnorm: cohort entries kept (closest to each side)")
+    n.add_argument("--cohort", choices=("identity_means", "all"), default="identity_means",
+                   help="one mean embedding per training identity, or every training row")
+    n.add_argument("--pairs", type=Path, default=None, metavar="DIR", help="check the keys against these pair lists")
+    _add_naming(n)
+
+    f = add_subcommand(sub, "fuse", help="fuse several runs' submissions into one",
+                       description="Fuse the submissions of several runs (or submission folders) file by file: "
+                                   "mean of z-normalised scores, or linear logistic-regression fusion with weights "
+                                   "learned on the runs' validation trials. Inputs must hold the same files, pair "
+                                   "keys and FAME version. The fused submission's manifest names every input.",
+                       epilog=EPILOG)
+    f.add_argument("inputs", type=Path, nargs="+", help="run folders (or submission folders, for --method mean)")
+    f.add_argument("-o", "--output", type=Path, required=True, help="output folder (new, or an earlier output)")
+    f.add_argument("--method", choices=("mean", "logreg"), default="mean")
+    f.add_argument("--pairs", type=Path, default=None, metavar="DIR", help="check the keys against these pair lists")
+    _add_naming(f)
+
+
+def _cmd_combine(args: argparse.Namespace) -> int:
+    from challenge.combine import fuse_runs, normalise_run, write_combined
+
+    if args.template:
+        raise ChallengeError("--template is not supported by norm/fuse: the output uses --edition names")
+    if args.command == "norm":
+        from modalink.score_norm import NormSpec
+
+        if args.method == "asnorm" and args.top_k is None:
+            raise ChallengeError("--method asnorm needs --top-k (cohort entries kept)")
+        combined = normalise_run(args.run, NormSpec(args.method, args.cohort,
+                                                    args.top_k if args.method == "asnorm" else None))
+    else:
+        combined = fuse_runs(args.inputs, args.method)
+    out = write_combined(args.output, combined, edition=args.edition, pairs_dir=args.pairs)
+    for lang, row in combined["record"].get("validation_eer", {}).items():
+        shown = {k: " / ".join(f"{x:.2f}" for x in v) if isinstance(v, list) else f"{v:.2f}" for k, v in row.items()}
+        print(f"{lang}: validation EER (%) " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    print(f"wrote {out / 'submission'} and {out / 'combine.json'}")
+    return 0
 
 
 def _print_issues(report: ValidationReport) -> None:
@@ -230,7 +283,8 @@ def _run(argv: Sequence[str] | None) -> int:
     from challenge.validate import SubmissionError
 
     args = build_parser().parse_args(argv)
-    handler = {"write": _cmd_write, "validate": _cmd_validate, "pack": _cmd_pack, "score": _cmd_score}[args.command]
+    handler = {"write": _cmd_write, "validate": _cmd_validate, "pack": _cmd_pack, "score": _cmd_score,
+               "norm": _cmd_combine, "fuse": _cmd_combine}[args.command]
     try:
         return handler(args)
     except SubmissionError as err:

@@ -212,6 +212,9 @@ def normalise_run(path: str | os.PathLike, spec: Any) -> dict[str, Any]:
     entries, val_out, val_rows = {}, {}, {}
     for lang in sorted({r["train_lang"] for r in run.files.values()}):
         z = run.load_scoring(lang, "normalisation")
+        if "cohort_face" not in z:
+            raise CombineError(f"{run.scoring[lang]} holds no cohort embeddings (the output of a fusion or an earlier "
+                               f"normalisation?); normalise the train.py run folder itself")
         cohort = (z["cohort_face"], z["cohort_voice"], z["cohort_label"])
         fi, vi = z["val_trial_face"], z["val_trial_voice"]
         val = normalise_trials(spec, z["val_raw"], z["val_face"], z["val_voice"], *cohort, fi, vi)
