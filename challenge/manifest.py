@@ -61,17 +61,18 @@ def manifest_problems(data: Any) -> list[str]:
     return problems
 
 
-def parse_manifest(raw: bytes, where: str | os.PathLike = MANIFEST_NAME) -> dict[str, Any]:
+def parse_manifest(raw: bytes, where: str | os.PathLike | None = None) -> dict[str, Any]:
     """A manifest from its bytes, checked against the schema (:func:`manifest_problems`);
-    :class:`ManifestError` names ``where`` and the first problem."""
+    :class:`ManifestError` names ``where`` (when given) and the first problem."""
+    prefix = f"{where}: " if where is not None else ""
     try:
         data = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{where} is damaged ({exc}); delete it or write the submission again") from None
+        raise ManifestError(f"{prefix}damaged ({exc}); delete it or write the submission again") from None
     problems = manifest_problems(data)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ManifestError(f"{where} is not a valid submission manifest: {problems[0]}{more}; delete it or "
+        raise ManifestError(f"{prefix}not a valid submission manifest: {problems[0]}{more}; delete it or "
                             "write the submission again")
     return data
 
