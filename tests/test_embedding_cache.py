@@ -230,3 +230,50 @@ def test_bench_file_row_ids_smoke(capsys):
     assert bench.main(["--files", "3", "--seconds", "0.5", "--embed", "0"]) == 0  # the digest only: fast
     out = capsys.readouterr().out
     assert "| voice clip |" in out and "| face frame |" in out
+
+
+def test_streaming_encoder_is_called_once_and_resumes_from_its_shards(tmp_path):
+    """A streaming encoder gets every row to embed in one call (one data loader) and may yield its
+    rows in any order; shards are cut as the pieces come, and a build interrupted after some
+    shards resumes with only the rows they do not hold."""
+    cache, calls = EmbeddingCache(tmp_path), []
+
+    def stream(rows, stop_after=None):
+        calls.append(list(map(int, rows)))
+        order = sorted(rows.tolist(), key=lambda r: (r % 3, r))  # not the row order (e.g. by clip length)
+        for k in range(0, len(order), 2):
+            if stop_after is not None and k >= stop_after:
+                raise KeyboardInterrupt
+            piece = np.array(order[k:k + 2])
+            yield piece, EncodedRows(piece[:, None] * np.ones((1, 3), np.float32),
+                                     {int(r): RowProblem("no_face", "crop", True) for r in piece if r == 4})
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.build(_key(count=11), lambda rows: stream(rows, stop_after=6), shard_size=3, streaming=True,
+                    progress=False)
+    assert len(list((tmp_path / ".shards").rglob("part-*.npy"))) == 1  # 4 rows, cut at >= 3; 2 more were held
+    calls.clear()
+    arr = cache.build(_key(count=11), stream, shard_size=3, streaming=True, progress=False)
+    assert len(calls) == 1 and len(calls[0]) == 11 - 4  # the rows of the written shard are not embedded again
+    np.testing.assert_array_equal(arr[:, 2], np.arange(11))
+    assert cache.problems(_key(count=11)) == {4: RowProblem("no_face", "crop", True)}
+    assert not (tmp_path / ".shards").exists()
+    man = json.loads((tmp_path / "train_image.json").read_text())
+    assert man["last_build"] == {"copied": 0, "encoded": 7, "resumed": 4}
+
+
+def test_streaming_encoder_that_skips_or_repeats_rows_is_refused(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+
+    def skips(rows):
+        yield rows[:-1], np.zeros((len(rows) - 1, 2), np.float32)
+
+    with pytest.raises(CacheError, match=r"no embedding for rows \[4\]"):
+        cache.build(_key(count=5), skips, shard_size=2, streaming=True, progress=False)
+
+    def repeats(rows):
+        yield rows, np.zeros((len(rows), 2), np.float32)
+        yield rows[:1], np.zeros((1, 2), np.float32)
+
+    with pytest.raises(CacheError, match="not asked for"):
+        cache.build(_key(count=5), repeats, shard_size=2, streaming=True, progress=False)

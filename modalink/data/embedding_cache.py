@@ -8,14 +8,21 @@ Layout under a cache folder::
     <cache>/<split>_<modality>.json       manifest: encoder config, count, shape, source hash,
                                           content digest, per-row problems
     <cache>/<split>_<modality>.rows.json  the rows' identities (when the caller gives them)
-    <cache>/.shards/<split>_<modality>-<fingerprint>/shard_000000.npy (+ .json)  while extracting
+    <cache>/.shards/<split>_<modality>-<fingerprint>/part-<build>[-<process>]-<n>.npy (+ .json with
+                                          its rows and their problems)  while extracting
 
 A cache is valid only when its manifest names the same encoder config, the same source hash
 and the same count, and the array on disk has the recorded shape and content digest. Anything
 else is *stale* and is rebuilt:
 
-* **resumable** — extraction writes fixed-size shards as it goes; an interrupted build resumes
-  from the shards already on disk (only shards made for the same fingerprint are reused);
+* **resumable** — extraction writes shards of about ``shard_size`` rows as it goes, each naming
+  its rows; an interrupted build resumes from the shards already on disk (only shards made for
+  the same fingerprint are reused), whatever the shard size or process count was;
+* **data-parallel** — under a launched job (:class:`~modalink.data.processes.Processes`) the
+  rows to embed are split into one contiguous block per process, each process writes its own
+  shards and the main process merges them into the cache one process would write;
+* **streaming** — a streaming encoder is called once per build (one data loader) and yields
+  its rows in any order (e.g. audio sorted by length) while the shards are cut;
 * **incremental** — when the caller names each row (:attr:`CacheKey.row_ids`, e.g. a file's
   path, size, mtime and content digest: :func:`file_row_ids`), a rebuild copies every row
   whose identity the previous cache of the same encoder already holds and only encodes the new
@@ -33,17 +40,19 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
+from modalink.data.processes import Processes
 from modalink.errors import UserError
 from modalink.io import atomic_path, atomic_write_text, file_digest
 from modalink.progress import progress_bar
 
-__all__ = ["CacheKey", "EmbeddingCache", "CacheError", "EncodedRows", "RowProblem", "file_list_hash",
+__all__ = ["CacheKey", "EmbeddingCache", "CacheError", "EncodedRows", "RowProblem", "StreamEncode", "file_list_hash",
            "file_row_id", "file_row_ids", "text_row_ids", "texts_hash"]
 
 MANIFEST_VERSION = 2
@@ -188,6 +197,8 @@ class EncodedRows:
 
 #: ``encode(rows)`` gets the cache row indices to embed (ascending) and returns their embeddings
 Encode = Callable[[np.ndarray], Union[np.ndarray, EncodedRows]]
+#: a streaming ``encode(rows)`` yields ``(rows, embeddings)`` pieces covering every row once, in any order
+StreamEncode = Callable[[np.ndarray], Iterable[tuple[np.ndarray, Union[np.ndarray, EncodedRows]]]]
 
 
 def _problems_from_json(data: Mapping[str, Any]) -> dict[int, RowProblem]:
@@ -318,12 +329,21 @@ class EmbeddingCache:
         return mapping, np.load(self.array_path(key), mmap_mode="r"), old_problems
 
     # -- building -----------------------------------------------------------------------
-    def build(self, key: CacheKey, encode: Encode, *, shard_size: int = 1024, progress: bool = True,
-              desc: str | None = None, retry_failed: bool = False) -> np.ndarray:
+    def build(self, key: CacheKey, encode: Encode | StreamEncode, *, shard_size: int = 1024, progress: bool = True,
+              desc: str | None = None, retry_failed: bool = False, streaming: bool = False,
+              processes: Processes | None = None) -> np.ndarray:
         """Fill rows ``[0, count)``: rows an earlier cache of the same encoder holds (same row id)
-        are copied, the others embedded with ``encode(rows)`` a shard of ``shard_size`` rows at a
-        time, resuming from shards already on disk; then the array, row ids and manifest are
-        written. Returns the array."""
+        are copied, the others embedded by ``encode``, resuming from the shards already on disk;
+        then the array, row ids and manifest are written. Returns the array.
+
+        ``encode(rows)`` gets the rows to embed, ``shard_size`` at a time; with ``streaming`` it
+        is called once with all of them (one data loader for the whole build) and yields
+        ``(rows, embeddings)`` pieces in any order, which are written in shards of about
+        ``shard_size`` rows as they come. With ``processes`` (a launched job, every process
+        calls this), the rows to embed are split into one contiguous block per process, each
+        process writes its own shards, and the main process merges them into the same cache one
+        process would write; every process returns the array."""
+        procs = processes or Processes.single()
         if shard_size <= 0:
             raise ValueError(f"shard_size must be positive, got {shard_size}")
         if key.count <= 0:
@@ -331,6 +351,45 @@ class EmbeddingCache:
         if key.row_ids is not None and len(key.row_ids) != key.count:
             raise ValueError(f"{key.stem}: {len(key.row_ids)} row ids for {key.count} rows")
         sdir = self.shard_dir(key)
+        plan: _BuildPlan | None = None
+        error = None
+        if procs.is_main:
+            try:
+                plan = self._plan(key, sdir, retry_failed, procs.count)
+            except Exception as e:  # noqa: BLE001 - told to the other processes, then raised
+                error = e
+        self._agree(key, procs, error)
+        todo = procs.broadcast(None if plan is None else plan.blocks)[procs.index]
+        token = procs.broadcast(None if plan is None else plan.token)
+        error, done = None, (0, None)
+        try:
+            done = self._encode_rows(key, encode, sdir, np.asarray(todo, dtype=np.int64), shard_size, streaming,
+                                     token if not procs.distributed else f"{token}-{procs.index}",
+                                     progress and procs.is_main, desc)
+        except Exception as e:  # noqa: BLE001 - told to the other processes, then raised
+            error = e
+        self._agree(key, procs, error)
+        encoded = procs.gather(done)
+        if procs.is_main:
+            assert plan is not None
+            try:
+                self._assemble(key, sdir, plan, encoded, shard_size)
+            except Exception as e:  # noqa: BLE001 - told to the other processes, then raised
+                error = e
+        self._agree(key, procs, error)
+        return np.load(self.array_path(key))
+
+    @staticmethod
+    def _agree(key: CacheKey, procs: Processes, error: BaseException | None) -> None:
+        """Collective: raise ``error`` here, and a :class:`CacheError` naming it on every other
+        process, when any process failed (so none waits for a peer that gave up)."""
+        first = procs.first_error(None if error is None else f"{type(error).__name__}: {error}")
+        if error is not None:
+            raise error
+        if first is not None:
+            raise CacheError(f"embedding cache {key.stem}: another process of the job failed ({first})")
+
+    def _plan(self, key: CacheKey, sdir: Path, retry_failed: bool, processes: int) -> "_BuildPlan":
         parent = sdir.parent
         if parent.is_dir():  # shards made for another fingerprint of this split/modality are stale
             for other in parent.glob(f"{key.stem}-*"):
@@ -338,101 +397,138 @@ class EmbeddingCache:
                     shutil.rmtree(other, ignore_errors=True)
         reuse, old_arr, old_problems = self._reusable(key, retry_failed)
         sdir.mkdir(parents=True, exist_ok=True)
-        bounds = [(s, min(s + shard_size, key.count)) for s in range(0, key.count, shard_size)]
-        done, dim = self._done_shards(sdir, bounds)
-        if old_arr is not None and reuse:
-            if dim is not None and old_arr.shape[1] != dim:
-                reuse = {}
-            else:
-                dim = old_arr.shape[1]
-        rows_done = sum(b - a for i, (a, b) in enumerate(bounds) if i in done)
-        if done:
-            log.info("%s: resuming, %d/%d shards already extracted", key.stem, len(done), len(bounds))
+        shards, dim = self._done_shards(sdir, key.count)
+        if old_arr is not None and reuse and dim is not None and old_arr.shape[1] != dim:
+            reuse = {}
+        done = np.zeros(key.count, dtype=bool)
+        for _, rows in shards:
+            done[rows] = True
+        for r in reuse:
+            done[r] = True
+        resumed = sum(len(rows) for _, rows in shards)
+        if shards:
+            log.info("%s: resuming, %d of %d rows already extracted", key.stem, resumed, key.count)
         if reuse:
             log.info("%s: %d of %d rows copied from the earlier cache of this encoder", key.stem, len(reuse),
                      key.count)
-        stats = {"copied": 0, "encoded": 0, "resumed": rows_done}
-        bar = progress_bar(total=key.count, initial=rows_done, desc=desc or f"extract {key.stem}", unit="item",
-                           enabled=progress, leave=False)
+        todo = np.flatnonzero(~done)
+        blocks = [b.tolist() for b in np.array_split(todo, processes)]
+        if processes > 1 and len(todo):
+            log.info("%s: %d rows to embed, split into %d blocks of %s rows (one per process)", key.stem, len(todo),
+                     processes, "/".join(str(len(b)) for b in blocks))
+        return _BuildPlan(blocks, f"{time.time_ns():x}", shards, dim, reuse, old_arr, old_problems, resumed)
+
+    def _encode_rows(self, key: CacheKey, encode: Encode | StreamEncode, sdir: Path, todo: np.ndarray,
+                     shard_size: int, streaming: bool, token: str, progress: bool,
+                     desc: str | None) -> tuple[int, int | None]:
+        """Embed ``todo`` into shard files ``part-<token>-<n>``; returns ``(rows, width)``."""
+        if not len(todo):
+            return 0, None
+        pieces: Iterable[tuple[np.ndarray, Any]]
+        if streaming:
+            pieces = encode(todo)  # type: ignore[assignment]
+        else:
+            pieces = ((c, encode(c)) for c in np.array_split(todo, range(shard_size, len(todo), shard_size)))
+        asked = set(todo.tolist())
+        seen: set[int] = set()
+        held: list[tuple[np.ndarray, np.ndarray]] = []
+        held_probs: dict[int, RowProblem] = {}
+        n_held, n_shards, dim = 0, 0, None
+        bar = progress_bar(total=len(todo), desc=desc or f"extract {key.stem}", unit="item", enabled=progress,
+                           leave=False)
         try:
-            for i, (a, b) in enumerate(bounds):
-                if i in done:
-                    continue
-                emb, probs, dim = self._fill_shard(key, encode, a, b, dim, reuse, old_arr, old_problems, stats)
-                self._write_shard(sdir, i, emb, probs)
-                bar.update(b - a)
+            for rows, out in pieces:
+                rows = np.asarray(rows, dtype=np.int64)
+                emb, probs = self._check_piece(key, rows, out, dim, asked, seen)
+                dim = emb.shape[1]
+                held.append((rows, emb))
+                held_probs.update(probs)
+                n_held += len(rows)
+                bar.update(len(rows))
+                if n_held >= shard_size:
+                    self._write_shard(sdir, f"part-{token}-{n_shards:06d}", held, held_probs)
+                    held, held_probs, n_held, n_shards = [], {}, 0, n_shards + 1
+            if held:
+                self._write_shard(sdir, f"part-{token}-{n_shards:06d}", held, held_probs)
         finally:
             bar.close()
-        assert dim is not None
-        return self._assemble(key, sdir, bounds, dim, shard_size, stats)
-
-    def _fill_shard(self, key: CacheKey, encode: Encode, a: int, b: int, dim: int | None,
-                    reuse: Mapping[int, int], old_arr: np.ndarray | None, old_problems: Mapping[int, RowProblem],
-                    stats: dict[str, int]) -> tuple[np.ndarray, dict[int, RowProblem], int]:
-        rows = np.arange(a, b)
-        todo = np.array([r for r in rows if r not in reuse], dtype=np.int64)
-        probs: dict[int, RowProblem] = {}
-        fresh = None
-        if len(todo):
-            out = encode(todo)
-            fresh_probs = out.problems if isinstance(out, EncodedRows) else {}
-            fresh = np.asarray(out.embeddings if isinstance(out, EncodedRows) else out, dtype=np.float32)
-            what = f"rows {a}:{b}" if len(todo) == b - a else f"{len(todo)} rows of {a}:{b}"
-            if fresh.ndim != 2 or fresh.shape[0] != len(todo):
-                raise CacheError(f"{key.stem}: encoder returned shape {fresh.shape} for {what}, "
-                                 f"expected ({len(todo)}, dim)")
-            if dim is not None and fresh.shape[1] != dim:
-                raise CacheError(f"{key.stem}: encoder returned width {fresh.shape[1]}, other rows have {dim}")
-            if not np.isfinite(fresh).all():
-                raise CacheError(f"{key.stem}: encoder returned non-finite values for {what}")
-            stray = sorted(set(fresh_probs) - set(todo.tolist()))
-            if stray:
-                raise CacheError(f"{key.stem}: encoder reported problems for rows {stray[:5]} it was not asked for")
-            dim = fresh.shape[1]
-            probs.update(fresh_probs)
-            stats["encoded"] += len(todo)
-        assert dim is not None
-        if len(todo) == b - a:
-            assert fresh is not None
-            return fresh, probs, dim
-        emb = np.empty((b - a, dim), dtype=np.float32)
-        if fresh is not None:
-            emb[todo - a] = fresh
-        assert old_arr is not None
-        for r in rows:
-            old = reuse.get(int(r))
-            if old is not None:
-                emb[r - a] = old_arr[old]
-                if old in old_problems:
-                    probs[int(r)] = old_problems[old]
-                stats["copied"] += 1
-        return emb, probs, dim
+        missing = sorted(asked - seen)
+        if missing:
+            raise CacheError(f"{key.stem}: encoder returned no embedding for rows {missing[:5]}"
+                             + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        return len(todo), dim
 
     @staticmethod
-    def _write_shard(sdir: Path, i: int, emb: np.ndarray, probs: Mapping[int, RowProblem]) -> None:
-        # the problems first: a shard counts as done only when its .npy exists
-        atomic_write_text(sdir / f"shard_{i:06d}.json", json.dumps(_problems_to_json(probs)))
-        with atomic_path(sdir / f"shard_{i:06d}.npy") as tmp:
+    def _check_piece(key: CacheKey, rows: np.ndarray, out: Any, dim: int | None, asked: set[int],
+                     seen: set[int]) -> tuple[np.ndarray, dict[int, RowProblem]]:
+        probs = dict(out.problems) if isinstance(out, EncodedRows) else {}
+        emb = np.asarray(out.embeddings if isinstance(out, EncodedRows) else out, dtype=np.float32)
+        what = f"rows {int(rows[0])}:{int(rows[-1]) + 1}" if len(rows) else "no rows"
+        if emb.ndim != 2 or emb.shape[0] != len(rows):
+            raise CacheError(f"{key.stem}: encoder returned shape {emb.shape} for {len(rows)} rows ({what}), "
+                             f"expected ({len(rows)}, dim)")
+        if dim is not None and emb.shape[1] != dim:
+            raise CacheError(f"{key.stem}: encoder returned width {emb.shape[1]}, other rows have {dim}")
+        if not np.isfinite(emb).all():
+            raise CacheError(f"{key.stem}: encoder returned non-finite values for {what}")
+        given = rows.tolist()
+        wrong = sorted({r for r in given if r not in asked or r in seen} | (set(probs) - set(given)))
+        if wrong or len(set(given)) != len(given):
+            raise CacheError(f"{key.stem}: encoder returned rows {wrong[:5]} it was not asked for (or twice)")
+        seen.update(given)
+        return emb, probs
+
+    @staticmethod
+    def _write_shard(sdir: Path, name: str, held: list[tuple[np.ndarray, np.ndarray]],
+                     probs: Mapping[int, RowProblem]) -> None:
+        rows = np.concatenate([r for r, _ in held])
+        emb = np.concatenate([e for _, e in held])
+        # the rows and problems first: a shard counts as done only when its .npy exists
+        atomic_write_text(sdir / f"{name}.json", json.dumps({"rows": rows.tolist(),
+                                                              "problems": _problems_to_json(probs)}))
+        with atomic_path(sdir / f"{name}.npy") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, emb)
 
-    def _assemble(self, key: CacheKey, sdir: Path, bounds: list[tuple[int, int]], dim: int, shard_size: int,
-                  stats: Mapping[str, int]) -> np.ndarray:
+    def _assemble(self, key: CacheKey, sdir: Path, plan: "_BuildPlan", encoded: Sequence[tuple[int, int | None]],
+                  shard_size: int) -> None:
+        widths = {d for _, d in encoded if d is not None}
+        if plan.dim is not None:
+            widths.add(plan.dim)
+        if plan.reuse and plan.old_arr is not None:
+            widths.add(plan.old_arr.shape[1])
+        if len(widths) != 1:
+            raise CacheError(f"{key.stem}: the encoder returned rows of different widths {sorted(widths)}")
+        dim = widths.pop()
+        shards, _ = self._done_shards(sdir, key.count)  # this build's and the resumed ones
         arr_path = self.array_path(key)
         problems: dict[int, RowProblem] = {}
+        filled = np.zeros(key.count, dtype=bool)
         with atomic_path(arr_path) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(key.count, dim))
-            for i, (a, b) in enumerate(bounds):
-                out[a:b] = np.load(sdir / f"shard_{i:06d}.npy")
-                problems.update(_problems_from_json(json.loads((sdir / f"shard_{i:06d}.json").read_text())))
+            for name, rows in shards:
+                out[rows] = np.load(sdir / f"{name}.npy")
+                problems.update(_problems_from_json(json.loads((sdir / f"{name}.json").read_text())["problems"]))
+                filled[rows] = True
+            for new, old in sorted(plan.reuse.items()):
+                if not filled[new]:
+                    assert plan.old_arr is not None
+                    out[new] = plan.old_arr[old]
+                    if old in plan.old_problems:
+                        problems[new] = plan.old_problems[old]
+                    filled[new] = True
+            if not filled.all():
+                raise CacheError(f"{key.stem}: rows {np.flatnonzero(~filled)[:5].tolist()} were not extracted "
+                                 f"(a shard under {sdir} went missing); run again to extract them")
             out.flush()
             del out
+        stats = {"copied": len(plan.reuse), "encoded": sum(n for n, _ in encoded), "resumed": plan.resumed}
         manifest: dict[str, Any] = {
             "version": MANIFEST_VERSION, "split": key.split, "modality": key.modality, "encoder": key.encoder,
             "source_hash": key.source_hash, "count": key.count, "extra": key.extra, "shape": [key.count, dim],
             "dtype": "float32", "digest": file_digest(arr_path), "fingerprint": key.fingerprint(),
             "encoder_fingerprint": key.encoder_fingerprint(), "shard_size": shard_size,
-            "problems": _problems_to_json(problems), "last_build": dict(stats)}
+            "problems": _problems_to_json(problems), "last_build": stats}
         if key.row_ids is not None:
             ids = [str(r) for r in key.row_ids]
             atomic_write_text(self.rows_path(key), json.dumps(ids))
@@ -444,47 +540,75 @@ class EmbeddingCache:
         with_shards = self.root / ".shards"
         if with_shards.is_dir() and not any(with_shards.iterdir()):
             with_shards.rmdir()
-        return np.load(arr_path)
 
     @staticmethod
-    def _done_shards(sdir: Path, bounds: list[tuple[int, int]]) -> tuple[set[int], int | None]:
-        done: set[int] = set()
+    def _done_shards(sdir: Path, count: int) -> tuple[list[tuple[str, np.ndarray]], int | None]:
+        """The complete shards under ``sdir`` (name, rows), in name order, and their width; a
+        damaged shard, or one whose rows another shard already holds, is removed."""
+        shards: list[tuple[str, np.ndarray]] = []
         dim: int | None = None
-        for i, (a, b) in enumerate(bounds):
-            p, side = sdir / f"shard_{i:06d}.npy", sdir / f"shard_{i:06d}.json"
-            if not p.is_file():
-                continue
+        held = np.zeros(count, dtype=bool)
+        for p in sorted(sdir.glob("part-*.npy")):
+            side = p.with_suffix(".json")
             try:
                 arr = np.load(p, mmap_mode="r")
-                json.loads(side.read_text(encoding="utf-8"))
-            except (ValueError, OSError):
+                rows = np.asarray(json.loads(side.read_text(encoding="utf-8"))["rows"], dtype=np.int64)
+            except (ValueError, OSError, KeyError, TypeError):
                 p.unlink(missing_ok=True)
                 continue
-            if arr.ndim != 2 or arr.shape[0] != b - a or arr.dtype != np.float32 or (dim is not None
-                                                                                       and arr.shape[1] != dim):
+            if (arr.ndim != 2 or arr.dtype != np.float32 or arr.shape[0] != len(rows) or rows.ndim != 1
+                    or (dim is not None and arr.shape[1] != dim) or (len(rows) and (rows.min() < 0 or rows.max() >= count))
+                    or held[rows].any() or len(np.unique(rows)) != len(rows)):
                 p.unlink(missing_ok=True)
                 continue
+            held[rows] = True
             dim = arr.shape[1]
-            done.add(i)
-        return done, dim
+            shards.append((p.stem, rows))
+        return shards, dim
 
-    def get_or_build(self, key: CacheKey, encode: Encode, *, shard_size: int = 1024, progress: bool = True,
-                     force: bool = False, desc: str | None = None, mmap: bool = False,
-                     retry_failed: bool = False) -> tuple[np.ndarray, bool]:
-        """``(array, built)``: the cached array when valid, else a fresh build (``built=True``).
+    def get_or_build(self, key: CacheKey, encode: Encode | StreamEncode, *, shard_size: int = 1024,
+                     progress: bool = True, force: bool = False, desc: str | None = None, mmap: bool = False,
+                     retry_failed: bool = False, streaming: bool = False,
+                     processes: Processes | None = None) -> tuple[np.ndarray, bool]:
+        """``(array, built)``: the cached array when valid, else a fresh build (``built=True``,
+        see :meth:`build` for ``streaming`` and ``processes``: with a launched job every process
+        calls this and the main process decides).
 
         ``force`` re-encodes every row; ``retry_failed`` re-encodes the rows that failed before
         (the others are copied)."""
-        reason = "rebuild forced" if force else self.check(key)
-        if reason is None and retry_failed and any(not p.embedded for p in self.problems(key).values()):
-            reason = "retrying the rows that failed"
+        procs = processes or Processes.single()
+        reason, error = None, None
+        if procs.is_main:
+            try:
+                reason = "rebuild forced" if force else self.check(key)
+                if reason is None and retry_failed and any(not p.embedded for p in self.problems(key).values()):
+                    reason = "retrying the rows that failed"
+                if reason is not None and force:  # nothing of an earlier cache or an interrupted build is reused
+                    self.manifest_path(key).unlink(missing_ok=True)
+                    shutil.rmtree(self.shard_dir(key), ignore_errors=True)
+            except Exception as e:  # noqa: BLE001 - told to the other processes, then raised
+                error = e
+        self._agree(key, procs, error)
+        reason = procs.broadcast(reason)
         if reason is None:
             log.info("%s: cache is valid (%s)", key.stem, self.array_path(key))
             return np.load(self.array_path(key), mmap_mode="r" if mmap else None), False
         log.info("%s: building embedding cache (%s)", key.stem, reason)
-        if force:  # nothing of an earlier cache or an interrupted build is reused
-            self.manifest_path(key).unlink(missing_ok=True)
-            shutil.rmtree(self.shard_dir(key), ignore_errors=True)
         arr = self.build(key, encode, shard_size=shard_size, progress=progress, desc=desc,
-                         retry_failed=retry_failed)
+                         retry_failed=retry_failed, streaming=streaming, processes=procs)
         return (np.load(self.array_path(key), mmap_mode="r") if mmap else arr), True
+
+
+@dataclass
+class _BuildPlan:
+    """What the main process found before a build: each process's block of rows to embed, the
+    name token of this build's shards, the shards already done, and the rows to copy."""
+
+    blocks: list[list[int]]
+    token: str
+    shards: list[tuple[str, np.ndarray]]
+    dim: int | None
+    reuse: dict[int, int]
+    old_arr: np.ndarray | None
+    old_problems: dict[int, RowProblem]
+    resumed: int
