@@ -157,6 +157,47 @@ def test_item_tower_cold_items_embed_from_content_alone():
     assert torch.allclose(tower.embed_catalogue(f)[2], vecs[2], atol=1e-6)
 
 
+def test_item_tower_input_stats_remove_the_shared_direction(tmp_path):
+    """Dense inputs that share one large direction: the fitted statistics (mean of the items
+    that HAVE the modality, one scale) are applied to every row and travel with an export; an
+    export that does not record input_norm loads without statistics."""
+    from modalink.hub import from_pretrained, save_pretrained
+    from modalink.models import create_model
+    from modalink.recsys.towers import InputStats
+
+    g = torch.Generator().manual_seed(0)
+    common = torch.rand(16, generator=g) + 1.0
+    x = common + 0.05 * torch.randn(40, 16, generator=g)
+    x[::5] = 0.0  # missing rows: left out of the statistics
+    stats = InputStats(16, "center")
+    assert torch.equal(stats(x), x)  # identity until fitted
+    have = x.abs().sum(1) > 0
+    stats.fit(x[have])
+    assert torch.allclose(stats.mean, x[have].mean(0), atol=1e-6)
+    y = stats(x[have])
+    assert abs(float(y.pow(2).mean()) - 1.0) < 1e-4 and float(y.mean(0).abs().max()) < 1e-5
+    z = InputStats(16, "standardize")
+    z.fit(x[have])
+    assert torch.allclose(z(x[have]).std(0), torch.ones(16), atol=1e-4)
+    with pytest.raises(ValueError, match="input_norm"):
+        InputStats(16, "zscore")
+
+    feats = ItemFeatures(40, {"image": x})
+    torch.manual_seed(0)
+    tower = create_model("recsys_item_tower", dense_dims={"image": 16}, embed_dim=8, stem_dim=16,
+                         trunk_hidden=[16], input_norm="center")
+    tower.fit_input_stats(feats, items=torch.arange(20))
+    assert torch.allclose(tower.input_stats["image"].mean, x[:20][have[:20]].mean(0), atol=1e-6)
+    save_pretrained(tower, tmp_path / "tower")
+    again = from_pretrained(tmp_path / "tower")
+    assert torch.equal(again.embed_catalogue(feats, missing="zero"), tower.embed_catalogue(feats, missing="zero"))
+    old = create_model("recsys_item_tower", dense_dims={"image": 16}, embed_dim=8, stem_dim=16, trunk_hidden=[16])
+    assert old.input_norm == "none" and not len(old.input_stats)  # exports made before input statistics
+    save_pretrained(old, tmp_path / "old")
+    assert from_pretrained(tmp_path / "old").input_norm == "none"
+    assert ItemTower(dense_dims={"image": 16}).input_norm == "center"
+
+
 def test_item_tower_missing_everything():
     f = _tiny_features().restrict(["text"])
     tower = ItemTower.from_features(_tiny_features(), embed_dim=8, stem_dim=8, bag_dim=4, trunk_hidden=())

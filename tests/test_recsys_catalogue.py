@@ -169,7 +169,7 @@ def test_exported_modalink_model_as_item_encoder(small_catalogue, tmp_path, trai
     root, _ = small_catalogue
     torch.manual_seed(0)
     model = create_model("single_branch", input_dims={"image": 512, "audio": 64}, embed_dim=32, norm="layer")
-    save_pretrained(model, tmp_path / "exported", contract={"image": "timm/resnet18", "audio": "ecapa (small)"})
+    save_pretrained(model, tmp_path / "exported", contract={"image": "timm/resnet18", "audio": "ecapa_voxceleb"})
     for finetune in (False, True):
         out = tmp_path / f"run_{finetune}"
         train_script.main(["--data-root", str(root), "--output-dir", str(out), "engine.epochs=1", *FAST,
@@ -183,6 +183,150 @@ def test_exported_modalink_model_as_item_encoder(small_catalogue, tmp_path, trai
         split = json.loads((out / "split.json").read_text())
         sims = (vecs.numpy() * enc.index.vectors).sum(1)
         assert int((sims > 0.9999).sum()) == split["cold_val_items"] + split["cold_test_items"]
+
+
+def _single_modality_stats(enc, rows, root, modality):
+    """Every item of the catalogue with ``modality`` embedded from it alone (a cold item: no ID,
+    no interactions) through the exported tower: same-group nearest neighbours and mean cosine."""
+    from modalink.recsys.evaluate import content_neighbours
+
+    sub = [r for r in rows if r[modality]]
+    vecs, reports = enc.embed([{modality: r[modality]} for r in sub], base_dir=root)
+    keep = [k for k, rep in enumerate(reports) if rep["used"] == [modality]]
+    groups = [sub[k]["item_id"].rsplit("_", 1)[0] for k in keep]
+    return content_neighbours(vecs.numpy()[keep], groups), [sub[k]["item_id"] for k in keep]
+
+
+@pytest.mark.slow
+def test_untrained_tower_keeps_photo_only_items_apart(small_catalogue, tmp_path):
+    """Real photos through a random-weight ResNet-18 share one large direction (mean cosine
+    ~0.9); the tower's input statistics remove it, so photo-only items are not mapped to nearly
+    one vector (issue 19: mean cosine 0.975) and keep the raw features' neighbours."""
+    import torch
+
+    from modalink.recsys import ItemFeatures, ItemTower, MediaConfig, extract_media, read_catalogue
+    from modalink.recsys.catalogue import l2_rows
+    from modalink.recsys.evaluate import content_neighbours
+
+    root, _ = small_catalogue
+    cat = read_catalogue(root)
+    media = MediaConfig(modalities=["image"], pretrained=False)
+    raw, _, _ = extract_media(cat, media, tmp_path / "cache")
+    x = torch.from_numpy(l2_rows(raw["image"]))
+    have = (x.abs().sum(1) > 0).numpy()
+    groups = [i.rsplit("_", 1)[0] for i, h in zip(cat.item_ids, have) if h]
+    ref = content_neighbours(x[have], groups)
+    assert ref["mean_cosine"] > 0.8 and ref["neighbour_accuracy"] > 0.9  # what the input can separate
+    feats = ItemFeatures(cat.n_items, {"image": x})
+    torch.manual_seed(0)
+    tower = ItemTower.from_features(feats, embed_dim=32, stem_dim=64, trunk_hidden=(64,), norm="layer", dropout=0.0)
+    got = content_neighbours(tower.embed_catalogue(feats, missing="zero")[torch.from_numpy(have)], groups)
+    assert got["mean_cosine"] < 0.8, (got, ref)
+    assert got["neighbour_accuracy"] >= 0.9 * ref["neighbour_accuracy"], (got, ref)
+
+
+@pytest.mark.slow
+def test_trained_tower_keeps_single_modality_cold_items_apart(small_catalogue, tmp_path, train_script):
+    """issue 19: photo-only and audio-only items (embedded like a query.py cold item) keep the
+    groups their raw features separate, and are not collapsed to one direction."""
+    from modalink.config import load_config
+    from modalink.recsys import MediaConfig, extract_media, read_catalogue
+    from modalink.recsys.catalogue import l2_rows
+    from modalink.recsys.evaluate import content_neighbours
+
+    root, info = small_catalogue
+    out = tmp_path / "run"
+    train_script.main(["--data-root", str(root), "--output-dir", str(out), "engine.epochs=3", *FAST,
+                       "mf.enabled=false", *EXTRA_SINGLE_MODALITY])
+    enc = ColdItemEncoder.from_run(out)
+    broken = set(info["broken"].values())
+    rows = [r for r in csv.DictReader(open(root / "items.csv", encoding="utf-8")) if r["item_id"] not in broken]
+    cat = read_catalogue(root)
+    media = load_config(MediaConfig, defaults=enc.contract["media"]["config"])
+    raw, _, _ = extract_media(cat, media, out / "media_cache")  # the run's vectors, from its cache
+    index = {i: k for k, i in enumerate(cat.item_ids)}
+    for m in ("image", "audio"):
+        got, ids = _single_modality_stats(enc, rows, root, m)
+        x = l2_rows(raw[m])[[index[i] for i in ids]]
+        ref = content_neighbours(x, [i.rsplit("_", 1)[0] for i in ids])
+        print(m, got, ref)
+        assert got["mean_cosine"] < 0.9, (m, got, ref)
+        assert got["neighbour_accuracy"] >= 0.9 * ref["neighbour_accuracy"], (m, got, ref)
+
+
+EXTRA_SINGLE_MODALITY: list = []
+
+FAME_CONTRACT = {  # what a FAME run exports: widths and prepare.py's feature_info (random weights)
+    "face_dim": 512, "voice_dim": 64,
+    "feature_info": {"face_encoder": {"name": "facenet_vggface2", "weights": None, "random_weights": True, "seed": 0,
+                                      "contract": {"output_dim": 512}},
+                     "voice_encoder": {"name": "ecapa_voxceleb", "weights": None, "random_weights": True, "seed": 1,
+                                       "contract": {"output_dim": 64}}}}
+
+
+def test_item_model_input_contract_names_encoder_and_weights(tmp_path):
+    """A FAME model's face input (FaceNet, 512-D) fed 512-D ResNet-18 vectors is refused in one
+    line naming both; other weights of the same encoder too; the override warns and goes on."""
+    from modalink.encoders.contract_check import InputContractError
+    from modalink.recsys.raw_items import ItemModelConfig, check_item_model_inputs, expected_inputs
+
+    media = {"image": {"encoder": "timm/resnet18", "pretrained": False, "weights": None, "seed": 0,
+                       "contract": {"output_dim": 512}},
+             "audio": {"encoder": "ecapa_voxceleb", "pretrained": False, "weights": None, "seed": 1,
+                       "contract": {"output_dim": 64}}}
+    assert expected_inputs(FAME_CONTRACT, "face") == {"encoder": "facenet_vggface2", "output_dim": 512,
+                                                      "weights": "random (seed 0)"}
+    mapping = {"face": "image", "voice": "audio"}
+    with pytest.raises(InputContractError) as info:
+        check_item_model_inputs(ItemModelConfig(), tmp_path, FAME_CONTRACT, mapping, media)
+    msg = str(info.value)
+    assert "\n" not in msg and "facenet_vggface2" in msg and "timm/resnet18" in msg and "its face input" in msg
+    assert "item_model.allow_encoder_mismatch=true" in msg
+    assert check_item_model_inputs(ItemModelConfig(), tmp_path, FAME_CONTRACT, {"voice": "audio"}, media) == []
+    # same encoder, other weights: random seed 2, then two weights files with other bytes
+    other = {"audio": {**media["audio"], "seed": 2}}
+    with pytest.raises(InputContractError, match=r"weights random \(seed 1\) vs random \(seed 2\)"):
+        check_item_model_inputs(ItemModelConfig(), tmp_path, FAME_CONTRACT, {"voice": "audio"}, other)
+    (tmp_path / "a.ckpt").write_bytes(b"weights A")
+    (tmp_path / "b.ckpt").write_bytes(b"weights B")
+    trained = {"voice_encoder": {"name": "ecapa_voxceleb", "weights": str(tmp_path / "a.ckpt"), "random_weights": False}}
+    pretrained = {"audio": {**media["audio"], "pretrained": True, "weights": str(tmp_path / "b.ckpt")}}
+    with pytest.raises(InputContractError, match="a.ckpt blake2b"):
+        check_item_model_inputs(ItemModelConfig(), tmp_path, {"feature_info": trained}, {"voice": "audio"}, pretrained)
+    (tmp_path / "b.ckpt").write_bytes(b"weights A")  # the same bytes under another name: the same weights
+    assert check_item_model_inputs(ItemModelConfig(), tmp_path, {"feature_info": trained}, {"voice": "audio"},
+                                   pretrained) == []
+    diffs = check_item_model_inputs(ItemModelConfig(allow_encoder_mismatch=True), tmp_path, FAME_CONTRACT, mapping,
+                                    media)
+    assert diffs == ["encoder facenet_vggface2 vs timm/resnet18"]
+
+
+@pytest.mark.slow
+def test_item_model_trained_on_other_encoder_is_refused_by_the_recipe(small_catalogue, tmp_path, train_script,
+                                                                      capsys):
+    """issue 19: an exported FAME model (face = FaceNet, 512-D) with the catalogue photos embedded
+    by timm/resnet18 (also 512-D) is refused in one line before training; the override runs."""
+    import torch
+
+    from modalink.hub import save_pretrained
+    from modalink.models import create_model
+
+    root, _ = small_catalogue
+    torch.manual_seed(0)
+    model = create_model("single_branch", input_dims={"face": 512, "voice": 64}, embed_dim=16, norm="layer")
+    save_pretrained(model, tmp_path / "fame_model", contract=FAME_CONTRACT)
+    out = tmp_path / "run"
+    args = ["--data-root", str(root), "--output-dir", str(out), "engine.epochs=1", *FAST, "mf.enabled=false",
+            f"item_model.path={tmp_path / 'fame_model'}", "item_model.inputs={face: image, voice: audio}",
+            "media.modalities=[image, audio]"]
+    assert run_cli(train_script.main, args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "facenet_vggface2" in err[0] and "timm/resnet18" in err[0], err
+    assert "item_model.allow_encoder_mismatch=true" in err[0]
+    assert not (out / "tower").exists()
+    train_script.main([*args, "item_model.allow_encoder_mismatch=true", "--overwrite"])
+    contract = json.loads((out / "tower_model" / "config.json").read_text())["contract"]
+    assert contract["item_model"]["encoder_mismatches"] == ["encoder facenet_vggface2 vs timm/resnet18"]
 
 
 @pytest.mark.slow

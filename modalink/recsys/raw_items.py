@@ -37,6 +37,8 @@ class ItemModelConfig:
     # {model modality: item media modality}; None: the model's modalities the items have, same names
     inputs: dict[str, str] | None = optional(legacy={})
     finetune: bool = False  # false: frozen embeddings; true: the model is trained inside the tower
+    # true: use item vectors from other encoders than the model's input contract names (warned, not refused)
+    allow_encoder_mismatch: bool = False
 
 
 def _model_modalities(model: torch.nn.Module) -> list[str]:
@@ -53,8 +55,73 @@ def _input_width(model: torch.nn.Module, modality: str) -> int | None:
     return None
 
 
-def apply_item_model(cfg: ItemModelConfig, raw: Mapping[str, np.ndarray], dense: dict[str, np.ndarray]) -> dict[str, Any]:
+def recorded_identity(record: Any, output_dim: int | None = None) -> dict[str, Any] | None:
+    """The input identity (:func:`modalink.encoders.contract_check.input_identity`) of an encoder
+    as modalink records it: a registry name; a ``feature_info.json`` encoder entry (``name``,
+    ``weights``, ``random_weights``, ``seed``, ``contract``); a recsys media config (``encoder``,
+    ``pretrained``, ``weights``, ``seed``, ``contract``); an image-features config (``name``,
+    ``pretrained``, ``weights``, ``dim``, ``seed``); a text entry ``{"text_encoder": {...}}``.
+    ``None`` when nothing is recorded. Weights files not on this machine are not compared."""
+    from modalink.encoders.contract_check import input_identity, weights_identity
+
+    if isinstance(record, str):
+        return input_identity(record, output_dim)
+    if not isinstance(record, Mapping):
+        return None
+    if isinstance(record.get("text_encoder"), Mapping):
+        text = record["text_encoder"]
+        return input_identity(text.get("name"), text.get("dim") or output_dim)
+    contract = record.get("contract") if isinstance(record.get("contract"), Mapping) else {}
+    name = record.get("name") or record.get("encoder") or contract.get("name")
+    dim = record.get("dim") or record.get("output_dim") or contract.get("output_dim") or output_dim
+    random = record.get("random_weights")
+    if random is None and "pretrained" in record:
+        random = not record["pretrained"]
+    weights = record.get("weights")
+    if isinstance(weights, Mapping):
+        weights = weights.get("path")
+    ident = weights_identity(random=True, seed=record.get("seed")) if random else weights_identity(weights)
+    return input_identity(str(name) if name else None, dim, ident)
+
+
+def expected_inputs(contract: Mapping[str, Any], modality: str) -> dict[str, Any] | None:
+    """What an exported model's contract says made its ``modality`` input: a FAME model's
+    ``feature_info`` (``<modality>_encoder``, ``<modality>_dim``), ``<modality>_encoder`` (SRMM
+    ``image_encoder`` / ``text_encoder``) or ``contract[modality]`` (a name or a record)."""
+    info = contract.get("feature_info") if isinstance(contract.get("feature_info"), Mapping) else {}
+    dim = contract.get(f"{modality}_dim") or info.get(f"{modality}_dim")
+    dims = contract.get("dims")
+    if not dim and isinstance(dims, Mapping):
+        dim = dims.get(modality)
+    for record in (info.get(f"{modality}_encoder"), contract.get(f"{modality}_encoder"), contract.get(modality)):
+        if record is not None:
+            return recorded_identity(record, dim)
+    return {"output_dim": int(dim)} if dim else None
+
+
+def check_item_model_inputs(cfg: ItemModelConfig, folder: Path, contract: Mapping[str, Any],
+                            mapping: Mapping[str, str], media_configs: Mapping[str, Any]) -> list[str]:
+    """Refuse item vectors made by other encoders than the item model's contract names (one
+    line naming both sides; ``item_model.allow_encoder_mismatch=true`` warns instead)."""
+    from modalink.encoders.contract_check import check_input_contract
+
+    diffs: list[str] = []
+    for model_mod, media in mapping.items():
+        want = expected_inputs(contract, model_mod)
+        have = recorded_identity(media_configs.get(media))
+        if want and have:
+            diffs += check_input_contract(want, have, f"item_model.path={folder}: its {model_mod} input, fed the "
+                                                      f"item {media} vectors", override=cfg.allow_encoder_mismatch,
+                                          override_hint="item_model.allow_encoder_mismatch=true")
+    return diffs
+
+
+def apply_item_model(cfg: ItemModelConfig, raw: Mapping[str, np.ndarray], dense: dict[str, np.ndarray],
+                     media_configs: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Add the item model's modalities to ``dense`` (in place) from the ``raw`` media vectors.
+
+    ``media_configs``: how each media modality was embedded (:func:`~modalink.recsys.catalogue.extract_media`);
+    the model's input contract is checked against them (:func:`check_item_model_inputs`).
 
     Frozen: ``dense["model_<m>"]`` = the model's L2-normalised embedding (zero rows where the
     item lacks the input). Fine-tuned: ``dense["model_<m>"]`` = the raw input vectors and the
@@ -72,12 +139,16 @@ def apply_item_model(cfg: ItemModelConfig, raw: Mapping[str, np.ndarray], dense:
                         f"{sorted(raw)}; set item_model.inputs, e.g. item_model.inputs={{image: image}}")
     info: dict[str, Any] = {"path": str(folder.absolute()), "name": body["name"], "inputs": mapping,
                             "finetune": cfg.finetune}
-    encoder_inputs, dims = {}, {}
     for model_mod, media in mapping.items():
         if media not in raw:
             raise UserError(f"item_model.inputs: item modality {media!r} does not exist; have {sorted(raw)}")
         if mods and model_mod not in mods:
             raise UserError(f"item_model.inputs: {folder} has no modality {model_mod!r}; it has {mods}")
+    mismatches = check_item_model_inputs(cfg, folder, body.get("contract") or {}, mapping, media_configs or {})
+    if mismatches:
+        info["encoder_mismatches"] = mismatches
+    encoder_inputs, dims = {}, {}
+    for model_mod, media in mapping.items():
         x = np.asarray(raw[media], dtype=np.float32)
         want = _input_width(model, model_mod)
         if want is not None and want != x.shape[1]:

@@ -198,7 +198,7 @@ def load_data(cfg: RecsysConfig, log: Any = None, cache_dir: str | Path | None =
                               temperature=s.temperature, seed=s.seed)
         raw = dict(data.item_dense)
     if cfg.item_model.path is not None:
-        info["item_model"] = apply_item_model(cfg.item_model, raw, data.item_dense)
+        info["item_model"] = apply_item_model(cfg.item_model, raw, data.item_dense, info.get("media_configs"))
     return data, info
 
 
@@ -299,15 +299,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(cfg.output_dir).absolute()
     state = process_state(cfg.engine)
     # the run contract: refused here, before anything is written, if the folder holds another run
-    folder = RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
-                            is_main=state.is_main_process, ignore=("output_dir", "data.cache_dir", "media.device",
-                                                                   "media.batch_size", "media.shard_size"),
-                            entries=("tower", "mf", "split.json", INDEX_FILE, TOWER_FOLDER, "media_report.json",
-                                                                   "media_cache"), recipe="recsys")
-    try:
+    # (a run that fails before it records any training leaves no contract; the media cache stays)
+    with RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
+                        is_main=state.is_main_process, ignore=("output_dir", "data.cache_dir", "media.device",
+                                                               "media.batch_size", "media.shard_size"),
+                        entries=("tower", "mf", "split.json", INDEX_FILE, TOWER_FOLDER, "media_report.json",
+                                 "media_cache"), recipe="recsys", reusable=("media_cache",)) as folder:
         return _train(cfg, folder, out, argv)
-    finally:
-        folder.close()
 
 
 def _train(cfg: RecsysConfig, folder: Any, out: Path, argv: list[str] | None) -> dict[str, Any]:
