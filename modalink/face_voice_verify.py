@@ -19,6 +19,7 @@ Scores are DISTANCES: lower = same person, what the FAME scorer expects.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +40,15 @@ from modalink.encoders.base import Encoder, resolve_device
 from modalink.errors import UserError
 
 __all__ = ["FeatureMismatchError", "MediaFileError", "FEATURE_INFO", "find_feature_info", "read_feature_info",
-           "check_model_dims", "RawMediaEmbedder", "PairScores", "FaceVoiceVerifier", "score_raw_pairs"]
+           "check_model_dims", "recorded_input_identities", "embedder_input_identities", "check_model_inputs",
+           "RANDOM_WEIGHTS_NOTE", "RawMediaEmbedder", "PairScores", "FaceVoiceVerifier", "score_raw_pairs"]
+
+log = logging.getLogger("modalink.face_voice_verify")
 
 FEATURE_INFO = "feature_info.json"
+#: what a verifier says when its encoders have random weights (prepare.py --random-weights)
+RANDOM_WEIGHTS_NOTE = ("the face/voice encoders have RANDOM weights (features made with prepare.py --random-weights): "
+                       "these distances mean nothing; use them only to check the plumbing")
 _INFO_DIRS = ("feats", "preExtracted_vggFace_utteranceLevel_Features")
 Modality = Literal["face", "voice"]
 
@@ -99,6 +106,83 @@ def check_model_dims(model: nn.Module, face_dim: int, voice_dim: int, what: str 
             "recipes/fame/prepare.py with the same encoders")
 
 
+_MODALITIES: tuple[Modality, Modality] = ("face", "voice")
+
+
+def recorded_input_identities(contract: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What made the face and voice inputs of an exported FAME model, from its ``config.json``
+    ``contract`` (as :func:`modalink.encoders.contract_check.input_identity` builds them): the
+    encoders of the ``feature_info`` recorded at training, their weights (content digest when the
+    recorded file is on this machine; random weights and seed), arguments and widths."""
+    from modalink.encoders.contract_check import input_identity, weights_identity
+
+    info = contract.get("feature_info")
+    source = contract.get("features")
+    out: dict[str, dict[str, Any]] = {}
+    for m in _MODALITIES:
+        dim = contract.get(f"{m}_dim")
+        entry = info.get(f"{m}_encoder") if isinstance(info, Mapping) else None
+        if isinstance(entry, Mapping):
+            random = bool(entry.get("random_weights"))
+            weights = weights_identity(random=True, seed=entry.get("seed")) if random else \
+                weights_identity(entry.get("weights"))
+            out[m] = input_identity(entry.get("name"), dim, weights, random_weights=random,
+                                    args=dict(entry.get("args") or {}))
+        elif isinstance(source, Mapping) and source.get("source") == "csv":
+            out[m] = input_identity("CSV features without a prepare.py feature_info.json", dim)
+        else:  # an export that records no feature origin: only the width is known
+            out[m] = input_identity(None, dim)
+    return out
+
+
+def embedder_input_identities(embedder: "RawMediaEmbedder") -> dict[str, dict[str, Any]]:
+    """The identities of the encoders ``embedder`` embeds raw files with (same keys as
+    :func:`recorded_input_identities`)."""
+    from modalink.encoders.contract_check import encoder_input_identity
+
+    s = embedder.settings
+    out: dict[str, dict[str, Any]] = {}
+    for m, enc in (("face", embedder.face_encoder), ("voice", embedder.voice_encoder)):
+        if s is None:
+            out[m] = encoder_input_identity(enc, random_weights=enc.weights_path is None)
+            continue
+        name, args = (s.face_encoder, s.face_args) if m == "face" else (s.voice_encoder, s.voice_args)
+        out[m] = encoder_input_identity(enc, name, seed=s.seed + (m == "voice"), random_weights=s.random_weights,
+                                        args=dict(args))
+    for m, enc in (("face", embedder.face_encoder), ("voice", embedder.voice_encoder)):
+        if not any(True for _ in enc.parameters()):  # no weights to compare: its name says it all
+            out[m].pop("weights", None)
+            out[m].pop("random_weights", None)
+    return out
+
+
+def check_model_inputs(model: nn.Module, embedder: "RawMediaEmbedder", what: str = "the model",
+                       allow_mismatch: bool = False, override_hint: str = "--allow-encoder-mismatch") -> list[str]:
+    """Refuse a model fed by other encoders than it was trained on: its widths
+    (:func:`check_model_dims`), then the encoder name, weights, arguments and random-weights flag
+    its exported contract (``model.export_config``) records against ``embedder``'s
+    (:func:`modalink.encoders.contract_check.check_input_contract`: one line naming both sides and
+    ``override_hint``). With ``allow_mismatch`` nothing is raised: the returned list holds one
+    line per input that differs (the caller says it on screen)."""
+    from modalink.encoders.contract_check import InputContractError, check_input_contract
+
+    check_model_dims(model, embedder.face_dim, embedder.voice_dim, what)
+    export = getattr(model, "export_config", None)
+    contract = export.get("contract") if isinstance(export, Mapping) else None
+    if not isinstance(contract, Mapping):
+        return []
+    expected, actual = recorded_input_identities(contract), embedder_input_identities(embedder)
+    accepted: list[str] = []
+    for m in _MODALITIES:
+        try:
+            check_input_contract(expected[m], actual[m], f"{what} ({m} input)", override_hint=override_hint)
+        except InputContractError as e:
+            if not allow_mismatch:
+                raise
+            accepted.append(str(e).split("; make them with")[0])
+    return accepted
+
+
 @dataclass
 class RawMediaEmbedder:
     """Raw face images and voice clips → the feature rows prepare.py writes for them.
@@ -114,6 +198,8 @@ class RawMediaEmbedder:
     batch_size: int = 32
     workers: int = 0
     progress: bool = True
+    #: the settings the encoders were built from (names, arguments, seeds), when known
+    settings: RawEncoderSettings | None = None
 
     @classmethod
     def from_settings(cls, settings: RawEncoderSettings, *, offline: bool | None = None,
@@ -123,7 +209,7 @@ class RawMediaEmbedder:
         dev = resolve_device(device)
         face, voice = build_raw_encoders(settings, offline=offline, face_weights_option=face_weights_option,
                                          voice_weights_option=voice_weights_option)
-        return cls(face.to(dev), voice.to(dev), min_seconds=settings.min_seconds, **kwargs)
+        return cls(face.to(dev), voice.to(dev), min_seconds=settings.min_seconds, settings=settings, **kwargs)
 
     @classmethod
     def from_feature_info(cls, info: Mapping[str, Any], *, face_weights: str | os.PathLike | None = None,
@@ -143,6 +229,12 @@ class RawMediaEmbedder:
                 raise FeatureMismatchError(f"{where}: {modality}_dim is {recorded} but the recorded {modality} "
                                            f"encoder gives {enc.output_dim}-D features")
         return emb
+
+    @property
+    def random_weights(self) -> bool:
+        """True when an encoder with parameters loaded no weights file (prepare.py ``--random-weights``)."""
+        return any(enc.weights_path is None and any(True for _ in enc.parameters())
+                   for enc in (self.face_encoder, self.voice_encoder))
 
     @property
     def face_dim(self) -> int:
@@ -205,11 +297,25 @@ def score_raw_pairs(models: Mapping[str, nn.Module], embedder: RawMediaEmbedder,
 
 
 class FaceVoiceVerifier:
-    """One trained model + the raw-media encoders: ``distance(face, voice)`` and ``score_pairs``."""
+    """One trained model + the raw-media encoders: ``distance(face, voice)`` and ``score_pairs``.
 
-    def __init__(self, model: nn.Module, embedder: RawMediaEmbedder, name: str = "model") -> None:
-        check_model_dims(model, embedder.face_dim, embedder.voice_dim, f"model {name!r}")
+    The model's exported input contract is checked against the encoders
+    (:func:`check_model_inputs`); ``allow_encoder_mismatch=True`` accepts other encoders with a
+    warning. ``random_weights`` says whether the encoders have random weights (distances then
+    mean nothing)."""
+
+    def __init__(self, model: nn.Module, embedder: RawMediaEmbedder, name: str = "model",
+                 allow_encoder_mismatch: bool = False) -> None:
+        for line in check_model_inputs(model, embedder, f"model {name!r}", allow_mismatch=allow_encoder_mismatch,
+                                       override_hint="allow_encoder_mismatch=True"):
+            log.warning("%s; used anyway (allow_encoder_mismatch=True)", line)
+        if embedder.random_weights:
+            log.warning(RANDOM_WEIGHTS_NOTE)
         self.model, self.embedder, self.name = model.eval(), embedder, name
+
+    @property
+    def random_weights(self) -> bool:
+        return self.embedder.random_weights
 
     def distance(self, face: str | os.PathLike, voice: str | os.PathLike) -> float:
         """L2 distance (lower = same person) between a face image and a voice clip.

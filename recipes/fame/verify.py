@@ -16,7 +16,11 @@ The run (``train.py --output-dir``) must have been trained on features made by
 names the encoders, their weights and options, and the files are embedded exactly as prepare.py
 embeds them (same MTCNN crops, resampling, minimum length; an unusable file in a pair list gets
 prepare.py's zero row and is named in ``<output-dir>/report.csv``). A run trained on other
-features (the official 4096-D VGGFace / 512-D voices, or the synthetic set) is refused.
+features (the official 4096-D VGGFace / 512-D voices, or the synthetic set) is refused, and so
+are encoders other than the ones each exported model records (name, arguments, weights by
+content, random or not) — ``--allow-encoder-mismatch`` scores anyway, with a warning. Features
+made with ``prepare.py --random-weights`` give meaningless distances: the verifier says so on
+screen and records ``"random_weights": true`` in ``summary.json`` and the submission manifest.
 Scores are L2 distances: lower = same person. Score files are written as one set
 (``<output-dir>/submission/``, staged then swapped in, with a manifest).
 """
@@ -49,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feats-root", help="folder holding feats/<ver>/feature_info.json (default: the run's --feats-root)")
     p.add_argument("--face-weights", help="face weights file, instead of the path recorded in feature_info.json")
     p.add_argument("--voice-weights", help="voice weights folder/file, instead of the recorded path")
+    p.add_argument("--allow-encoder-mismatch", action="store_true",
+                   help="score even when the encoders (name, weights, arguments) differ from the ones the model was "
+                        "trained on, with a warning; without it such a run is refused")
     p.add_argument("--offline", action="store_true", help="never download weights (also MODALINK_OFFLINE=1)")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one, else cpu), cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=32, help="files per batch (MTCNN and the encoders)")
@@ -133,7 +140,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     t0 = time.time()
     from modalink.data.raw_mavceleb import TestPair, read_test_pairs
     from modalink.encoders.base import MissingWeightsError, resolve_device
-    from modalink.face_voice_verify import FeatureMismatchError, RawMediaEmbedder, read_feature_info, score_raw_pairs
+    from modalink.face_voice_verify import (RANDOM_WEIGHTS_NOTE, FeatureMismatchError, RawMediaEmbedder,
+                                            check_model_inputs, read_feature_info, score_raw_pairs)
 
     run_dir = Path(args.run_dir)
     cfg, langs, feats_root, ver = load_run(run_dir, args.train_lang, args.feats_root)
@@ -171,13 +179,20 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     models = {}
+    accepted: list[str] = []
     for lang in langs:
-        try:
-            models[lang] = load_model_from_run(run_dir / f"{ver}_{lang}", face_dim, voice_dim,
-                                               feature_info=info).to(device)
+        folder = run_dir / f"{ver}_{lang}"
+        try:  # version, language and widths here; the encoders against the embedder's just below
+            models[lang] = load_model_from_run(folder, face_dim, voice_dim, feature_info=False).to(device)
         except RuntimeError as e:  # a state dict of other widths
-            raise FeatureMismatchError(f"{run_dir / f'{ver}_{lang}' / 'best_model.pt'} does not fit {face_dim}-D face / "
+            raise FeatureMismatchError(f"{folder / 'best_model.pt'} does not fit {face_dim}-D face / "
                                        f"{voice_dim}-D voice features ({' '.join(str(e).split())[:300]})") from None
+        accepted += check_model_inputs(models[lang], embedder, str(folder / "model"),
+                                       allow_mismatch=args.allow_encoder_mismatch)
+    for line in accepted:
+        print(f"warning: {line}; used anyway (--allow-encoder-mismatch)", file=sys.stderr)
+    if embedder.random_weights:
+        print(f"warning: {RANDOM_WEIGHTS_NOTE}", file=sys.stderr)
 
     if args.face is not None:
         scores = score_raw_pairs(models, embedder, [TestPair("pair", args.voice, args.face)])
@@ -185,23 +200,27 @@ def _main(argv: Sequence[str] | None = None) -> int:
             if r.embedding is None:
                 raise UserError(f"{r.relpath}: {modality} file cannot be used: {r.problem} ({r.detail})")
             print(f"note: {r.relpath}: {r.detail}", file=sys.stderr)
+        note = "; RANDOM encoder weights: meaningless" if embedder.random_weights else ""
         for lang, dist in scores.distances.items():
-            print(f"{lang} model: distance {float(dist[0]):.6f} (L2; lower = same person)")
+            print(f"{lang} model: distance {float(dist[0]):.6f} (L2; lower = same person{note})")
         return 0
-    return _score_lists(args, lists, models, embedder, ver, run_dir, info_path, t0)
+    return _score_lists(args, lists, models, embedder, ver, run_dir, info_path, t0, accepted)
 
 
 def _score_lists(args: argparse.Namespace, lists: list, models: dict, embedder: Any, ver: str, run_dir: Path,
-                 info_path: Path, t0: float) -> int:
+                 info_path: Path, t0: float, accepted: list[str]) -> int:
     from challenge import write_submission
-    from modalink.face_voice_verify import score_raw_pairs
+    from modalink.face_voice_verify import RANDOM_WEIGHTS_NOTE, score_raw_pairs
     from modalink.io import atomic_write_text
 
     out = Path(args.output_dir)
     entries: dict[tuple[str, str], tuple[list[str], Any]] = {}
     report_rows: list[dict[str, str]] = []
     summary: dict[str, Any] = {"run_dir": str(run_dir.absolute()), "feature_info": str(info_path.absolute()),
-                               "ver": ver, "lists": {}}
+                               "ver": ver, "random_weights": embedder.random_weights,
+                               "encoder_mismatch_accepted": accepted, "lists": {}}
+    if embedder.random_weights:
+        summary["warning"] = RANDOM_WEIGHTS_NOTE
     for path, test_lang, root, pairs in lists:
         print(f"{path}: {len(pairs)} pairs ({test_lang}), files under {root}", file=sys.stderr)
         scores = score_raw_pairs(models, embedder, pairs, root)
@@ -222,7 +241,8 @@ def _score_lists(args: argparse.Namespace, lists: list, models: dict, embedder: 
         summary["lists"][test_lang] = {"pair_list": str(path.absolute()), "pairs": len(pairs),
                                        "problem_files": len(scores.problems)}
     written = write_submission(out / "submission", entries, edition=args.edition,
-                               info={"source": "recipes/fame/verify.py", "run_dir": str(run_dir.absolute())})
+                               info={"source": "recipes/fame/verify.py", "run_dir": str(run_dir.absolute()),
+                                     "random_weights": embedder.random_weights})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=REPORT_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -239,6 +259,8 @@ def _score_lists(args: argparse.Namespace, lists: list, models: dict, embedder: 
     pairs_dir = Path(lists[0][0]).parent
     partial = "" if len(written) == 4 else " --partial"
     print(f"check: python -m challenge validate {out / 'submission'} --pairs {pairs_dir}{partial}", file=sys.stderr)
+    if embedder.random_weights:
+        print(f"warning: {RANDOM_WEIGHTS_NOTE}", file=sys.stderr)
     return 0
 
 
