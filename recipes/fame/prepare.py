@@ -53,7 +53,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import yaml
@@ -80,6 +80,7 @@ from modalink.data.raw_mavceleb import (
     why_not_used,
 )
 from modalink.data.embedding_cache import CacheKey, EmbeddingCache, EncodedRows, RowProblem, file_row_id
+from modalink.data.processes import Processes
 from modalink.engine.run_folder import LOCK_FILE, RunFolderError, lock_folder
 from modalink.cli import command_parser
 from modalink.errors import UserError, run_cli
@@ -124,6 +125,9 @@ class PrepareConfig(RawEncoderSettings):
     run_dir: str | None = None
     retry_failed: bool = False
     float_format: str = "%.8g"
+    # seconds a process of a launched job waits for the others (the slowest block of files, the
+    # main process merging the shards) before the job ends naming the lost process
+    collective_timeout_s: float = 3600.0
 
 
 # ----------------------------------------------------------------------------- cache
@@ -209,21 +213,33 @@ def legacy_embedding(folder: Path, part: str, root: Path, relpath: str, dim: int
 # ----------------------------------------------------------------------------- extraction
 
 
-def source_row_ids(root: Path, relpaths: Sequence[str]) -> tuple[list[str], dict[int, RowProblem]]:
+def source_row_ids(root: Path, relpaths: Sequence[str],
+                   procs: Processes | None = None) -> tuple[list[str], dict[int, RowProblem]]:
     """The cache row identity of each file (path, size, mtime and a digest of its bytes:
     :func:`file_row_id`) and, for the files that cannot be read (a symlink loop, a broken link,
     no permission), their problem; their identity names the problem, so they are tried again
-    once they change."""
+    once they change. With ``procs`` (collective), each process reads one block of the files."""
+    procs = procs or Processes.single()
+    n = len(relpaths)
+    lo, hi = n * procs.index // procs.count, n * (procs.index + 1) // procs.count
     ids: list[str] = []
     unreadable: dict[int, RowProblem] = {}
-    for i, rel in enumerate(relpaths):
+    for i in range(lo, hi):
+        rel = relpaths[i]
         try:
             ids.append(file_row_id(root / rel, root))
         except OSError as e:
             bad = unreadable_file(root / rel) or MediaProblem("unreadable_file", e.strerror or type(e).__name__)
             unreadable[i] = RowProblem(bad.reason, bad.detail)
             ids.append(f"{rel}\t{bad.reason}")
-    return ids, unreadable
+    if not procs.distributed:
+        return ids, unreadable
+    all_ids: list[str] = []
+    all_bad: dict[int, RowProblem] = {}
+    for block_ids, block_bad in procs.gather((ids, unreadable)):
+        all_ids.extend(block_ids)
+        all_bad.update(block_bad)
+    return all_ids, all_bad
 
 
 def _relative_detail(detail: str, root: Path, relpath: str) -> str:
@@ -233,58 +249,75 @@ def _relative_detail(detail: str, root: Path, relpath: str) -> str:
 
 
 def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequence[str], cache: EmbeddingCache,
-            part: str, modality: str, cfg: PrepareConfig, desc: str) -> tuple[ExtractedFiles, dict[str, Any]]:
+            part: str, modality: str, cfg: PrepareConfig, desc: str,
+            procs: Processes | None = None) -> tuple[ExtractedFiles, dict[str, Any]]:
     """Embed ``relpaths`` (faces or voices, by the encoder's input kind) through the shared cache:
     files the cache of this encoder already holds (same path, size, mtime and content digest)
-    are copied, the others embedded in batches of ``cfg.batch_size``; files that cannot be read
-    are failed rows. Returns the files and this call's counts."""
+    are copied, the others embedded in batches of ``cfg.batch_size`` by one data loader (per
+    process: with ``procs``, a collective call, each process embeds one block of the files);
+    files that cannot be read are failed rows. Returns the files and this call's counts (of
+    every process)."""
+    procs = procs or Processes.single()
     if not relpaths:
         raise UserError(f"{root}: no {modality} files to embed for the {part} part")
-    ids, unreadable = source_row_ids(root, relpaths)
+    ids, unreadable = source_row_ids(root, relpaths, procs)
     key = CacheKey.for_rows(part, modality, identity, ids)
-    counts: dict[str, Any] = {"files": len(relpaths), "cached": len(relpaths), "extracted": 0}
+    mine: dict[str, int] = {"asked": 0, "extracted": 0}  # this process's counts
 
-    def encode(rows: np.ndarray) -> EncodedRows:
-        where = {relpaths[r]: k for k, r in enumerate(rows)}
-        out = np.zeros((len(rows), enc.output_dim), dtype=np.float32)
+    def count(name: str) -> None:
+        mine[name] = mine.get(name, 0) + 1
+
+    def encode(rows: np.ndarray) -> Iterator[tuple[np.ndarray, EncodedRows]]:
+        mine["asked"] += len(rows)
+        where = {relpaths[r]: int(r) for r in rows}
+        first: dict[int, np.ndarray | None] = {}  # unreadable files and the per-file cache of earlier versions
         problems: dict[int, RowProblem] = {}
-        for k, r in enumerate(rows):
+        for r in rows:
             bad = unreadable.get(int(r))
             if bad is not None:
-                problems[int(r)] = bad
-                counts[bad.problem] = counts.get(bad.problem, 0) + 1
+                first[int(r)], problems[int(r)] = None, bad
+                count(bad.problem)
                 del where[relpaths[r]]
-        counts["cached"] -= len(rows) - len(where)
-        for rel, k in list(where.items()):  # files the per-file cache of earlier versions holds
+        for rel, r in list(where.items()):
             old = legacy_embedding(cache.root, part, root, rel, enc.output_dim, cfg.retry_failed)
             if old is not None:
-                vec, problem = old
-                if vec is not None:
-                    out[k] = vec
-                if problem is not None:
-                    problems[int(rows[k])] = problem
-                counts["legacy"] = counts.get("legacy", 0) + 1
+                first[r] = old[0]
+                if old[1] is not None:
+                    problems[r] = old[1]
+                count("legacy")
                 del where[rel]
-        counts["cached"] -= len(where)
+        if first:
+            done = np.array(sorted(first), dtype=np.int64)
+            out = np.zeros((len(done), enc.output_dim), dtype=np.float32)
+            for k, r in enumerate(done):
+                if first[int(r)] is not None:
+                    out[k] = first[int(r)]
+            yield done, EncodedRows(out, problems)
         for results in embed_raw_files(enc, root, list(where), batch_size=cfg.batch_size, workers=cfg.workers,
                                        min_seconds=cfg.min_seconds, progress=False):
-            for res in results:
-                k = where[res.relpath]
+            if not results:
+                continue
+            done = np.array([where[res.relpath] for res in results], dtype=np.int64)
+            out = np.zeros((len(done), enc.output_dim), dtype=np.float32)
+            problems = {}
+            for k, res in enumerate(results):
+                r = int(done[k])
                 detail = _relative_detail(res.detail, root, res.relpath)
                 if res.embedding is None:
                     reason = res.problem or "failed"
-                    problems[int(rows[k])] = RowProblem(reason, detail)
-                    counts[reason] = counts.get(reason, 0) + 1
+                    problems[r] = RowProblem(reason, detail)
+                    count(reason)
                     continue
                 out[k] = res.embedding
-                counts["extracted"] += 1
+                mine["extracted"] += 1
                 if res.problem:
-                    problems[int(rows[k])] = RowProblem(res.problem, detail, embedded=True)
-                    fallback = FALLBACK_COUNTS.get(res.problem, res.problem)
-                    counts[fallback] = counts.get(fallback, 0) + 1
-        return EncodedRows(out, problems)
+                    problems[r] = RowProblem(res.problem, detail, embedded=True)
+                    count(FALLBACK_COUNTS.get(res.problem, res.problem))
+            yield done, EncodedRows(out, problems)
 
-    array, _ = cache.get_or_build(key, encode, shard_size=SHARD_SIZE, desc=desc, retry_failed=cfg.retry_failed)
+    array, _ = cache.get_or_build(key, encode, shard_size=SHARD_SIZE, desc=desc, retry_failed=cfg.retry_failed,
+                                  streaming=True, processes=procs)
+    counts = _sum_counts(procs.gather(mine), len(relpaths))
     files = ExtractedFiles({r: i for i, r in enumerate(relpaths)}, array, cache.problems(key))
     status: dict[str, int] = {}
     for r in relpaths:
@@ -292,6 +325,17 @@ def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequen
         status[s] = status.get(s, 0) + 1
     counts["status"] = status
     return files, counts
+
+
+def _sum_counts(per_process: Sequence[dict[str, int]], files: int) -> dict[str, Any]:
+    """One part's counts from every process's: ``cached`` = files no process was asked to embed,
+    plus those found in the per-file cache of earlier versions (``legacy``)."""
+    total: dict[str, int] = {}
+    for counts in per_process:
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + v
+    asked = total.pop("asked", 0)
+    return {"files": files, "cached": files - asked + total.get("legacy", 0), **total}
 
 
 # ----------------------------------------------------------------------------- problem report
@@ -439,6 +483,8 @@ def check_config(cfg: PrepareConfig) -> tuple[tuple[str, str], RawLayout]:
         raise UserError(f"--no-face must be skip or center_crop, got {cfg.no_face!r}")
     if cfg.batch_size < 1 or cfg.workers < 0 or cfg.min_seconds < 0:
         raise UserError("--batch-size must be >= 1, --workers >= 0 and --min-seconds >= 0")
+    if not cfg.collective_timeout_s > 0:
+        raise UserError(f"--collective-timeout must be > 0 seconds, got {cfg.collective_timeout_s}")
     for name in ("raw_root", "output", "train_root", "test_root", "splits", "cache_dir", "run_dir",
                  "face_weights", "voice_weights"):
         setattr(cfg, name, _absolute(getattr(cfg, name)))
@@ -501,12 +547,23 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     Settings, layout and device are checked first; then ``--output`` (and a ``--cache-dir``
     outside it) is locked, so a second job on the same folder is refused at once; then the
     weights of both encoders are loaded. A failed check leaves nothing behind.
+
+    Under ``accelerate launch`` / ``torchrun`` the processes split the files to embed (see
+    :meth:`EmbeddingCache.build`): the main process takes the lock, logs and writes every
+    output; the others wait for it (a refused lock ends them too), embed their block of files
+    into shards of the cache and log warnings only.
     """
     from modalink.encoders.base import resolve_device
     from modalink.engine.run import start_run
 
     langs, layout = check_config(cfg)
     device = resolve_device(cfg.device)
+    # gloo for the few small messages between processes, whatever device embeds the files
+    procs = Processes.launched(cpu=True, timeout_s=cfg.collective_timeout_s)
+    if procs.distributed and device.type == "cuda" and device.index is None:  # one GPU per process
+        import torch
+
+        device = torch.device("cuda", procs.local_index % torch.cuda.device_count())
     out = Path(cfg.output)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out / ".cache" / "embeddings"
     cfg.cache_dir = str(cache_root)
@@ -514,10 +571,21 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     locks: list[int] = []
     try:
         try:
-            locks.append(lock_output(out, made, "--output"))
-            if not _inside(cache_root, out):  # a cache shared between outputs: one writer at a time too
-                locks.append(lock_output(cache_root, made, "--cache-dir"))
-            face_enc, voice_enc = build_encoders(cfg)
+            error = None
+            if procs.is_main:
+                try:
+                    locks.append(lock_output(out, made, "--output"))
+                    if not _inside(cache_root, out):  # a cache shared between outputs: one writer at a time too
+                        locks.append(lock_output(cache_root, made, "--cache-dir"))
+                except Exception as e:  # noqa: BLE001 - told to the other processes, then raised
+                    error = e
+            _stop_together(procs, error)
+            error = None
+            try:
+                face_enc, voice_enc = build_encoders(cfg)
+            except Exception as e:  # noqa: BLE001 - told to the other processes, then raised
+                error = e
+            _stop_together(procs, error)
         except BaseException:
             for path in reversed(made):  # what this attempt created: a failed check leaves nothing behind
                 path.unlink() if path.name == LOCK_FILE else path.rmdir()
@@ -525,10 +593,11 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
         face_enc.to(device)
         voice_enc.to(device)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else out / "prepare_runs" / f"{cfg.ver}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = procs.broadcast(run_dir)
         cfg.run_dir = str(run_dir)
-        logger = start_run(run_dir, cfg, log_name="modalink")
+        logger = start_run(run_dir, cfg, is_main=procs.is_main, log_name="modalink")
         try:
-            return _prepare(cfg, langs, layout, device, face_enc, voice_enc, out, run_dir, cache_root, logger)
+            return _prepare(cfg, langs, layout, device, face_enc, voice_enc, out, run_dir, cache_root, logger, procs)
         except BaseException as e:
             _log_to_file_only(logger, f"error: {type(e).__name__}: {e}")
             raise
@@ -537,8 +606,23 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
             os.close(fd)
 
 
+class PeerStoppedError(UserError):
+    """Another process of the job stopped with an error (the main process prints it)."""
+
+
+def _stop_together(procs: Processes, error: BaseException | None) -> None:
+    """Collective: raise ``error`` here and end every other process too when any process has one
+    (a refused lock, missing weights), so none waits at a barrier for a process that gave up."""
+    first = procs.first_error(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if first is not None:
+        raise PeerStoppedError(first)
+
+
 def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, device: Any, face_enc: Encoder,
-             voice_enc: Encoder, out: Path, run_dir: Path, cache_root: Path, logger: logging.Logger) -> dict[str, Any]:
+             voice_enc: Encoder, out: Path, run_dir: Path, cache_root: Path, logger: logging.Logger,
+             procs: Processes) -> dict[str, Any]:
     t0 = time.time()
     logger.info("layout: train=%s test=%s pair lists=%s", layout.train_root, layout.test_root,
                 {k: str(v) for k, v in layout.pair_lists.items()})
@@ -547,8 +631,9 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                                 {"min_seconds": cfg.min_seconds, "args": cfg.voice_args})
     face_cache = EmbeddingCache(cache_root / encoder_tag(face_id))
     voice_cache = EmbeddingCache(cache_root / encoder_tag(voice_id))
-    logger.info("device %s; batch size %d", device, cfg.batch_size)
-    if cfg.random_weights:
+    logger.info("device %s; batch size %d%s", device, cfg.batch_size,
+                f"; {procs.count} processes, each embeds its own block of files" if procs.distributed else "")
+    if cfg.random_weights and procs.is_main:
         logger.warning("--random-weights: both encoders have random weights; the features mean nothing (a "
                        "plumbing check only), and summary.json and feature_info.json say so")
     logger.info("face encoder %s (%d-D, weights %s) → cache %s", cfg.face_encoder, face_enc.output_dim,
@@ -562,7 +647,8 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
     label_map: dict[str, Any] = {}
     report = ProblemReport()
 
-    # ---- training split
+    # ---- extraction: every process of a launched job takes part (one block of files each)
+    ex = summary["extraction"]
     if "train" in cfg.parts:
         assert layout.train_root is not None
         troot = layout.train_root
@@ -570,13 +656,28 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
         faces = scan_train_split(troot, "faces", langs, ignored=ignored["faces"])
         voices = scan_train_split(troot, "voices", langs, ignored=ignored["voices"])
         logger.info("train: %d face images, %d voice clips", len(faces), len(voices))
-        face_files = sorted({c.relpath for c in faces})
-        voice_files = sorted({c.relpath for c in voices})
-        ex = summary["extraction"]
-        tfaces, ex["train_faces"] = extract(face_enc, face_id, troot, face_files, face_cache, "train", "faces", cfg,
-                                            "train faces")
-        tvoices, ex["train_voices"] = extract(voice_enc, voice_id, troot, voice_files, voice_cache, "train",
-                                              "voices", cfg, "train voices")
+        train_faces = sorted({c.relpath for c in faces})
+        train_voices = sorted({c.relpath for c in voices})
+        tfaces, ex["train_faces"] = extract(face_enc, face_id, troot, train_faces, face_cache, "train", "faces", cfg,
+                                            "train faces", procs)
+        tvoices, ex["train_voices"] = extract(voice_enc, voice_id, troot, train_voices, voice_cache, "train",
+                                              "voices", cfg, "train voices", procs)
+    if "test" in cfg.parts:
+        assert layout.test_root is not None
+        sroot = layout.test_root
+        lists = {lang: read_test_pairs(layout.pair_lists[lang]) for lang in langs}
+        test_faces = sorted({p.face for pairs in lists.values() for p in pairs})
+        test_voices = sorted({p.voice for pairs in lists.values() for p in pairs})
+        sfaces, ex["test_faces"] = extract(face_enc, face_id, sroot, test_faces, face_cache, "test", "faces", cfg,
+                                           "test faces", procs)
+        svoices, ex["test_voices"] = extract(voice_enc, voice_id, sroot, test_voices, voice_cache, "test", "voices",
+                                             cfg, "test voices", procs)
+    if not procs.is_main:  # the CSVs, the report and the summary are the main process's
+        return summary
+
+    # ---- training split
+    if "train" in cfg.parts:
+        face_files, voice_files = train_faces, train_voices
         for modality, files in ignored.items():
             if files:
                 ex[f"train_{modality}"]["unsupported_format"] = len(files)
@@ -621,16 +722,7 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
 
     # ---- test split
     if "test" in cfg.parts:
-        assert layout.test_root is not None
-        sroot = layout.test_root
-        lists = {lang: read_test_pairs(layout.pair_lists[lang]) for lang in langs}
-        face_files = sorted({p.face for pairs in lists.values() for p in pairs})
-        voice_files = sorted({p.voice for pairs in lists.values() for p in pairs})
-        ex = summary["extraction"]
-        sfaces, ex["test_faces"] = extract(face_enc, face_id, sroot, face_files, face_cache, "test", "faces", cfg,
-                                           "test faces")
-        svoices, ex["test_voices"] = extract(voice_enc, voice_id, sroot, voice_files, voice_cache, "test", "voices",
-                                             cfg, "test voices")
+        face_files, voice_files = test_faces, test_voices
         uses: dict[tuple[str, str], list[str]] = {}
         for test_lang, pairs in lists.items():
             frows, vrows, zero_f, zero_v = [], [], 0, 0
@@ -681,6 +773,10 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
 
     for key, counts in summary["extraction"].items():
         logger.info("%s: %s", key, {k: v for k, v in counts.items()})
+    train_info = out / TRAIN_DIR / cfg.ver / "feature_info.json"
+    test_info = out / TEST_DIR / cfg.ver / "feature_info.json"
+    if "train" not in cfg.parts:
+        label_map = _label_map_of(train_info, logger)
     info = {
         "ver": cfg.ver, "languages": list(langs),
         "face_dim": face_enc.output_dim, "voice_dim": voice_enc.output_dim,
@@ -692,9 +788,11 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
         "test_missing_rows": "zeros",
     }
     if "train" in cfg.parts:
-        atomic_write_text(out / TRAIN_DIR / cfg.ver / "feature_info.json", json.dumps(info, indent=2) + "\n")
+        atomic_write_text(train_info, json.dumps(info, indent=2) + "\n")
     if "test" in cfg.parts:
-        atomic_write_text(out / TEST_DIR / cfg.ver / "feature_info.json", json.dumps(info, indent=2) + "\n")
+        atomic_write_text(test_info, json.dumps(info, indent=2) + "\n")
+    elif test_info.is_file():  # a test side prepared before the train side: give it the label map
+        _fill_label_map(test_info, info, logger)
     raw = Path(cfg.raw_root)
     entries = walk_raw_files([raw, *(r for r in (layout.train_root, layout.test_root) if r is not None)],
                              exclude=[out / TRAIN_DIR, out / TEST_DIR, out / SPLITS_DIR, out / "prepare_runs",
@@ -712,6 +810,49 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
     logger.info("done in %.1f s; summary: %s%s", summary["seconds"], run_dir / "summary.json",
                 " (--random-weights: the features mean nothing)" if cfg.random_weights else "")
     return summary
+
+
+def _read_info(path: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _label_map_of(train_info: Path, logger: logging.Logger) -> dict[str, Any]:
+    """The label map of the training side (``--parts test`` alone), or ``{}`` with a warning
+    that says why and how it gets filled."""
+    info = _read_info(train_info) if train_info.is_file() else None
+    label_map = info.get("label_map") if info is not None else None
+    if isinstance(label_map, dict) and label_map:
+        logger.info("label map: %d identities, read from %s", len(label_map), train_info)
+        return label_map
+    why = "does not exist yet" if not train_info.exists() else "holds no label map"
+    logger.warning("the test-side feature_info.json gets an empty label_map: %s %s (it comes from the training "
+                   "identities); a run with --parts train on this --output fills it in", train_info, why)
+    return {}
+
+
+#: entries of feature_info.json that must agree before the train side's label map is copied to the test side
+_SAME_FEATURES = ("ver", "languages", "face_dim", "voice_dim", "face_encoder", "voice_encoder")
+
+
+def _fill_label_map(test_info: Path, info: dict[str, Any], logger: logging.Logger) -> None:
+    """Put the label map of ``info`` (the training side's) into ``test_info`` when that one has
+    none and describes the same features; else leave it as it is and say why."""
+    old = _read_info(test_info)
+    if old is None or old.get("label_map") == info["label_map"]:
+        return
+    if old.get("label_map"):
+        logger.warning("%s keeps its own label map (it differs from the training side's)", test_info)
+        return
+    if any(old.get(k) != info.get(k) for k in _SAME_FEATURES):
+        logger.warning("%s keeps its empty label_map: its features come from other encoders or settings than "
+                       "this training side (run --parts test again to prepare it the same way)", test_info)
+        return
+    atomic_write_text(test_info, json.dumps({**old, "label_map": info["label_map"]}, indent=2) + "\n")
+    logger.info("label map of the training side copied to %s", test_info)
 
 
 def _kv(text: str) -> tuple[str, Any]:
@@ -757,6 +898,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="embedding cache (default: OUTPUT/.cache/embeddings)")
     p.add_argument("--run-dir", help="run folder (default: OUTPUT/prepare_runs/<ver>-<time>)")
     p.add_argument("--retry-failed", action="store_true", help="retry files that failed before")
+    p.add_argument("--collective-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="under accelerate launch: how long a process waits for the others (the slowest block of "
+                        "files, the merge) before the job ends naming the lost process")
     return p
 
 
@@ -770,7 +914,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         min_seconds=args.min_seconds, batch_size=args.batch_size, workers=args.workers, device=args.device,
         parts=[s.strip() for s in args.parts.split(",") if s.strip()], train_root=args.train_root,
         test_root=args.test_root, splits=args.splits, cache_dir=args.cache_dir, run_dir=args.run_dir,
-        retry_failed=args.retry_failed,
+        retry_failed=args.retry_failed, collective_timeout_s=args.collective_timeout,
     )
 
 
@@ -781,7 +925,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         prepare(config_from_args(args))
     except MissingWeightsError as e:  # several lines (one block per encoder), printed once
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") in ("", "0"):  # by the main process of a launched job
+            print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 
