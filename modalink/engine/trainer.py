@@ -244,10 +244,11 @@ class Trainer:
             mixed_precision=mp, cpu=use_cpu, gradient_accumulation_steps=cfg.grad_accum,
             log_with=list(cfg.log_with) or None, project_dir=str(self.run_dir),
             dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
-                                                      data_seed=cfg.seed),
+                                                      data_seed=cfg.seed, non_blocking=not use_cpu),
             kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=cfg.collective_timeout_s))],
         )
         acc = self.accelerator
+        on_accelerator = not use_cpu and torch.cuda.is_available()  # pinned host memory, non-blocking copies
         self.logger = setup_logging(self.run_dir, acc.is_main_process)
         if cfg.batch_size % acc.num_processes:
             raise InputError(f"engine.batch_size={cfg.batch_size} must be divisible by the number of "
@@ -265,7 +266,7 @@ class Trainer:
             g.manual_seed(cfg.seed)
             loader = DataLoader(train_dataset, batch_size=cfg.batch_size, shuffle=True,
                                 drop_last=cfg.drop_last, num_workers=cfg.num_workers,
-                                collate_fn=collate_fn, generator=g)
+                                collate_fn=collate_fn, generator=g, pin_memory=on_accelerator)
         if len(loader) == 0:
             raise InputError(f"the training set gives no batch of size {cfg.batch_size} "
                              f"(dataset too small or batch too large; drop_last={cfg.drop_last})")
@@ -485,6 +486,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             _keep_history(metrics_path, st.history)
         n_batches = len(self.train_loader)
+        # fp16 with a gradient scaler: a step whose loss overflows is skipped by the scaler (counted in
+        # the epoch's record as skipped_steps); in fp32/bf16 a non-finite loss means divergence
+        skips_nonfinite = getattr(acc, "scaler", None) is not None
         while st.epoch < cfg.epochs:
             epoch = st.epoch
             self.module.train()
@@ -494,6 +498,11 @@ class Trainer:
                 loader = acc.skip_first_batches(self.train_loader, st.step_in_epoch)
             sums: dict[str, torch.Tensor] = {}
             count = 0
+            # non-finite losses are counted on the device and read back only when the loss is shown,
+            # before a checkpoint and at the epoch's end: no host sync per step on an accelerator
+            nonfinite = torch.zeros((), dtype=torch.int64, device=acc.device)
+            finite_steps = torch.zeros((), dtype=torch.float32, device=acc.device)
+            checked_step = st.global_step
             bar = progress_bar(loader, total=n_batches, initial=st.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        enabled=cfg.progress and acc.is_main_process, leave=False)
             for batch in bar:
@@ -510,27 +519,31 @@ class Trainer:
                 if acc.sync_gradients:
                     st.global_step += 1
                     failpoint("train.step")
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise DivergedError(f"loss is {loss_value} at epoch {epoch + 1}, "
-                                          f"step {st.global_step}; lower engine.lr or check the data")
+                finite = torch.isfinite(loss.detach())
+                nonfinite += ~finite
+                finite_steps += finite
                 for k, v in out.items():  # running sums stay tensors: no per-term conversion per step
                     if isinstance(v, torch.Tensor) and v.numel() == 1:
-                        v = v.detach().float()
+                        v = torch.where(finite, v.detach().float(), 0.0) if skips_nonfinite else v.detach().float()
                         sums[k] = sums[k] + v if k in sums else v
                 count += 1
                 log_now = bool(cfg.log_every_steps) and acc.sync_gradients and \
                     st.global_step % cfg.log_every_steps == 0
+                checkpoint_now = bool(cfg.checkpoint_every_steps and acc.sync_gradients
+                                      and st.global_step % cfg.checkpoint_every_steps == 0
+                                      and st.step_in_epoch < n_batches)
+                if log_now or checkpoint_now or st.step_in_epoch >= n_batches:
+                    self._check_finite(int(nonfinite), skips_nonfinite, epoch, checked_step, st.global_step)
+                    checked_step = st.global_step
                 if log_now and acc.is_main_process:
-                    bar.set_postfix(loss=f"{loss_value:.4f}")
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
                 if log_now and cfg.log_with:
                     acc.log({f"train/{k}": float(v.detach()) for k, v in out.items()
                              if isinstance(v, torch.Tensor) and v.numel() == 1}, step=st.global_step)
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step_end"):
                         cb.on_step_end(self)
-                if (cfg.checkpoint_every_steps and acc.sync_gradients
-                        and st.global_step % cfg.checkpoint_every_steps == 0 and st.step_in_epoch < n_batches):
+                if checkpoint_now:
                     self.save_checkpoint()
             bar.close()
             st.epoch += 1
@@ -539,9 +552,13 @@ class Trainer:
                                       "lr": self.scheduler.get_last_lr()[0]}
             if sums:  # mean over every process's batches (collective: all processes call it)
                 keys = sorted(sums)
-                local = torch.stack([sums[k].reshape(()) for k in keys]).to(acc.device) / max(1, count)
+                steps = finite_steps.clamp_min(1) if skips_nonfinite else max(1, count)
+                local = torch.stack([sums[k].reshape(()) for k in keys]).to(acc.device) / steps
                 means = acc.reduce(local, reduction="mean").tolist()
                 record.update({f"train/{k}": v for k, v in zip(keys, means)})
+            skipped = int(nonfinite)
+            if skipped:
+                record["skipped_steps"] = skipped
             if cfg.eval_every_epochs and (st.epoch % cfg.eval_every_epochs == 0 or st.epoch == cfg.epochs):
                 metrics = self.evaluate()
                 record.update({f"val/{k}": v for k, v in metrics.items()})
@@ -572,6 +589,17 @@ class Trainer:
         if cfg.log_with:
             acc.end_training()
         return FitResult(st.best_metric, st.best_epoch, list(st.history), self.run_dir, resumed)
+
+    def _check_finite(self, nonfinite: int, skips_nonfinite: bool, epoch: int, since: int, step: int) -> None:
+        """Raise :class:`DivergedError` when a loss of steps ``since+1..step`` was NaN or inf (fp32/bf16),
+        or when every step of an fp16 epoch so far was skipped for one."""
+        if not nonfinite:
+            return
+        if skips_nonfinite and nonfinite < max(1, self.state.step_in_epoch):
+            return
+        where = f"step {step}" if step - since <= 1 else f"steps {since + 1}-{step}"
+        raise DivergedError(f"the loss became NaN or inf at epoch {epoch + 1}, {where}; lower engine.lr "
+                            "or check the data")
 
     def load_best(self) -> bool:
         """Load ``best_model.pt`` into the module if it exists (every process)."""
