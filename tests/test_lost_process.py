@@ -71,3 +71,35 @@ def test_killed_or_frozen_peer_ends_with_one_line(tmp_path, mode, expect):
     assert errors, out[-3000:]
     assert expect in errors[0], errors[0]
     assert "internal error" not in errors[0]
+
+
+@pytest.mark.slow
+def test_frozen_peer_on_another_node_ends_with_one_line(tmp_path):
+    """Two nodes on localhost (one process each, as the FAME README's multi-machine commands): the
+    node whose peer freezes reports it within the collective timeout."""
+    from conftest import ACCELERATE_2PROC, _free_port
+
+    cfg = tmp_path / "accelerate_2nodes.yaml"
+    cfg.write_text(ACCELERATE_2PROC)
+    port = str(_free_port())
+
+    def node(rank: int) -> list[str]:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg), "--multi_gpu",
+                "--num_processes", "2", "--num_machines", "2", "--machine_rank", str(rank),
+                "--main_process_ip", "127.0.0.1", "--main_process_port", port, "--dynamo_backend", "no",
+                str(JOB), "stop", "8"]
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    other = subprocess.Popen(node(1), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        out, _ = _run_until_error_line(node(0), deadline_s=240)
+    finally:
+        try:
+            os.killpg(other.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        other.wait()
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert errors, out[-3000:]
+    assert "process 1 (of 2) stopped answering" in errors[0], errors[0]
