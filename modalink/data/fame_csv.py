@@ -1,10 +1,12 @@
 """Strict, fast readers for the FAME / MAV-Celeb text files.
 
 * :func:`read_feature_csv` — headerless feature CSVs (one row per face/voice pair, optional
-  trailing identity-label column). Rows are parsed in chunks with NumPy's ``loadtxt`` (no
-  pandas needed; slower than pandas 3's C parser, but once per CSV: later loads come from the
-  content-checked ``.npy`` cache), into one preallocated float32 array. Widths are checked per line before parsing, and any parse
-  failure is re-located so the error names the file, the 1-based line and the column.
+  trailing identity-label column). By default a well-formed file is read by pyarrow's
+  multi-threaded CSV reader (:mod:`modalink.data.fame_arrow`, same values bit for bit); any
+  file it declines goes through the strict parser: rows parsed in chunks with NumPy's
+  ``loadtxt`` into one preallocated float32 array, widths checked per line, and any parse
+  failure re-located so the error names the file, the 1-based line and the column. Either
+  way once per CSV: later loads come from the content-checked ``.npy`` cache.
 
 Pair lists and ground truth are read by :mod:`modalink.data.fame_lists`.
 """
@@ -105,7 +107,7 @@ def _parse_labels(path: Path, tokens: list[str]) -> np.ndarray:
 
 
 def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None = True, *,
-                     chunk_rows: int = 1024, progress: bool = False
+                     chunk_rows: int = 1024, progress: bool = False, engine: str = "auto"
                      ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a headerless FAME feature CSV into ``(features float32 N×dim, labels or None)``.
 
@@ -118,10 +120,16 @@ def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None =
     ``ValueError``) naming file, 1-based line and column for: an empty file, a blank line
     inside the data, a row of the wrong width, a non-numeric or non-finite cell, a bad label.
     Trailing blank lines are ignored; CRLF line ends and a UTF-8 BOM are accepted.
+
+    ``engine``: ``"auto"`` — pyarrow's multi-threaded reader when installed, the strict parser
+    for any file it declines (which then reports the problem); ``"strict"`` — the strict
+    parser only. Both give the same arrays bit for bit.
     """
     path = Path(path)
     if dim < 1:
         raise InputError(f"dim must be positive, got {dim}")
+    if engine not in ("auto", "strict"):
+        raise InputError(f"engine must be 'auto' or 'strict', got {engine!r}")
     if not path.is_file():
         raise FileNotFoundError(f"feature CSV not found: {path}")
     size = path.stat().st_size
@@ -132,6 +140,13 @@ def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None =
                            (b"\x93NUM", "a NumPy .npy file", "pass the CSV it was made from")):
         if magic.startswith(sig):
             raise FeatureFileError(path, f"is {kind}, not a text CSV; {fix} first")
+    if engine == "auto" and size > 0:
+        from modalink.data.fame_arrow import read_feature_csv_arrow
+
+        fast = read_feature_csv_arrow(path, dim, has_label)
+        if fast is not None:
+            feats, tokens = fast
+            return feats, (_parse_labels(path, tokens) if tokens else None)
 
     capacity = max(_count_rows_upper_bound(path), 1)
     feats = np.empty((capacity, dim), dtype=np.float32)
