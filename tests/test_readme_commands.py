@@ -67,6 +67,10 @@ SCALE_DOWN: dict[str, list[str]] = {
         "data.synthetic.n_users=100", "data.synthetic.n_items=200", "engine.epochs=1"],
     # ~1 min as written (20 epochs per language); the synthetic set itself has a fixed size
     "recipes/fame/train.py": ["engine.epochs=1"],
+    # ~10 min as written: 3 members of the default FAME run
+    "recipes/fame/ensemble.py": ["engine.epochs=1"],
+    # ~1-10 min as written: 10^6 trials
+    "scripts/bench_score_norm.py": ["--trials", "20000", "--repeats", "1"],
     # a serving benchmark: 100,000 items x 10,000 users as written
     "scripts/bench_recsys.py": ["--items", "2000", "--users", "200"],
     # ~5 min as written: 3 seeds x 2 trainings on 120 items of real media
