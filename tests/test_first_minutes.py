@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from conftest import load_script
-from modalink.cli import reflow
 from modalink.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAME = ROOT / "recipes" / "fame"
+#: the recipes' commands: scripts with a ``__main__`` block (shared modules have none)
 COMMANDS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").glob("*/*.py")
-                  if not p.name.endswith("_common.py"))
+                  if '__name__ == "__main__"' in p.read_text(encoding="utf-8"))
 HEAVY = ("torch", "speechbrain", "timm", "accelerate", "torchvision", "torchaudio", "facenet_pytorch")
 #: runs a command's --help in this interpreter, then prints the heavy modules it imported
 PROBE = textwrap.dedent("""
@@ -52,6 +52,8 @@ def test_help_does_not_import_the_heavy_libraries(cmd):
 
 
 def test_help_reflows_paragraphs_and_keeps_examples():
+    from modalink.cli import reflow
+
     doc = ("Train a model on features and write the submission files, with a first sentence long\n"
            "enough to pass the width. Then a second line.\n\n"
            "    python recipes/fame/train.py --config recipes/fame/hparams/fop.yaml engine.epochs=10   # example\n\n"
@@ -257,5 +259,9 @@ def test_engine_num_threads_pins_torch_threads():
     fame_common = load_script("fame_common", FAME / "fame_common.py")
     fop = load_config(fame_common.FameConfig, FAME / "hparams" / "fop.yaml")
     assert fop.engine.num_threads == 1  # the README's FOP row holds on any machine
+    from modalink.classification.srmm import SRMMConfig
+
+    srmm = load_config(SRMMConfig, ROOT / "recipes/srmm/hparams/default.yaml")
+    assert srmm.engine.num_threads == 1  # ... and the SRMM table
     with pytest.raises(Exception, match="num_threads"):
         load_config(fame_common.FameConfig, None, ["engine.num_threads=-1"])

@@ -2,7 +2,7 @@
 """Train SRMM (one shared branch, modality switching) and a two-branch late-fusion baseline on
 cached image/text embeddings, then evaluate both with complete and missing text.
 
-    python recipes/srmm/train.py                          # synthetic default, a few CPU minutes
+    python recipes/srmm/train.py                          # synthetic default (run time: README.md)
     python recipes/srmm/train.py --data-root /data/food101 --output-dir runs/srmm_food101
     accelerate launch recipes/srmm/train.py --data-root /data/food101 engine.batch_size=256
 
