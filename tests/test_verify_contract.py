@@ -74,6 +74,7 @@ def test_same_encoders_pass_and_identities_agree():
     assert emb.random_weights
 
 
+@pytest.mark.slow
 def test_other_weights_refused_naming_both_sides_and_the_override(checkpoints):
     trained = _settings(voice_weights=str(checkpoints["a"]))
     emb_a = _embedder(trained)
