@@ -412,7 +412,7 @@ def test_language_resolution(fame):
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
-SUBCOMMANDS = ("write", "validate", "pack", "score")
+SUBCOMMANDS = ("write", "validate", "pack", "score", "norm", "fuse")
 
 
 def _subcommand_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -457,7 +457,8 @@ def test_cli_shares_the_common_flags_with_the_recipes():
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)
 def test_cli_debug_before_or_after_the_subcommand(cmd):
     required = {"write": ["s.npy", "--pair-list", "p.txt", "-o", "o"], "validate": ["sub", "--pairs", "p"],
-                "pack": ["sub", "--pairs", "p", "-o", "o.zip"], "score": ["sub", "--ground-truth", "g"]}[cmd]
+                "pack": ["sub", "--pairs", "p", "-o", "o.zip"], "score": ["sub", "--ground-truth", "g"],
+                "norm": ["run", "-o", "o"], "fuse": ["a", "b", "-o", "o"]}[cmd]
     parser = build_parser()
     assert parser.parse_args([cmd, *required]).debug is False
     assert parser.parse_args(["--debug", cmd, *required]).debug is True
