@@ -149,6 +149,27 @@ def test_write_submission_checks_everything_before_writing(fame):
         write_submission(out, {("English", "English"): (keys[:-1], s[:-1])}, pairs_dir=fame.pairs)
 
 
+def test_write_submission_never_replaces_a_folder_modalink_did_not_write(fame):
+    """The folder is swapped in whole: a user's own folder of that name (no manifest), or one with
+    files its manifest does not list, is refused and left as it was; modalink's own is replaced."""
+    from challenge.files import ChallengeError
+
+    mine = fame.root / "users_submission"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own scores")
+    with pytest.raises(ChallengeError, match="not written by modalink.*notes.txt"):
+        write_submission(mine, fame.entries)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    out = fame.root / "sub_twice"
+    write_submission(out, fame.entries)
+    write_submission(out, fame.entries)  # modalink's own folder: replaced as a whole
+    assert {p.name for p in out.iterdir()} == V3_NAMES | {"manifest.json"}
+    (out / "colleague_scores.txt").write_text("x 1.0\n")
+    with pytest.raises(ChallengeError, match="does not list .*colleague_scores.txt"):
+        write_submission(out, fame.entries)
+    assert (out / "colleague_scores.txt").read_text() == "x 1.0\n"
+
+
 # ---------------------------------------------------------------------------------------------
 # round trip
 # ---------------------------------------------------------------------------------------------
