@@ -204,31 +204,49 @@ class FaceVoiceObjective(nn.Module):
 
 
 class PairDataset(Dataset):
-    """Rows of aligned face/voice features (+ labels) as dict samples; works on memmaps."""
+    """Rows of aligned face/voice features (+ labels) as dict samples, read on demand.
 
-    def __init__(self, faces: np.ndarray, voices: np.ndarray, labels: np.ndarray | None = None) -> None:
+    ``faces`` / ``voices`` are kept as given (e.g. read-only memory maps of the feature cache):
+    nothing is copied up front; each batch gathers its rows. ``index`` picks the rows that make
+    up the dataset (item ``i`` is row ``index[i]``; default: every row); ``labels``, when given,
+    hold one label per item. A batch's ``"index"`` is the item position ``i``.
+    """
+
+    def __init__(self, faces: np.ndarray, voices: np.ndarray, labels: np.ndarray | None = None,
+                 index: np.ndarray | None = None) -> None:
         if len(faces) != len(voices):
             raise InputError(f"{len(faces)} face rows but {len(voices)} voice rows")
-        if labels is not None and len(labels) != len(faces):
-            raise InputError(f"{len(labels)} labels for {len(faces)} rows")
-        # a copy: memory-mapped caches are read-only and torch tensors must own writable memory
-        self.faces = torch.from_numpy(np.array(faces, dtype=np.float32))
-        self.voices = torch.from_numpy(np.array(voices, dtype=np.float32))
+        rows = np.arange(len(faces)) if index is None else np.asarray(index, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(faces)):
+            raise InputError(f"index holds rows outside 0..{len(faces) - 1}")
+        if labels is not None and len(labels) != len(rows):
+            raise InputError(f"{len(labels)} labels for {len(rows)} rows")
+        self.faces, self.voices, self.rows = faces, voices, rows
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
 
     def __len__(self) -> int:
-        return len(self.faces)
+        return len(self.rows)
+
+    @staticmethod
+    def _gather(x: np.ndarray | torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            return x[torch.from_numpy(rows)].float()
+        # fancy indexing copies: the tensor owns writable memory even when ``x`` is a read-only map
+        return torch.from_numpy(np.asarray(x[rows], dtype=np.float32))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {"face": self.faces[i], "voice": self.voices[i], "index": torch.tensor(i)}
+        rows = self.rows[[i]]
+        item = {"face": self._gather(self.faces, rows)[0], "voice": self._gather(self.voices, rows)[0],
+                "index": torch.tensor(i)}
         if self.labels is not None:
             item["label"] = self.labels[i]
         return item
 
     def __getitems__(self, idx: list[int]) -> list[dict[str, torch.Tensor]]:
-        # one fancy-index per batch instead of per-row tensors; default_collate handles a dict
+        # one gather per batch instead of per-row tensors; default_collate handles a dict
         t = torch.as_tensor(idx)
-        batch = {"face": self.faces[t], "voice": self.voices[t], "index": t}
+        rows = self.rows[t.numpy()]
+        batch = {"face": self._gather(self.faces, rows), "voice": self._gather(self.voices, rows), "index": t}
         if self.labels is not None:
             batch["label"] = self.labels[t]
         return [batch]
@@ -250,17 +268,23 @@ def scoring_embeddings(model: nn.Module, x: torch.Tensor, modality: str) -> torc
 
 @torch.no_grad()
 def embed_rows(model: nn.Module, x: np.ndarray | torch.Tensor, modality: str, batch_size: int = 4096,
-               device: str | torch.device | None = None) -> torch.Tensor:
-    """``scoring_embeddings`` of every row of ``x`` (e.g. a memory-mapped array), in batches, in
-    eval mode (the model's train/eval mode is restored)."""
+               device: str | torch.device | None = None, rows: np.ndarray | None = None) -> torch.Tensor:
+    """``scoring_embeddings`` of every row of ``x`` (e.g. a memory-mapped array), or of the rows
+    ``x[rows]`` (gathered batch by batch, never copied whole), in batches, in eval mode (the
+    model's train/eval mode is restored)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    n = len(x) if rows is None else len(rows)
+
+    def part(s: int) -> np.ndarray:
+        return np.asarray(x[s:s + batch_size] if rows is None else x[np.asarray(rows[s:s + batch_size])])
+
     was = model.training
     model.eval()
     try:
         # torch.tensor copies: memory-mapped caches are read-only
-        parts = [scoring_embeddings(model, torch.tensor(np.asarray(x[s:s + batch_size]), dtype=torch.float32,
-                                                        device=device), modality).float()
-                 for s in range(0, len(x), batch_size)]
+        parts = [scoring_embeddings(model, torch.tensor(part(s), dtype=torch.float32, device=device),
+                                    modality).float()
+                 for s in range(0, n, batch_size)]
     finally:
         model.train(was)
     return torch.cat(parts) if parts else torch.zeros(0, device=device)

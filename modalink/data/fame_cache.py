@@ -124,8 +124,9 @@ class FeatureCache:
              ) -> tuple[np.ndarray, np.ndarray | None]:
         """Like :func:`~modalink.data.fame_csv.read_feature_csv`, through the cache.
 
-        ``mmap=True`` returns read-only memory maps of the cached arrays (the first,
-        converting call returns in-memory arrays).
+        ``mmap=True`` returns read-only memory maps of the cached arrays, the converting call
+        included (the parsed arrays are dropped once written), so only the pages a caller
+        touches take memory; in-memory arrays when the cache could not be written.
         """
         csv_path = Path(csv_path)
         if not csv_path.is_file():
@@ -156,7 +157,7 @@ class FeatureCache:
             self.stats["hit"] -= 1
             self.stats["stale"] += 1
             self.last_status = "stale"
-        return self._rebuild(csv_path, dim, has_label, name, digest, progress)
+        return self._rebuild(csv_path, dim, has_label, name, digest, progress, mmap)
 
     @staticmethod
     def _damage(meta: dict, npy: Path, labels_npy: Path) -> str | None:
@@ -171,7 +172,8 @@ class FeatureCache:
         return None
 
     def _rebuild(self, csv_path: Path, dim: int, has_label: bool | None, name: str,
-                 digest: str | None, progress: bool) -> tuple[np.ndarray, np.ndarray | None]:
+                 digest: str | None, progress: bool, mmap: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
         st = csv_path.stat()
         digest = digest or file_digest(csv_path)
         feats, labels = read_feature_csv(csv_path, dim, has_label, progress=progress)
@@ -194,6 +196,12 @@ class FeatureCache:
         except OSError as exc:
             warnings.warn(f"could not write feature cache in {self.cache_dir} ({exc}); "
                           f"continuing without it", RuntimeWarning, stacklevel=3)
+            return feats, labels
+        if mmap:
+            del feats
+            feats = np.load(npy, mmap_mode="r", allow_pickle=False)
+            if labels is not None:
+                labels = np.load(labels_npy, mmap_mode="r", allow_pickle=False)
         return feats, labels
 
     @staticmethod

@@ -37,10 +37,10 @@ def score_language(model: nn.Module, faces: np.ndarray, voices: np.ndarray, labe
     and before normalisation, and the choice (every candidate's validation EER). Writes
     ``lang_dir/scoring.npz``."""
     fi, vi, same = trials
-    emb = {"cohort_face": embed_rows(model, faces[tr_idx], "face"),
-           "cohort_voice": embed_rows(model, voices[tr_idx], "voice"),
-           "val_face": embed_rows(model, faces[va_idx], "face"),
-           "val_voice": embed_rows(model, voices[va_idx], "voice")}
+    emb = {"cohort_face": embed_rows(model, faces, "face", rows=tr_idx),
+           "cohort_voice": embed_rows(model, voices, "voice", rows=tr_idx),
+           "val_face": embed_rows(model, faces, "face", rows=va_idx),
+           "val_voice": embed_rows(model, voices, "voice", rows=va_idx)}
     emb = {k: v.cpu().numpy().astype(np.float32) for k, v in emb.items()}
     cohort = (emb["cohort_face"], emb["cohort_voice"], np.asarray(labels)[tr_idx])
     val_raw = torch.linalg.norm(torch.from_numpy(emb["val_face"][fi] - emb["val_voice"][vi]), dim=1).double().numpy()

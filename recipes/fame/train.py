@@ -109,7 +109,9 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     norm_records: dict = {}
     for lang in langs:
         t_lang = time.time()
-        data = feats[lang]
+        # memory maps of the feature cache: rows take memory only while read, and a language's
+        # arrays are released when it is done
+        data = feats.pop(lang)
         train = data.train
         tr_idx, va_idx = split_train_val(train.labels, val_fraction=cfg.data.val_fraction,
                                          n_val_ids=cfg.data.val_ids, seed=cfg.data.split_seed)
@@ -117,7 +119,7 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
         _, y_train = np.unique(train.labels[tr_idx], return_inverse=True)
         n_classes = int(y_train.max()) + 1
         faces, voices = train.faces, train.voices
-        train_ds = PairDataset(faces[tr_idx], voices[tr_idx], y_train)
+        train_ds = PairDataset(faces, voices, y_train, index=tr_idx)
         vf, vv, vl = faces[va_idx], voices[va_idx], train.labels[va_idx]
         fi, vi, same = make_verification_trials(vl, cfg.data.val_trials, seed=cfg.data.split_seed)
         logger.info("%s: %d training rows (%d identities), %d validation rows (%d identities, %d trials); "
@@ -148,6 +150,7 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
             trained[lang] = model
         timings[lang] = {"seconds": round(time.time() - t_lang, 2)}
         selection[lang] = {"best_val_eer": result.best_metric, "best_epoch": result.best_epoch}
+        del data, train, faces, voices, train_ds, trainer, vf, vv
         state.wait_for_everyone()
     results: dict = {}
     if state.is_main_process:
