@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 import numpy as np
 
 from modalink.data.processes import Processes
-from modalink.errors import UserError
+from modalink.errors import UserError, failpoint
 from modalink.io import atomic_path, atomic_write_text, file_digest
 from modalink.progress import progress_bar
 
@@ -489,6 +489,7 @@ class EmbeddingCache:
         with atomic_path(sdir / f"{name}.npy") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, emb)
+        failpoint("embedding_cache.shard")
 
     def _assemble(self, key: CacheKey, sdir: Path, plan: "_BuildPlan", encoded: Sequence[tuple[int, int | None]],
                   shard_size: int) -> None:
