@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more recipe overrides")
     p.add_argument("--work-dir", help="where catalogues and runs go (default: a temporary folder)")
     p.add_argument("--json", help="also write the per-seed figures to this file")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="print the table of earlier --json reports (e.g. one per seed, run in parallel) and stop")
     args = p.parse_args(argv)
     if args.items_per_photo < 5:
         p.error("--items-per-photo must be at least 5")
@@ -118,6 +120,8 @@ def measure_seed(seed: int, args: argparse.Namespace, work: Path, audio: str, re
     def stats(vectors: np.ndarray, m: str) -> dict[str, float]:
         have = [k for k, r in enumerate(rows) if r[m]]
         queries = [j for j, k in enumerate(have) if k in cold]
+        if len(queries) < 2:
+            raise SystemExit(f"seed {seed}: fewer than two cold items have {m}; use more --items-per-photo")
         return content_neighbours(vectors[have], groups[have], queries)
 
     raw: dict[str, Any] = {}
@@ -139,7 +143,7 @@ def measure_seed(seed: int, args: argparse.Namespace, work: Path, audio: str, re
             v = one_modality_vectors(enc.tower, m, l2_rows(raw[m])[have])
             vecs[have] = v
             out[norm][m] = stats(vecs, m)
-            out[norm][m]["index_top5_same_group"] = index_top5(enc, v.numpy(), [rows[k]["item_id"] for k in have])
+            out[norm][m]["index_top5_same_group"] = index_top5(enc, v, [rows[k]["item_id"] for k in have])
     return out
 
 
@@ -170,6 +174,14 @@ def table(results: list[dict[str, Any]], norms: list[str], audio: str) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.merge:
+        reports = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.merge]
+        results = [r for rep in reports for r in rep["per_seed"]]
+        norms = [n for n in ("none", "center", "standardize") if all(n in r for r in results)]
+        text = table(results, norms, reports[0]["audio"])
+        print(f"# merged {len(results)} seed(s): {[r['seed'] for r in results]}, audio: {reports[0]['audio']}")
+        print(text)
+        return {"per_seed": results, "table": text}
     import logging
 
     from modalink.recsys.demo_catalogue import espeak_available
