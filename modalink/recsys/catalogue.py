@@ -318,8 +318,13 @@ def _read_media(modality: str, path: Path, enc: Any) -> Any:
 
 
 def extract_media(cat: Catalogue, cfg: MediaConfig, cache_dir: str | os.PathLike, *,
-                  progress: bool = False, log: Any = None) -> tuple[dict[str, np.ndarray], dict[str, Any], dict]:
+                  progress: bool = False, log: Any = None,
+                  processes: Any = None) -> tuple[dict[str, np.ndarray], dict[str, Any], dict]:
     """Item vectors of every media modality of ``cat`` through the embedding cache.
+
+    Under a launched job (a process group formed, e.g. by ``process_state``) this is a collective
+    call: every process calls it and embeds one block of the items (``processes``: a
+    :class:`~modalink.data.processes.Processes`, default the current job's).
 
     Returns ``(vectors, report, encoder_configs)``: ``vectors[m]`` is ``(n_items, dim)`` with zero
     rows where the item has no usable ``m``; ``report[m]`` counts items with the modality, files
@@ -333,6 +338,9 @@ def extract_media(cat: Catalogue, cfg: MediaConfig, cache_dir: str | os.PathLike
     sources = {"text": cat.texts, "image": cat.images, "audio": cat.audio}
     wanted = [m for m in cfg.modalities if any(s is not None for s in sources[m])]
     encoders = media_encoders(cfg, wanted)
+    from modalink.data.processes import Processes
+
+    procs = processes if processes is not None else Processes.current()
     cache = EmbeddingCache(cache_dir)
     vectors: dict[str, np.ndarray] = {}
     report: dict[str, Any] = {}
@@ -355,7 +363,7 @@ def extract_media(cat: Catalogue, cfg: MediaConfig, cache_dir: str | os.PathLike
             return EncodedRows(x, {int(rows[k]): RowProblem("unreadable", why) for k, why in failed.items()})
 
         arr, built = cache.get_or_build(key, encode, shard_size=cfg.shard_size, progress=progress,
-                                        desc=f"embed item {m}")
+                                        desc=f"embed item {m}", processes=procs)
         failures = {r: p.detail for r, p in cache.problems(key).items() if not p.embedded}
         arr = np.asarray(arr, dtype=np.float32)
         have = np.abs(arr).sum(1) > 0
