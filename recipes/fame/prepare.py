@@ -28,6 +28,10 @@ training faces that cannot be used are left out of the pairing. Counts go to the
 ``summary.json``, which accounts for every file under the raw root (used, skipped or ignored, by
 reason); every file that is not used or was replaced is named, with the reason, in the run
 folder's ``report.csv``. ``--output`` is locked while the run lasts: a second job is refused.
+Under ``accelerate launch --num_processes N`` (one machine or several sharing ``--output``) the
+processes split the files to embed, each writes its own cache shards, and the main process
+merges them and writes everything else (the lock, the log, the CSVs): the same outputs as one
+process.
 Everything (layout, pair lists, device, the weights of BOTH encoders) is checked before the run
 folder is created: a failed check leaves nothing behind.
 
