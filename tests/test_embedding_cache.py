@@ -277,3 +277,25 @@ def test_streaming_encoder_that_skips_or_repeats_rows_is_refused(tmp_path):
 
     with pytest.raises(CacheError, match="not asked for"):
         cache.build(_key(count=5), repeats, shard_size=2, streaming=True, progress=False)
+
+
+def test_damaged_or_overlapping_shards_are_not_trusted(tmp_path):
+    """Shards left by an interrupted build (of any process) are used only when complete and
+    disjoint; the rows of a damaged or overlapping one are embedded again."""
+    cache, log = EmbeddingCache(tmp_path), []
+    with pytest.raises(KeyboardInterrupt):
+        def stop(rows):
+            if rows[0] >= 4:
+                raise KeyboardInterrupt
+            return _encoder(log)(rows)
+        cache.build(_key(count=8), stop, shard_size=4, progress=False)
+    sdir = cache.shard_dir(_key(count=8))
+    assert len(list(sdir.glob("part-*.npy"))) == 1
+    (sdir / "part-zz-000000.json").write_text(json.dumps({"rows": [3, 4], "problems": {}}))  # overlaps row 3
+    np.save(sdir / "part-zz-000000.npy", np.full((2, 3), 99, np.float32))
+    (sdir / "part-zz-000001.json").write_text("{not json")
+    np.save(sdir / "part-zz-000001.npy", np.full((1, 3), 99, np.float32))
+    log.clear()
+    arr = cache.build(_key(count=8), _encoder(log), shard_size=4, progress=False)
+    assert log == [[4, 5, 6, 7]]
+    np.testing.assert_array_equal(arr[:, 0], np.arange(8))

@@ -557,8 +557,9 @@ class EmbeddingCache:
             except (ValueError, OSError, KeyError, TypeError):
                 p.unlink(missing_ok=True)
                 continue
-            if (arr.ndim != 2 or arr.dtype != np.float32 or arr.shape[0] != len(rows) or rows.ndim != 1
-                    or (dim is not None and arr.shape[1] != dim) or (len(rows) and (rows.min() < 0 or rows.max() >= count))
+            in_range = rows.ndim == 1 and (not len(rows) or (rows.min() >= 0 and rows.max() < count))
+            if (not in_range or arr.ndim != 2 or arr.dtype != np.float32 or arr.shape[0] != len(rows)
+                    or (dim is not None and arr.shape[1] != dim)
                     or held[rows].any() or len(np.unique(rows)) != len(rows)):
                 p.unlink(missing_ok=True)
                 continue
