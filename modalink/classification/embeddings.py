@@ -109,17 +109,19 @@ def split_keys(rec: SplitRecords, image_enc: Any, text_enc: TextEncoder) -> tupl
 
 def extract_split(rec: SplitRecords, cache: EmbeddingCache, image_enc: Any, text_enc: TextEncoder, *,
                   image_batch: int = 64, text_batch: int = 256, shard_size: int = 1024, force: bool = False,
-                  progress: bool = True, keys: tuple[CacheKey, CacheKey] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  progress: bool = True, keys: tuple[CacheKey, CacheKey] | None = None,
+                  processes: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Image and text embeddings of one split, from the cache when valid, else extracted
-    (``keys``: the split's :func:`split_keys` when the caller already has them)."""
+    (``keys``: the split's :func:`split_keys` when the caller already has them; ``processes``:
+    a launched job's :class:`~modalink.data.processes.Processes`, every process calls this and
+    embeds one block of the rows)."""
     ikey, tkey = keys or split_keys(rec, image_enc, text_enc)
     image, _ = cache.get_or_build(
         ikey, lambda rows: image_enc.encode_paths([rec.image_paths[r] for r in rows], batch_size=image_batch),
-        shard_size=shard_size, progress=progress, force=force, desc=f"{rec.split} images")
+        shard_size=shard_size, progress=progress, force=force, desc=f"{rec.split} images", processes=processes)
     text, _ = cache.get_or_build(
         tkey, lambda rows: text_enc.encode([rec.texts[r] for r in rows], batch_size=text_batch),
-        shard_size=shard_size, progress=progress, force=force, desc=f"{rec.split} texts")
+        shard_size=shard_size, progress=progress, force=force, desc=f"{rec.split} texts", processes=processes)
     return image, text
 
 
@@ -260,9 +262,12 @@ def plan_all(cfg: SRMMConfig, out_dir: str | os.PathLike,
 
 
 def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = True,
-                encoders: tuple[Any, TextEncoder] | None = None, plan: PreparePlan | None = None) -> PreparedData:
+                encoders: tuple[Any, TextEncoder] | None = None, plan: PreparePlan | None = None,
+                processes: Any = None) -> PreparedData:
     """Load or extract the embeddings of both files, as planned by :func:`plan_all` (``plan``: one
-    the caller already made, e.g. to check the run's data before extracting; else made here)."""
+    the caller already made, e.g. to check the run's data before extracting; else made here;
+    ``processes``: a launched job's processes, each embeds one block of rows, see
+    :func:`extract_split`)."""
     plan = plan or plan_all(cfg, out_dir, encoders)
     cache = EmbeddingCache(Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else Path(out_dir) / "cache")
     parts: dict[str, PreparedSplit] = {}
@@ -271,7 +276,7 @@ def prepare_all(cfg: SRMMConfig, out_dir: str | os.PathLike, progress: bool = Tr
         image, text = extract_split(rec, cache, plan.image_encoder, plan.text_encoder,
                                     image_batch=cfg.image_encoder.batch_size, text_batch=cfg.text_encoder.batch_size,
                                     shard_size=cfg.prepare.shard_size, force=cfg.prepare.force, progress=progress,
-                                    keys=plan.keys[part])
+                                    keys=plan.keys[part], processes=processes)
         parts[part] = PreparedSplit(image, text, np.asarray(rec.labels, np.int64),
                                     np.asarray(rec.has_image, bool), np.asarray(rec.has_text, bool))
         if part == "train":
