@@ -257,8 +257,8 @@ def test_engine_num_threads_pins_torch_threads():
     finally:
         torch.set_num_threads(before)
     fame_common = load_script("fame_common", FAME / "fame_common.py")
-    fop = load_config(fame_common.FameConfig, FAME / "hparams" / "fop.yaml")
-    assert fop.engine.num_threads == 1  # the README's FOP row holds on any machine
+    for name in ("default", "fop", "sbnet", "sbnet_stems"):  # the README's FAME rows hold on any machine
+        assert load_config(fame_common.FameConfig, FAME / "hparams" / f"{name}.yaml").engine.num_threads == 1
     from modalink.classification.srmm import SRMMConfig
 
     srmm = load_config(SRMMConfig, ROOT / "recipes/srmm/hparams/default.yaml")
