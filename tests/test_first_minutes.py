@@ -80,6 +80,7 @@ def test_train_help_is_wrapped_by_paragraph():
     assert all(len(a) + 1 + len(b.split()[0]) > 78 for a, b in zip(para, para[1:])), para
 
 
+@pytest.mark.slow
 def test_train_says_what_it_does_before_generating_the_synthetic_set(tmp_path):
     """The first lines come before the (one-minute) synthetic set: the process is killed where the
     generation starts, and what it printed by then is read."""
