@@ -141,3 +141,30 @@ def test_test_side_label_map_comes_from_the_training_side(tmp_path, caplog):
     assert "gets an empty label_map" in (other / "r1" / "log.txt").read_text()
     assert prepare_mod.main([*base, "--parts", "train", "--run-dir", str(other / "r2")]) == 0
     assert json.loads(test_path.read_text())["label_map"] == {"id0001": 1, "id0002": 2}
+
+
+@pytest.mark.slow
+def test_one_data_loader_per_part_and_modality_while_shards_are_cut(tmp_path, monkeypatch):
+    """The files of a part stream through one data loader (one embed_raw_files call per part and
+    modality), not one per cache shard, and the shards are still cut as the rows come."""
+    raw = tmp_path / "raw"
+    make_raw(raw)
+    calls: list[int] = []
+    shards: list[int] = []
+    real_embed = prepare_mod.embed_raw_files
+    real_write = prepare_mod.EmbeddingCache._write_shard
+
+    def counting_embed(enc, root, relpaths, **kw):
+        calls.append(len(relpaths))
+        yield from real_embed(enc, root, relpaths, **kw)
+
+    def counting_write(sdir, name, held, probs):
+        shards.append(sum(len(r) for r, _ in held))
+        real_write(sdir, name, held, probs)
+
+    monkeypatch.setattr(prepare_mod, "embed_raw_files", counting_embed)
+    monkeypatch.setattr(prepare_mod, "SHARD_SIZE", 2)
+    monkeypatch.setattr(prepare_mod.EmbeddingCache, "_write_shard", staticmethod(counting_write))
+    assert prepare_mod.main(_argv(raw, tmp_path / "out")) == 0
+    assert calls == [8, 8, 4, 6]  # train faces, train voices, test faces, test voices
+    assert len(shards) > 4 and sum(shards) == 8 + 8 + 4 + 6
