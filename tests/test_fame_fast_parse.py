@@ -142,3 +142,13 @@ def test_without_pyarrow_the_strict_parser_reads(tmp_path, monkeypatch):
     assert feats.tolist() == [[1, 2], [3, 4]] and labels.tolist() == [0, 1]
     with pytest.raises(ValueError, match="engine"):
         read_feature_csv(p, 2, True, engine="pandas")
+
+
+def test_parse_benchmark_runs_and_checks_bits(tmp_path):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_fame_parse.py"
+    res = subprocess.run([sys.executable, str(script), "--rows", "30", "--dim", "50", "--repeats", "1",
+                          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-1000:] + res.stderr[-1000:]
+    assert "| pyarrow (default) |" in res.stdout and "bit-identical float32 and labels: yes" in res.stdout
