@@ -74,8 +74,9 @@ SCALE_DOWN: dict[str, list[str]] = {
     # a serving benchmark: 100,000 items x 10,000 users as written
     "scripts/bench_recsys.py": ["--items", "2000", "--users", "200"],
     # ~5 min as written: 3 seeds x 2 trainings on 120 items of real media
-    "scripts/recsys_single_modality.py": ["--seeds", "0", "--items-per-photo", "5", "--users", "40", "--epochs", "1",
-                                          "--audio", "tone", "--input-norms", "center"],
+    "scripts/recsys_single_modality.py": ["--seeds", "0", "--items-per-photo", "8", "--users", "40", "--epochs", "1",
+                                          "--audio", "tone", "--input-norms", "center", "--set",
+                                          "engine.batch_size=32"],
 }
 
 #: Commands of README.md that recipes/<task>/README.md runs as well are run there only.
