@@ -86,6 +86,7 @@ def _train(cfg, state, folder, encoders, argv) -> dict:
     from modalink.classification.datasets import collate_embeddings
     from modalink.classification.evaluation import (evaluate_conditions, format_table, predict_logits, write_results,
                                                     write_timings)
+    from modalink.data.processes import Processes
     from modalink.engine import Trainer, start_run
     from modalink.hub import save_pretrained
     from modalink.metrics import accuracy
@@ -95,8 +96,9 @@ def _train(cfg, state, folder, encoders, argv) -> dict:
     with state.main_process_first():  # the main process generates the synthetic data, if any
         plan = embeddings.plan_all(cfg, out, encoders=encoders)
     folder.bind_data(plan.fingerprint())  # other data than the run's is refused before any extraction
-    with state.main_process_first():  # the main process extracts; the others then read valid caches
-        data = embeddings.prepare_all(cfg, out, progress=cfg.prepare.progress and state.is_main_process, plan=plan)
+    # every process embeds one block of the rows still to embed; the main process merges the cache
+    data = embeddings.prepare_all(cfg, out, progress=cfg.prepare.progress and state.is_main_process, plan=plan,
+                                  processes=Processes.current())
     folder.start()
     logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else [sys.argv[0], *argv],
                        log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
