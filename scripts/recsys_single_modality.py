@@ -15,7 +15,7 @@ nearest-neighbour accuracy on the raw, L2-normalised media vectors (what the tow
 separate). Also printed: the mean pairwise cosine of the cold items' vectors (near 1 = collapsed)
 and, as a user would query, the same-group share of the 5 nearest items of the run's catalogue
 index (``item_index.npz``: every item with all its modalities) for each one-modality cold query.
-Cells are mean ± std over the seeds. Work files go to ``--work-dir`` (a temporary folder by default).
+Cells are mean ± sample standard deviation over the seeds. Work files go to ``--work-dir`` (a temporary folder by default).
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def table(results: list[dict[str, Any]], norms: list[str], audio: str) -> str:
 
     def cell(key: str, m: str, what: str) -> str:
         vals = [r[key][m][what] for r in results if m in r.get(key, {})]
-        return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}" if vals else "–"
+        return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0.0:.3f}" if vals else "–"
 
     head = ["cold items from", "raw features: same-group NN (reference)", "raw: mean cos"]
     for n in norms:
