@@ -261,7 +261,7 @@ def _encoder_config(modality: str, cfg: MediaConfig, enc: Any) -> dict[str, Any]
     name = cfg.image_encoder if modality == "image" else cfg.audio_encoder
     weights = getattr(enc, "weights_path", None)
     return {"encoder": name, "pretrained": cfg.pretrained, "weights": weights,
-            "seed": None if cfg.pretrained else cfg.encoder_seed,
+            "seed": None if cfg.pretrained else cfg.encoder_seed + (1 if modality == "audio" else 0),
             "kwargs": cfg.audio_kwargs if modality == "audio" else {},
             "min_seconds": cfg.audio_min_seconds if modality == "audio" else None,
             "contract": enc.contract.to_dict()}
