@@ -90,3 +90,12 @@ def test_cache_first_load_returns_memory_maps(tmp_path):
     csv.write_text("1,2,0\n3,5,1\n")
     feats, _ = cache.load(csv, 2, True)  # rebuilt, in memory without mmap
     assert cache.last_status == "stale" and not isinstance(feats, np.memmap) and feats[1, 1] == 5
+
+
+def test_memory_benchmark_answers_help():
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_fame_memory.py"
+    res = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "--scales" in res.stdout and "--repo" in res.stdout

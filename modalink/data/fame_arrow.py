@@ -174,6 +174,8 @@ def read_feature_csv_arrow(path: str | os.PathLike, dim: int, has_label: bool | 
         for fut in pending:
             fut.cancel()
         return None
+    finally:
+        pa.default_memory_pool().release_unused()  # the temporaries' pages back to the system
     if n_rows == 0:
         return None
     if n_rows != len(feats):
