@@ -122,14 +122,16 @@ def _parse_piece(piece: bytes, dim: int, width: int, out: np.ndarray) -> list[st
 
 
 def read_feature_csv_arrow(path: str | os.PathLike, dim: int, has_label: bool | None = True, *,
-                           piece_bytes: int = PIECE_BYTES, threads: int | None = None
-                           ) -> tuple[np.ndarray, list[str] | None] | None:
+                           piece_bytes: int = PIECE_BYTES, threads: int | None = None,
+                           progress: bool = False) -> tuple[np.ndarray, list[str] | None] | None:
     """``(features float32 N×dim, label tokens or None)`` of a well-formed feature CSV, else ``None``.
 
     Label tokens are the stripped text of the last column (``dim + 1`` columns); the caller
     parses them as the strict reader does. ``None`` means: use the strict reader. ``threads``:
-    parsing tasks run at once (default: the CPU count).
+    parsing tasks run at once (default: the CPU count). ``progress``: a bar over the bytes read.
     """
+    from modalink.progress import progress_bar
+
     try:
         import pyarrow as pa
         import pyarrow.compute  # noqa: F401
@@ -147,9 +149,12 @@ def read_feature_csv_arrow(path: str | os.PathLike, dim: int, has_label: bool | 
     n_rows = 0
     pending: list[Future] = []
     labels: list[str] = []
+    bar = progress_bar(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, enabled=progress,
+                       leave=False)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool, bar:
             for piece in _pieces(path, max(piece_bytes, 1)):
+                bar.update(len(piece))
                 if b"\r" in piece:
                     piece = piece.replace(b"\r\n", b"\n")
                     if b"\r" in piece:

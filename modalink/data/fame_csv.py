@@ -143,7 +143,7 @@ def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None =
     if engine == "auto" and size > 0:
         from modalink.data.fame_arrow import read_feature_csv_arrow
 
-        fast = read_feature_csv_arrow(path, dim, has_label)
+        fast = read_feature_csv_arrow(path, dim, has_label, progress=progress)
         if fast is not None:
             feats, tokens = fast
             return feats, (_parse_labels(path, tokens) if tokens else None)
