@@ -32,14 +32,27 @@ from pathlib import Path
 from typing import Any
 
 from modalink.cli import load_recipe_config, parse_recipe_args, print_config, recipe_parser, resume_mode
-from modalink.config import optional
-from modalink.engine import EngineConfig
-from modalink.errors import InputError, run_cli
-from modalink.recsys.catalogue import MediaConfig
-from modalink.recsys.raw_items import INDEX_FILE, TOWER_FOLDER, ItemModelConfig
 
 _HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = _HERE / "hparams" / "default.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = recipe_parser(__doc__, default_config=DEFAULT_CONFIG, output_default=None)
+    p.add_argument("--data-root", help="a catalogue folder (items.csv + interactions.csv) or MovieLens-100K / "
+                                       "ML-1M; default: synthetic catalogue")
+    p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
+    return parse_recipe_args(p, argv)
+
+
+if __name__ == "__main__" and any(a in ("-h", "--help") for a in sys.argv[1:]):
+    parse_args()  # answers --help (and exits) before the config classes below import torch
+
+from modalink.config import optional  # noqa: E402
+from modalink.engine import EngineConfig  # noqa: E402
+from modalink.errors import InputError, run_cli  # noqa: E402
+from modalink.recsys.catalogue import MediaConfig  # noqa: E402
+from modalink.recsys.raw_items import INDEX_FILE, TOWER_FOLDER, ItemModelConfig  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,14 +147,6 @@ class RecsysConfig:
     item_model: ItemModelConfig = field(default_factory=ItemModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     output_dir: str = "runs/recsys"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = recipe_parser(__doc__, default_config=DEFAULT_CONFIG, output_default=None)
-    p.add_argument("--data-root", help="a catalogue folder (items.csv + interactions.csv) or MovieLens-100K / "
-                                       "ML-1M; default: synthetic catalogue")
-    p.add_argument("--cpu", action="store_true", help="force CPU (engine.cpu=true)")
-    return parse_recipe_args(p, argv)
 
 
 # ---------------------------------------------------------------------------------------------
