@@ -172,3 +172,18 @@ def test_verify_refuses_other_encoders_than_the_model_was_trained_on(speech_run,
     out, err = capsys.readouterr()
     assert rc == 0 and out.startswith("English model: distance "), err
     assert any(x.startswith("warning:") and "(voice input)" in x and "used anyway" in x for x in err.splitlines())
+
+
+@pytest.mark.slow
+def test_train_on_random_weight_features_says_so_in_its_outputs(speech_run):
+    """Features from prepare.py --random-weights: train.py's results, submission manifest and model
+    cards say the scores mean nothing (the log warned on screen too)."""
+    run = speech_run["run"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["random_weight_features"] is True
+    manifest = json.loads((run / "submission" / "manifest.json").read_text())
+    assert manifest["random_weight_features"] is True
+    for lang in LANGS:
+        card = (run / f"v1_{lang}" / "model" / "README.md").read_text()
+        assert "RANDOM-WEIGHT encoders" in card
+    assert "RANDOM-WEIGHT encoders" in (run / "log.txt").read_text()

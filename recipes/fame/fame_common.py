@@ -227,8 +227,11 @@ def export_models(out: Path, ver: str, models: dict[str, nn.Module], contract: d
     for lang, model in models.items():
         rows = {f"EER {r['train']}->{r['test']} ({r['condition']})": r["eer"]
                 for r in results.get("eer", []) if r["train"] == lang}
+        title = f"modalink FAME {ver} face-voice model trained on {lang}"
+        if (contract.get("feature_info") or {}).get("random_weights"):
+            title += " (on features from RANDOM-WEIGHT encoders: a plumbing check, its scores mean nothing)"
         save_pretrained(model, out / f"{ver}_{lang}" / "model", contract={**contract, "train_lang": lang},
-                        config=config, results=rows, title=f"modalink FAME {ver} face-voice model trained on {lang}")
+                        config=config, results=rows, title=title)
 
 
 def model_contract(root: Path, ver: str, face_dim: int, voice_dim: int) -> dict[str, Any]:

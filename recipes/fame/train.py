@@ -77,7 +77,8 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     from fame_scoring import eer_rows, norm_summary, score_language
 
     from fame_common import (check_ground_truth, data_fingerprint, default_ground_truth, export_models, feature_dims,
-                             format_results, model_contract, prepare_feats_root, write_fame_results)
+                             format_results, model_contract, prepare_feats_root, read_feature_info,
+                             write_fame_results)
 
     from modalink.data import FameFeatures, make_verification_trials, split_train_val
     from modalink.engine import Trainer, start_run
@@ -101,6 +102,12 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     logger = start_run(out, cfg, state.is_main_process, log_name="modalink.fame")
     if folder.resumed:
         logger.info("resuming the run in %s (same config and data)", out)
+    feature_info = read_feature_info(root, args.ver)
+    random_features = bool(feature_info and feature_info.get("random_weights"))
+    if random_features:
+        logger.warning("these features come from RANDOM-WEIGHT encoders (prepare.py --random-weights): a plumbing "
+                       "check only, the EERs mean nothing; results.json, the submission manifest and the model "
+                       "cards say so")
     scores = {}
     timings: dict = {}
     selection: dict = {}
@@ -160,9 +167,11 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
                                 extra={"config": Path(args.config).name, "model": cfg.model.name,
                                        "config_fingerprint": fingerprint, "selection": selection,
                                        "processes": state.num_processes,
-                                       "norm": norm_summary(norm_records, eer_rows(raw_scores, gt_dir))},
+                                       "norm": norm_summary(norm_records, eer_rows(raw_scores, gt_dir)),
+                                       **({"random_weight_features": True} if random_features else {})},
                                 timings={"seconds": round(time.time() - t0, 2), "training": timings},
-                                manifest_info={"model": cfg.model.name, "config_fingerprint": fingerprint})
+                                manifest_info={"model": cfg.model.name, "config_fingerprint": fingerprint,
+                                               **({"random_weight_features": True} if random_features else {})})
         export_models(out, args.ver, trained, model_contract(root, args.ver, face_dim, voice_dim),
                       folder.contract["config"], results)
         folder.finish(mean_eer=results.get("mean_eer"))
