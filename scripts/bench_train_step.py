@@ -18,25 +18,35 @@ import torch
 from modalink.face_voice import FaceVoiceLossConfig, FaceVoiceModelConfig, FaceVoiceObjective, build_face_voice_model
 
 
-def bench(name: str, batch: int, steps: int, n_classes: int = 50) -> float:
+def bench(name: str, batch: int, steps: int, n_classes: int = 50, device: str = "cpu",
+          precision: str = "fp32") -> float:
+    """Training pairs/s of ``name`` at ``batch`` pairs on ``device`` (``precision`` fp32 or bf16 autocast)."""
     torch.manual_seed(0)
-    model = build_face_voice_model(FaceVoiceModelConfig(name=name), 4096, 512, n_classes).train()
-    objective = FaceVoiceObjective(model, FaceVoiceLossConfig(), n_classes)
+    dev = torch.device(device)
+    model = build_face_voice_model(FaceVoiceModelConfig(name=name), 4096, 512, n_classes).to(dev).train()
+    objective = FaceVoiceObjective(model, FaceVoiceLossConfig(), n_classes).to(dev)
     opt = torch.optim.AdamW(objective.parameters(), lr=1e-3)
-    batch_data = {"face": torch.rand(batch, 4096), "voice": torch.randn(batch, 512),
-                  "label": torch.randint(0, n_classes, (batch,))}
+    batch_data = {"face": torch.rand(batch, 4096, device=dev), "voice": torch.randn(batch, 512, device=dev),
+                  "label": torch.randint(0, n_classes, (batch,), device=dev)}
 
     def step() -> None:
-        loss = objective(batch_data)["loss"]
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = objective(batch_data)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     for _ in range(3):
         step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     return batch * steps / (time.perf_counter() - t0)
 
 

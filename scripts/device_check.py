@@ -55,7 +55,7 @@ def stage_env(args: argparse.Namespace) -> dict[str, Any]:
     return info
 
 
-def _sync(device: Any) -> None:
+def _sync(device: Any) -> None:  # encoders stage
     import torch
 
     if device.type == "cuda":
@@ -65,40 +65,19 @@ def _sync(device: Any) -> None:
 def stage_train_step(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from modalink.face_voice import FaceVoiceLossConfig, FaceVoiceModelConfig, FaceVoiceObjective, build_face_voice_model
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_train_step import bench
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
     for name in ("fop", "fop_enhanced", "sbnet_stems"):
         for precision in ("fp32", "bf16"):
             for batch in args.batch_sizes:
-                torch.manual_seed(0)
-                n_classes = 50
-                model = build_face_voice_model(FaceVoiceModelConfig(name=name), 4096, 512, n_classes).to(device).train()
-                objective = FaceVoiceObjective(model, FaceVoiceLossConfig(), n_classes).to(device)
-                opt = torch.optim.AdamW(objective.parameters(), lr=1e-3)
-                data = {"face": torch.rand(batch, 4096, device=device), "voice": torch.randn(batch, 512, device=device),
-                        "label": torch.randint(0, n_classes, (batch,), device=device)}
-
-                def step() -> None:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                        loss = objective(data)["loss"]
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-
-                for _ in range(5):
-                    step()
-                _sync(device)
-                t0 = _now()
-                for _ in range(args.steps):
-                    step()
-                _sync(device)
-                dt = _now() - t0
-                rows.append({"model": name, "precision": precision, "batch": batch,
-                             "pairs_per_s": round(batch * args.steps / dt, 1), "ms_per_step": round(1000 * dt / args.steps, 3)})
+                pairs_per_s = bench(name, batch, args.steps, device=device, precision=precision)
+                rows.append({"model": name, "precision": precision, "batch": batch, "pairs_per_s": round(pairs_per_s, 1),
+                             "ms_per_step": round(1000 * batch / pairs_per_s, 3)})
                 print(f"  train_step {rows[-1]}", flush=True)
-    return {"device": str(device), "steps": args.steps, "rows": rows}
+    return {"device": device, "steps": args.steps, "rows": rows}
 
 
 def _run(cmd: list[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> tuple[int, float]:

@@ -111,3 +111,21 @@ def test_bad_arguments_are_rejected(bench):
         bench.parse_args(["--epochs", "0"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--batch-sizes", "32", "-1"])
+
+
+@pytest.mark.slow
+def test_device_check_runs_its_stages_and_writes_its_tables(tmp_path):
+    """The prepared accelerator check (run as is on a lent GPU) works on the CPU: the cheap stages,
+    tiny sizes; a stage that fails is recorded without stopping the others."""
+    out = tmp_path / "dc"
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "device_check.py"), "--out", str(out),
+                          "--stages", "env,train_step", "--steps", "1", "--batch-sizes", "8"],
+                         capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads((out / "device_check.json").read_text())
+    assert data["env"]["torch"] == torch.__version__
+    rows = data["train_step"]["rows"]
+    assert {(r["model"], r["precision"]) for r in rows} == {(m, p) for m in ("fop", "fop_enhanced", "sbnet_stems")
+                                                             for p in ("fp32", "bf16")}
+    assert all(r["pairs_per_s"] > 0 for r in rows)
+    assert "| fop | fp32 | 8 |" in (out / "device_check.md").read_text()
