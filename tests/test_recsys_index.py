@@ -56,3 +56,16 @@ def test_rank_metrics_same_at_any_block_and_only_users_with_relevant_candidates(
         assert got == pytest.approx(ref, abs=1e-12), kw
     expected_users = {u for u, i in zip(relevant.users, relevant.items) if i % 2 == 0}
     assert ref["users"] == len(expected_users)
+
+
+def test_bench_recsys_search_smoke(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_recsys_search.py"
+    spec = importlib.util.spec_from_file_location("bench_recsys_search", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod.main(["--items", "3000", "--queries", "50", "--dim", "8", "--budget-mb", "0.1"])
+    out = capsys.readouterr().out
+    assert "| 3,000 | budget 0.1 MiB | 4 |" in out and "| yes |" in out
