@@ -15,7 +15,11 @@ figures as soon as it ends, and a failed stage does not stop the next one):
    bf16 autocast, with the largest relative deviation of bf16 from fp32.
 5. ``extraction`` — ``recipes/fame/prepare.py`` end to end (``--random-weights --offline``) on a
    raw MAV-Celeb-like layout of real photos (scikit-image) and speech-like audio written here,
-   on the GPU and on the machine's CPU: files/s.
+   on the GPU (1 process, and ``--extract-processes`` processes sharing it) and on the machine's
+   CPU: files/s.
+6. ``recsys`` — the item tower embedding a catalogue kept in host memory (batches streamed to
+   the GPU) and the exact top-k search on the GPU, each against the CPU: items/s, queries/s, and
+   whether the GPU gives the same vectors (max abs difference) and the same items.
 
     python scripts/device_check.py --out results/device           # everything (~6 min on an H200)
     python scripts/device_check.py --stages env,train_step --out /tmp/x
@@ -36,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("env", "train_step", "fame_default", "encoders", "extraction")
+STAGES = ("env", "train_step", "fame_default", "encoders", "extraction", "recsys")
 
 
 def _now() -> float:
@@ -210,24 +214,78 @@ def stage_extraction(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     if torch.cuda.is_available():
         runs.append(("cuda", args.raw_ids, args.raw_clips, args.raw_test))
+        if args.extract_processes > 1:
+            runs.append((f"cuda x{args.extract_processes} processes", args.raw_ids, args.raw_clips, args.raw_test))
     # the CPU gets a smaller layout (same files per identity) so the stage stays short
     runs.append(("cpu", max(1, args.raw_ids // 5), args.raw_clips, max(1, args.raw_test // 5)))
     rows = []
     for device, n_ids, clips, n_test in runs:
-        raw = Path(args.work) / f"raw_{device}"
+        tag = device.split()[0] + (f"_x{args.extract_processes}" if "processes" in device else "")
+        raw = Path(args.work) / f"raw_{device.split()[0]}"
         t0 = _now()
-        counts = write_raw_layout(raw, n_ids, clips, n_test)
-        n_files = counts["faces"] + counts["voices"]
-        print(f"  extraction: raw layout of {n_files} files written in {_now() - t0:.1f} s", flush=True)
-        out = Path(args.work) / f"feats_{device}"
-        cmd = [sys.executable, "recipes/fame/prepare.py", "--raw-root", str(raw), "--ver", "v1", "--output", str(out),
-               "--random-weights", "--offline", "--device", device, "--workers", str(args.workers)]
-        rc, wall = _run(cmd, Path(args.out) / f"extraction_{device}.log", timeout=args.extract_timeout)
+        if not raw.is_dir():
+            write_raw_layout(raw, n_ids, clips, n_test)
+        n_files = sum(1 for p in raw.rglob("*") if p.suffix in (".jpg", ".wav"))
+        print(f"  extraction: raw layout of {n_files} files ready in {_now() - t0:.1f} s", flush=True)
+        out = Path(args.work) / f"feats_{tag}"
+        launcher = [sys.executable]
+        if "processes" in device:
+            launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                        str(args.extract_processes), "--num_machines", "1", "--dynamo_backend", "no",
+                        "--mixed_precision", "no"]
+        cmd = [*launcher, "recipes/fame/prepare.py", "--raw-root", str(raw), "--ver", "v1", "--output", str(out),
+               "--random-weights", "--offline", "--device", device.split()[0],
+               "--workers", str(args.workers // (args.extract_processes if "processes" in device else 1))]
+        rc, wall = _run(cmd, Path(args.out) / f"extraction_{tag}.log", timeout=args.extract_timeout)
         rows.append({"device": device, "rc": rc, "wall_s": wall, "files": n_files,
                      "files_per_s": round(n_files / wall, 1) if rc == 0 else None})
         print(f"  extraction {rows[-1]}", flush=True)
     return {"workers": args.workers, "note": "wall time of the whole command (start-up and model building included)",
             "rows": rows}
+
+
+def stage_recsys(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from modalink.recsys import Bags, InnerProductIndex, ItemFeatures, ItemTower
+
+    n, n_queries, k = args.recsys_items, args.recsys_queries, 10
+    g = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    feats = ItemFeatures(n, {"text": torch.randn(n, 384, generator=g), "image": torch.randn(n, 512, generator=g)},
+                         {"genres": Bags.from_lists([rng.choice(20, size=rng.integers(1, 4), replace=False)
+                                                     for _ in range(n)], 20)})
+    torch.manual_seed(0)
+    tower = ItemTower.from_features(feats, embed_dim=64).eval()
+    rows = []
+    vecs: dict[str, Any] = {}
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        tower.to(device)
+        dev = torch.device(device)
+        tower.embed_catalogue(feats, batch_size=4096)  # warm-up
+        _sync(dev)
+        t0 = _now()
+        v = tower.embed_catalogue(feats, batch_size=4096)
+        _sync(dev)
+        embed_s = _now() - t0
+        vecs[device] = v.cpu()
+        users = torch.nn.functional.normalize(torch.randn(n_queries, 64, generator=torch.Generator().manual_seed(1)), dim=1)
+        index = InnerProductIndex(vecs["cpu"], use_faiss=False, device=device)
+        index.search(users[:16], k)
+        t0 = _now()
+        _, pos = index.search(users, k)
+        search_s = _now() - t0
+        vecs[f"{device}_pos"] = pos
+        row = {"device": device, "items": n, "embed_items_per_s": round(n / embed_s, 1), "queries": n_queries,
+               "search_queries_per_s": round(n_queries / search_s, 1), "search_block": index.chunk_size}
+        if device != "cpu":
+            row["max_abs_diff_vs_cpu"] = float((vecs[device] - vecs["cpu"]).abs().max())
+            row["same_items_as_cpu"] = float((vecs[f"{device}_pos"] == vecs["cpu_pos"]).all(axis=1).mean())
+        rows.append(row)
+        print(f"  recsys {row}", flush=True)
+    return {"rows": rows}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -237,7 +295,9 @@ def markdown(results: dict[str, Any]) -> str:
     for stage, key_cols in (("train_step", ("model", "precision", "batch", "pairs_per_s", "ms_per_step")),
                             ("fame_default", ("mixed_precision", "rc", "wall_s", "mean_eer")),
                             ("encoders", ("encoder", "precision", "batch", "items_per_s", "max_rel_dev_vs_fp32")),
-                            ("extraction", ("device", "rc", "wall_s", "files", "files_per_s"))):
+                            ("extraction", ("device", "rc", "wall_s", "files", "files_per_s")),
+                            ("recsys", ("device", "items", "embed_items_per_s", "queries", "search_queries_per_s",
+                                        "search_block", "max_abs_diff_vs_cpu", "same_items_as_cpu"))):
         block = results.get(stage)
         if not block:
             continue
@@ -266,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw-clips", type=int, default=10, help="clips per identity and language")
     p.add_argument("--raw-test", type=int, default=50, help="test pairs per language")
     p.add_argument("--workers", type=int, default=8, help="prepare.py data-loading workers")
+    p.add_argument("--extract-processes", type=int, default=2, help="processes sharing the GPU in a second extraction run")
+    p.add_argument("--recsys-items", type=int, default=200_000)
+    p.add_argument("--recsys-queries", type=int, default=10_000)
     p.add_argument("--fame-timeout", type=float, default=240)
     p.add_argument("--extract-timeout", type=float, default=180)
     args = p.parse_args(argv)

@@ -179,6 +179,14 @@ class ItemBatch:
     bags: dict[str, BagBatch]
     present: dict[str, torch.Tensor]  # per modality (B,) bool, including "id"
 
+    def to(self, device: torch.device | str) -> "ItemBatch":
+        """The batch on ``device`` (non-blocking copies from pinned memory where possible)."""
+        nb = torch.device(device).type == "cuda"
+        return ItemBatch(self.ids.to(device, non_blocking=nb),
+                         {m: x.to(device, non_blocking=nb) for m, x in self.dense.items()},
+                         {m: b.to(device) for m, b in self.bags.items()},
+                         {m: a.to(device, non_blocking=nb) for m, a in self.present.items()})
+
 
 @dataclass
 class ItemFeatures:
@@ -252,6 +260,14 @@ class ItemFeatures:
         for m, bb in bags.items():
             present[m] = present[m] & bb.nonempty
         return ItemBatch(items, dense, bags, present)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the features are (the first tensor's device; the CPU for an empty catalogue)."""
+        for group in (self.dense.values(), (b.indptr for b in self.bags.values()), self.available.values()):
+            for t in group:
+                return t.device
+        return torch.device("cpu")
 
     def to(self, device: torch.device | str) -> "ItemFeatures":
         return ItemFeatures(self.n_items, {m: x.to(device) for m, x in self.dense.items()},

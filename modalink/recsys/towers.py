@@ -243,7 +243,9 @@ class ItemTower(nn.Module):
         Each item averages over ITS available modalities: cold items (no ID, empty profile)
         embed from content alone. An item with no available modality raises
         (``missing="error"``) or gets a zero vector (``missing="zero"``, it then scores 0).
-        Returns an ``(N, embed_dim)`` float tensor on the tower's device.
+        Returns an ``(N, embed_dim)`` float tensor on the tower's device. The features stay where
+        they are (host memory for a large catalogue): each batch is gathered there and moved to
+        the tower's device, so device memory does not grow with the catalogue.
         """
         if missing not in ("error", "zero"):
             raise InputError(f"missing must be 'error' or 'zero', got {missing!r}")
@@ -251,11 +253,12 @@ class ItemTower(nn.Module):
         was = self.training
         self.eval()
         try:
-            feats = features.to(device)
-            ids = torch.arange(features.n_items, device=device) if items is None else items.to(device).long()
+            feats = features
+            host = features.device
+            ids = torch.arange(features.n_items, device=host) if items is None else items.to(host).long()
             out = torch.zeros(ids.numel(), self.embed_dim, device=device)
             if missing == "zero":
-                has = torch.zeros(features.n_items, dtype=torch.bool, device=device)
+                has = torch.zeros(features.n_items, dtype=torch.bool, device=host)
                 for m in self.modalities:
                     if m in feats.available:
                         a = feats.available[m]
@@ -264,11 +267,11 @@ class ItemTower(nn.Module):
                         has |= a
                 rows = has[ids].nonzero().flatten()
             else:
-                rows = torch.arange(ids.numel(), device=device)
+                rows = torch.arange(ids.numel(), device=host)
             for start in progress_bar(range(0, rows.numel(), batch_size), desc="embed items", leave=False,
                               enabled=progress):
                 r = rows[start:start + batch_size]
-                out[r] = self.forward(feats.batch(ids[r]))["embedding"]
+                out[r.to(device)] = self.forward(feats.batch(ids[r]).to(device))["embedding"]
             return out
         finally:
             self.train(was)
