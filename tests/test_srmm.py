@@ -405,7 +405,8 @@ def test_bad_paths_end_in_one_message_before_anything_is_written(tmp_path, monke
     monkeypatch.delenv("MODALINK_DEBUG", raising=False)
     assert run_cli(train.main, ["--data-root", "no/such/food101", "--output-dir", "out"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --data-root ") and str(tmp_path / "no/such/food101") in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # after the command's first progress line
+    assert len(errors) == 1 and errors[0].startswith("error: --data-root ") and str(tmp_path / "no/such/food101") in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
     assert run_cli(evaluate.main, ["runs/nothing"]) == 2
     assert "run folder runs/nothing does not exist" in capsys.readouterr().err
@@ -503,7 +504,8 @@ def test_train_with_missing_weights_writes_nothing(tmp_path, monkeypatch, capsys
     monkeypatch.delenv("MODALINK_DEBUG", raising=False)
     code = run_cli(train.main, ["--output-dir", "out", "image_encoder.name=timm/test_resnet", *TINY_RUN])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: timm/test_resnet: pretrained weights not found")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # after the command's first progress line
+    assert code == 2 and len(errors) == 1 and errors[0].startswith("error: timm/test_resnet: pretrained weights not found")
     assert "image_encoder.weights=" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # no half-made run folder
     assert run_cli(train.main, ["--output-dir", "out", "image_encoder.name=timm/test_resnet",
