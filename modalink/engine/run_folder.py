@@ -123,20 +123,31 @@ def lock_folder(path: str | os.PathLike) -> int | None:
     return _flock(path, create=False)
 
 
-def _flock(folder: Path, create: bool) -> int:
+def _flock(folder: Path, create: bool, option: str = "--output-dir", holder: str | None = None) -> int:
     """An open descriptor of ``folder/.lock`` holding an exclusive lock; refuses while another
-    job holds it (naming that job, as the lock file records it)."""
+    job holds it (naming that job, as the lock file records it, and ``option``, the setting to
+    change). With ``holder`` the lock file then records this job: ``<holder>pid N on HOST``."""
     import fcntl
 
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        holder_text = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise RunFolderError(f"{folder} is in use by another job ({holder}); wait for it to finish or use "
-                             f"another --output-dir") from None
+        raise RunFolderError(f"{folder} is in use by another job ({holder_text}); wait for it to finish or use "
+                             f"another {option}") from None
+    if holder is not None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{holder}pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
     return fd
+
+
+def hold_lock(folder: str | os.PathLike, option: str = "--output-dir", holder: str | None = None) -> int:
+    """Take (creating it) the run-folder lock of ``folder`` for a command that writes there without a
+    :class:`RunFolder` (FAME ``prepare.py``, ``ensemble.py``); refuses in one line naming ``option``
+    while another job holds it. ``holder`` is recorded as in :func:`_flock`. Release with ``os.close``."""
+    return _flock(Path(folder), create=True, option=option, holder=holder)
 
 
 class RunFolder:
@@ -242,10 +253,7 @@ class RunFolder:
 
     def _lock(self) -> None:
         self._made_lock = not (self.path / LOCK_FILE).exists()
-        fd = _flock(self.path, create=True)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = _flock(self.path, create=True, holder="")
 
     def close(self, failed: bool = False) -> None:
         """Release the lock (also released by the OS when the process ends). A folder this run

@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> dict:
     import train  # the recipe's train.py, next to this file
 
     from modalink.data import generate_synthetic_fame
-    from modalink.engine.run_folder import _flock
+    from modalink.engine.run_folder import hold_lock
 
     t0 = time.time()
     out = Path(args.output_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    lock = _flock(out, create=True)
+    lock = hold_lock(out)
     try:
         contract = {"config": str(Path(args.config).absolute()), "overrides": list(args.overrides),
                     "feats_root": str(Path(args.feats_root).absolute()) if args.feats_root else None,

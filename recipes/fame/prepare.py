@@ -52,7 +52,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -85,7 +84,7 @@ from modalink.data.raw_mavceleb import (
 )
 from modalink.data.embedding_cache import CacheKey, EmbeddingCache, EncodedRows, RowProblem, file_row_id
 from modalink.data.processes import Processes
-from modalink.engine.run_folder import LOCK_FILE, RunFolderError, lock_folder
+from modalink.engine.run_folder import LOCK_FILE, hold_lock
 from modalink.cli import command_parser
 from modalink.errors import UserError, run_cli
 from modalink.io import atomic_path, atomic_write_text
@@ -521,7 +520,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def lock_output(folder: Path, made: list[Path], option: str) -> int:
-    """Hold ``folder/.lock`` (the lock of run folders, :func:`~modalink.engine.run_folder.lock_folder`)
+    """Hold ``folder/.lock`` (the lock of run folders, :func:`~modalink.engine.run_folder.hold_lock`)
     for this process, so a second job on the same folder is refused at once (``option`` names the
     setting to change); the folders and the lock file it creates are appended to ``made``.
     Release with ``os.close`` (or let the process end)."""
@@ -531,18 +530,8 @@ def lock_output(folder: Path, made: list[Path], option: str) -> int:
     made.extend(reversed(missing))
     lock = folder / LOCK_FILE
     if not lock.exists():
-        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o666))
-        made.append(lock)
-    try:
-        fd = lock_folder(folder)
-    except RunFolderError:
-        holder = lock.read_text(encoding="utf-8", errors="replace").strip() or "another process"
-        raise RunFolderError(f"{folder} is in use by another job ({holder}); wait for it to finish or use another "
-                             f"{option}") from None
-    assert fd is not None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"prepare.py, pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-    return fd
+        made.append(lock)  # hold_lock creates it
+    return hold_lock(folder, option=option, holder="prepare.py, ")
 
 
 def prepare(cfg: PrepareConfig) -> dict[str, Any]:
