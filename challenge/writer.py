@@ -25,28 +25,29 @@ def _entry(key: Sequence[str]) -> SubmissionEntry:
     raise InputError(f"entry keys are (train_lang, test_lang[, condition]), got {key!r}")
 
 
-def _refuse_foreign_folder(out_dir: Path, manifest_name: str) -> None:
+def _refuse_foreign_folder(out_dir: Path) -> None:
     """The whole folder is replaced: refuse unless it is a submission folder modalink wrote (its
     manifest lists every score file in it), so a user's own folder is never emptied."""
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
         raise ChallengeError(f"{out_dir} exists and is not a folder; choose another output folder")
-    import json
+    from challenge.manifest import MANIFEST_NAME, ManifestError, read_manifest
 
     present = sorted(p.name for p in out_dir.iterdir())
     try:
-        listed = set(json.loads((out_dir / manifest_name).read_text(encoding="utf-8"))["files"])
-    except (OSError, ValueError, KeyError, TypeError):
-        listed = None
+        manifest = read_manifest(out_dir)
+    except (OSError, ManifestError):
+        manifest = None
+    listed = None if manifest is None else set(manifest["files"])
     if listed is None:
         shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
-        raise ChallengeError(f"{out_dir} exists and was not written by modalink (no readable {manifest_name}"
+        raise ChallengeError(f"{out_dir} exists and was not written by modalink (no readable {MANIFEST_NAME}"
                              + (f"; it holds {shown}" if present else "") + "): nothing was written; choose another "
                              "output folder, or move or delete it yourself")
-    foreign = [n for n in present if n != manifest_name and n not in listed]
+    foreign = [n for n in present if n != MANIFEST_NAME and n not in listed]
     if foreign:
-        raise ChallengeError(f"{out_dir} holds files its {manifest_name} does not list ({', '.join(foreign[:5])}): "
+        raise ChallengeError(f"{out_dir} holds files its {MANIFEST_NAME} does not list ({', '.join(foreign[:5])}): "
                              "nothing was written; move them out, or choose another output folder")
 
 
@@ -94,7 +95,7 @@ def write_submission(out_dir: str | os.PathLike,
     from modalink.errors import failpoint
     from modalink.io import atomic_dir
 
-    _refuse_foreign_folder(out_dir, MANIFEST_NAME)
+    _refuse_foreign_folder(out_dir)
     records = {name: file_record(text.encode("utf-8"), *entry) for entry, (name, text) in texts.items()}
     with atomic_dir(out_dir) as stage:
         for name, text in (v for v in texts.values()):
