@@ -94,14 +94,6 @@ def read_model_config(folder: str | os.PathLike) -> dict[str, Any]:
     return body
 
 
-def _registered(name: str) -> bool:
-    """Whether ``name`` is a registered model (the task packages register theirs on import)."""
-    from modalink.models.registry import MODELS
-
-    if name not in MODELS:
-        import modalink.classification  # noqa: F401
-        import modalink.recsys  # noqa: F401
-    return name in MODELS
 
 
 def _accepted_arguments(name: str) -> set[str] | None:
@@ -128,10 +120,10 @@ def _accepted_arguments(name: str) -> set[str] | None:
 
 def _check_config(body: Mapping[str, Any], path: Path) -> None:
     """Refuse a ``config.json`` naming an unknown model or arguments its constructor does not take."""
-    from modalink.models import list_models
+    from modalink.models.registry import MODELS, list_models
 
     name, kwargs = body["name"], body["kwargs"]
-    if not isinstance(name, str) or not _registered(name):
+    if not isinstance(name, str) or name not in MODELS:
         raise ModelConfigError(f"{path}: 'name' is {name!r}, which is not a registered model (known: "
                                f"{', '.join(list_models())}); restore the name the model was exported with")
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):

@@ -103,21 +103,14 @@ SMALL = {
 }
 
 
-def _registry() -> list[str]:
-    import modalink.classification  # noqa: F401 - importing registers the task models
-    import modalink.recsys  # noqa: F401
+def test_every_registered_model_is_covered() -> None:
     from modalink.models import list_models
 
-    return list_models()
-
-
-def test_every_registered_model_is_covered() -> None:
-    assert sorted(SMALL) == _registry()
+    assert sorted(SMALL) == list_models()
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_every_registered_model_exports_and_reloads(name: str, tmp_path: Path) -> None:
-    _registry()
     torch.manual_seed(0)
     model = create_model(name, **SMALL[name])
     loaded = from_pretrained(save_pretrained(model, tmp_path / name))
@@ -139,3 +132,33 @@ def test_classifiers_take_the_one_model_call(name: str, text_key: str, text: tup
     a = model(image, t, has_image, has_text)["logits"]
     b = model({"image": image, text_key: t}, {"image": has_image, text_key: has_text})["logits"]
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _card_lines(folder: Path) -> str:
+    """The model card's loading snippet (the two lines between the python fences), with this folder's path."""
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) == 2, code
+    return code.replace('"path/to/this/folder"', repr(str(folder)))
+
+
+@pytest.mark.slow
+def test_every_exported_model_loads_from_a_fresh_interpreter_with_the_model_cards_two_lines(tmp_path: Path) -> None:
+    """Each registered model, exported here, loads in its own fresh interpreter with exactly the
+    snippet its model card shows: no task package has to be imported first."""
+    import subprocess
+    import sys
+
+    from modalink.models import list_models
+
+    jobs = {}
+    for name in list_models():
+        torch.manual_seed(0)
+        folder = save_pretrained(create_model(name, **SMALL[name]), tmp_path / name)
+        script = _card_lines(folder) + f"assert model.export_config['name'] == {name!r}\nprint(type(model).__name__)\n"
+        jobs[name] = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, cwd=tmp_path)
+    for name, job in jobs.items():
+        out, err = job.communicate(timeout=300)
+        assert job.returncode == 0, f"{name}: {err.strip().splitlines()[-1:]}"
+        assert out.strip()

@@ -207,7 +207,7 @@ def resolve_device(name: str | torch.device | None = "auto", option: str = "--de
 
 # ----------------------------------------------------------------------------- registry
 
-ENCODERS: Registry[Encoder] = Registry("encoder")
+ENCODERS: Registry[Encoder] = Registry("encoder", providers=("modalink.encoders",))
 register_encoder = ENCODERS.register
 
 

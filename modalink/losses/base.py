@@ -42,7 +42,7 @@ class ModalinkLoss(nn.Module):
             raise ValueError(f"{name} must hold integer class ids, got {labels.dtype}")
 
 
-LOSSES: Registry[nn.Module] = Registry("loss")
+LOSSES: Registry[nn.Module] = Registry("loss", providers=("modalink.losses",))
 register_loss = LOSSES.register
 
 

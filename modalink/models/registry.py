@@ -7,7 +7,8 @@ import torch.nn as nn
 
 from modalink.registry import Registry
 
-MODELS: Registry[nn.Module] = Registry("model")
+# modalink.models registers the core models; the task packages register theirs
+MODELS: Registry[nn.Module] = Registry("model", providers=("modalink.models", "modalink.recsys.towers"))
 register_model = MODELS.register
 
 
