@@ -4,9 +4,9 @@
 Generates Food-101-like titles from a fixed random vocabulary (Zipf-distributed words), then
 measures texts/second for:
 
-* ``naive``        — :func:`modalink.text2image.naive_text_to_image`, one text at a time,
+* ``naive``        — :func:`modalink.text.render.naive_text_to_image`, one text at a time,
                      per word and per pixel in Python (the baseline);
-* ``vectorised``   — :class:`modalink.text2image.TextToImage` on batches (uint8 and float
+* ``vectorised``   — :class:`modalink.text.render.TextToImage` on batches (uint8 and float
                      outputs; with the word cache cold/disabled and warm; and float into a
                      reused output buffer).
 
@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 
 
 from modalink.io import atomic_write_text
-from modalink.text import WordVectors
-from modalink.text2image import TextToImage, naive_text_to_image
+from modalink.text.word_vectors import WordVectors
+from modalink.text.render import TextToImage, naive_text_to_image
 
 
 def make_texts(n: int, words_per_text: int, vocab_size: int, seed: int) -> list[str]:

@@ -266,7 +266,7 @@ def test_two_processes(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- complementary evidence
 def test_complementary_setting_has_computable_ceilings(tmp_path: Path) -> None:
-    from modalink.data.synthetic_food101 import COMPLEMENTARY, generate_synthetic_food101
+    from modalink.classification.synthetic_food101 import COMPLEMENTARY, generate_synthetic_food101
 
     made = generate_synthetic_food101(tmp_path / "c", **{**COMPLEMENTARY, "n_train_per_class": 2,
                                                            "n_test_per_class": 1, "image_size": 16})

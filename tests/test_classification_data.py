@@ -11,17 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from modalink.data.classification import (DatasetFormatError, collate_multimodal, list_datasets,
-                                          load_dataset, seeded_split)
-from modalink.data.cls_ferramenta import load_ferramenta
-from modalink.data.cls_food101 import load_food101
-from modalink.data.cls_hateful_memes import load_hateful_memes
-from modalink.data.cls_mmimdb import MMIMDB_GENRES, load_mmimdb
-from modalink.data.missing import (MissingModalityMask, apply_mask, condition_name, derive_seed,
-                                   make_missing_mask, mask_for_condition, parse_condition)
-from modalink.data.synthetic_food101 import generate_synthetic_food101
-from modalink.text import WordVectors
-from modalink.text2image import TextToImage
+from modalink.classification.records import (DatasetFormatError, collate_multimodal, list_datasets,
+                                             load_dataset, seeded_split)
+from modalink.classification.sources.ferramenta import load_ferramenta
+from modalink.classification.sources.food101 import load_food101
+from modalink.classification.sources.hateful_memes import load_hateful_memes
+from modalink.classification.sources.mmimdb import MMIMDB_GENRES, load_mmimdb
+from modalink.classification.missing import (MissingModalityMask, apply_mask, condition_name, derive_seed,
+                                             make_missing_mask, mask_for_condition, parse_condition)
+from modalink.classification.synthetic_food101 import generate_synthetic_food101
+from modalink.text.word_vectors import WordVectors
+from modalink.text.render import TextToImage
 
 
 def write_image(path, colour=(200, 30, 30), size=8, fmt=None):
@@ -129,7 +129,7 @@ def test_food101_bad_rows(tmp_path, caplog):
     csv_path = root / "texts/train_titles.csv"
     with pytest.raises(DatasetFormatError, match=r"train_titles\.csv:3: unknown class 'pizza'"):
         load_food101(root, "trainval")
-    caplog.set_level(logging.WARNING, logger="modalink.data")
+    caplog.set_level(logging.WARNING, logger="modalink.classification")
     ds = load_food101(root, "trainval", on_error="skip")
     rep = ds.report
     assert rep.skipped == {"unknown_class": 1, "empty_text": 1, "malformed_row": 1, "missing_image": 1}

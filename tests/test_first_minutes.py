@@ -189,7 +189,7 @@ def _chameleon_config(*overrides: str):
 
 def test_overrides_win_over_the_synthetic_preset():
     from modalink.classification.chameleon import synthetic_kwargs
-    from modalink.data.synthetic_food101 import COMPLEMENTARY
+    from modalink.classification.synthetic_food101 import COMPLEMENTARY
 
     cfg = _chameleon_config("data.synthetic.preset=complementary", "data.synthetic.n_classes=4",
                             "data.synthetic.n_train_per_class=8", "engine.seed=3", "data.synthetic.seed=2")
@@ -203,7 +203,7 @@ def test_overrides_win_over_the_synthetic_preset():
 
 def test_the_preset_alone_gives_the_generator_preset():
     from modalink.classification.chameleon import synthetic_kwargs
-    from modalink.data.synthetic_food101 import COMPLEMENTARY
+    from modalink.classification.synthetic_food101 import COMPLEMENTARY
 
     got = synthetic_kwargs(_chameleon_config("data.synthetic.preset=complementary").data.synthetic)
     assert {k: got[k] for k in COMPLEMENTARY} == COMPLEMENTARY and got["seed"] == 0

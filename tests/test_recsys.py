@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from modalink.losses.bpr import BPRLoss
 from modalink.losses.sampled_softmax import SampledSoftmaxLoss
-from modalink.text_encoders import HashedBagOfWords
+from modalink.text.encoders import HashedBagOfWords
 from modalink.recsys import (ID, Bags, InnerProductIndex, Interactions, ItemFeatures, ItemTower,
                              MatrixFactorization, Popularity, RecsysObjective, UserTower, build_item_features,
                              evaluate_modality_subsets, evaluate_split, export_item_index,

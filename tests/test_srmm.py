@@ -16,11 +16,11 @@ from PIL import Image
 
 from modalink.data.embedding_cache import file_list_hash
 from modalink.encoders import PixelStats
-from modalink.data.missing import derive_seed, mask_for_condition
+from modalink.classification.missing import derive_seed, mask_for_condition
 from modalink.errors import UserError, run_cli
 from modalink.models import create_model
-from modalink.text import hashed_vectors, tokenize
-from modalink.text_encoders import HashedBagOfWords, create_text_encoder, list_text_encoders
+from modalink.text.word_vectors import hashed_vectors, tokenize
+from modalink.text.encoders import HashedBagOfWords, create_text_encoder, list_text_encoders
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "srmm"
 
@@ -279,7 +279,7 @@ def _tree(root):
 
 
 def test_generator_options_off_keep_the_default_output(tmp_path):
-    from modalink.data.synthetic_food101 import generate_synthetic_food101
+    from modalink.classification.synthetic_food101 import generate_synthetic_food101
 
     kw = dict(n_classes=4, n_train_per_class=3, n_test_per_class=1, image_size=32)
     a = generate_synthetic_food101(tmp_path / "a", **kw)
@@ -302,7 +302,7 @@ def test_generator_options_off_keep_the_default_output(tmp_path):
 
 
 def test_image_text_cue_stripes_show_the_text_group():
-    from modalink.data.synthetic_food101 import _draw_image
+    from modalink.classification.synthetic_food101 import _draw_image
 
     rng = np.random.default_rng(0)
     for t, axis in ((0, 1), (1, 0)):  # t=0: stripes across x (vertical), t=1: across y (horizontal)
@@ -331,7 +331,7 @@ def _centroid_accuracy(feats, labels):
 
 
 def test_image_difficulty_makes_the_photo_harder_to_read():
-    from modalink.data.synthetic_food101 import _draw_image
+    from modalink.classification.synthetic_food101 import _draw_image
 
     enc = PixelStats(size=32, thumb=4, cells=4)
     labels = np.repeat(np.arange(5), 16)

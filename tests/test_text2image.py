@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from modalink.text import WordVectors, WordVectorsFormatError, hashed_vectors, tokenize
-from modalink.text2image import TextToImage, naive_text_to_image, quantise_bytes
+from modalink.text.word_vectors import WordVectors, WordVectorsFormatError, hashed_vectors, tokenize
+from modalink.text.render import TextToImage, naive_text_to_image, quantise_bytes
 
 TEXTS = [
     "Homemade apple pie with a crunchy crust!",

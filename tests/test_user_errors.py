@@ -36,11 +36,11 @@ def test_every_error_a_user_can_cause_is_a_user_error():
     from modalink.audio import AudioError, SilentAudioError
     from modalink.classification.image_features import ImageReadError
     from modalink.config import ConfigError
-    from modalink.data.classification import DatasetFormatError
+    from modalink.classification.records import DatasetFormatError
     from modalink.data.fame_csv import FeatureFileError
     from modalink.encoders import NoFaceError, PreprocessError, ShortAudioError
     from modalink.engine.trainer import DivergedError
-    from modalink.text import WordVectorsFormatError
+    from modalink.text.word_vectors import WordVectorsFormatError
 
     for cls in (ConfigError, FeatureFileError, DatasetFormatError, WordVectorsFormatError, FormatError,
                 ManifestError, AudioError, SilentAudioError, PreprocessError, NoFaceError, ShortAudioError,
@@ -60,7 +60,7 @@ def test_every_error_a_user_can_cause_is_a_user_error():
                                   "fame_version"])
 def test_unknown_registry_names_are_one_line_user_errors_listing_the_known_ones(make, capsys):
     from modalink.classification.image_features import create_image_features
-    from modalink.data.classification import load_dataset
+    from modalink.classification.records import load_dataset
     from modalink.data.fame import fame_languages
     from modalink.encoders import create_encoder
     from modalink.models import create_model
@@ -141,7 +141,7 @@ LAYOUTS = {"food101": _food101, "hateful_memes": _hateful_memes, "ferramenta": _
 @pytest.mark.parametrize("case", ["malformed_row", "bad_label", "missing_column"])
 @pytest.mark.parametrize("dataset", sorted(LAYOUTS))
 def test_a_bad_row_of_a_classification_layout_is_one_user_error_line(dataset, case, tmp_path, capsys):
-    from modalink.data.classification import DatasetFormatError, load_dataset
+    from modalink.classification.records import DatasetFormatError, load_dataset
 
     path, line = LAYOUTS[dataset](tmp_path / dataset, case)
     with pytest.raises(DatasetFormatError) as info:
@@ -178,7 +178,7 @@ def test_a_diverging_loss_is_a_user_error():
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity"])
 def test_word_vectors_with_a_non_finite_value_are_refused_with_file_and_line(bad, tmp_path):
-    from modalink.text import WordVectors, WordVectorsFormatError
+    from modalink.text.word_vectors import WordVectors, WordVectorsFormatError
 
     path = tmp_path / "vec.txt"
     path.write_text(f"apple 0.1 0.2\npear 0.3 {bad}\n", encoding="utf-8")
@@ -240,8 +240,8 @@ def test_scores_to_write_with_a_non_finite_value_are_refused_with_file_and_line(
 
 @pytest.mark.parametrize("bad", ["NaN", "Infinity"])
 def test_hateful_memes_label_that_is_not_finite_is_refused_with_line(bad, tmp_path):
-    from modalink.data.classification import DatasetFormatError
-    from modalink.data.cls_hateful_memes import load_hateful_memes
+    from modalink.classification.records import DatasetFormatError
+    from modalink.classification.sources.hateful_memes import load_hateful_memes
 
     root = write_hateful_memes(tmp_path / "hm")
     n = len((root / "train.jsonl").read_text().splitlines())

@@ -2,10 +2,15 @@
 
 One home for what every method shares, in small modules:
 
+* :mod:`~modalink.classification.records` — datasets as released: :class:`MultimodalRecord`,
+  :class:`MultimodalDataset`, the bad-file policy and ``load_dataset(name, root, split)``, over
+  the readers of :mod:`~modalink.classification.sources` (Food-101, MM-IMDb, Hateful Memes,
+  Ferramenta); :mod:`~modalink.classification.synthetic_food101` writes a Food-101 stand-in;
+* :mod:`~modalink.classification.missing` — missing-modality masks (draw, apply, save, load);
 * :mod:`~modalink.classification.conditions` — the condition vocabulary (``complete``,
   ``text=30%``, ``image=0%``, ``text=65%,image=65%``), the shared mask protocol and ``MissingConfig``;
-* :mod:`~modalink.classification.datasets` — datasets with availability masks (photos + texts,
-  or cached embeddings), masked the same way (``with_mask``);
+* :mod:`~modalink.classification.datasets` — what the methods train on, built from records:
+  photos + texts or cached embeddings with availability masks, masked the same way (``with_mask``);
 * :mod:`~modalink.classification.batches` — collates that build each method's inputs;
 * :mod:`~modalink.classification.trainer_module` — the one trainer module (loss, auxiliary
   per-modality loss, SRMM's modality switching);

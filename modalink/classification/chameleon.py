@@ -3,7 +3,7 @@
 Methods (``methods:`` in the config):
 
 * ``chameleon`` — :class:`modalink.models.image_classifier.ChameleonClassifier`: the text is
-  rendered as an image (:class:`modalink.text2image.TextToImage`) and ONE visual backbone
+  rendered as an image (:class:`modalink.text.render.TextToImage`) and ONE visual backbone
   reads both the photo and the text image.
 * ``multi_branch`` — :class:`modalink.models.image_classifier.MultiBranchClassifier`: an image
   network and a text network (MLP over mean word vectors or a hashed bag of words) fused late;
@@ -151,7 +151,7 @@ class ChameleonRecipeConfig:
 
 
 def build_word_vectors(cfg: ChameleonRecipeConfig) -> Any:
-    from modalink.text import WordVectors
+    from modalink.text.word_vectors import WordVectors
 
     t = cfg.text_image
     if t.word_vectors:
@@ -161,7 +161,7 @@ def build_word_vectors(cfg: ChameleonRecipeConfig) -> Any:
 
 def build_text_to_image(cfg: ChameleonRecipeConfig, vectors: Any = None) -> Any:
     """The text renderer: ``text`` mode canvas of the photo size (joint) or a band (fused)."""
-    from modalink.text2image import TextToImage
+    from modalink.text.render import TextToImage
 
     t = cfg.text_image
     size = cfg.data.image_size
@@ -176,7 +176,7 @@ def build_text_to_image(cfg: ChameleonRecipeConfig, vectors: Any = None) -> Any:
 
 def build_text_encoder(cfg: ChameleonRecipeConfig) -> Any:
     """The baseline's text features: mean word vectors (the vectors Chameleon paints) or hashed BoW."""
-    from modalink.text_encoders import create_text_encoder
+    from modalink.text.encoders import create_text_encoder
 
     b, t = cfg.baseline, cfg.text_image
     opts = dict(b.text_options)
@@ -268,7 +268,7 @@ def synthetic_root(cfg: ChameleonRecipeConfig) -> Path:
 
 def synthetic_kwargs(s: SyntheticConfig) -> dict[str, Any]:
     """Generator arguments of ``data.synthetic``: its fields, or a named preset (plus ``seed``)."""
-    from modalink.data.synthetic_food101 import COMPLEMENTARY
+    from modalink.classification.synthetic_food101 import COMPLEMENTARY
 
     if s.preset is None:
         return {k: v for k, v in dataclasses.asdict(s).items() if k != "preset"}
@@ -285,7 +285,7 @@ def apply_synthetic_preset(s: SyntheticConfig, overrides: Sequence[str] = ()) ->
     smaller complementary set). The preset is then cleared, so the saved config says what was
     generated. Returns ``s``."""
     from modalink.config import parse_overrides
-    from modalink.data.synthetic_food101 import COMPLEMENTARY
+    from modalink.classification.synthetic_food101 import COMPLEMENTARY
 
     if s.preset is None:
         return s
@@ -306,7 +306,7 @@ def apply_synthetic_preset(s: SyntheticConfig, overrides: Sequence[str] = ()) ->
 
 def ensure_synthetic(cfg: ChameleonRecipeConfig) -> Any:
     """Generate (once; the generator skips existing data) the synthetic Food-101 layout."""
-    from modalink.data.synthetic_food101 import generate_synthetic_food101
+    from modalink.classification.synthetic_food101 import generate_synthetic_food101
 
     return generate_synthetic_food101(synthetic_root(cfg), **synthetic_kwargs(cfg.data.synthetic))
 
@@ -321,7 +321,7 @@ def _take(ds: PhotoTextSet, limit: int, seed: int) -> PhotoTextSet:
 def load_data(cfg: ChameleonRecipeConfig, progress: bool = True) -> RecipeData:
     """Load (or generate) the dataset, make train/val/test :class:`PhotoTextSet` s and apply the
     training missing-modality condition (``missing.train``)."""
-    from modalink.data.classification import load_dataset
+    from modalink.classification.records import load_dataset
 
     d = cfg.data
     if d.root:

@@ -2,7 +2,7 @@
 
 A *condition* names how many samples keep each modality, in availability terms (the papers'
 "30 % text" columns): ``complete``, ``text=30%`` (text kept by 30 % of the samples),
-``image=0%``, ``text=65%,image=65%`` (disjoint losses). :mod:`modalink.data.missing` does the
+``image=0%``, ``text=65%,image=65%`` (disjoint losses). :mod:`modalink.classification.missing` does the
 arithmetic; this module fixes the protocol every method shares:
 
 * the mask of condition ``c`` on split ``s`` is drawn with ``derive_seed(seed, s, c)``, so every
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from modalink.data.missing import (MissingModalityMask, condition_name, derive_seed, mask_for_condition,
-                                   parse_condition)
+from modalink.classification.missing import (MissingModalityMask, condition_name, derive_seed, mask_for_condition,
+                                             parse_condition)
 from modalink.errors import InputError
 
 __all__ = ["MissingConfig", "parse_condition", "check_conditions", "condition_mask", "condition_shares",

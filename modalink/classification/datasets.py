@@ -52,7 +52,7 @@ class PhotoTransform:
 class PhotoTextSet(Dataset):
     """Samples of one split: photo (uint8 ``3×S×S``), text, label and availability masks.
 
-    Photos are read lazily from a :class:`modalink.data.classification.MultimodalDataset`
+    Photos are read lazily from a :class:`modalink.classification.records.MultimodalDataset`
     (with a :class:`PhotoTransform`) or, after :meth:`load_into_memory`, from one uint8
     tensor. ``with_mask`` gives a view that also honours a missing-modality mask. Items are
     dicts; with photos in memory, ``__getitems__`` returns a whole batch at once.

@@ -26,7 +26,7 @@ from modalink.classification.conditions import condition_mask
 from modalink.classification.datasets import EmbeddingSet
 from modalink.data.embedding_cache import CacheKey, EmbeddingCache, file_row_ids, text_row_ids
 from modalink.errors import InputError, UserError
-from modalink.text_encoders import TextEncoder
+from modalink.text.encoders import TextEncoder
 
 if TYPE_CHECKING:
     from modalink.classification.srmm import SRMMConfig
@@ -58,8 +58,8 @@ FILE_PARTS = {"train": "trainval", "test": "test"}  # cache split name → load_
 
 def load_records(root: str | os.PathLike, part: str) -> SplitRecords:
     """Every record of one Food-101 file (``train``: the whole train file, ``test``), in file order,
-    through :func:`modalink.data.cls_food101.load_food101`."""
-    from modalink.data.cls_food101 import load_food101
+    through :func:`modalink.classification.sources.food101.load_food101`."""
+    from modalink.classification.sources.food101 import load_food101
 
     if part not in FILE_PARTS:
         raise InputError(f"unknown Food-101 part {part!r}; use 'train' or 'test'")
@@ -75,7 +75,7 @@ def load_records(root: str | os.PathLike, part: str) -> SplitRecords:
 def split_indices(root: str | os.PathLike, rec: SplitRecords, val_fraction: float | None,
                   seed: int) -> dict[str, np.ndarray]:
     """Rows of the train file that form ``load_food101``'s ``train`` and ``val`` splits."""
-    from modalink.data.cls_food101 import FOOD101_VAL_FRACTION, load_food101
+    from modalink.classification.sources.food101 import FOOD101_VAL_FRACTION, load_food101
 
     frac = FOOD101_VAL_FRACTION if val_fraction is None else val_fraction
     row = {str(p): i for i, p in enumerate(rec.image_paths)}
@@ -93,7 +93,7 @@ def generate_synthetic(root: Path, cfg: SRMMConfig) -> Path:
     """Create (once; an identical existing copy is reused) the synthetic Food-101 data under ``root``."""
     from dataclasses import asdict
 
-    from modalink.data.synthetic_food101 import generate_synthetic_food101
+    from modalink.classification.synthetic_food101 import generate_synthetic_food101
 
     kwargs = asdict(cfg.data.synthetic)
     kwargs.update(kwargs.pop("options"))

@@ -1,13 +1,13 @@
-"""Multimodal (image + text) classification datasets: one record type, one Dataset, one policy.
+"""Classification datasets as released: one record type, one Dataset, one bad-file policy, one registry.
 
-Loaders (one module per dataset family) parse their release's files into
+Loaders (one module per release layout, in :mod:`modalink.classification.sources`) parse their release's files into
 :class:`MultimodalRecord` lists and hand them to :func:`build_dataset`, which checks images,
 fills a :class:`LoadReport` and returns a :class:`MultimodalDataset`:
 
-* ``load_food101``       — :mod:`modalink.data.cls_food101` (UPMC Food-101, multiclass)
-* ``load_mmimdb``        — :mod:`modalink.data.cls_mmimdb` (MM-IMDb, 23 genres, multilabel)
-* ``load_hateful_memes`` — :mod:`modalink.data.cls_hateful_memes` (binary, AUROC)
-* ``load_ferramenta``    — :mod:`modalink.data.cls_ferramenta` (multiclass)
+* ``load_food101``       — :mod:`modalink.classification.sources.food101` (UPMC Food-101, multiclass)
+* ``load_mmimdb``        — :mod:`modalink.classification.sources.mmimdb` (MM-IMDb, 23 genres, multilabel)
+* ``load_hateful_memes`` — :mod:`modalink.classification.sources.hateful_memes` (binary, AUROC)
+* ``load_ferramenta``    — :mod:`modalink.classification.sources.ferramenta` (multiclass)
 * :func:`load_dataset` dispatches by name.
 
 Bad-file policy (the same for every loader):
@@ -20,11 +20,11 @@ Bad-file policy (the same for every loader):
   (``on_missing_image="raise"``). Without ``verify_images`` images are only opened in
   ``__getitem__``; an unreadable one then raises an error naming the file.
 
-Skips are counted by reason in ``dataset.report`` and logged (logger ``modalink.data``).
+Skips are counted by reason in ``dataset.report`` and logged (logger ``modalink.classification``).
 
 ``dataset[i]`` is a dict ``{"image": tensor | None, "text": str | None, "label": ...,
 "index": i, "has_image": bool, "has_text": bool, "id": str}`` that honours the dataset's
-missing-modality mask (:mod:`modalink.data.missing`): a masked image is not even read.
+missing-modality mask (:mod:`modalink.classification.missing`): a masked image is not even read.
 :func:`collate_multimodal` batches such dicts (missing images become zero tensors).
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from modalink.data.missing import MissingModalityMask
+from modalink.classification.missing import MissingModalityMask
 from modalink.errors import FileFormatError, InputError, UnknownNameError
 from modalink.progress import progress_bar
 
@@ -53,7 +53,7 @@ __all__ = [
     "seeded_split", "load_dataset", "list_datasets",
 ]
 
-logger = logging.getLogger("modalink.data")
+logger = logging.getLogger("modalink.classification")
 
 Task = Literal["multiclass", "multilabel", "binary"]
 OnError = Literal["raise", "skip"]
@@ -451,10 +451,10 @@ def seeded_split(ids: Sequence[str], sizes: Sequence[int], seed: int) -> list[np
 
 # ---------------------------------------------------------------------------------------------
 _LOADERS: dict[str, tuple[str, str]] = {
-    "food101": ("modalink.data.cls_food101", "load_food101"),
-    "mmimdb": ("modalink.data.cls_mmimdb", "load_mmimdb"),
-    "hateful_memes": ("modalink.data.cls_hateful_memes", "load_hateful_memes"),
-    "ferramenta": ("modalink.data.cls_ferramenta", "load_ferramenta"),
+    "food101": ("modalink.classification.sources.food101", "load_food101"),
+    "mmimdb": ("modalink.classification.sources.mmimdb", "load_mmimdb"),
+    "hateful_memes": ("modalink.classification.sources.hateful_memes", "load_hateful_memes"),
+    "ferramenta": ("modalink.classification.sources.ferramenta", "load_ferramenta"),
 }
 _ALIASES = {"upmc_food101": "food101", "food-101": "food101", "upmc-food101": "food101",
             "mm-imdb": "mmimdb", "hateful-memes": "hateful_memes", "hatefulmemes": "hateful_memes"}

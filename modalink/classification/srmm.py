@@ -21,7 +21,7 @@ from modalink.engine import EngineConfig
 from modalink.errors import UserError
 from modalink.models import create_model
 from modalink.models.modality_sampling import SubsetSampler
-from modalink.text_encoders import TextEncoder, create_text_encoder
+from modalink.text.encoders import TextEncoder, create_text_encoder
 
 log = logging.getLogger("modalink.srmm")
 
@@ -39,7 +39,7 @@ PUBLISHED = {
 
 @dataclass
 class SyntheticConfig:
-    """Arguments of :func:`modalink.data.synthetic_food101.generate_synthetic_food101` (the data
+    """Arguments of :func:`modalink.classification.synthetic_food101.generate_synthetic_food101` (the data
     used without --data-root): class = (visual group, text group). Without ``options`` the image
     shows only the visual group and the title only the text group; ``options`` such as
     ``title_visual_hint``, ``image_text_cue`` and ``image_difficulty`` make each modality alone

@@ -25,7 +25,7 @@ Food-101, where each modality alone is strongly predictive: ``title_visual_hint`
 name the visual group), ``image_text_cue`` (the photo also shows the text group as a stripe
 texture) and ``image_difficulty`` (clutter that makes the photo harder to read than the title).
 
-Layout written (same as the release, read by :func:`modalink.data.cls_food101.load_food101`)::
+Layout written (same as the release, read by :func:`modalink.classification.sources.food101.load_food101`)::
 
     <root>/images/{train,test}/<class>/<class>_N.jpg
     <root>/texts/{train,test}_titles.csv        headerless: image file, title, class
@@ -93,7 +93,7 @@ class SyntheticFood101:
 
     def ceiling(self, text: float = 1.0, image: float = 1.0) -> float:
         """Best possible accuracy when a share ``text`` of the samples keeps its title and a share
-        ``image`` its photo (missing parts disjoint, as in :mod:`modalink.data.missing`)."""
+        ``image`` its photo (missing parts disjoint, as in :mod:`modalink.classification.missing`)."""
         return _ceiling(text, image, self.image_only_ceiling, self.text_only_ceiling, 1.0 / self.params["n_classes"])
 
 

@@ -17,12 +17,6 @@ __all__ = [
     "normalize_language", "other_language", "remap_labels",
     "make_verification_trials", "split_train_val",
     "SyntheticFame", "SyntheticFameSpec", "generate_synthetic_fame",
-    # classification datasets, missing-modality protocol, synthetic Food-101
-    "DatasetFormatError", "MultimodalRecord", "MultimodalDataset", "LoadReport", "collate_multimodal",
-    "default_image_transform", "load_dataset", "list_datasets", "seeded_split",
-    "load_food101", "load_mmimdb", "load_hateful_memes", "load_ferramenta",
-    "MissingModalityMask", "make_missing_mask", "apply_mask", "condition_name", "parse_condition",
-    "mask_for_condition", "derive_seed", "SyntheticFood101", "generate_synthetic_food101",
 ]
 
 # Modules that double as CLIs (``python -m modalink.data.<module>``) are imported lazily, so
@@ -31,19 +25,6 @@ _LAZY = {
     "SyntheticFame": "modalink.data.synthetic_fame",
     "SyntheticFameSpec": "modalink.data.synthetic_fame",
     "generate_synthetic_fame": "modalink.data.synthetic_fame",
-    # lazy too: these pull in torch/PIL, which torch-free users of modalink.data do not need
-    **{n: "modalink.data.classification" for n in (
-        "DatasetFormatError", "MultimodalRecord", "MultimodalDataset", "LoadReport", "collate_multimodal",
-        "default_image_transform", "load_dataset", "list_datasets", "seeded_split")},
-    "load_food101": "modalink.data.cls_food101",
-    "load_mmimdb": "modalink.data.cls_mmimdb",
-    "load_hateful_memes": "modalink.data.cls_hateful_memes",
-    "load_ferramenta": "modalink.data.cls_ferramenta",
-    **{n: "modalink.data.missing" for n in (
-        "MissingModalityMask", "make_missing_mask", "apply_mask", "condition_name", "parse_condition",
-        "mask_for_condition", "derive_seed")},
-    "SyntheticFood101": "modalink.data.synthetic_food101",
-    "generate_synthetic_food101": "modalink.data.synthetic_food101",
 }
 
 

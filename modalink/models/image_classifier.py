@@ -7,7 +7,7 @@
   local caches, then the hub (unless offline).
 * :class:`ImageClassifier` — backbone → dropout → linear head.
 * :class:`ChameleonClassifier` (Chameleon, arXiv 2407.16243) — ONE backbone reads the photo
-  and the text rendered as an image (:class:`modalink.text2image.TextToImage`):
+  and the text rendered as an image (:class:`modalink.text.render.TextToImage`):
 
   - ``mode="joint"``: photo and text image go through the same network (in one batch, so
     BatchNorm statistics cover both); the per-sample mean of the features of the *available*

@@ -15,7 +15,7 @@ is refused. Interactions naming an item that is not in ``items.csv`` are skipped
 Media go through modalink encoders (:func:`extract_media`): images through a registered image
 encoder (``timm/<arch>``), audio through the voice encoder (``ecapa_voxceleb``, read with
 soundfile by :func:`modalink.audio.load_audio`), text through a text encoder
-(:func:`modalink.text_encoders.create_text_encoder`). Extraction goes through
+(:func:`modalink.text.encoders.create_text_encoder`). Extraction goes through
 :class:`modalink.data.embedding_cache.EmbeddingCache` (resumable shards, content-checked).
 A listed file that does not exist, or that cannot be decoded, becomes a missing modality for
 that item (a zero row) and is counted per reason in the media report; it never stops a run
@@ -238,7 +238,7 @@ def _seeded(seed: int, build: Callable[[], Any]) -> Any:
 def media_encoders(cfg: MediaConfig, needed: Sequence[str]) -> dict[str, Any]:
     """``{modality: encoder}`` for the modalities in ``needed``."""
     from modalink.encoders import create_encoder
-    from modalink.text_encoders import create_text_encoder
+    from modalink.text.encoders import create_text_encoder
 
     out: dict[str, Any] = {}
     if "image" in needed:

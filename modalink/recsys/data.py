@@ -499,7 +499,7 @@ def read_movielens(root: str | Path, min_rating: float = 0.0, text_encoder: Any 
     """Read ML-100K or ML-1M from ``root`` (or ``root/ml-100k``, ``root/ml-1m``).
 
     Ratings ``>= min_rating`` become implicit interactions. Item modalities: ``text`` (the title
-    plus year/decade tokens through ``text_encoder``, any :mod:`modalink.text_encoders` encoder;
+    plus year/decade tokens through ``text_encoder``, any :mod:`modalink.text.encoders` encoder;
     default the built-in ``hashed-bow`` with 256 buckets), ``genres`` (tags). User attributes are
     parsed and validated but not used by the towers. Raw ids are remapped to 0..N-1 in order of
     first appearance in the item/user files.
@@ -591,7 +591,7 @@ def read_movielens(root: str | Path, min_rating: float = 0.0, text_encoder: Any 
         extra = f" year{year} decade{year[:3]}0" if year else ""
         texts.append(name + extra)
     if text_encoder is None:
-        from modalink.text_encoders import HashedBagOfWords
+        from modalink.text.encoders import HashedBagOfWords
 
         text_encoder = HashedBagOfWords(dim=256)
     text = np.asarray(text_encoder.encode(texts), dtype=np.float32)

@@ -29,7 +29,7 @@ import numpy as np
 
 from modalink.errors import InputError
 from modalink.registry import Registry
-from modalink.text import WordVectors, tokenize
+from modalink.text.word_vectors import WordVectors, tokenize
 
 __all__ = ["TextEncoder", "HashedBagOfWords", "MeanWordVectors", "SentenceTransformerEncoder",
            "TEXT_ENCODERS", "register_text_encoder", "create_text_encoder", "list_text_encoders"]

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from modalink.errors import InputError
-from modalink.text import WordVectors, tokenize
+from modalink.text.word_vectors import WordVectors, tokenize
 
 __all__ = ["TextToImage", "TextGrid", "naive_text_to_image", "quantise_bytes"]
 

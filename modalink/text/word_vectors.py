@@ -1,4 +1,4 @@
-"""Tokeniser and word vectors for text encodings (Chameleon text → image and friends).
+"""Tokeniser and word vectors: the words of :mod:`modalink.text.encoders` and :mod:`modalink.text.render`.
 
 * :func:`tokenize` — lowercase, words of letters/digits (an inner apostrophe is kept: "don't").
 * :class:`WordVectors` — a word → vector table with a vectorised batch gather.

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from modalink.data.classification import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
-                                          RowIssues, build_dataset, is_non_finite_number)
+from modalink.classification.records import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
+                                             RowIssues, build_dataset, is_non_finite_number)
 from modalink.errors import InputError
 
 __all__ = ["load_ferramenta", "ferramenta_classes"]

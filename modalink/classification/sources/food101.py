@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from modalink.data.classification import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
-                                          RowIssues, build_dataset, seeded_split)
+from modalink.classification.records import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
+                                             RowIssues, build_dataset, seeded_split)
 from modalink.errors import InputError
 
 __all__ = ["FOOD101_VAL_FRACTION", "FOOD101_SPLITS", "load_food101", "food101_classes"]

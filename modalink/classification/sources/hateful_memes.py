@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from modalink.data.classification import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
-                                          RowIssues, build_dataset)
+from modalink.classification.records import (LoadReport, MultimodalDataset, MultimodalRecord, OnError,
+                                             RowIssues, build_dataset)
 
 __all__ = ["HATEFUL_MEMES_CLASSES", "HATEFUL_MEMES_SPLITS", "load_hateful_memes"]
 

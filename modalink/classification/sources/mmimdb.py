@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from modalink.data.classification import (DatasetFormatError, LoadReport, MultimodalDataset, MultimodalRecord,
-                                          OnError, RowIssues, build_dataset, seeded_split)
+from modalink.classification.records import (DatasetFormatError, LoadReport, MultimodalDataset, MultimodalRecord,
+                                             OnError, RowIssues, build_dataset, seeded_split)
 from modalink.errors import InputError
 
 __all__ = ["MMIMDB_GENRES", "MMIMDB_SPLIT_SIZES", "load_mmimdb"]
