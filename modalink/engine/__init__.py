@@ -8,13 +8,14 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "append_jsonl": "modalink.engine.run", "setup_logging": "modalink.engine.run", "start_run": "modalink.engine.run",
+    **{name: "modalink.engine.run" for name in ("append_jsonl", "attach_log_file", "configure_logging", "log_also_to",
+                                                "start_run")},
     **{name: "modalink.engine.trainer" for name in ("EngineConfig", "FitResult", "Trainer", "TrainState",
                                                     "list_checkpoints", "process_state", "runs_on_cpu")},
 }
 
 __all__ = ["Trainer", "EngineConfig", "FitResult", "TrainState", "list_checkpoints", "process_state", "runs_on_cpu", "start_run",
-           "setup_logging", "append_jsonl"]
+           "configure_logging", "attach_log_file", "log_also_to", "append_jsonl"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import math
 import os
 import re
@@ -27,7 +28,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from modalink.config import ConfigError, bounded
-from modalink.engine.run import append_jsonl, setup_logging
+from modalink.engine.run import append_jsonl, configure_logging, log_also_to
 from modalink.errors import InputError, UserError, failpoint
 from modalink.io import DamagedFileError, atomic_torch_save, atomic_write_text, file_digest, load_torch_weights
 from modalink.progress import progress_bar
@@ -249,7 +250,8 @@ class Trainer:
         )
         acc = self.accelerator
         on_accelerator = not use_cpu and torch.cuda.is_available()  # pinned host memory, non-blocking copies
-        self.logger = setup_logging(self.run_dir, acc.is_main_process)
+        configure_logging(acc.is_main_process)
+        self.logger = logging.getLogger(__name__)
         if cfg.batch_size % acc.num_processes:
             raise InputError(f"engine.batch_size={cfg.batch_size} must be divisible by the number of "
                              f"processes ({acc.num_processes}): it is the global batch")
@@ -476,7 +478,12 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> FitResult:
-        """Train for ``cfg.epochs`` (resuming if a checkpoint exists); keep the best model."""
+        """Train for ``cfg.epochs`` (resuming if a checkpoint exists); keep the best model. What is
+        logged meanwhile also goes to this trainer's ``log.txt``."""
+        with log_also_to(self.run_dir / "log.txt", self.accelerator.is_main_process):
+            return self._fit()
+
+    def _fit(self) -> FitResult:
         cfg, acc, st = self.cfg, self.accelerator, self.state
         if cfg.monitor_mode not in ("min", "max"):
             raise InputError(f"engine.monitor_mode={cfg.monitor_mode!r}; use min or max")
