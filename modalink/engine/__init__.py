@@ -10,12 +10,14 @@ from typing import Any
 _LAZY = {
     **{name: "modalink.engine.run" for name in ("append_jsonl", "attach_log_file", "configure_logging", "log_also_to",
                                                 "start_run")},
+    **{name: "modalink.engine.session" for name in ("RunSession", "run_session", "exported_network")},
     **{name: "modalink.engine.trainer" for name in ("EngineConfig", "FitResult", "Trainer", "TrainState",
                                                     "list_checkpoints", "process_state", "runs_on_cpu")},
 }
 
 __all__ = ["Trainer", "EngineConfig", "FitResult", "TrainState", "list_checkpoints", "process_state", "runs_on_cpu", "start_run",
-           "configure_logging", "attach_log_file", "log_also_to", "append_jsonl"]
+           "configure_logging", "attach_log_file", "log_also_to", "append_jsonl", "RunSession", "run_session",
+           "exported_network"]
 
 
 def __getattr__(name: str) -> Any:
