@@ -27,6 +27,7 @@ out of the comparison.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -150,6 +151,9 @@ def hold_lock(folder: str | os.PathLike, option: str = "--output-dir", holder: s
     return _flock(Path(folder), create=True, option=option, holder=holder)
 
 
+log = logging.getLogger(__name__)
+
+
 class RunFolder:
     """One run's folder under the contract above. Create with :meth:`open`."""
 
@@ -214,6 +218,12 @@ class RunFolder:
             if mode == "overwrite" and (old is not None or self._has_run_files()):
                 self._empty(old)
                 old = None
+            elif old is not None and mode == "auto" and self._never_trained(old, config, processes):
+                # a run stopped (killed) before it recorded any training holds nothing to resume
+                log.warning("%s holds a run of other settings that was stopped before it trained anything; "
+                            "replacing it", path)
+                self._empty(old)
+                old = None
             if old is None:
                 if mode == "resume":
                     raise RunFolderError(f"--resume: {path} holds no run to resume ({CONTRACT_FILE} is missing); "
@@ -250,6 +260,14 @@ class RunFolder:
             if self._created:
                 shutil.rmtree(path, ignore_errors=True)
             raise
+
+    def _never_trained(self, old: dict[str, Any], config: dict[str, Any], processes: int) -> bool:
+        """``old`` is another run (settings or process count) of this recipe that never finished nor
+        recorded training: nothing in the folder would be lost by replacing it."""
+        other = bool(config_diff(old.get("config", {}), config, self._ignore)) or \
+            int(old.get("processes", 1)) != processes
+        same_recipe = not self._recipe or old.get("recipe") == self._recipe
+        return other and same_recipe and old.get("status") != "finished" and not self.has_training_record()
 
     def _lock(self) -> None:
         self._made_lock = not (self.path / LOCK_FILE).exists()

@@ -105,7 +105,10 @@ def run_session(path: str | os.PathLike, config: Any, *, recipe: str, mode: Resu
     from modalink.config import to_dict
     from modalink.engine.trainer import process_state
 
+    from modalink.engine.run import configure_logging
+
     state = process_state(engine if engine is not None else config.engine)
+    configure_logging(state.is_main_process)  # before anything is logged; log.txt gets it all at start()
     with RunFolder.open(path, to_dict(config), mode=mode, processes=state.num_processes,
                         is_main=state.is_main_process, ignore=ignore, entries=entries, recipe=recipe,
                         reusable=reusable) as folder:
