@@ -192,7 +192,8 @@ def file_digest(path: str | os.PathLike, block: int = 1 << 23) -> str:
 
 
 def load_torch_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """``torch.load(path, weights_only=True)`` with errors that name the file.
+    """The one reader of torch files: ``torch.load(path, weights_only=True)`` (or a ``.safetensors``
+    file) with errors that name the file.
 
     Tensors, numbers, strings and containers load; anything that would need arbitrary Python
     objects (and could run code while unpickling) is refused with :class:`UnsafeFileError`; a
@@ -205,6 +206,14 @@ def load_torch_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, RuntimeError, ValueError) as exc:
+            raise DamagedFileError(f"{what} {path} cannot be read ({str(exc).splitlines()[0][:200]})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -219,3 +228,15 @@ def load_torch_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any
             raise
         raise DamagedFileError(f"{what} {path} cannot be read ({str(exc).splitlines()[0][:200]}); the file is "
                                f"truncated or not a torch file") from None
+
+
+def load_state_dict(path: str | os.PathLike, what: str = "weights") -> dict[str, Any]:
+    """A state dict from a torch or ``.safetensors`` file (:func:`load_torch_weights`), unwrapped
+    from a ``{"state_dict": ...}`` / ``{"model": ...}`` / ``{"model_state_dict": ...}`` container."""
+    obj = load_torch_weights(path, what)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise DamagedFileError(f"{what} {path}: expected a state dict, found {type(obj).__name__}")
+    return obj

@@ -56,7 +56,7 @@ __all__ = ["CacheKey", "EmbeddingCache", "CacheError", "EncodedRows", "RowProble
            "file_row_id", "file_row_ids", "text_row_ids", "texts_hash"]
 
 MANIFEST_VERSION = 2
-log = logging.getLogger("modalink.data.embedding_cache")
+log = logging.getLogger(__name__)
 
 
 class CacheError(UserError, RuntimeError):

@@ -377,20 +377,3 @@ def build_all(builders: Sequence[Callable[[], Any]], note: str = "") -> list[Any
     if errors:
         raise MissingWeightsError(errors, note)
     return built
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or a torch file (``weights_only``); unwraps
-    ``{"state_dict": ...}`` / ``{"model": ...}`` containers."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-    if not isinstance(obj, dict):
-        raise InputError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    return obj

@@ -27,15 +27,15 @@ from modalink.encoders.base import (
     EncoderBatch,
     EncoderContract,
     NoFaceError,
-    load_state_dict_file,
     register_encoder,
     resolve_weights,
     torch_checkpoint_dirs,
     weights_cache_dir,
 )
 from modalink.errors import InputError
+from modalink.io import load_state_dict
 
-log = logging.getLogger("modalink.encoders.face")
+log = logging.getLogger(__name__)
 
 NoFacePolicy = Literal["skip", "center_crop"]
 #: A face detector: list of RGB PIL images → per image a (3, S, S) float tensor of 0–255 pixels
@@ -252,7 +252,7 @@ def load_facenet_state_dict(backbone: nn.Module, path: str | os.PathLike) -> Non
     The release files include the training classifier (``logits.*``, 8631 or 10575 classes);
     it is dropped, everything else must match exactly.
     """
-    state = load_state_dict_file(path)
+    state = load_state_dict(path)
     state = {k: v for k, v in state.items() if not k.startswith("logits.")}
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("logits.")]

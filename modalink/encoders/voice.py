@@ -28,14 +28,14 @@ from modalink.encoders.base import (
     EncoderContract,
     PreprocessError,
     hf_cached_file,
-    load_state_dict_file,
     register_encoder,
     resolve_weights,
     weights_cache_dir,
 )
 from modalink.errors import InputError
+from modalink.io import load_state_dict
 
-log = logging.getLogger("modalink.encoders.voice")
+log = logging.getLogger(__name__)
 
 ECAPA_HUB_ID = "speechbrain/spkrec-ecapa-voxceleb"
 ECAPA_CKPT = "embedding_model.ckpt"
@@ -192,7 +192,7 @@ def ecapa_voxceleb(pretrained: bool = False, weights: str | os.PathLike | None =
         ckpt = path / ECAPA_CKPT if path.is_dir() else path
     enc = VoiceEncoder(contract, min_seconds=min_seconds, **arch)
     if ckpt is not None:
-        state = load_state_dict_file(ckpt)
+        state = load_state_dict(ckpt)
         try:
             enc.model.load_state_dict(state, strict=True)
         except RuntimeError as e:
