@@ -18,6 +18,7 @@ from challenge.naming import EDITIONS, VERSIONS, check_language_pair, condition_
 from challenge.validate import ValidationReport, similarity_hint
 from modalink.cli import add_subcommand, add_subcommands, command_parser
 from modalink.errors import run_cli
+from modalink.face_voice.layout import LIST_SUFFIX
 
 EPILOG = ("Scores are DISTANCES: lower = same person. File names (2026 default): "
           "sub_score_<TestLang>_{heard,unheard}.txt, four per version.")
@@ -177,9 +178,9 @@ def _cmd_write(args: argparse.Namespace) -> int:
         test = args.test_lang
         if test is None:
             name = args.pair_list.name
-            if not name.endswith("_test.txt"):
+            if not name.endswith(LIST_SUFFIX):
                 raise ChallengeError(f"cannot tell the test language from {name!r}; pass --test-lang")
-            test = name[: -len("_test.txt")]
+            test = name[: -len(LIST_SUFFIX)]
         if args.train_lang is None:
             raise ChallengeError("writing into a folder needs --train-lang (the language the model was trained on)")
         ver = args.ver or _version_of_folder(args.pair_list.parent)

@@ -24,11 +24,11 @@ import numpy as np
 from challenge.files import ChallengeError
 from challenge.manifest import MANIFEST_NAME, read_manifest
 from challenge.naming import VERSIONS
+from modalink.face_voice.layout import SCORING_FILE
 
 __all__ = ["RunScores", "load_run", "fuse_runs", "normalise_run", "write_combined", "CombineError",
            "SCORING_FILE", "RECORD_FILE"]
 
-SCORING_FILE = "scoring.npz"
 RECORD_FILE = "combine.json"
 
 

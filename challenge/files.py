@@ -1,6 +1,6 @@
 """Reading FAME pair lists and ground truth, writing one score file, finding the lists.
 
-The pair lists and ground truth are read by :mod:`modalink.data.fame_lists` (one reader for the
+The pair lists and ground truth are read by :mod:`modalink.face_voice.lists` (one reader for the
 recipes and the submission tools). Formats (one record per line, fields separated by whitespace):
 
 * pair list ``<Lang>_test.txt``:      ``key voices/English/00000.wav faces/English/00000.jpg``
@@ -17,8 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from challenge.naming import VERSIONS, version_langs
-from modalink.data.fame_csv import FeatureFileError
-from modalink.data.fame_lists import PairEntry, ground_truth_lines, list_file_name, read_ground_truth, read_pairs
+from modalink.face_voice.layout import LIST_SUFFIX, FeatureFileError, list_file_name
+from modalink.face_voice.lists import PairEntry, ground_truth_lines, read_ground_truth, read_pairs
 from modalink.errors import InputError, UserError
 
 __all__ = [
@@ -37,7 +37,7 @@ class ChallengeError(UserError):
 
 class FormatError(ChallengeError, FeatureFileError):
     """A malformed input file; the message names the file and the line. (The list readers of
-    :mod:`modalink.data.fame_lists` raise its base, :class:`FeatureFileError`.)"""
+    :mod:`modalink.face_voice.lists` raise its base, :class:`FeatureFileError`.)"""
 
     def __init__(self, path: str | os.PathLike, line: int | None, message: str):
         self.detail = message
@@ -192,7 +192,7 @@ def find_lists(directory: str | os.PathLike, ver: str | None = None, langs: Sequ
                 + f" or the {what} folder of {ver}")
     else:
         wanted = list(langs) if langs is not None else None
-    found = {p.name[: -len("_test.txt")]: p for p in sorted(directory.glob("*_test.txt")) if p.is_file()}
+    found = {p.name[: -len(LIST_SUFFIX)]: p for p in sorted(directory.glob(f"*{LIST_SUFFIX}")) if p.is_file()}
     if not found:
         hint = f" (it has version folders {', '.join(subs)}: pass --ver with one of them)" if subs else ""
         raise ChallengeError(f"no <Lang>_test.txt {what}s in {directory}{hint}")

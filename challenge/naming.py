@@ -19,7 +19,7 @@ import string
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
-from modalink.data.fame import FAME_VERSIONS
+from modalink.face_voice.layout import FAME_VERSIONS
 from modalink.errors import InputError
 
 __all__ = [

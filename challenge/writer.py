@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 from challenge.files import ChallengeError, format_scores
 from challenge.naming import Edition, SubmissionEntry, condition_for, get_edition
 from modalink.errors import InputError
+from modalink.face_voice.layout import LIST_SUFFIX, list_file_name
 
 __all__ = ["write_submission"]
 
@@ -111,8 +112,8 @@ def write_submission(out_dir: str | os.PathLike,
 def _check_keys(keys: Sequence[str], pairs_dir: str | os.PathLike, entry: SubmissionEntry, name: str) -> None:
     from challenge.files import read_pair_keys
 
-    lists = {p.name.lower(): p for p in Path(pairs_dir).glob("*_test.txt")}
-    list_path = lists.get(f"{entry.test_lang}_test.txt".lower())
+    lists = {p.name.lower(): p for p in Path(pairs_dir).glob(f"*{LIST_SUFFIX}")}
+    list_path = lists.get(list_file_name(entry.test_lang).lower())
     if list_path is None:
         raise InputError(f"{name}: no pair list {entry.test_lang}_test.txt in {pairs_dir}")
     expected = read_pair_keys(list_path)

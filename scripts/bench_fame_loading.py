@@ -25,8 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from modalink.data.fame_cache import FeatureCache
-from modalink.data.fame_csv import read_feature_csv
+from modalink.face_voice.cache import FeatureCache
+from modalink.face_voice.feature_csv import read_feature_csv
 
 
 def write_csv(path: Path, rows: int, dim: int, seed: int = 0) -> None:

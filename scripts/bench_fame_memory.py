@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IMPORTS = ("import torch, accelerate, numpy; import modalink.engine, modalink.face_voice, modalink.data; "
-           "import fame_common, fame_scoring")
+IMPORTS = ("import torch, accelerate, numpy; import modalink.engine; "
+           "import modalink.face_voice.config, modalink.face_voice.scoring, modalink.face_voice.features")
 
 
 def run_peak(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float, float]:
@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = ap.parse_args(argv)
     repo = args.repo.resolve()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "recipes" / "fame")])}
-    sys.path[:0] = [str(repo), str(repo / "recipes" / "fame")]
-    from modalink.data import generate_synthetic_fame
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    sys.path[:0] = [str(repo)]
+    from modalink.face_voice import generate_synthetic_fame
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     torch_rss, _, _ = run_peak([sys.executable, "-c", IMPORTS], env, args.data_dir / "imports.log")

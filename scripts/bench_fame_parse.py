@@ -5,7 +5,7 @@ Writes a headerless CSV shaped like a VGGFace fc7 training file (``--rows`` rows
 post-ReLU-like floats + an identity label, the generator of ``bench_fame_loading.py``), then
 times ``read_feature_csv(engine="strict")`` (NumPy ``loadtxt`` in chunks) and
 ``read_feature_csv()`` (the default: pyarrow's number parser on a thread pool,
-:mod:`modalink.data.fame_arrow`), best of ``--repeats``, as wall seconds and
+:mod:`modalink.face_voice.feature_arrow`), best of ``--repeats``, as wall seconds and
 CPU seconds of the process (all threads), checks that both give the same float32 bits and
 labels, and prints MB/s and the speed-up.
 
@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fame_loading import write_csv  # noqa: E402
 
-from modalink.data.fame_arrow import arrow_available  # noqa: E402
-from modalink.data.fame_csv import read_feature_csv  # noqa: E402
+from modalink.face_voice.feature_arrow import arrow_available  # noqa: E402
+from modalink.face_voice.feature_csv import read_feature_csv  # noqa: E402
 
 
 def timed(fn, repeats: int) -> tuple[float, float, object]:

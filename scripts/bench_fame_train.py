@@ -55,9 +55,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from modalink.data import fame_languages, generate_synthetic_fame, load_fame_train, normalize_language
-from modalink.data.fame import FameLayout
-from modalink.data.fame_cache import FeatureCache, cache_name_for
+from modalink.face_voice import fame_languages, generate_synthetic_fame, load_fame_train, normalize_language
+from modalink.face_voice.layout import FameLayout
+from modalink.face_voice.cache import FeatureCache, cache_name_for
 from modalink.engine import EngineConfig, Trainer
 from modalink.face_voice import (FaceVoiceLossConfig, FaceVoiceModelConfig, FaceVoiceObjective,
                                  PairDataset, build_face_voice_model, collate_pairs)

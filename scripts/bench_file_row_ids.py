@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             if a.embed > 0:
                 import torch
 
-                from modalink.data.raw_mavceleb import embed_raw_files
+                from modalink.face_voice.raw import embed_raw_files
                 from modalink.encoders import create_encoder
 
                 torch.manual_seed(0)

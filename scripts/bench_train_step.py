@@ -1,7 +1,7 @@
 """Training-step throughput (face–voice PAIRS/s) of the FAME models on 4096-D face / 512-D voice inputs.
 
 Times forward + backward + optimizer step of the recipe's objective
-(:class:`modalink.face_voice.FaceVoiceObjective`: FOP = CE + OPL on the fused vector; SBNet = its
+(:class:`modalink.face_voice.objective.FaceVoiceObjective`: FOP = CE + OPL on the fused vector; SBNet = its
 single-modality rows in the ``fvfv`` layout, CE + OPL; sbnet_stems = both modalities through
 stems and trunk) on random tensors already in memory (no data loading), after warm-up, for a few
 batch sizes of pairs; prints a markdown table.

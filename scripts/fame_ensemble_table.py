@@ -22,11 +22,8 @@ from modalink.metrics import fast_eer
 
 def _fused(folder: Path, res: dict, variant: str, method: str) -> tuple[float, list[float]]:
     """(mean test EER, [val EER per language]) of the members fused by ``method``."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "fame"))
-    from ensemble_report import _fuse
-    from fame_scoring import eer_rows
+    from modalink.face_voice.layout import FameLayout
+    from modalink.face_voice.results import eer_rows, fuse_scores
 
     field = "score" if variant == "submitted" else "raw"
     ver = res["ver"]
@@ -39,10 +36,10 @@ def _fused(folder: Path, res: dict, variant: str, method: str) -> tuple[float, l
         tests = sorted(k[5:-5] for k in z[0] if k.startswith("test_") and k.endswith("_keys"))
         val, tx = np.stack([zi[f"val_{field}"] for zi in z], 1), {t: np.stack([zi[f"test_{t}_{field}"] for zi in z], 1)
                                                                    for t in tests}
-        fv, ft, _ = _fuse(method, val, y, tx)
+        fv, ft, _ = fuse_scores(method, val, y, tx)
         vals.append(float(fast_eer(y, fv)))
         scores.update({(lang, t): (list(z[0][f"test_{t}_keys"]), ft[t]) for t in tests})
-    rows = eer_rows(scores, root / "ground_truth" / ver)
+    rows = eer_rows(scores, FameLayout(root, ver).ground_truth_dir)
     return float(np.mean([r["eer"] for r in rows])), vals
 
 

@@ -12,13 +12,6 @@ from pathlib import Path
 
 import pytest
 
-# A script run as `python recipes/fame/train.py` finds its recipe's shared module (fame_common.py)
-# because Python puts the script's folder first on sys.path; tests that import the scripts as
-# modules do the same for them.
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-if str(RECIPES / "fame") not in sys.path:
-    sys.path.insert(0, str(RECIPES / "fame"))
-
 ACCELERATE_2PROC = """\
 compute_environment: LOCAL_MACHINE
 distributed_type: MULTI_CPU

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from modalink.data import generate_synthetic_fame, load_fame_train
+from modalink.face_voice import generate_synthetic_fame, load_fame_train
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "bench_fame_train.py"

@@ -16,7 +16,7 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
-from modalink.data import FeatureFileError
+from modalink.face_voice import FeatureFileError
 from challenge import (ChallengeError, Edition, FormatError, SubmissionError, get_edition, pack_submission,
                        read_ground_truth, read_pair_keys, score_submission, similarity_hint,
                        validate_submission, write_scores, write_submission)
@@ -102,7 +102,7 @@ def test_read_pair_list_and_ground_truth_errors(tmp_path: Path):
     p.write_text("a voices/English/0.wav faces/English/0.jpg\n\nb voices/English/1.wav faces/English/1.jpg\n")
     assert read_pair_keys(p) == ["a", "b"]
     p.write_text("a voices/English/0.wav faces/English/0.jpg\nb voices/English/1.wav\n")
-    # one reader (modalink.data.fame_lists) and one error type for the recipes and the challenge tools
+    # one reader (modalink.face_voice.lists) and one error type for the recipes and the challenge tools
     with pytest.raises(FeatureFileError, match=r"English_test.txt, line 2: expected 3 fields"):
         read_pair_keys(p)
     p.write_text("a v f\nb v f\na v f\n")

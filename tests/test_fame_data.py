@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modalink.data import (FAME_VERSIONS, FeatureCache, FeatureFileError, FameFeatures, FameLayout,
+from modalink.face_voice import (FAME_VERSIONS, FeatureCache, FeatureFileError, FameFeatures, FameLayout,
                            generate_synthetic_fame, load_fame_test, load_fame_train,
                            make_verification_trials, normalize_language, other_language,
                            read_feature_csv, read_ground_truth, read_pairs, remap_labels,
                            split_train_val)
-from modalink.data import synthetic_fame
+from modalink.face_voice import synthetic as synthetic_fame
 
 FD, VD = 24, 8   # small feature widths for speed
 SMALL = dict(n_train_ids=6, n_test_ids=3, rows_per_id=4, n_test_pairs=20, face_dim=FD, voice_dim=VD)

@@ -11,7 +11,7 @@ import pytest
 from challenge import validate_submission
 from challenge.combine import normalise_run
 from conftest import load_script
-from modalink.data import generate_synthetic_fame
+from modalink.face_voice import generate_synthetic_fame
 from modalink.score_norm import NormSpec
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "fame"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modalink.data import FeatureFileError, read_feature_csv
-from modalink.data.fame_arrow import read_feature_csv_arrow
+from modalink.face_voice import FeatureFileError, read_feature_csv
+from modalink.face_voice.feature_arrow import read_feature_csv_arrow
 
 pytest.importorskip("pyarrow")
 

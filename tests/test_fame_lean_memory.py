@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from modalink.data import FeatureCache
+from modalink.face_voice import FeatureCache
 from modalink.face_voice import FaceVoiceModelConfig, PairDataset, build_face_voice_model, collate_pairs, embed_rows
 
 

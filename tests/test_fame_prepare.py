@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from modalink.data.raw_mavceleb import (
+from modalink.face_voice.raw import (
     RawLayoutError,
     TrainClip,
     find_raw_layout,
@@ -299,7 +299,7 @@ def test_identity_labels():
 
 def test_output_loads_with_the_fame_reader(prepared):
     """The training recipe's reader accepts the written layout with the dims of feature_info.json."""
-    fame = pytest.importorskip("modalink.data.fame")
+    from modalink.face_voice import features as fame
     out = prepared["out"]
     info = json.loads((out / "feats" / "v1" / "feature_info.json").read_text())
     data = fame.FameFeatures.load(out, "v1", "Urdu", face_dim=info["face_dim"], voice_dim=info["voice_dim"],
@@ -536,7 +536,7 @@ def test_unreadable_raw_files_are_named_for_what_they_are(tmp_path):
     """A symlink loop is a ``symlink_loop`` for both loaders, a broken link says where it points."""
     import os
 
-    from modalink.data.raw_mavceleb import load_face_image, load_voice_clip, unreadable_file
+    from modalink.face_voice.raw import load_face_image, load_voice_clip, unreadable_file
 
     loop = tmp_path / "loop.wav"
     os.symlink("loop.wav", loop)

@@ -151,8 +151,10 @@ def test_one_data_loader_per_part_and_modality_while_shards_are_cut(tmp_path, mo
     make_raw(raw)
     calls: list[int] = []
     shards: list[int] = []
-    real_embed = prepare_mod.embed_raw_files
-    real_write = prepare_mod.EmbeddingCache._write_shard
+    from modalink.face_voice import extraction
+
+    real_embed = extraction.embed_raw_files
+    real_write = extraction.EmbeddingCache._write_shard
 
     def counting_embed(enc, root, relpaths, **kw):
         calls.append(len(relpaths))
@@ -162,9 +164,9 @@ def test_one_data_loader_per_part_and_modality_while_shards_are_cut(tmp_path, mo
         shards.append(sum(len(r) for r, _ in held))
         real_write(sdir, name, held, probs)
 
-    monkeypatch.setattr(prepare_mod, "embed_raw_files", counting_embed)
-    monkeypatch.setattr(prepare_mod, "SHARD_SIZE", 2)
-    monkeypatch.setattr(prepare_mod.EmbeddingCache, "_write_shard", staticmethod(counting_write))
+    monkeypatch.setattr(extraction, "embed_raw_files", counting_embed)
+    monkeypatch.setattr(extraction, "SHARD_SIZE", 2)
+    monkeypatch.setattr(extraction.EmbeddingCache, "_write_shard", staticmethod(counting_write))
     assert prepare_mod.main(_argv(raw, tmp_path / "out")) == 0
     assert calls == [8, 8, 4, 6]  # train faces, train voices, test faces, test voices
     assert len(shards) > 4 and sum(shards) == 8 + 8 + 4 + 6

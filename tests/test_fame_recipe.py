@@ -14,7 +14,7 @@ import yaml
 
 from challenge import score_submission, validate_submission
 from conftest import launch_2proc, load_script
-from modalink.data import generate_synthetic_fame
+from modalink.face_voice import generate_synthetic_fame
 from modalink.models import create_model
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "fame"
@@ -94,7 +94,7 @@ def test_official_checkpoint_scoring(feats_root: Path, tmp_path: Path) -> None:
     finally:
         info.unlink()
     # the official scorer: L2 distance of the gated fusion's tanh(branch) outputs
-    from modalink.data import load_fame_test
+    from modalink.face_voice import load_fame_test
 
     t = load_fame_test(feats_root, "v3", "English", "English", face_dim=64, voice_dim=32)
     with torch.no_grad():
@@ -109,9 +109,9 @@ def test_official_checkpoint_scoring(feats_root: Path, tmp_path: Path) -> None:
 def test_unset_settings_are_none_and_old_run_configs_load(tmp_path: Path) -> None:
     """Not-set data/run settings are None (null in config.yaml); a run folder written when they
     were 0 / "" still loads (evaluate.py, verify.py) to the same config."""
-    from fame_common import FameConfig, feature_dims
-
     from modalink.config import ConfigError, load_config
+    from modalink.face_voice.config import FameConfig
+    from modalink.face_voice.layout import feature_dims
 
     cfg = load_config(FameConfig)
     d, r = cfg.data, cfg.run
@@ -121,11 +121,11 @@ def test_unset_settings_are_none_and_old_run_configs_load(tmp_path: Path) -> Non
                    "run:\n  feats_root: ''\n  ground_truth: ''\n")
     assert load_config(FameConfig, old) == cfg
     # widths: data.face_dim / voice_dim, else feature_info.json, else the official 4096 / 512
-    assert feature_dims(tmp_path, "v3", d) == (4096, 512)
+    assert feature_dims(tmp_path, "v3", d.face_dim, d.voice_dim) == (4096, 512)
     (tmp_path / "feats" / "v3").mkdir(parents=True)
     (tmp_path / "feats" / "v3" / "feature_info.json").write_text('{"face_dim": 512, "voice_dim": 192}')
-    assert feature_dims(tmp_path, "v3", d) == (512, 192)
-    assert feature_dims(tmp_path, "v3", load_config(FameConfig, None, ["data.face_dim=64"]).data) == (64, 192)
+    assert feature_dims(tmp_path, "v3", d.face_dim, d.voice_dim) == (512, 192)
+    assert feature_dims(tmp_path, "v3", 64) == (64, 192)
     with pytest.raises(ConfigError, match=r"data.val_ids: -1 is out of range; it must be >= 1"):
         load_config(FameConfig, None, ["data.val_ids=-1"])
 

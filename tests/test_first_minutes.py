@@ -97,7 +97,7 @@ def test_train_says_what_it_does_before_generating_the_synthetic_set(tmp_path):
 # ----------------------------------------------------------------------------- FAME layout
 @pytest.fixture(scope="module")
 def tiny_fame(tmp_path_factory) -> Path:
-    from modalink.data import generate_synthetic_fame
+    from modalink.face_voice import generate_synthetic_fame
 
     root = tmp_path_factory.mktemp("fame") / "synthetic_data"
     generate_synthetic_fame(root, ver="v3", seed=0, n_train_ids=3, n_test_ids=2, rows_per_id=3, n_test_pairs=4,
@@ -106,7 +106,7 @@ def tiny_fame(tmp_path_factory) -> Path:
 
 
 def _layout_error(root: Path, ver: str) -> str:
-    from modalink.data import FameFeatures, FameLayoutError
+    from modalink.face_voice import FameFeatures, FameLayoutError
 
     with pytest.raises(FameLayoutError) as info:
         FameFeatures.load(root, ver, "English", use_cache=False, face_dim=8, voice_dim=4)
@@ -257,12 +257,13 @@ def test_engine_num_threads_pins_torch_threads():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    fame_common = load_script("fame_common", FAME / "fame_common.py")
+    from modalink.face_voice.config import FameConfig
+
     for name in ("default", "fop", "sbnet", "sbnet_stems"):  # the README's FAME rows hold on any machine
-        assert load_config(fame_common.FameConfig, FAME / "hparams" / f"{name}.yaml").engine.num_threads == 1
+        assert load_config(FameConfig, FAME / "hparams" / f"{name}.yaml").engine.num_threads == 1
     from modalink.classification.srmm import SRMMConfig
 
     srmm = load_config(SRMMConfig, ROOT / "recipes/srmm/hparams/default.yaml")
     assert srmm.engine.num_threads == 1  # ... and the SRMM table
     with pytest.raises(Exception, match="num_threads"):
-        load_config(fame_common.FameConfig, None, ["engine.num_threads=-1"])
+        load_config(FameConfig, None, ["engine.num_threads=-1"])

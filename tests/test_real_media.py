@@ -348,11 +348,10 @@ def test_verify_one_face_against_one_voice(pipeline, capsys):
                     .read_text().splitlines())[line[0]]
     assert dist == pytest.approx(float(expected), abs=1e-4)
     # the same through the library
-    from fame_common import load_model_from_run
+    from modalink.face_voice.runs import load_model_from_run
+    from modalink.face_voice.verify import FaceVoiceVerifier, RawMediaEmbedder, require_feature_info
 
-    from modalink.face_voice_verify import FaceVoiceVerifier, RawMediaEmbedder, read_feature_info
-
-    info, _ = read_feature_info(pipeline["feats"], "v1")
+    info, _ = require_feature_info(pipeline["feats"], "v1")
     model = load_model_from_run(pipeline["run"] / "v1_English", 512, 192)
     embedder = RawMediaEmbedder.from_feature_info(info, device="cpu", progress=False)
     verifier = FaceVoiceVerifier(model, embedder, "English")

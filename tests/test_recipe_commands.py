@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the recipes' commands: scripts with a ``__main__`` block (shared modules such as fame_common.py have none)
+#: the recipes' commands: scripts with a ``__main__`` block
 COMMANDS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").glob("*/*.py")
                   if '__name__ == "__main__"' in p.read_text(encoding="utf-8"))
 

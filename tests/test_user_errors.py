@@ -37,7 +37,7 @@ def test_every_error_a_user_can_cause_is_a_user_error():
     from modalink.classification.image_features import ImageReadError
     from modalink.config import ConfigError
     from modalink.classification.records import DatasetFormatError
-    from modalink.data.fame_csv import FeatureFileError
+    from modalink.face_voice.layout import FeatureFileError
     from modalink.encoders import NoFaceError, PreprocessError, ShortAudioError
     from modalink.engine.trainer import DivergedError
     from modalink.text.word_vectors import WordVectorsFormatError
@@ -61,7 +61,7 @@ def test_every_error_a_user_can_cause_is_a_user_error():
 def test_unknown_registry_names_are_one_line_user_errors_listing_the_known_ones(make, capsys):
     from modalink.classification.image_features import create_image_features
     from modalink.classification.records import load_dataset
-    from modalink.data.fame import fame_languages
+    from modalink.face_voice.layout import fame_languages
     from modalink.encoders import create_encoder
     from modalink.models import create_model
     from modalink.models.fusion import create_fusion
@@ -192,7 +192,7 @@ def test_word_vectors_with_a_non_finite_value_are_refused_with_file_and_line(bad
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "1e39"])
 def test_fame_feature_csv_with_a_non_finite_value_is_refused_with_line_and_column(bad, tmp_path):
-    from modalink.data.fame_csv import FeatureFileError, read_feature_csv
+    from modalink.face_voice import FeatureFileError, read_feature_csv
 
     path = tmp_path / "faces.csv"
     path.write_text(f"0.1,0.2,3\n0.3,{bad},4\n0.5,0.6,5\n")
@@ -210,8 +210,8 @@ def test_fame_feature_csv_with_a_non_finite_value_is_refused_with_line_and_colum
 
 @pytest.mark.parametrize("bad", ["nan", "inf"])
 def test_ground_truth_with_a_non_finite_label_is_refused_with_line(bad, tmp_path):
-    from modalink.data.fame_csv import FeatureFileError
-    from modalink.data.fame_lists import read_ground_truth
+    from modalink.face_voice.layout import FeatureFileError
+    from modalink.face_voice.lists import read_ground_truth
 
     path = tmp_path / "English_test.txt"
     path.write_text(f"a 1\nb 0\nc {bad}\n")

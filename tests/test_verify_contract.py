@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from modalink.data.raw_mavceleb import RawEncoderSettings
+from modalink.face_voice.raw import RawEncoderSettings
 from modalink.encoders import create_encoder
 from modalink.encoders.contract_check import InputContractError
-from modalink.face_voice_verify import (
+from modalink.face_voice.verify import (
     FaceVoiceVerifier,
     RawMediaEmbedder,
     check_model_inputs,
@@ -114,7 +114,7 @@ def test_verifier_warns_about_random_weights_and_accepted_mismatch(checkpoints, 
     s = _settings(random_weights=True)
     emb = _embedder(s)
     model = Exported(_contract(s, emb))
-    with caplog.at_level(logging.WARNING, logger="modalink.face_voice_verify"):
+    with caplog.at_level(logging.WARNING, logger="modalink.face_voice.verify"):
         v = FaceVoiceVerifier(model, emb)
     assert v.random_weights and "RANDOM weights" in caplog.text and "mean nothing" in caplog.text
     pretrained = _embedder(_settings(voice_weights=str(checkpoints["a"])))
@@ -122,6 +122,6 @@ def test_verifier_warns_about_random_weights_and_accepted_mismatch(checkpoints, 
     with pytest.raises(InputContractError, match="allow_encoder_mismatch=True"):
         FaceVoiceVerifier(model, pretrained)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="modalink.face_voice_verify"):
+    with caplog.at_level(logging.WARNING, logger="modalink.face_voice.verify"):
         FaceVoiceVerifier(model, pretrained, allow_encoder_mismatch=True)
     assert "used anyway" in caplog.text and "RANDOM" not in caplog.text

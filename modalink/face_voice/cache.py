@@ -33,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 
-from modalink.data.fame_csv import read_feature_csv
+from modalink.face_voice.feature_csv import read_feature_csv
 from modalink.errors import InputError
 from modalink.io import atomic_path, atomic_write_text, file_digest
 
@@ -122,7 +122,7 @@ class FeatureCache:
     def load(self, csv_path: str | os.PathLike, dim: int, has_label: bool | None = True, *,
              name: str | None = None, mmap: bool = False, progress: bool = False
              ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Like :func:`~modalink.data.fame_csv.read_feature_csv`, through the cache.
+        """Like :func:`~modalink.face_voice.feature_csv.read_feature_csv`, through the cache.
 
         ``mmap=True`` returns read-only memory maps of the cached arrays, the converting call
         included (the parsed arrays are dropped once written), so only the pages a caller

@@ -1,22 +1,24 @@
-"""The FAME recipe's command-line pieces that need no torch: train.py and evaluate.py build their
-parsers from these before importing anything heavy, so ``--help`` answers at once.
-Found because Python puts a script's own folder first on ``sys.path``."""
+"""Command-line pieces of the FAME scripts that need no torch: parsers are built from these before
+anything heavy is imported, so ``--help`` answers at once."""
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_CONFIG = HERE / "hparams" / "default.yaml"
+import yaml
+
+from modalink.face_voice.layout import FAME_VERSIONS, SPLITS_DIR, TEST_DIR, TRAIN_DIR
+
+__all__ = ["add_data_arguments", "key_value"]
 
 
-def add_data_arguments(parser: Any) -> None:
-    """The data/output options shared by train.py and evaluate.py."""
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data options shared by the training, evaluation and ensemble scripts."""
     parser.add_argument("--feats-root", default=None,
-                        help="folder holding feats/, preExtracted_vggFace_utteranceLevel_Features/ and "
-                             "face_voice_association_splits/ (default: generate a synthetic MAV-Celeb-like "
+                        help=f"folder holding {TRAIN_DIR}/, {TEST_DIR}/ and "
+                             f"{SPLITS_DIR}/ (default: generate a synthetic MAV-Celeb-like "
                              "set under <output-dir>/synthetic_data)")
-    parser.add_argument("--ver", default="v3", choices=["v1", "v2", "v3"], help="MAV-Celeb version")
+    parser.add_argument("--ver", default="v3", choices=sorted(FAME_VERSIONS), help="MAV-Celeb version")
     parser.add_argument("--train-lang", default="all",
                         help="training language, or 'all' for both languages of the version (the full "
                              "4-condition FAME protocol)")
@@ -26,4 +28,12 @@ def add_data_arguments(parser: Any) -> None:
     parser.add_argument("--edition", default="2026", help="submission naming: 2026 or 2024")
 
 
-__all__ = ["HERE", "DEFAULT_CONFIG", "add_data_arguments"]
+def key_value(text: str) -> tuple[str, Any]:
+    """An argparse ``type`` for ``KEY=VALUE`` (the value read as YAML)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        return k.strip(), yaml.safe_load(v)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: value is not valid YAML ({e})") from None

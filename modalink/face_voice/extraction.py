@@ -1,7 +1,7 @@
-#!/usr/bin/env python
-"""Extract face and voice features from the raw MAV-Celeb release into the official CSV layout.
+"""Extraction of face and voice features from the raw MAV-Celeb release into the official CSV layout
+(:func:`prepare_features`, the work of ``recipes/fame/prepare.py``).
 
-Writes, under ``--output`` (FEATS_ROOT), exactly the files the FAME training recipe reads:
+Writes, under ``output`` (FEATS_ROOT), exactly the files the FAME training recipe reads:
 
 * ``feats/<ver>/<Lang>_feats/<Lang>_{faces,voices}_train.csv`` — one row per (face, voice)
   pair, identity label in the last column (``idNNNN`` → NNNN);
@@ -11,9 +11,9 @@ Writes, under ``--output`` (FEATS_ROOT), exactly the files the FAME training rec
 * ``feats/<ver>/feature_info.json`` and ``preExtracted_.../<ver>/feature_info.json`` — feature
   dimensions (512 face / 192 voice with the default encoders, unlike the official 4096/512),
   the encoders (name, weights, arguments, contracts), the label map and the pairing rule;
-  ``recipes/fame/verify.py`` reads them to embed raw files the same way.
+  the raw-media verifier (:mod:`modalink.face_voice.verify`) reads them to embed raw files the same way.
 
-Pairing rule for training rows: see :mod:`modalink.data.raw_mavceleb` (each voice clip is paired
+Pairing rule for training rows: see :mod:`modalink.face_voice.raw` (each voice clip is paired
 with a face image of the same identity and language, same video first, deterministic).
 
 Audio files of every format the audio loader decodes are used (wav, flac, mp3, ogg ...; see
@@ -34,16 +34,9 @@ merges them and writes everything else (the lock, the log, the CSVs): the same o
 process.
 Everything (layout, pair lists, device, the weights of BOTH encoders) is checked before the run
 folder is created: a failed check leaves nothing behind.
-
-Example::
-
-    python recipes/fame/prepare.py --raw-root /data/mavceleb_v1 --ver v1 --output data/fame \\
-        --face-weights ~/weights/20180402-114759-vggface2.pt \\
-        --voice-weights ~/weights/spkrec-ecapa-voxceleb --offline
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -52,17 +45,16 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
-import yaml
 
-from modalink.data.fame import FAME_VERSIONS
-from modalink.data.raw_mavceleb import (
+from modalink.face_voice.layout import (FAME_VERSIONS, SPLITS_DIR, TEST_DIR, TRAIN_DIR, FameLayout, FeatureInfoError,
+                                        list_file_name, load_feature_info, write_feature_info)
+from modalink.face_voice.raw import (
     FileVerdict,
     MediaProblem,
     RawEncoderSettings,
@@ -85,8 +77,7 @@ from modalink.data.raw_mavceleb import (
 from modalink.data.embedding_cache import CacheKey, EmbeddingCache, EncodedRows, RowProblem, file_row_id
 from modalink.data.processes import Processes
 from modalink.engine.run_folder import LOCK_FILE, hold_lock
-from modalink.cli import command_parser
-from modalink.errors import UserError, run_cli
+from modalink.errors import UserError
 from modalink.io import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:  # torch: imported when the arguments are parsed, so --help answers at once
@@ -94,9 +85,9 @@ if TYPE_CHECKING:  # torch: imported when the arguments are parsed, so --help an
 
 log = logging.getLogger("modalink.prepare")
 
-TRAIN_DIR = "feats"
-TEST_DIR = "preExtracted_vggFace_utteranceLevel_Features"
-SPLITS_DIR = "face_voice_association_splits"
+__all__ = ["PrepareConfig", "ExtractedFiles", "ProblemReport", "PeerStoppedError", "check_config", "prepare_features",
+           "encoder_identity", "encoder_tag", "write_csv", "write_train_csvs"]
+
 REPORT_NAME = "report.csv"
 REPORT_FIELDS = ("part", "modality", "file", "problem", "action", "detail")
 PAIRING_RULE = (
@@ -454,9 +445,9 @@ def write_train_csvs(out: Path, ver: str, lang: str, pairs: list[TrainPair], fac
         face_rows.append(f)
         voice_rows.append(v)
         labs.append(labels[p.identity])
-    folder = out / TRAIN_DIR / ver / f"{lang}_feats"
-    write_csv(folder / f"{lang}_faces_train.csv", face_rows, fmt, labs)
-    write_csv(folder / f"{lang}_voices_train.csv", voice_rows, fmt, labs)
+    layout = FameLayout(out, ver)
+    write_csv(layout.train_csv(lang, "face"), face_rows, fmt, labs)
+    write_csv(layout.train_csv(lang, "voice"), voice_rows, fmt, labs)
     return {"rows": len(face_rows), "pairs_dropped": dropped,
             "identities": len({p.identity for p in pairs})}
 
@@ -503,7 +494,7 @@ def check_config(cfg: PrepareConfig) -> tuple[tuple[str, str], RawLayout]:
                             "--test-root or --parts train")
         missing = [lang for lang in langs if lang not in layout.pair_lists]
         if missing:
-            raise UserError(f"pair list(s) {', '.join(f'{m}_test.txt' for m in missing)} not found under "
+            raise UserError(f"pair list(s) {', '.join(list_file_name(m) for m in missing)} not found under "
                             f"{cfg.splits or cfg.raw_root}; use --splits DIR or --parts train")
     return langs, layout
 
@@ -534,7 +525,7 @@ def lock_output(folder: Path, made: list[Path], option: str) -> int:
     return hold_lock(folder, option=option, holder="prepare.py, ")
 
 
-def prepare(cfg: PrepareConfig) -> dict[str, Any]:
+def prepare_features(cfg: PrepareConfig) -> dict[str, Any]:
     """Run the whole extraction; returns the summary (also written to ``<run_dir>/summary.json``).
 
     Settings, layout and device are checked first; then ``--output`` (and a ``--cache-dir``
@@ -588,7 +579,7 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
         run_dir = Path(cfg.run_dir) if cfg.run_dir else out / "prepare_runs" / f"{cfg.ver}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = procs.broadcast(run_dir)
         cfg.run_dir = str(run_dir)
-        logger = start_run(run_dir, cfg, is_main=procs.is_main, log_name="modalink")
+        logger = start_run(run_dir, cfg, is_main=procs.is_main)
         try:
             return _prepare(cfg, langs, layout, device, face_enc, voice_enc, out, run_dir, cache_root, logger, procs)
         except BaseException as e:
@@ -617,6 +608,7 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
              voice_enc: Encoder, out: Path, run_dir: Path, cache_root: Path, logger: logging.Logger,
              procs: Processes) -> dict[str, Any]:
     t0 = time.time()
+    feats = FameLayout(out, cfg.ver)  # what is written: the official layout under --output
     logger.info("layout: train=%s test=%s pair lists=%s", layout.train_root, layout.test_root,
                 {k: str(v) for k, v in layout.pair_lists.items()})
     face_id = encoder_identity(cfg.face_encoder, face_enc, cfg, {"no_face": cfg.no_face, "args": cfg.face_args})
@@ -735,10 +727,10 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                 frows.append(f)
                 vrows.append(v)
             for heard in langs:
-                folder = out / TEST_DIR / cfg.ver / heard
-                write_csv(folder / f"{test_lang}_faces_test.csv", frows, cfg.float_format)
-                write_csv(folder / f"{test_lang}_voices_test.csv", vrows, cfg.float_format)
-            dst = out / SPLITS_DIR / cfg.ver / f"{test_lang}_test.txt"
+                folder = feats.test_csv_dir(heard)
+                write_csv(folder / feats.test_csv_name(test_lang, "face"), frows, cfg.float_format)
+                write_csv(folder / feats.test_csv_name(test_lang, "voice"), vrows, cfg.float_format)
+            dst = feats.pair_list(test_lang)
             src = layout.pair_lists[test_lang]
             report.mark(src, "used")
             if not (dst.exists() and dst.resolve() == src.resolve()):
@@ -757,7 +749,8 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
                 by_lang: dict[str, int] = {}
                 for lang in uses.get((modality, r), []):
                     by_lang[lang] = by_lang.get(lang, 0) + 1
-                out_actions[r] = "; ".join(f"zero row on {n} line(s) of {lang}_test.txt ({lang}_{modality}s_test.csv)"
+                out_actions[r] = "; ".join(f"zero row on {n} line(s) of {list_file_name(lang)} "
+                                           f"({feats.test_csv_name(lang, modality)})"
                                            for lang, n in sorted(by_lang.items()))
             return out_actions
 
@@ -766,8 +759,7 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
 
     for key, counts in summary["extraction"].items():
         logger.info("%s: %s", key, {k: v for k, v in counts.items()})
-    train_info = out / TRAIN_DIR / cfg.ver / "feature_info.json"
-    test_info = out / TEST_DIR / cfg.ver / "feature_info.json"
+    train_info, test_info = feats.feature_info_files
     if "train" not in cfg.parts:
         label_map = _label_map_of(train_info, logger)
     info = {
@@ -781,9 +773,9 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
         "test_missing_rows": "zeros",
     }
     if "train" in cfg.parts:
-        atomic_write_text(train_info, json.dumps(info, indent=2) + "\n")
+        write_feature_info(train_info, info)
     if "test" in cfg.parts:
-        atomic_write_text(test_info, json.dumps(info, indent=2) + "\n")
+        write_feature_info(test_info, info)
     elif test_info.is_file():  # a test side prepared before the train side: give it the label map
         _fill_label_map(test_info, info, logger)
     raw = Path(cfg.raw_root)
@@ -806,11 +798,11 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
 
 
 def _read_info(path: Path) -> dict[str, Any] | None:
+    """A ``feature_info.json`` written earlier, or ``None`` when it is missing or damaged."""
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_feature_info(path)
+    except FeatureInfoError:
         return None
-    return info if isinstance(info, dict) else None
 
 
 def _label_map_of(train_info: Path, logger: logging.Logger) -> dict[str, Any]:
@@ -844,90 +836,5 @@ def _fill_label_map(test_info: Path, info: dict[str, Any], logger: logging.Logge
         logger.warning("%s keeps its empty label_map: its features come from other encoders or settings than "
                        "this training side (run --parts test again to prepare it the same way)", test_info)
         return
-    atomic_write_text(test_info, json.dumps({**old, "label_map": info["label_map"]}, indent=2) + "\n")
+    write_feature_info(test_info, {**old, "label_map": info["label_map"]})
     logger.info("label map of the training side copied to %s", test_info)
-
-
-def _kv(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        return k.strip(), yaml.safe_load(v)
-    except yaml.YAMLError as e:
-        raise argparse.ArgumentTypeError(f"{text!r}: value is not valid YAML ({e})") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = command_parser(
-        "Extract face/voice features from raw MAV-Celeb into the official FAME CSV layout (resumable and "
-        "incremental through the shared embedding cache; problem files listed in <run-dir>/report.csv).",
-        prog="recipes/fame/prepare.py", show_defaults=True)
-    p.add_argument("--raw-root", required=True, help="raw MAV-Celeb folder (train and test folders, pair lists)")
-    p.add_argument("--ver", default="v1", choices=sorted(FAME_VERSIONS), help="MAV-Celeb version")
-    p.add_argument("--output", required=True, help="FEATS_ROOT: where feats/, preExtracted_.../ and splits go")
-    p.add_argument("--face-encoder", default="facenet_vggface2", help="registered face/image encoder")
-    p.add_argument("--voice-encoder", default="ecapa_voxceleb", help="registered voice encoder")
-    p.add_argument("--face-weights", help="local face weights file (e.g. 20180402-114759-vggface2.pt)")
-    p.add_argument("--voice-weights", help="local folder with embedding_model.ckpt (spkrec-ecapa-voxceleb)")
-    p.add_argument("--face-arg", action="append", type=_kv, default=[], metavar="KEY=VALUE",
-                   help="extra face-encoder argument (YAML value), repeatable")
-    p.add_argument("--voice-arg", action="append", type=_kv, default=[], metavar="KEY=VALUE",
-                   help="extra voice-encoder argument (YAML value), e.g. channels=[32,32,32,32,96]")
-    p.add_argument("--offline", action="store_true", help="never download weights (also MODALINK_OFFLINE=1)")
-    p.add_argument("--random-weights", action="store_true", help="random encoder weights: a plumbing check, the features mean nothing (recorded in "
-                   "summary.json and feature_info.json)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
-    p.add_argument("--no-face", default="center_crop", choices=["center_crop", "skip"],
-                   help="when MTCNN finds no face: centre crop the image, or skip it")
-    p.add_argument("--min-seconds", type=float, default=0.5, help="shorter clips count as bad audio")
-    p.add_argument("--batch-size", type=int, default=32, help="files per batch (MTCNN and the encoders)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one, else cpu), cpu, cuda, cuda:1 ...")
-    p.add_argument("--parts", default="train,test", help="comma-separated subset of train,test")
-    p.add_argument("--train-root", help="training folder (default: found under --raw-root)")
-    p.add_argument("--test-root", help="test folder (default: found under --raw-root)")
-    p.add_argument("--splits", help="folder with <Lang>_test.txt (default: searched under --raw-root)")
-    p.add_argument("--cache-dir", help="embedding cache (default: OUTPUT/.cache/embeddings)")
-    p.add_argument("--run-dir", help="run folder (default: OUTPUT/prepare_runs/<ver>-<time>)")
-    p.add_argument("--retry-failed", action="store_true", help="retry files that failed before")
-    p.add_argument("--collective-timeout", type=float, default=3600.0, metavar="SECONDS",
-                   help="under accelerate launch: how long a process waits for the others (the slowest block of "
-                        "files, the merge) before the job ends naming the lost process")
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> PrepareConfig:
-    """The :class:`PrepareConfig` for parsed command-line arguments."""
-    return PrepareConfig(
-        raw_root=args.raw_root, output=args.output, ver=args.ver, face_encoder=args.face_encoder,
-        voice_encoder=args.voice_encoder, face_weights=args.face_weights, voice_weights=args.voice_weights,
-        face_args=dict(args.face_arg), voice_args=dict(args.voice_arg), offline=args.offline,
-        random_weights=args.random_weights, seed=args.seed, no_face=args.no_face,
-        min_seconds=args.min_seconds, batch_size=args.batch_size, workers=args.workers, device=args.device,
-        parts=[s.strip() for s in args.parts.split(",") if s.strip()], train_root=args.train_root,
-        test_root=args.test_root, splits=args.splits, cache_dir=args.cache_dir, run_dir=args.run_dir,
-        retry_failed=args.retry_failed, collective_timeout_s=args.collective_timeout,
-    )
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from modalink.encoders.base import MissingWeightsError
-
-    try:
-        prepare(config_from_args(args))
-    except MissingWeightsError as e:  # several lines (one block per encoder), printed once
-        if os.environ.get("RANK", "0") in ("", "0"):  # by the main process of a launched job
-            print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry: exit code 0, or 2 with one ``error:`` message (``--debug``: traceback)."""
-    return run_cli(_main, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

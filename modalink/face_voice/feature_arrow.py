@@ -1,7 +1,7 @@
 """Multi-threaded reader for well-formed FAME feature CSVs, built on pyarrow's number parser.
 
 :func:`read_feature_csv_arrow` returns exactly what the strict reader
-(:func:`modalink.data.fame_csv.read_feature_csv`) returns for the same file, or ``None``
+(:func:`modalink.face_voice.feature_csv.read_feature_csv`) returns for the same file, or ``None``
 whenever it cannot vouch for that: pyarrow missing, a row of another width, an empty,
 non-numeric or non-finite cell, a blank line inside the data, invalid UTF-8, bare ``\\r`` line
 ends. The caller then runs the strict reader, which locates and reports the problem (file,

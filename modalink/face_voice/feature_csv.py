@@ -2,13 +2,13 @@
 
 * :func:`read_feature_csv` — headerless feature CSVs (one row per face/voice pair, optional
   trailing identity-label column). By default a well-formed file is read by pyarrow's
-  multi-threaded CSV reader (:mod:`modalink.data.fame_arrow`, same values bit for bit); any
+  multi-threaded CSV reader (:mod:`modalink.face_voice.feature_arrow`, same values bit for bit); any
   file it declines goes through the strict parser: rows parsed in chunks with NumPy's
   ``loadtxt`` into one preallocated float32 array, widths checked per line, and any parse
   failure re-located so the error names the file, the 1-based line and the column. Either
   way once per CSV: later loads come from the content-checked ``.npy`` cache.
 
-Pair lists and ground truth are read by :mod:`modalink.data.fame_lists`.
+Pair lists and ground truth are read by :mod:`modalink.face_voice.lists`.
 """
 from __future__ import annotations
 
@@ -19,18 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from modalink.errors import FileFormatError, InputError
+from modalink.errors import InputError
+from modalink.face_voice.layout import FeatureFileError
 from modalink.progress import progress_bar
 
 __all__ = [
-    "FeatureFileError", "read_feature_csv",
+    "read_feature_csv",
 ]
 
 _INT_RE = re.compile(r"[+-]?\d+\Z")
-
-
-class FeatureFileError(FileFormatError):
-    """A FAME text file is malformed; ``path`` / ``line`` / ``column`` say where (1-based)."""
 
 
 def _count_rows_upper_bound(path: Path, block: int = 1 << 24) -> int:
@@ -141,7 +138,7 @@ def read_feature_csv(path: str | os.PathLike, dim: int, has_label: bool | None =
         if magic.startswith(sig):
             raise FeatureFileError(path, f"is {kind}, not a text CSV; {fix} first")
     if engine == "auto" and size > 0:
-        from modalink.data.fame_arrow import read_feature_csv_arrow
+        from modalink.face_voice.feature_arrow import read_feature_csv_arrow
 
         fast = read_feature_csv_arrow(path, dim, has_label, progress=progress)
         if fast is not None:

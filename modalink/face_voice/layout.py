@@ -1,39 +1,36 @@
-"""FAME challenge / MAV-Celeb pre-extracted features: layout, versions and loaders.
+"""The FAME challenge / MAV-Celeb layout: versions, languages, identity counts, feature widths,
+and every folder and file name, with the reader and writer of ``feature_info.json``.
 
-Layout under ``feats_root`` (as users download it)::
+Layout under ``feats_root`` (as users download it, and as ``prepare_features`` writes it)::
 
     feats/<ver>/<Lang>_feats/<Lang>_{faces,voices}_train.csv           (last column = identity)
+    feats/<ver>/feature_info.json                                       (prepare_features only)
     preExtracted_vggFace_utteranceLevel_Features/<ver>/<HeardLang>/<TestLang>_{faces,voices}_test.csv
         (or <TestLang>_{faces,voices}_unheard_test.csv for the unheard language)
+    preExtracted_vggFace_utteranceLevel_Features/<ver>/feature_info.json (prepare_features only)
     face_voice_association_splits/<ver>/<TestLang>_test.txt             (key voice_path face_path)
+    ground_truth/<ver>/<TestLang>_test.txt                              (key label; optional)
 
 Test CSV row ``i`` is the face (or voice) of pair-list line ``i``. The unheard language's
 test features sit in the folder of the model's training language (``HeardLang``).
-
-Typical use::
-
-    data = FameFeatures.load("/data/mavceleb", "v3", "English")
-    train_idx, val_idx = split_train_val(data.train.labels, val_fraction=0.1, seed=0)
-    data.heard.faces, data.heard.voices, data.heard.keys      # English test pairs
-    data.unheard.faces, data.unheard.voices, data.unheard.keys  # German test pairs
+This module imports no torch: the challenge tools use it too.
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from modalink.data.fame_cache import FeatureCache, cache_name_for, file_digest
-from modalink.data.fame_csv import FeatureFileError, read_feature_csv
-from modalink.data.fame_lists import PairEntry, read_pairs
-from modalink.errors import InputError, UnknownNameError, UserError
+from modalink.errors import FileFormatError, InputError, UnknownNameError, UserError
 
 __all__ = [
-    "FACE_DIM", "VOICE_DIM", "FAME_VERSIONS", "FAME_IDENTITY_COUNTS", "DEFAULT_CACHE_SUBDIR",
-    "fame_languages", "normalize_language", "other_language", "remap_labels", "FameLayout",
-    "FameLayoutError", "check_fame_layout", "FameTrainSet", "FameTestSet", "FameFeatures", "load_fame_train", "load_fame_test",
+    "FACE_DIM", "VOICE_DIM", "FAME_VERSIONS", "FAME_IDENTITY_COUNTS", "DEFAULT_CACHE_SUBDIR", "TRAIN_DIR",
+    "TEST_DIR", "SPLITS_DIR", "GROUND_TRUTH_DIR", "LIST_SUFFIX", "FEATURE_INFO", "SCORING_FILE", "FeatureFileError",
+    "FeatureInfoError", "fame_languages", "normalize_language", "other_language", "list_file_name", "FameLayout",
+    "FameLayoutError", "check_fame_layout", "find_feature_info", "read_feature_info", "load_feature_info",
+    "write_feature_info", "feature_dims",
 ]
 
 FACE_DIM = 4096   # VGGFace fc7, post-ReLU
@@ -52,7 +49,22 @@ DEFAULT_CACHE_SUBDIR = ".modalink_cache"
 TRAIN_DIR = "feats"
 TEST_DIR = "preExtracted_vggFace_utteranceLevel_Features"
 SPLITS_DIR = "face_voice_association_splits"
+GROUND_TRUTH_DIR = "ground_truth"
+#: the end of every pair-list and ground-truth file name, ``<Lang>_test.txt``
+LIST_SUFFIX = "_test.txt"
+#: what prepare_features writes next to its CSVs: widths, encoders, label map, pairing rule
+FEATURE_INFO = "feature_info.json"
+#: per training language, the scoring embeddings and scores of a run (modalink.face_voice.scoring)
+SCORING_FILE = "scoring.npz"
 _MODALITY_FILE = {"face": "faces", "faces": "faces", "voice": "voices", "voices": "voices"}
+
+
+class FeatureFileError(FileFormatError):
+    """A FAME file is malformed; ``path`` / ``line`` / ``column`` say where (1-based)."""
+
+
+class FeatureInfoError(FeatureFileError):
+    """A ``feature_info.json`` that cannot be read or lacks its integer feature widths."""
 
 
 def fame_languages(ver: str) -> tuple[str, str]:
@@ -78,11 +90,9 @@ def other_language(ver: str, lang: str) -> str:
     return b if lang == a else a
 
 
-def remap_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map arbitrary identity labels to ``0..C-1``: returns ``(codes int64, classes)`` with
-    ``classes[codes] == labels`` and ``classes`` sorted."""
-    classes, codes = np.unique(np.asarray(labels), return_inverse=True)
-    return codes.astype(np.int64).reshape(-1), classes
+def list_file_name(lang: str) -> str:
+    """File name of a language's pair list / ground truth: ``<Lang>_test.txt``."""
+    return f"{lang}{LIST_SUFFIX}"
 
 
 def _modality_file(modality: str) -> str:
@@ -103,19 +113,51 @@ class FameLayout:
         object.__setattr__(self, "root", Path(self.root))
         fame_languages(self.ver)
 
+    @property
+    def train_root(self) -> Path:
+        """``feats/<ver>``: the training CSVs and the training side's ``feature_info.json``."""
+        return self.root / TRAIN_DIR / self.ver
+
+    @property
+    def test_root(self) -> Path:
+        """``preExtracted_vggFace_utteranceLevel_Features/<ver>``: one folder per heard language."""
+        return self.root / TEST_DIR / self.ver
+
+    @property
+    def splits_dir(self) -> Path:
+        """``face_voice_association_splits/<ver>``: the pair lists."""
+        return self.root / SPLITS_DIR / self.ver
+
+    @property
+    def ground_truth_dir(self) -> Path:
+        """``ground_truth/<ver>``: the labels of the pair lists, when they are given."""
+        return self.root / GROUND_TRUTH_DIR / self.ver
+
+    @property
+    def feature_info_files(self) -> tuple[Path, Path]:
+        """The training side's and the test side's ``feature_info.json``, in the order they are read."""
+        return self.train_root / FEATURE_INFO, self.test_root / FEATURE_INFO
+
     def train_csv(self, lang: str, modality: str) -> Path:
         lang = normalize_language(self.ver, lang)
-        return (self.root / TRAIN_DIR / self.ver / f"{lang}_feats"
-                / f"{lang}_{_modality_file(modality)}_train.csv")
+        return self.train_root / f"{lang}_feats" / f"{lang}_{_modality_file(modality)}_train.csv"
+
+    def test_csv_dir(self, heard_lang: str) -> Path:
+        """The folder of the test CSVs a model trained on ``heard_lang`` reads."""
+        return self.test_root / normalize_language(self.ver, heard_lang)
+
+    def test_csv_name(self, test_lang: str, modality: str) -> str:
+        """The preferred test CSV name, ``<TestLang>_{faces,voices}_test.csv``."""
+        return f"{normalize_language(self.ver, test_lang)}_{_modality_file(modality)}_test.csv"
 
     def test_csv_candidates(self, heard_lang: str, test_lang: str, modality: str) -> list[Path]:
         """Accepted names, in order of preference: ``<T>_<m>_test.csv``, ``<T>_<m>_unheard_test.csv``
         (the latter only for the unheard language)."""
         heard = normalize_language(self.ver, heard_lang)
         test = normalize_language(self.ver, test_lang)
-        folder = self.root / TEST_DIR / self.ver / heard
+        folder = self.test_csv_dir(heard)
         m = _modality_file(modality)
-        names = [f"{test}_{m}_test.csv"]
+        names = [self.test_csv_name(test, modality)]
         if test != heard:
             names.append(f"{test}_{m}_unheard_test.csv")
         return [folder / n for n in names]
@@ -131,8 +173,7 @@ class FameLayout:
                                 f"{heard_lang}; looked for:\n  {tried}")
 
     def pair_list(self, test_lang: str) -> Path:
-        lang = normalize_language(self.ver, test_lang)
-        return self.root / SPLITS_DIR / self.ver / f"{lang}_test.txt"
+        return self.splits_dir / list_file_name(normalize_language(self.ver, test_lang))
 
 
 class FameLayoutError(UserError, FileNotFoundError):
@@ -175,172 +216,52 @@ def check_fame_layout(feats_root: str | os.PathLike, ver: str, flag: str = "--fe
                           f"synthetic set)")
 
 
-@dataclass
-class FameTrainSet:
-    """Training rows of one language: row ``i`` is a (face, voice) pair of identity ``labels[i]``.
-
-    ``labels`` are remapped to ``0..C-1``; ``classes[labels]`` gives the original identity.
-    """
-
-    language: str
-    faces: np.ndarray
-    voices: np.ndarray
-    labels: np.ndarray
-    classes: np.ndarray
-    face_file: Path | None = None
-    voice_file: Path | None = None
-
-    @property
-    def n_classes(self) -> int:
-        return int(len(self.classes))
-
-    def __len__(self) -> int:
-        return int(len(self.labels))
 
 
-@dataclass
-class FameTestSet:
-    """Test pairs of ``test_language`` for a model trained on ``heard_language``: row ``i`` of
-    ``faces`` / ``voices`` belongs to ``pairs[i]``."""
-
-    heard_language: str
-    test_language: str
-    faces: np.ndarray
-    voices: np.ndarray
-    pairs: list[PairEntry]
-    face_file: Path | None = None
-    voice_file: Path | None = None
-    pair_file: Path | None = None
-
-    @property
-    def heard(self) -> bool:
-        return self.heard_language == self.test_language
-
-    @property
-    def keys(self) -> list[str]:
-        return [p.key for p in self.pairs]
-
-    def __len__(self) -> int:
-        return len(self.pairs)
+def find_feature_info(feats_root: str | os.PathLike, ver: str) -> Path | None:
+    """``feats/<ver>/feature_info.json`` (or the test-side copy) under ``feats_root``, else ``None``."""
+    for path in FameLayout(Path(feats_root), ver).feature_info_files:
+        if path.is_file():
+            return path
+    return None
 
 
-def _reader(feats_root: Path, cache_dir: str | os.PathLike | None, use_cache: bool, mmap: bool,
-            progress: bool | None, digests: dict[str, str] | None = None):
-    cache = FeatureCache(Path(cache_dir) if cache_dir else feats_root / DEFAULT_CACHE_SUBDIR) \
-        if use_cache else None
-
-    def read(path: Path, dim: int, has_label: bool | None):
-        show = progress if progress is not None else path.stat().st_size > (64 << 20)
-        if cache is None:
-            out = read_feature_csv(path, dim, has_label, progress=show)
-            if digests is not None:
-                digests[_rel(path, feats_root)] = file_digest(path)
-            return out
-        out = cache.load(path, dim, has_label, name=cache_name_for(path, feats_root), mmap=mmap,
-                         progress=show)
-        if digests is not None:
-            digests[_rel(path, feats_root)] = cache.digests[str(path.resolve())]
-        return out
-    return read
-
-
-def _rel(path: Path, root: Path) -> str:
+def load_feature_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``feature_info.json`` at ``path``: a JSON object with integer ``face_dim`` and
+    ``voice_dim``; anything else (unreadable, not JSON, no widths) is a :class:`FeatureInfoError`."""
+    path = Path(path)
     try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path.resolve())
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise TypeError(f"a JSON {type(info).__name__}, not an object")
+        int(info["face_dim"]), int(info["voice_dim"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FeatureInfoError(path, f"is not a valid {FEATURE_INFO} ({type(exc).__name__}: {exc}); it needs "
+                               f"integer 'face_dim' and 'voice_dim': rerun prepare.py, or remove it and set "
+                               f"data.face_dim= and data.voice_dim=") from None
+    return info
 
 
-def load_fame_train(feats_root: str | os.PathLike, ver: str, lang: str, *,
-                    cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-                    face_dim: int = FACE_DIM, voice_dim: int = VOICE_DIM, mmap: bool = False,
-                    progress: bool | None = None, digests: dict[str, str] | None = None) -> FameTrainSet:
-    """Load ``<lang>_{faces,voices}_train.csv`` of ``ver`` (cached as ``.npy`` by default).
-
-    The two files must have the same number of rows and the same label on every row.
-    """
-    layout = FameLayout(Path(feats_root), ver)
-    lang = normalize_language(ver, lang)
-    read = _reader(layout.root, cache_dir, use_cache, mmap, progress, digests)
-    face_file, voice_file = layout.train_csv(lang, "face"), layout.train_csv(lang, "voice")
-    faces, face_labels = read(face_file, face_dim, True)
-    voices, voice_labels = read(voice_file, voice_dim, True)
-    if len(faces) != len(voices):
-        raise FeatureFileError(face_file, f"has {len(faces)} rows but {voice_file} has "
-                               f"{len(voices)}; face and voice rows must pair up one to one")
-    if face_labels.dtype.kind != voice_labels.dtype.kind or not np.array_equal(face_labels, voice_labels):
-        diff = np.flatnonzero(np.asarray(face_labels).astype(str) != np.asarray(voice_labels).astype(str))
-        row = int(diff[0]) if diff.size else 0
-        raise FeatureFileError(face_file, f"identity label {face_labels[row]!r} differs from "
-                               f"{voice_labels[row]!r} on the same line of {voice_file}", row + 1)
-    codes, classes = remap_labels(face_labels)
-    return FameTrainSet(lang, faces, voices, codes, classes, face_file, voice_file)
+def read_feature_info(feats_root: str | os.PathLike, ver: str) -> tuple[dict[str, Any], Path] | None:
+    """The ``feature_info.json`` prepare.py wrote for ``ver`` under ``feats_root`` and its path
+    (the training side's, else the test side's), or ``None`` when there is none."""
+    path = find_feature_info(feats_root, ver)
+    return None if path is None else (load_feature_info(path), path)
 
 
-def load_fame_test(feats_root: str | os.PathLike, ver: str, heard_lang: str, test_lang: str, *,
-                   cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-                   face_dim: int = FACE_DIM, voice_dim: int = VOICE_DIM, mmap: bool = False,
-                   progress: bool | None = None, digests: dict[str, str] | None = None) -> FameTestSet:
-    """Load the ``test_lang`` test pairs for a model trained on ``heard_lang``.
+def write_feature_info(path: str | os.PathLike, info: dict[str, Any]) -> Path:
+    """Write ``info`` as ``feature_info.json`` at ``path`` (atomically)."""
+    from modalink.io import atomic_write_text
 
-    Test CSVs may have ``dim`` or ``dim + 1`` columns (an extra label column is ignored); each
-    must have exactly one row per pair-list line.
-    """
-    layout = FameLayout(Path(feats_root), ver)
-    heard_lang, test_lang = normalize_language(ver, heard_lang), normalize_language(ver, test_lang)
-    read = _reader(layout.root, cache_dir, use_cache, mmap, progress, digests)
-    pair_file = layout.pair_list(test_lang)
-    pairs = read_pairs(pair_file)
-    if digests is not None:
-        digests[_rel(pair_file, layout.root)] = file_digest(pair_file)
-    face_file = layout.test_csv(heard_lang, test_lang, "face")
-    voice_file = layout.test_csv(heard_lang, test_lang, "voice")
-    faces, _ = read(face_file, face_dim, None)
-    voices, _ = read(voice_file, voice_dim, None)
-    for path, arr in ((face_file, faces), (voice_file, voices)):
-        if len(arr) != len(pairs):
-            raise FeatureFileError(path, f"has {len(arr)} rows but the pair list {pair_file} has "
-                                   f"{len(pairs)} lines; rows must align with pair-list lines")
-    return FameTestSet(heard_lang, test_lang, faces, voices, pairs, face_file, voice_file, pair_file)
+    return atomic_write_text(Path(path), json.dumps(info, indent=2) + "\n")
 
 
-@dataclass
-class FameFeatures:
-    """Everything one FAME run needs: training rows of ``train_language`` and its heard
-    (same language) and unheard (other language) test pairs."""
-
-    ver: str
-    train_language: str
-    train: FameTrainSet | None
-    heard: FameTestSet | None
-    unheard: FameTestSet | None
-    root: Path = field(default=Path("."))
-    digests: dict[str, str] = field(default_factory=dict)  # file (relative to root) -> BLAKE2b
-
-    @property
-    def test_language_unheard(self) -> str:
-        return other_language(self.ver, self.train_language)
-
-    @classmethod
-    def load(cls, feats_root: str | os.PathLike, ver: str, train_lang: str, *,
-             cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-             load_train: bool = True, load_test: bool = True, face_dim: int = FACE_DIM,
-             voice_dim: int = VOICE_DIM, mmap: bool = False, progress: bool | None = None
-             ) -> "FameFeatures":
-        """Load train and/or heard+unheard test features of ``ver`` for ``train_lang``.
-
-        Cached as ``.npy`` under ``<feats_root>/.modalink_cache/`` (or ``cache_dir``) unless
-        ``use_cache=False``. ``progress=None`` shows bars only for CSVs over 64 MiB.
-        """
-        root = Path(feats_root)
-        check_fame_layout(root, ver)
-        lang = normalize_language(ver, train_lang)
-        digests: dict[str, str] = {}
-        kw = dict(cache_dir=cache_dir, use_cache=use_cache, face_dim=face_dim, voice_dim=voice_dim,
-                  mmap=mmap, progress=progress, digests=digests)
-        train = load_fame_train(root, ver, lang, **kw) if load_train else None
-        heard = unheard = None
-        if load_test:
-            heard = load_fame_test(root, ver, lang, lang, **kw)
-            unheard = load_fame_test(root, ver, lang, other_language(ver, lang), **kw)
-        return cls(ver, lang, train, heard, unheard, root, digests)
+def feature_dims(feats_root: str | os.PathLike, ver: str, face_dim: int | None = None,
+                 voice_dim: int | None = None) -> tuple[int, int]:
+    """Face/voice widths: the given ones → ``feats/<ver>/feature_info.json`` → the official 4096 / 512."""
+    path = FameLayout(Path(feats_root), ver).feature_info_files[0]
+    if (face_dim is None or voice_dim is None) and path.is_file():
+        info = load_feature_info(path)
+        face_dim = int(info["face_dim"]) if face_dim is None else face_dim
+        voice_dim = int(info["voice_dim"]) if voice_dim is None else voice_dim
+    return FACE_DIM if face_dim is None else face_dim, VOICE_DIM if voice_dim is None else voice_dim

@@ -4,7 +4,7 @@
 * ground truth ``<Lang>_test.txt``: ``key label``, label 1 (same person) or 0 (``1.0``/``0.0``
   are read as 1/0, as the organisers' scorer does)
 
-Both the training recipes (:mod:`modalink.data.fame`) and the submission tools (:mod:`challenge`)
+Both the training recipes (:mod:`modalink.face_voice.features`) and the submission tools (:mod:`challenge`)
 read them here, so a file is accepted or refused the same way everywhere. Rules: UTF-8 (a BOM
 is accepted), fields separated by whitespace, blank lines skipped (``blank_lines="error"`` refuses
 them), no duplicate key, no empty file. Every error is a :class:`FeatureFileError` naming the
@@ -17,10 +17,9 @@ import os
 from pathlib import Path
 from typing import Iterator, Literal, NamedTuple
 
-from modalink.data.fame_csv import FeatureFileError
+from modalink.face_voice.layout import FeatureFileError, list_file_name
 
-__all__ = ["PairEntry", "read_pairs", "read_ground_truth", "ground_truth_lines",
-           "list_file_name"]
+__all__ = ["PairEntry", "read_pairs", "read_ground_truth", "ground_truth_lines"]
 
 BlankLines = Literal["skip", "error"]
 
@@ -32,11 +31,6 @@ class PairEntry(NamedTuple):
     voice_path: str
     face_path: str
     line: int = 0
-
-
-def list_file_name(lang: str) -> str:
-    """File name of a language's pair list / ground truth: ``<Lang>_test.txt``."""
-    return f"{lang}_test.txt"
 
 
 def _records(path: Path, n_fields: int, layout: str, what: str, blank_lines: BlankLines

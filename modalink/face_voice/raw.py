@@ -1,7 +1,7 @@
 """The raw MAV-Celeb release: scanning it, pairing faces with voices, and embedding raw files.
 
 Shared by ``recipes/fame/prepare.py`` (raw files → the official feature CSV layout) and the
-raw-media verifier (:mod:`modalink.face_voice_verify`), so both read, preprocess and embed a
+raw-media verifier (:mod:`modalink.face_voice.verify`), so both read, preprocess and embed a
 file exactly the same way: :func:`load_face_image`, :func:`load_voice_clip`,
 :func:`embed_raw_files` and the encoder settings :class:`RawEncoderSettings` /
 :func:`build_raw_encoders`. Audio files of every format the audio loader decodes
@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator,
 import numpy as np
 
 from modalink.audio import AUDIO_EXTENSIONS, AudioError, audio_num_frames, load_audio
-from modalink.data.fame_lists import read_pairs
+from modalink.face_voice.layout import list_file_name
+from modalink.face_voice.lists import read_pairs
 from modalink.errors import InputError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -206,7 +207,7 @@ def identity_labels(identities: Iterable[str]) -> dict[str, int | str]:
 
 def read_test_pairs(path: str | os.PathLike) -> list[TestPair]:
     """Read a ``<Lang>_test.txt`` pair list in file order (the strict reader of
-    :mod:`modalink.data.fame_csv`: errors name file and line)."""
+    :mod:`modalink.face_voice.lists`: errors name file and line)."""
     return [TestPair(e.key, e.voice_path, e.face_path) for e in read_pairs(path)]
 
 
@@ -276,7 +277,7 @@ def find_raw_layout(raw_root: str | os.PathLike, languages: Sequence[str], *,
     if splits_dir is not None and not search.is_dir():
         raise RawLayoutError(f"splits folder not found: {search}")
     for lang in languages:
-        matches = sorted(search.rglob(f"{lang}_test.txt"))
+        matches = sorted(search.rglob(list_file_name(lang)))
         if matches:
             lists[lang] = matches[0]
     return RawLayout(train, test, lists)
@@ -386,7 +387,7 @@ def why_not_used(entry: RawEntry, layout: RawLayout, languages: Sequence[str],
                            f"({', '.join(languages)})")
         return verdict("ignored", "not_used", f"in {where} but not taken up")
     if part == "test":
-        lists = " or ".join(f"{lang}_test.txt" for lang in languages)
+        lists = " or ".join(list_file_name(lang) for lang in languages)
         return verdict("ignored", "not_in_pair_list", f"no line of {lists} names it")
     return verdict("ignored", "outside_layout", "not in a folder prepare.py reads (the training and test folders' "
                    "faces/ and voices/, the <Language>_test.txt pair lists)")

@@ -1,6 +1,6 @@
-"""The FAME recipe's scoring of one training language: raw and normalised distances, the
+"""FAME scoring of one training language: raw and normalised distances, the
 normalisation chosen on the VALIDATION trials, and ``<ver>_<Lang>/scoring.npz`` — what
-``python -m challenge norm`` / ``fuse`` and ``ensemble.py`` read back.
+``python -m challenge norm`` / ``fuse`` and the seed ensemble read back.
 
 ``scoring.npz`` (arrays, no pickled objects): ``cohort_face``/``cohort_voice``/``cohort_label``
 (scoring embeddings of the training rows of the training identities), ``val_face``/``val_voice``
@@ -19,12 +19,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from modalink.face_voice import embed_rows
+from modalink.face_voice.layout import SCORING_FILE
+from modalink.face_voice.objective import embed_rows, pair_distances
 from modalink.io import atomic_write_bytes
 from modalink.metrics import fast_eer
 from modalink.score_norm import NormConfig, choose_on_validation, normalise_trials
 
-SCORING_FILE = "scoring.npz"
+__all__ = ["score_language", "write_scoring", "score_test_sets"]
 
 
 def score_language(model: nn.Module, faces: np.ndarray, voices: np.ndarray, labels: np.ndarray,
@@ -53,7 +54,7 @@ def score_language(model: nn.Module, faces: np.ndarray, voices: np.ndarray, labe
     scores, raw = {}, {}
     for t in test_sets:
         ef_t, ev_t = embed_rows(model, t.faces, "face"), embed_rows(model, t.voices, "voice")
-        # the same computation as modalink.face_voice.pair_distances: the same bytes when not normalised
+        # the same computation as pair_distances: the same bytes when not normalised
         d = torch.linalg.norm(ef_t - ev_t, dim=1).cpu().numpy() if len(ef_t) else np.zeros(0, dtype=np.float32)
         ef, ev = ef_t.cpu().numpy().astype(np.float32), ev_t.cpu().numpy().astype(np.float32)
         s = normalise_trials(spec, d, ef, ev, *cohort)
@@ -76,45 +77,7 @@ def write_scoring(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def eer_rows(scores: dict[tuple[str, str], tuple[list[str], np.ndarray]], gt_dir: Path | None) -> list[dict]:
-    """Test EER rows ``{train, test, condition, eer}`` of ``scores`` against ``gt_dir`` (none without)."""
-    from challenge import read_ground_truth
-    from modalink.metrics import fame_eer
-
-    if gt_dir is None:
-        return []
-    rows = []
-    for (train, test), (keys, dist) in sorted(scores.items()):
-        gt = read_ground_truth(gt_dir / f"{test}_test.txt")
-        labels = np.array([gt[k] for k in keys])
-        rows.append({"train": train, "test": test, "condition": "heard" if train == test else "unheard",
-                     "eer": fame_eer(labels, dist)})
-    return rows
-
-
-def norm_summary(records: dict[str, dict[str, Any]], raw_rows: list[dict]) -> dict[str, Any]:
-    """The ``norm`` entry of results.json: per training language the choice and its validation
-    EERs, and the test EERs without normalisation (for comparison only; never used to choose)."""
-    out: dict[str, Any] = {"per_language": records}
-    if raw_rows:
-        out["test_eer_raw"] = raw_rows
-        out["mean_eer_raw"] = float(np.mean([r["eer"] for r in raw_rows]))
-    return out
-
-
-def format_norm(results: dict[str, Any]) -> list[str]:
-    """results.md lines: validation and test EER with and without normalisation."""
-    norm = results.get("norm")
-    if not norm:
-        return []
-    lines = ["", "## Score normalisation (chosen on validation)", "",
-             "| train | chosen | val. EER raw | val. EER chosen |", "|---|---|---|---|"]
-    for lang, r in norm["per_language"].items():
-        lines.append(f"| {lang} | {r['chosen']['name']} | {r['val_eer_raw']:.2f} | {r['val_eer']:.2f} |")
-    if "test_eer_raw" in norm and "eer" in results:
-        lines += ["", "| train | test | test EER raw | test EER submitted |", "|---|---|---|---|"]
-        sub = {(r["train"], r["test"]): r["eer"] for r in results["eer"]}
-        for r in norm["test_eer_raw"]:
-            lines.append(f"| {r['train']} | {r['test']} | {r['eer']:.2f} | {sub[(r['train'], r['test'])]:.2f} |")
-        lines.append(f"| mean | | {norm['mean_eer_raw']:.2f} | {results['mean_eer']:.2f} |")
-    return lines
+def score_test_sets(model: nn.Module, test_sets: list[Any], train_lang: str
+                    ) -> dict[tuple[str, str], tuple[list[str], np.ndarray]]:
+    """Distances (lower = same) for each test set, keyed by (train_lang, test_lang), without normalisation."""
+    return {(train_lang, t.test_language): (t.keys, pair_distances(model, t.faces, t.voices)) for t in test_sets}

@@ -17,7 +17,7 @@ Difficulty with the defaults (measured at full width, seeds 0–1, heard / unhea
 CCA fitted on the training identities scores 11–22 % EER, a FOP two-branch model (CE + OPL,
 5–30 epochs) 23–33 %, random projections ~50 %. ``tests/test_fame_data.py`` keeps a CCA check.
 
-Files written under ``root`` (official names, see :mod:`modalink.data.fame`)::
+Files written under ``root`` (official names, see :mod:`modalink.face_voice.layout`)::
 
     feats/<ver>/<L>_feats/<L>_{faces,voices}_train.csv                      (label column)
     preExtracted_vggFace_utteranceLevel_Features/<ver>/<A>/<A>_{faces,voices}_test.csv
@@ -44,8 +44,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from modalink.data.fame import (FACE_DIM, FAME_IDENTITY_COUNTS, SPLITS_DIR, TEST_DIR, TRAIN_DIR,
-                                VOICE_DIM, fame_languages)
+from modalink.face_voice.layout import (FACE_DIM, FAME_IDENTITY_COUNTS, GROUND_TRUTH_DIR, SPLITS_DIR, TEST_DIR,
+                                        TRAIN_DIR, VOICE_DIM, fame_languages, list_file_name)
 from modalink.errors import InputError, failpoint
 from modalink.io import atomic_path, atomic_write_text
 from modalink.progress import progress_bar
@@ -53,7 +53,6 @@ from modalink.progress import progress_bar
 __all__ = ["SyntheticFameSpec", "SyntheticFame", "generate_synthetic_fame", "main"]
 
 GENERATOR_VERSION = 1
-GROUND_TRUTH_DIR = "ground_truth"
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ class SyntheticFame:
         return fame_languages(self.spec.ver)
 
     def ground_truth(self, lang: str) -> Path:
-        return self.root / GROUND_TRUTH_DIR / self.spec.ver / f"{lang}_test.txt"
+        return self.root / GROUND_TRUTH_DIR / self.spec.ver / list_file_name(lang)
 
 
 class _Generator:
@@ -247,9 +246,9 @@ def generate_synthetic_fame(root: str | os.PathLike, ver: str = "v3", seed: int 
                 folder = f"{TEST_DIR}/{ver}/{heard_folder}"
                 emit(f"{folder}/{lang}_faces_{suffix}.csv", face_rows)
                 emit(f"{folder}/{lang}_voices_{suffix}.csv", voice_rows)
-            emit(f"{SPLITS_DIR}/{ver}/{lang}_test.txt",
+            emit(f"{SPLITS_DIR}/{ver}/{list_file_name(lang)}",
                  (f"{k} voices/{lang}/{i:05d}.wav faces/{lang}/{i:05d}.jpg\n" for i, k in enumerate(keys)))
-            emit(f"{GROUND_TRUTH_DIR}/{ver}/{lang}_test.txt",
+            emit(f"{GROUND_TRUTH_DIR}/{ver}/{list_file_name(lang)}",
                  (f"{k} {int(s)}\n" for k, s in zip(keys, same)))
 
     meta = {"generator_version": GENERATOR_VERSION, "spec": asdict(spec),
@@ -273,10 +272,10 @@ def _unique_keys(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m modalink.data.synthetic_fame ROOT [--ver v3] [--seed 0] ...``."""
+    """CLI: ``python -m modalink.face_voice.synthetic ROOT [--ver v3] [--seed 0] ...``."""
     d = SyntheticFameSpec()
     ap = argparse.ArgumentParser(
-        prog="python -m modalink.data.synthetic_fame",
+        prog="python -m modalink.face_voice.synthetic",
         description="Write a deterministic synthetic MAV-Celeb-like feature set in the official "
                     "FAME CSV layout (train/test CSVs, pair lists, ground truth).")
     ap.add_argument("root", type=Path, help="output folder (the FEATS_ROOT the loaders read)")

@@ -3,14 +3,14 @@
 A trained face–voice model scores features; this module makes those features from raw files
 with exactly the encoders and preprocessing ``recipes/fame/prepare.py`` used for the training
 features (it reads them back from the ``feature_info.json`` prepare.py wrote, and embeds with
-:func:`modalink.data.raw_mavceleb.embed_raw_files`), then scores with the model the way
-``train.py`` scores its test pairs (:func:`modalink.face_voice.pair_distances`). So scoring a raw
+:func:`modalink.face_voice.raw.embed_raw_files`), then scores with the model the way
+``train.py`` scores its test pairs (:func:`modalink.face_voice.objective.pair_distances`). So scoring a raw
 pair list gives the numbers train.py gives on prepare.py's CSVs of the same files, including
 the policy for unusable files (a zero feature row).
 
 Scores are DISTANCES: lower = same person, what the FAME scorer expects.
 
-    from modalink.face_voice_verify import RawMediaEmbedder, FaceVoiceVerifier
+    from modalink.face_voice.verify import RawMediaEmbedder, FaceVoiceVerifier
     embedder = RawMediaEmbedder.from_feature_info(info)            # info: feature_info.json as a dict
     verifier = FaceVoiceVerifier(model, embedder)                   # model: the trained nn.Module
     d = verifier.distance("face.jpg", "voice.wav")
@@ -18,7 +18,6 @@ Scores are DISTANCES: lower = same person, what the FAME scorer expects.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from modalink.data.raw_mavceleb import (
+from modalink.face_voice.raw import (
     FileEmbedding,
     RawEncoderSettings,
     TestPair,
@@ -38,18 +37,17 @@ from modalink.data.raw_mavceleb import (
 )
 from modalink.encoders.base import Encoder, resolve_device
 from modalink.errors import UserError
+from modalink.face_voice.layout import FEATURE_INFO, FameLayout, read_feature_info
 
-__all__ = ["FeatureMismatchError", "MediaFileError", "FEATURE_INFO", "find_feature_info", "read_feature_info",
+__all__ = ["FeatureMismatchError", "MediaFileError", "require_feature_info",
            "check_model_dims", "recorded_input_identities", "embedder_input_identities", "check_model_inputs",
            "RANDOM_WEIGHTS_NOTE", "RawMediaEmbedder", "PairScores", "FaceVoiceVerifier", "score_raw_pairs"]
 
-log = logging.getLogger("modalink.face_voice_verify")
+log = logging.getLogger("modalink.face_voice.verify")
 
-FEATURE_INFO = "feature_info.json"
 #: what a verifier says when its encoders have random weights (prepare.py --random-weights)
 RANDOM_WEIGHTS_NOTE = ("the face/voice encoders have RANDOM weights (features made with prepare.py --random-weights): "
                        "these distances mean nothing; use them only to check the plumbing")
-_INFO_DIRS = ("feats", "preExtracted_vggFace_utteranceLevel_Features")
 Modality = Literal["face", "voice"]
 
 
@@ -61,35 +59,22 @@ class MediaFileError(UserError, ValueError):
     """A raw face image or voice clip that cannot be used (named, with the reason)."""
 
 
-def find_feature_info(feats_root: str | os.PathLike, ver: str) -> Path | None:
-    """``feats/<ver>/feature_info.json`` (or the test-side copy) under ``feats_root``, else ``None``."""
-    for sub in _INFO_DIRS:
-        p = Path(feats_root) / sub / ver / FEATURE_INFO
-        if p.is_file():
-            return p
-    return None
-
-
-def read_feature_info(feats_root: str | os.PathLike, ver: str) -> tuple[dict[str, Any], Path]:
-    """The ``feature_info.json`` prepare.py wrote for ``ver`` under ``feats_root``.
+def require_feature_info(feats_root: str | os.PathLike, ver: str) -> tuple[dict[str, Any], Path]:
+    """The ``feature_info.json`` prepare.py wrote for ``ver`` under ``feats_root`` and its path
+    (:func:`modalink.face_voice.layout.read_feature_info`).
 
     Raises :class:`FeatureMismatchError` when there is none: such features (e.g. the official
     4096-D VGGFace / 512-D utterance-level ones, or the synthetic set) come from encoders this
     toolkit does not have, so raw media cannot be turned into them.
     """
-    path = find_feature_info(feats_root, ver)
-    if path is None:
+    found = read_feature_info(feats_root, ver)
+    if found is None:
         raise FeatureMismatchError(
-            f"{Path(feats_root) / 'feats' / ver / FEATURE_INFO} not found: the features under {feats_root} were not "
-            "made by recipes/fame/prepare.py (e.g. the official 4096-D VGGFace / 512-D utterance features or the "
-            "synthetic set), so raw faces and voices cannot be embedded like them; extract features with "
+            f"{FameLayout(Path(feats_root), ver).feature_info_files[0]} not found: the features under {feats_root} "
+            "were not made by recipes/fame/prepare.py (e.g. the official 4096-D VGGFace / 512-D utterance features "
+            "or the synthetic set), so raw faces and voices cannot be embedded like them; extract features with "
             "prepare.py, train on them, then verify with that run")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        int(info["face_dim"]), int(info["voice_dim"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise FeatureMismatchError(f"{path}: not a valid feature_info.json ({type(e).__name__}: {e})") from None
-    return info, path
+    return found
 
 
 def check_model_dims(model: nn.Module, face_dim: int, voice_dim: int, what: str = "the model") -> None:
@@ -277,7 +262,7 @@ def score_raw_pairs(models: Mapping[str, nn.Module], embedder: RawMediaEmbedder,
                     root: str | os.PathLike | None = None) -> PairScores:
     """Embed every distinct face and voice file of ``pairs`` once, then score each line with each
     model: the L2 distance between the model's face and voice scoring embeddings."""
-    from modalink.face_voice import pair_distances
+    from modalink.face_voice.objective import pair_distances
 
     for name, model in models.items():
         check_model_dims(model, embedder.face_dim, embedder.voice_dim, f"model {name!r}")

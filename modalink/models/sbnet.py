@@ -148,7 +148,7 @@ class SBNet(nn.Module):
                 out[f"logits_{m}"] = logits[sel]
         return out
 
-    #: how FaceVoiceObjective trains this family (see modalink.face_voice.OBJECTIVES)
+    #: how FaceVoiceObjective trains this family (see modalink.face_voice.objective.OBJECTIVES)
     face_voice_objective = "single_modality_rows"
 
     def embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:

@@ -154,7 +154,7 @@ class SingleBranch(nn.Module):
                 out[f"logits_{m}"] = self.head(h[:, j])
         return out
 
-    #: how FaceVoiceObjective trains this family (see modalink.face_voice.OBJECTIVES)
+    #: how FaceVoiceObjective trains this family (see modalink.face_voice.objective.OBJECTIVES)
     face_voice_objective = "shared_pair"
 
     def scoring_embedding(self, x: torch.Tensor, modality: str) -> torch.Tensor:

@@ -51,7 +51,7 @@ class TwoBranch(nn.Module):
             raise KeyError(f"unknown modality {modality!r}; this model has {self.modalities}")
         return self.face_branch if modality == "face" else self.voice_branch
 
-    #: how FaceVoiceObjective trains this family (see modalink.face_voice.OBJECTIVES)
+    #: how FaceVoiceObjective trains this family (see modalink.face_voice.objective.OBJECTIVES)
     face_voice_objective = "fused_pair"
 
     def forward(self, face: torch.Tensor | Mapping[str, torch.Tensor], voice: torch.Tensor | None = None

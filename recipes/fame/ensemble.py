@@ -19,16 +19,20 @@ score normalisation.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
-
-from cli_common import DEFAULT_CONFIG, add_data_arguments
+from typing import Any
 
 from modalink.cli import parse_recipe_args, recipe_parser
 from modalink.errors import InputError, run_cli
+from modalink.face_voice.cli import add_data_arguments
 from modalink.progress import announce
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_CONFIG = HERE / "hparams" / "default.yaml"
 
 CONTRACT = "ensemble.json"
 #: settings a resumed ensemble must share with the one in its folder (seeds and fusion may change)
@@ -70,10 +74,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     announce(f"FAME ensemble.py: {len(args.seeds)} members (seeds {', '.join(map(str, args.seeds))}) in "
              f"{args.output_dir}; loading torch ...")
-    import train  # the recipe's train.py, next to this file
-
-    from modalink.data import generate_synthetic_fame
+    from challenge import write_submission
     from modalink.engine.run_folder import hold_lock
+    from modalink.face_voice.layout import FameLayout
+    from modalink.face_voice.results import fuse_members, write_ensemble_results
+    from modalink.face_voice.synthetic import generate_synthetic_fame
+
+    train = _train_script()
 
     t0 = time.time()
     out = Path(args.output_dir).absolute()
@@ -108,16 +115,28 @@ def main(argv: list[str] | None = None) -> dict:
             announce(f"member seed {seed}: {out / f'seed_{seed}'}")
             train.main([*common, "--output-dir", str(out / f"seed_{seed}"), *args.overrides, f"engine.seed={seed}"])
             members.append(out / f"seed_{seed}")
-        from ensemble_report import fuse_members
-
-        results = fuse_members(out, members, args.seeds, args.fusion, args.ver, args.edition, root,
-                               args.ground_truth, seconds=round(time.time() - t0, 2))
+        layout = FameLayout(root, args.ver)
+        gt_dir = Path(args.ground_truth) if args.ground_truth else layout.ground_truth_dir
+        results, fused = fuse_members(out, members, args.seeds, args.fusion, args.ver,
+                                      gt_dir if gt_dir.is_dir() else None)
+        write_submission(out / "submission", fused, edition=args.edition, pairs_dir=layout.splits_dir,
+                         info={"combined": {"operation": "ensemble", "method": args.fusion,
+                                            "inputs": [str(m) for m in members]}})
+        write_ensemble_results(out, results, seconds=round(time.time() - t0, 2))
     finally:
         import os
 
         os.close(lock)
     print((out / "results.md").read_text())
     return results
+
+
+def _train_script() -> Any:
+    """The recipe's train.py (next to this file) as a module."""
+    spec = importlib.util.spec_from_file_location("fame_train", HERE / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 def _check_contract(out: Path, contract: dict, overwrite: bool) -> None:

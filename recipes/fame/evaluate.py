@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from cli_common import add_data_arguments
-
 from modalink.cli import command_parser
-from modalink.errors import InputError, UserError, run_cli
+from modalink.errors import InputError, run_cli
+from modalink.face_voice.cli import add_data_arguments
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,24 +37,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)  # before the heavy imports: --help answers at once
-    from fame_common import FameConfig, resolve_languages
-
-    from modalink.config import load_config
+    from modalink.engine.run_folder import lock_folder
+    from modalink.face_voice.config import FameConfig, resolve_languages
+    from modalink.face_voice.runs import load_run
 
     t0 = time.time()
+    run = None
     if args.run_dir:
-        run_dir = Path(args.run_dir).absolute()
-        if not run_dir.is_dir():
-            raise UserError(f"no run folder at {run_dir}: pass --run-dir the --output-dir of a train.py run "
-                            f"(default runs/fame)")
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"{run_dir} is not a train.py run folder (it has no config.yaml): pass --run-dir the "
-                            f"--output-dir of a train.py run")
-        cfg = load_config(FameConfig, run_dir / "config.yaml")
+        run = load_run(args.run_dir)
+        cfg = run.config
         feats_root = args.feats_root or cfg.run.feats_root
         ver = args.ver if args.feats_root else cfg.run.ver
-        out = Path(args.output_dir or run_dir).absolute()
-        langs = resolve_languages(ver, args.train_lang) if args.train_lang != "all" else cfg.run.train_langs
+        out = Path(args.output_dir or run.path).absolute()
+        langs = resolve_languages(ver, args.train_lang) if args.train_lang != "all" else run.languages
     else:
         if args.train_lang == "all":
             raise InputError("--official-checkpoint needs --train-lang (the language it was trained on)")
@@ -64,31 +58,32 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(args.output_dir or "runs/fame_official").absolute()
         feats_root = args.feats_root
         langs = resolve_languages(ver, args.train_lang)
-    from modalink.engine.run_folder import lock_folder
-
     lock = lock_folder(out)  # a training job writing this run folder is not raced
     try:
-        return _score(args, cfg, out, feats_root, ver, langs, t0)
+        return _score(args, run, cfg, out, feats_root, ver, langs, t0)
     finally:
         if lock is not None:
             os.close(lock)
 
 
-def _score(args, cfg, out: Path, feats_root, ver: str, langs: list[str], t0: float) -> dict:
-    from fame_common import (default_ground_truth, feature_dims, format_results, load_model_from_run,
-                             prepare_feats_root, read_feature_info, score_test_sets, write_fame_results)
-    from modalink.data import FameFeatures
+def _score(args, run, cfg, out: Path, feats_root, ver: str, langs: list[str], t0: float) -> dict:
+    from challenge import write_submission
+    from modalink.face_voice.features import FameFeatures
+    from modalink.face_voice.layout import FameLayout, feature_dims, read_feature_info
+    from modalink.face_voice.results import default_ground_truth, format_results, write_fame_results
+    from modalink.face_voice.runs import prepare_feats_root
+    from modalink.face_voice.scoring import score_test_sets
     from modalink.models import create_model
 
     root, _ = prepare_feats_root(feats_root, out, ver)
-    face_dim, voice_dim = feature_dims(root, ver, cfg.data)
+    face_dim, voice_dim = feature_dims(root, ver, cfg.data.face_dim, cfg.data.voice_dim)
+    feature_info = (read_feature_info(root, ver) or (None, None))[0]
     scores = {}
     for lang in langs:
         data = FameFeatures.load(root, ver, lang, cache_dir=cfg.data.cache_dir, load_train=False,
                                  face_dim=face_dim, voice_dim=voice_dim, mmap=True)
-        if args.run_dir:
-            model = load_model_from_run(Path(args.run_dir) / f"{ver}_{lang}", face_dim, voice_dim,
-                                        feature_info=read_feature_info(root, ver))
+        if run is not None:
+            model = run.load_model(lang, face_dim, voice_dim, ver=ver, feature_info=feature_info)
         else:
             model = create_model(f"fop_{args.fusion}", face_dim=face_dim, voice_dim=voice_dim,
                                  embed_dim=args.embed_dim)
@@ -97,9 +92,11 @@ def _score(args, cfg, out: Path, feats_root, ver: str, langs: list[str], t0: flo
             model.eval()
         scores.update(score_test_sets(model, [data.heard, data.unheard], lang))
     gt_dir = default_ground_truth(root, ver, args.ground_truth)
-    results = write_fame_results(out, ver, scores, root / "face_voice_association_splits" / ver, gt_dir, args.edition,
-                            extra={"source": args.run_dir or args.official_checkpoint},
-                            timings={"seconds": round(time.time() - t0, 2)})
+    written = write_submission(out / "submission", scores, edition=args.edition,
+                               pairs_dir=FameLayout(root, ver).splits_dir)
+    results = write_fame_results(out, ver, scores, [p.name for p in written.values()], gt_dir,
+                                 extra={"source": args.run_dir or args.official_checkpoint},
+                                 timings={"seconds": round(time.time() - t0, 2)})
     print(format_results(results))
     return results
 

@@ -24,11 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-from cli_common import DEFAULT_CONFIG, add_data_arguments
-
 from modalink.cli import parse_recipe_args, recipe_parser
 from modalink.errors import run_cli
+from modalink.face_voice.cli import add_data_arguments
 from modalink.progress import announce
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "hparams" / "default.yaml"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,12 +43,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.print_config:
         announce(f"FAME train.py: run folder {args.output_dir}, MAV-Celeb {args.ver} "
                  f"({'features in ' + args.feats_root if args.feats_root else 'synthetic set'}); loading torch ...")
-    from fame_common import RUN_ENTRIES, FameConfig, resolve_languages
-
     from modalink.cli import load_recipe_config, print_config, resume_mode
     from modalink.config import to_dict
     from modalink.engine import process_state
     from modalink.engine.run_folder import RunFolder
+    from modalink.face_voice.config import RUN_ENTRIES, FameConfig, resolve_languages
 
     t0 = time.time()
     langs = resolve_languages(args.ver, args.train_lang)
@@ -74,23 +74,25 @@ def main(argv: list[str] | None = None) -> dict:
 def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     import numpy as np
     import torch
-    from fame_scoring import eer_rows, norm_summary, score_language
 
-    from fame_common import (check_ground_truth, data_fingerprint, default_ground_truth, export_models, feature_dims,
-                             format_results, model_contract, prepare_feats_root, read_feature_info,
-                             write_fame_results)
-
-    from modalink.data import FameFeatures, make_verification_trials, split_train_val
+    from challenge import write_submission
     from modalink.engine import Trainer, start_run
     from modalink.engine.run_folder import config_fingerprint
-    from modalink.face_voice import FaceVoiceObjective, PairDataset, build_face_voice_model, \
-        collate_pairs, model_summary, trial_distances
+    from modalink.face_voice.features import FameFeatures
+    from modalink.face_voice.layout import FameLayout, feature_dims, read_feature_info
+    from modalink.face_voice.objective import (FaceVoiceObjective, PairDataset, build_face_voice_model, collate_pairs,
+                                               model_summary, trial_distances)
+    from modalink.face_voice.results import (check_ground_truth, default_ground_truth, eer_rows, format_results,
+                                             norm_summary, write_fame_results)
+    from modalink.face_voice.runs import data_fingerprint, export_models, model_contract, prepare_feats_root
+    from modalink.face_voice.scoring import score_language
+    from modalink.face_voice.splits import make_verification_trials, split_train_val
     from modalink.metrics import fast_eer
 
     out = Path(args.output_dir).absolute()
     with state.main_process_first():  # the synthetic set and the feature cache are built once
         root, synthetic = prepare_feats_root(args.feats_root, out, args.ver, seed=cfg.engine.seed)
-        face_dim, voice_dim = feature_dims(root, args.ver, cfg.data)
+        face_dim, voice_dim = feature_dims(root, args.ver, cfg.data.face_dim, cfg.data.voice_dim)
         feats = {lang: FameFeatures.load(root, args.ver, lang, cache_dir=cfg.data.cache_dir, face_dim=face_dim,
                                          voice_dim=voice_dim, mmap=True) for lang in langs}
     cfg.run.feats_root = str(root)
@@ -99,10 +101,10 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     check_ground_truth(gt_dir, [t for f in feats.values() for t in (f.heard, f.unheard)])
     folder.bind_data(data_fingerprint(feats, gt_dir))
     folder.start()
-    logger = start_run(out, cfg, state.is_main_process, log_name="modalink.fame")
+    logger = start_run(out, cfg, state.is_main_process)
     if folder.resumed:
         logger.info("resuming the run in %s (same config and data)", out)
-    feature_info = read_feature_info(root, args.ver)
+    feature_info = (read_feature_info(root, args.ver) or ({}, None))[0]
     random_features = bool(feature_info and feature_info.get("random_weights"))
     if random_features:
         logger.warning("these features come from RANDOM-WEIGHT encoders (prepare.py --random-weights): a plumbing "
@@ -161,17 +163,18 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
         state.wait_for_everyone()
     results: dict = {}
     if state.is_main_process:
-        pairs_dir = root / "face_voice_association_splits" / args.ver
         fingerprint = config_fingerprint(folder.contract["config"])
-        results = write_fame_results(out, args.ver, scores, pairs_dir, gt_dir, args.edition,
+        random_mark = {"random_weight_features": True} if random_features else {}
+        written = write_submission(out / "submission", scores, edition=args.edition,
+                                   pairs_dir=FameLayout(root, args.ver).splits_dir,
+                                   info={"model": cfg.model.name, "config_fingerprint": fingerprint, **random_mark})
+        results = write_fame_results(out, args.ver, scores, [p.name for p in written.values()], gt_dir,
                                 extra={"config": Path(args.config).name, "model": cfg.model.name,
                                        "config_fingerprint": fingerprint, "selection": selection,
                                        "processes": state.num_processes,
                                        "norm": norm_summary(norm_records, eer_rows(raw_scores, gt_dir)),
-                                       **({"random_weight_features": True} if random_features else {})},
-                                timings={"seconds": round(time.time() - t0, 2), "training": timings},
-                                manifest_info={"model": cfg.model.name, "config_fingerprint": fingerprint,
-                                               **({"random_weight_features": True} if random_features else {})})
+                                       **random_mark},
+                                timings={"seconds": round(time.time() - t0, 2), "training": timings})
         export_models(out, args.ver, trained, model_contract(root, args.ver, face_dim, voice_dim),
                       folder.contract["config"], results)
         folder.finish(mean_eer=results.get("mean_eer"))

@@ -77,52 +77,46 @@ def _check_args(args: argparse.Namespace) -> None:
     for opt in ("face", "voice"):
         path = getattr(args, opt)
         if path is not None and not Path(path).is_file():
-            from modalink.data.raw_mavceleb import unreadable_file
+            from modalink.face_voice.raw import unreadable_file
 
             bad = unreadable_file(path)  # a symlink loop or a broken link is named as such
             raise UserError(f"--{opt} {path}: {bad.detail if bad else 'file not found'}")
 
 
-def load_run(run_dir: Path, train_lang: str, feats_root: str | None) -> tuple[FameConfig, list[str], Path, str]:
-    """The run's config, training languages, feature root and version (checks only, nothing built)."""
-    from fame_common import FameConfig, resolve_languages
+def open_run(run_dir: Path, train_lang: str, feats_root: str | None) -> tuple[Any, list[str], Path]:
+    """The run, its training languages to score with and its feature root (checks only, nothing built)."""
+    from modalink.face_voice.config import resolve_languages
+    from modalink.face_voice.runs import load_run
+    from modalink.face_voice.verify import FeatureMismatchError
 
-    from modalink.config import load_config
-
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise UserError(f"--run-dir {run_dir}: no config.yaml; give the --output-dir of a finished train.py run")
-    cfg = load_config(FameConfig, cfg_path)
-    ver = cfg.run.ver
-    langs = list(cfg.run.train_langs)
+    run = load_run(run_dir)
+    langs = run.languages
     if train_lang != "all":
         try:
-            (lang,) = resolve_languages(ver, train_lang)
+            (lang,) = resolve_languages(run.ver, train_lang)
         except (KeyError, ValueError) as e:
             raise UserError(f"--train-lang {train_lang}: {e}") from None
         if lang not in langs:
             raise UserError(f"--train-lang {train_lang}: run {run_dir} was trained on {', '.join(langs)} only")
         langs = [lang]
     for lang in langs:
-        if not (run_dir / f"{ver}_{lang}" / "best_model.pt").is_file():
-            raise UserError(f"{run_dir / f'{ver}_{lang}' / 'best_model.pt'} not found: the {lang} model of this run "
+        if not (run.lang_dir(lang) / "best_model.pt").is_file():
+            raise UserError(f"{run.lang_dir(lang) / 'best_model.pt'} not found: the {lang} model of this run "
                             "is not trained yet; finish the run with train.py first")
     if feats_root is None:
-        if cfg.run.synthetic or cfg.run.feats_root is None:
-            from modalink.face_voice_verify import FeatureMismatchError
-
+        if run.config.run.synthetic or run.config.run.feats_root is None:
             raise FeatureMismatchError(
                 f"run {run_dir} was trained on the synthetic feature set (random 4096-D / 512-D vectors), not on "
                 "features of raw media; train on the output of recipes/fame/prepare.py to verify raw files")
-        feats_root = cfg.run.feats_root
+        feats_root = run.config.run.feats_root
     root = Path(feats_root)
     if not root.is_dir():
         raise UserError(f"feature folder {root} (the run's --feats-root) not found; pass --feats-root DIR")
-    return cfg, langs, root, ver
+    return run, langs, root
 
 
 def _test_language(path: Path, ver: str) -> str:
-    from modalink.data import normalize_language
+    from modalink.face_voice.layout import normalize_language
 
     if not path.name.endswith("_test.txt"):
         raise UserError(f"--pairs {path}: the test language comes from the name <Lang>_test.txt; rename the list")
@@ -135,18 +129,19 @@ def _test_language(path: Path, ver: str) -> str:
 def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # before the heavy imports: --help answers at once
     _check_args(args)
-    from fame_common import feature_dims, load_model_from_run
-
     t0 = time.time()
-    from modalink.data.raw_mavceleb import TestPair, read_test_pairs
     from modalink.encoders.base import MissingWeightsError, resolve_device
-    from modalink.face_voice_verify import (RANDOM_WEIGHTS_NOTE, FeatureMismatchError, RawMediaEmbedder,
-                                            check_model_inputs, read_feature_info, score_raw_pairs)
+    from modalink.face_voice.layout import feature_dims
+    from modalink.face_voice.raw import TestPair, read_test_pairs
+    from modalink.face_voice.verify import (RANDOM_WEIGHTS_NOTE, FeatureMismatchError, RawMediaEmbedder,
+                                            check_model_inputs, require_feature_info, score_raw_pairs)
 
     run_dir = Path(args.run_dir)
-    cfg, langs, feats_root, ver = load_run(run_dir, args.train_lang, args.feats_root)
-    info, info_path = read_feature_info(feats_root, ver)
-    face_dim, voice_dim = feature_dims(feats_root, ver, cfg.data)  # what train.py built the model for
+    run, langs, feats_root = open_run(run_dir, args.train_lang, args.feats_root)
+    ver = run.ver
+    info, info_path = require_feature_info(feats_root, ver)
+    # what train.py built the model for
+    face_dim, voice_dim = feature_dims(feats_root, ver, run.config.data.face_dim, run.config.data.voice_dim)
     if (face_dim, voice_dim) != (int(info["face_dim"]), int(info["voice_dim"])):
         raise FeatureMismatchError(
             f"run {run_dir} was trained on {face_dim}-D face / {voice_dim}-D voice features, but {info_path} "
@@ -183,7 +178,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     for lang in langs:
         folder = run_dir / f"{ver}_{lang}"
         try:  # version, language and widths here; the encoders against the embedder's just below
-            models[lang] = load_model_from_run(folder, face_dim, voice_dim, feature_info=False).to(device)
+            models[lang] = run.load_model(lang, face_dim, voice_dim).to(device)
         except RuntimeError as e:  # a state dict of other widths
             raise FeatureMismatchError(f"{folder / 'best_model.pt'} does not fit {face_dim}-D face / "
                                        f"{voice_dim}-D voice features ({' '.join(str(e).split())[:300]})") from None
@@ -210,7 +205,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 def _score_lists(args: argparse.Namespace, lists: list, models: dict, embedder: Any, ver: str, run_dir: Path,
                  info_path: Path, t0: float, accepted: list[str]) -> int:
     from challenge import write_submission
-    from modalink.face_voice_verify import RANDOM_WEIGHTS_NOTE, score_raw_pairs
+    from modalink.face_voice.verify import RANDOM_WEIGHTS_NOTE, score_raw_pairs
     from modalink.io import atomic_write_text
 
     out = Path(args.output_dir)

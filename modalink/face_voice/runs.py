@@ -1,0 +1,149 @@
+"""FAME run folders: the feature root a run reads, its data fingerprint, the contract and export of
+its models (``<ver>_<Lang>/model``), and :func:`load_run`, which opens a finished run folder
+(config, training languages, each language's exported model)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modalink.errors import UserError
+from modalink.face_voice.contract import trained_for
+from modalink.face_voice.layout import GROUND_TRUTH_DIR, LIST_SUFFIX, check_fame_layout, read_feature_info
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from modalink.face_voice.config import FameConfig
+
+__all__ = ["prepare_feats_root", "data_fingerprint", "model_contract", "export_models", "load_model_from_run",
+           "FameRun", "load_run"]
+
+CONFIG_FILE = "config.yaml"
+
+
+def prepare_feats_root(feats_root: str | None, output_dir: Path, ver: str, seed: int = 0) -> tuple[Path, bool]:
+    """The feature root to use (its layout checked); with none given, a deterministic synthetic set
+    under ``<output_dir>/synthetic_data`` (made once, with a progress bar on a terminal)."""
+    from modalink.face_voice.synthetic import generate_synthetic_fame
+    from modalink.progress import announce
+
+    if feats_root:  # a command-line value: an empty --feats-root "" is not given
+        root = Path(feats_root)
+        check_fame_layout(root, ver)
+        announce(f"reading {ver} features from {root} (cached as .npy after the first read) ...")
+        return root, False
+    root = output_dir / "synthetic_data"
+    announce(f"synthetic MAV-Celeb-like {ver} set in {root} (generated once, about a minute; reused after) ...")
+    generate_synthetic_fame(root, ver=ver, seed=seed, progress=True)
+    return root, True
+
+
+def data_fingerprint(feats: dict[str, Any], gt_dir: Path | None) -> dict[str, str]:
+    """Content digests of every file a run reads: the features and pair lists of ``feats``
+    (:class:`~modalink.face_voice.features.FameFeatures` per language) and the ground truth."""
+    from modalink.io import file_digest
+
+    out: dict[str, str] = {}
+    for f in feats.values():
+        out.update(f.digests)
+    if gt_dir is not None:
+        for p in sorted(gt_dir.glob(f"*{LIST_SUFFIX}")):
+            out[f"{GROUND_TRUTH_DIR}/{p.name}"] = file_digest(p)
+    return dict(sorted(out.items()))
+
+
+def model_contract(root: Path, ver: str, face_dim: int, voice_dim: int) -> dict[str, Any]:
+    """What a FAME model reads and was trained for: version, feature widths, the features' source
+    (prepare.py's ``feature_info.json`` when present) and the score direction; :func:`export_models`
+    adds the training language."""
+    found = read_feature_info(root, ver)
+    info = None if found is None else found[0]
+    contract: dict[str, Any] = {**trained_for(ver, None, face_dim, voice_dim, info),
+                                "score": "L2 distance of the scoring embeddings (lower = same person)"}
+    if info is not None:
+        contract["feature_info"] = info
+    return contract
+
+
+def export_models(out: Path, ver: str, models: dict[str, nn.Module], contract: dict[str, Any],
+                  config: dict[str, Any], results: dict[str, Any]) -> None:
+    """Export each language's model to ``<out>/<ver>_<Lang>/model`` with its EERs on the model card
+    and its training language in its contract."""
+    from modalink.hub import save_pretrained
+
+    for lang, model in models.items():
+        rows = {f"EER {r['train']}->{r['test']} ({r['condition']})": r["eer"]
+                for r in results.get("eer", []) if r["train"] == lang}
+        title = f"modalink FAME {ver} face-voice model trained on {lang}"
+        if (contract.get("feature_info") or {}).get("random_weights"):
+            title += " (on features from RANDOM-WEIGHT encoders: a plumbing check, its scores mean nothing)"
+        save_pretrained(model, out / f"{ver}_{lang}" / "model", contract={**contract, "train_lang": lang},
+                        config=config, results=rows, title=title)
+
+
+def load_model_from_run(lang_dir: Path, face_dim: int | None = None, voice_dim: int | None = None, *,
+                        feature_info: dict[str, Any] | None | bool = False) -> nn.Module:
+    """The model a training run exported to ``<lang_dir>/model`` (:func:`modalink.hub.from_pretrained`),
+    refused (:class:`~modalink.face_voice.contract.ModelMismatchError`) when it was trained for another
+    version or language than its ``<ver>_<Lang>`` folder says, or, with ``face_dim``/``voice_dim``/
+    ``feature_info`` given, on other features."""
+    from modalink.face_voice.contract import check_trained_for
+    from modalink.hub import from_pretrained
+
+    folder = lang_dir / "model"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"no exported model in {folder}: the run has not finished (run the same train.py "
+                                f"command again to resume and export it)")
+    model = from_pretrained(folder)
+    ver, _, lang = lang_dir.name.partition("_")
+    check_trained_for(model.export_config.get("contract", {}), where=folder, ver=ver or None, train_lang=lang or None,
+                      face_dim=face_dim, voice_dim=voice_dim, feature_info=feature_info)
+    return model
+
+
+@dataclass
+class FameRun:
+    """A FAME training run folder (``train.py --output-dir``) and its saved config."""
+
+    path: Path
+    config: FameConfig
+
+    @property
+    def ver(self) -> str:
+        return self.config.run.ver
+
+    @property
+    def languages(self) -> list[str]:
+        """The run's training languages."""
+        return list(self.config.run.train_langs)
+
+    def lang_dir(self, lang: str, ver: str | None = None) -> Path:
+        """``<run>/<ver>_<Lang>``: one training language's checkpoints, scores and exported model."""
+        return self.path / f"{ver or self.ver}_{lang}"
+
+    def load_model(self, lang: str, face_dim: int | None = None, voice_dim: int | None = None, *,
+                   ver: str | None = None, feature_info: dict[str, Any] | None | bool = False) -> nn.Module:
+        """The exported model of ``lang`` (:func:`load_model_from_run`, with its checks)."""
+        return load_model_from_run(self.lang_dir(lang, ver), face_dim, voice_dim, feature_info=feature_info)
+
+    def load_models(self, face_dim: int | None = None, voice_dim: int | None = None, *,
+                    feature_info: dict[str, Any] | None | bool = False) -> dict[str, nn.Module]:
+        """Every training language's exported model."""
+        return {lang: self.load_model(lang, face_dim, voice_dim, feature_info=feature_info)
+                for lang in self.languages}
+
+
+def load_run(run_dir: str | Path, flag: str = "--run-dir") -> FameRun:
+    """Open a FAME run folder: its ``config.yaml`` as a :class:`~modalink.face_voice.config.FameConfig`
+    (``flag`` names the option the folder came from in the errors)."""
+    from modalink.config import load_config
+    from modalink.face_voice.config import FameConfig
+
+    path = Path(run_dir).absolute()
+    if not path.is_dir():
+        raise UserError(f"no run folder at {path}: pass {flag} the --output-dir of a train.py run (default runs/fame)")
+    if not (path / CONFIG_FILE).is_file():
+        raise UserError(f"{path} is not a train.py run folder (it has no {CONFIG_FILE}): pass {flag} the "
+                        f"--output-dir of a train.py run")
+    return FameRun(path, load_config(FameConfig, path / CONFIG_FILE))
