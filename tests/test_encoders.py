@@ -400,3 +400,29 @@ def test_unreachable_server_fails_fast_without_downloading(tmp_path):
                         filename="w.pt", url="https://example.invalid/w.pt", weights_option="--w",
                         probe=lambda: "no route")
     assert f"put it at:      {tmp_path / 'w.pt'}" in str(info.value) and "--w=/path/to/w.pt" in str(info.value)
+
+
+def test_identity_is_what_decides_the_embeddings(tmp_path) -> None:
+    """Encoder.identity(): equal for encoders that embed alike, different when the options, the
+    random seed or the weights' content differ, whatever folder the weights are in; JSON-safe."""
+    import json
+
+    from modalink.encoders import create_encoder
+
+    a = create_encoder("pixel-stats", thumb=8)
+    assert a.identity() == create_encoder("pixel-stats", thumb=8).identity()
+    assert a.identity() != create_encoder("pixel-stats", thumb=4).identity()
+    assert a.identity()["weights"] == "none" and json.loads(json.dumps(a.identity())) == a.identity()
+    torch.manual_seed(0)
+    voice = create_encoder("ecapa_voxceleb")
+    assert voice.identity(seed=1)["weights"] == "random (seed 1)" != voice.identity(seed=2)["weights"]
+    weights = tmp_path / "ecapa.pt"
+    torch.save(voice.model.state_dict(), weights)
+    copy = tmp_path / "copy" / "ecapa.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(weights.read_bytes())
+    loaded = create_encoder("ecapa_voxceleb", weights=weights)
+    assert loaded.identity() == create_encoder("ecapa_voxceleb", weights=copy).identity()
+    torch.manual_seed(1)
+    torch.save(create_encoder("ecapa_voxceleb").model.state_dict(), copy)
+    assert loaded.identity() != create_encoder("ecapa_voxceleb", weights=copy).identity()

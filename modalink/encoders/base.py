@@ -121,6 +121,29 @@ class Encoder(nn.Module):
     contract: EncoderContract
     #: The weights file/folder actually loaded (``None`` for random weights).
     weights_path: str | None = None
+    #: How :func:`create_encoder` built it: ``{"name": ..., "options": {...}}`` (``None`` when built directly).
+    build_spec: dict[str, Any] | None = None
+
+    def identity(self, seed: int | None = None) -> dict[str, Any]:
+        """What decides this encoder's embeddings, JSON-safe: the name it was created under, its
+        options and contract (preprocessing, output width) and its weights — a content digest of
+        the file it loaded, ``"random (seed N)"`` for random weights built under ``seed``, or
+        ``"none"`` for an encoder without parameters. The one cache key of embeddings and the
+        record an exported model keeps of its inputs."""
+        import json
+
+        from modalink.encoders.contract_check import weights_identity
+
+        spec = self.build_spec or {"name": self.contract.name, "options": {}}
+        if not any(True for _ in self.parameters()):
+            weights = "none"
+        elif self.weights_path:
+            weights = weights_identity(self.weights_path) or str(self.weights_path)
+        else:
+            weights = weights_identity(random=True, seed=seed)
+        body = {"name": spec["name"], "options": spec["options"], "contract": self.contract.to_dict(),
+                "output_dim": self.output_dim, "weights": weights}
+        return json.loads(json.dumps(body, sort_keys=True, default=str))
 
     @property
     def output_dim(self) -> int:
@@ -220,13 +243,20 @@ def create_encoder(name: str, pretrained: bool = False, weights: str | os.PathLi
     network; ``weights`` is an explicit local file/folder (implies ``pretrained=True``);
     ``offline`` (default: from the environment) forbids downloads.
     """
+    asked = name
+    options = dict(kwargs)
     if name.startswith("timm/"):
         kwargs["model_name"] = name[len("timm/"):]
         name = "timm"
     if weights is not None:
         pretrained = True
     enc = ENCODERS.create(name, pretrained=pretrained, weights=weights, offline=offline, **kwargs)
+    enc.build_spec = {"name": asked, "options": {k: v for k, v in options.items() if k not in _NOT_IDENTITY}}
     return enc.eval()
+
+
+#: create_encoder options that change where an encoder runs, not what it computes
+_NOT_IDENTITY = frozenset({"device", "num_workers", "progress"})
 
 
 def list_encoders(pattern: str | None = None) -> list[str]:

@@ -90,16 +90,8 @@ def encoder_input_identity(encoder: Any, name: str | None = None, seed: int | No
     output width and :func:`weights_identity` of the weights it loaded (``weights_path``), or
     ``"random (seed N)"`` when it loaded none (``seed``: the seed it was built under), or
     ``"none"`` for an encoder without parameters."""
-    contract = getattr(encoder, "contract", None)
-    enc_name = name or (contract.name if contract is not None else None)
-    dim = getattr(encoder, "output_dim", None)
-    has_params = any(True for _ in encoder.parameters()) if hasattr(encoder, "parameters") else False
-    if not has_params:
-        weights: str | None = "none"
-    else:
-        path = getattr(encoder, "weights_path", None)
-        weights = weights_identity(path) if path else weights_identity(random=True, seed=seed)
-    return input_identity(enc_name, dim, weights, **extra)
+    full = encoder.identity(seed)
+    return input_identity(name or encoder.contract.name, full["output_dim"], full["weights"], **extra)
 
 
 def _normalise(identity: Mapping[str, Any] | None) -> dict[str, Any]:
