@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from modalink.errors import UserError
+from modalink.errors import FileFormatError
 
 #: File extensions of the container formats libsndfile (through soundfile) can decode, by its
 #: format name; :data:`AUDIO_EXTENSIONS` keeps those this soundfile build actually supports.
@@ -43,15 +43,10 @@ def audio_extensions() -> frozenset[str]:
 AUDIO_EXTENSIONS = audio_extensions()
 
 
-class AudioError(UserError, ValueError):
+class AudioError(FileFormatError):
     """An audio file that cannot be used. ``reason`` is a short tag for counting."""
 
     reason = "bad_audio"
-
-    def __init__(self, path: str | os.PathLike, message: str) -> None:
-        self.path = str(path)
-        self.detail = message
-        super().__init__(f"{path}: {message}")
 
 
 class AudioReadError(AudioError):
