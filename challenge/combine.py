@@ -255,17 +255,17 @@ def write_combined(out: str | os.PathLike, combined: dict[str, Any], edition: st
     import io
 
     from challenge.writer import write_submission
-    from modalink.io import atomic_write_bytes, atomic_write_text
+    from modalink.io import atomic_write_bytes, atomic_write_text, foreign_entries
 
     out = Path(out)
     ver = combined["ver"]
     if out.exists():
         if not out.is_dir():
             raise CombineError(f"{out} exists and is not a folder; choose another output")
-        names = {p.name for p in out.iterdir()}
         own = _OWN | {f"{v}_{lang}" for v, pair in VERSIONS.items() for lang in pair}
-        if names and (RECORD_FILE not in names or names - own):
-            foreign = ", ".join(sorted(names - own)) or f"no {RECORD_FILE}"
+        extra = foreign_entries(out, own)
+        if extra or (any(out.iterdir()) and not (out / RECORD_FILE).exists()):
+            foreign = ", ".join(extra) or f"no {RECORD_FILE}"
             raise CombineError(f"{out} holds files this command did not write ({foreign}); choose a new or empty "
                                f"output folder")
     record = combined["record"]

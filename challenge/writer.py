@@ -34,6 +34,7 @@ def _refuse_foreign_folder(out_dir: Path) -> None:
     if not out_dir.is_dir():
         raise ChallengeError(f"{out_dir} exists and is not a folder; choose another output folder")
     from challenge.manifest import MANIFEST_NAME, ManifestError, read_manifest
+    from modalink.io import foreign_entries
 
     present = sorted(p.name for p in out_dir.iterdir())
     try:
@@ -46,7 +47,7 @@ def _refuse_foreign_folder(out_dir: Path) -> None:
         raise ChallengeError(f"{out_dir} exists and was not written by modalink (no readable {MANIFEST_NAME}"
                              + (f"; it holds {shown}" if present else "") + "): nothing was written; choose another "
                              "output folder, or move or delete it yourself")
-    foreign = [n for n in present if n != MANIFEST_NAME and n not in listed]
+    foreign = foreign_entries(out_dir, listed | {MANIFEST_NAME})
     if foreign:
         raise ChallengeError(f"{out_dir} holds files its {MANIFEST_NAME} does not list ({', '.join(foreign[:5])}): "
                              "nothing was written; move them out, or choose another output folder")

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from modalink.errors import UserError
 
@@ -157,6 +157,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                 where = path / Path(where).name  # the staged file under its final name
             raise _disk_full(where or path, exc) from exc
         raise
+
+
+def foreign_entries(folder: str | os.PathLike, own: Iterable[str]) -> list[str]:
+    """Sorted names in ``folder`` that are not in ``own`` (what modalink wrote there) and are not the
+    temporary files of an atomic write: the rule every "replace this folder" check follows before
+    it deletes anything. A folder that does not exist has none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    own = set(own)
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name not in own and not (p.name.startswith(".") and p.name.endswith(".tmp")))
 
 
 def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
 from modalink.errors import UserError
-from modalink.io import atomic_write_text, remove_stale_temps
+from modalink.io import atomic_write_text, foreign_entries, remove_stale_temps
 
 __all__ = ["RunFolder", "RunFolderError", "lock_folder", "ResumeMode", "config_diff",
            "config_fingerprint", "VOLATILE_KEYS", "CONTRACT_FILE"]
@@ -354,7 +354,7 @@ class RunFolder:
             raise RunFolderError(f"--overwrite: {path} holds {what}, not of {self._recipe}; refusing to delete it. "
                                  f"Choose another --output-dir")
         allowed = self._entries | set(old.get("entries") or ())
-        foreign = [n for n in self._user_entries() if n not in allowed]
+        foreign = foreign_entries(path, allowed | self._reusable | {LOCK_FILE})
         if foreign:
             raise RunFolderError(f"--overwrite: {path} also holds {_names(foreign)}, which a {self._recipe or 'modalink'} "
                                  f"run does not write; refusing to delete anything. Move them away or choose another "
