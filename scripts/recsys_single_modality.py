@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,6 @@ def _recipe() -> Any:
 
     spec = importlib.util.spec_from_file_location("recsys_train", ROOT / "recipes" / "recsys" / "train.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["recsys_train"] = mod  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod
 
@@ -82,8 +80,10 @@ def measure_seed(seed: int, args: argparse.Namespace, work: Path, audio: str, re
     import numpy as np
 
     from modalink.config import load_config
-    from modalink.recsys import ColdItemEncoder, Interactions, MediaConfig, extract_media, read_catalogue, split_recsys
+    from modalink.recsys import Interactions, MediaConfig, extract_media, read_catalogue, split_recsys
+    from modalink.recsys.raw_items import ColdItemEncoder
     from modalink.recsys.catalogue import l2_rows
+    from modalink.recsys.config import DataConfig
     from modalink.recsys.demo_catalogue import write_demo_catalogue
     from modalink.recsys.evaluate import content_neighbours
 
@@ -99,7 +99,7 @@ def measure_seed(seed: int, args: argparse.Namespace, work: Path, audio: str, re
     groups = np.array([r["item_id"].rsplit("_", 1)[0] for r in rows], dtype=object)
     # the recipe's split (same config, same seed): its cold items were never trained on
     cat = read_catalogue(root)
-    d = recipe.DataConfig()
+    d = DataConfig()
     split = split_recsys(Interactions(cat.users, cat.items, len(cat.user_ids), cat.n_items),
                          cold_item_frac=d.cold_item_frac, cold_user_frac=d.cold_user_frac, val_frac=d.val_frac,
                          test_frac=d.test_frac, fold_in_frac=d.fold_in_frac, seed=d.split_seed)

@@ -439,17 +439,9 @@ def test_readme_item_tower_example_runs():
 
 
 def _load_recipe():
-    import importlib.util
+    from conftest import load_script
 
-    import sys
-
-    if "recsys_train" in sys.modules:
-        return sys.modules["recsys_train"]
-    spec = importlib.util.spec_from_file_location("recsys_train", ROOT / "recipes" / "recsys" / "train.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["recsys_train"] = mod  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+    return load_script("recsys_train", ROOT / "recipes" / "recsys" / "train.py")
 
 
 def test_recipe_smoke_run(tmp_path):
@@ -473,21 +465,57 @@ def test_recipe_smoke_run(tmp_path):
     with pytest.raises(Exception, match="unknown key"):
         recipe.main(["--output-dir", str(tmp_path / "bad"), "tower.nope=1"])
 
+    # the library opens the run folder by itself: config, exported tower, index, results
+    from modalink.recsys.runs import load_run
+
+    run = load_run(out)
+    assert run.config.tower.embed_dim == 16 and run.config.data.synthetic.n_items == 120
+    assert list(run.item_tower.modalities) == ["text", "image", "genres", "profile", "id"]
+    assert len(run.index) == 120 and run.results["results"] == saved["results"]
+    assert run.checkpoint("mf").is_file()
+    # the exported tower loads in a fresh interpreter with the model card's two lines
+    import subprocess
+    import sys
+
+    card = (out / "tower_model" / "README.md").read_text(encoding="utf-8")
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) == 2, code
+    code = code.replace('"path/to/this/folder"', repr(str(out / "tower_model"))) + "print(type(model).__name__)\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ItemTower", proc.stderr
+
+
+def test_load_run_refuses_what_is_not_a_finished_recsys_run(tmp_path):
+    from modalink.errors import InputError
+    from modalink.recsys.runs import load_run
+
+    with pytest.raises(InputError, match="no such run folder"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(InputError, match=r"not a modalink run folder \(no run.json\)"):
+        load_run(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"recipe": "srmm", "config": {}}))
+    with pytest.raises(InputError, match="holds a run of the 'srmm' recipe, not a recsys run"):
+        load_run(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"recipe": "recsys", "config": {}}))
+    with pytest.raises(InputError, match="tower_model is missing: the run in .* has not finished"):
+        load_run(tmp_path)
+
 
 def test_recipe_config_not_set_is_none():
     """Not-set recsys settings are None; the old spellings ("", 0, [], {}) load as the same config."""
     from modalink.config import load_config
+    from modalink.recsys.config import RecsysConfig
 
     recipe = _load_recipe()
-    cfg = load_config(recipe.RecsysConfig, recipe.DEFAULT_CONFIG)
+    cfg = load_config(RecsysConfig, recipe.DEFAULT_CONFIG)
     assert (cfg.data.root, cfg.data.cache_dir, cfg.tower.modalities, cfg.mf.epochs, cfg.media.image_weights,
             cfg.media.audio_weights, cfg.item_model.path, cfg.item_model.inputs) == (None,) * 8
-    old = load_config(recipe.RecsysConfig, recipe.DEFAULT_CONFIG, [
+    old = load_config(RecsysConfig, recipe.DEFAULT_CONFIG, [
         'data.root=""', "data.cache_dir=", "tower.modalities=[]", "mf.epochs=0", 'media.image_weights=""',
         "media.audio_weights=''", 'item_model.path=""', "item_model.inputs={}"])
     assert old == cfg
     with pytest.raises(Exception, match=r"mf.epochs: -1 is out of range; it must be >= 1"):
-        load_config(recipe.RecsysConfig, None, ["mf.epochs=-1"])
+        load_config(RecsysConfig, None, ["mf.epochs=-1"])
 
 
 def test_bench_script_runs(capsys):

@@ -16,7 +16,8 @@ pytest.importorskip("skimage")
 pytest.importorskip("soundfile")
 
 from modalink.errors import run_cli  # noqa: E402
-from modalink.recsys import CatalogueError, ColdItemEncoder, read_catalogue  # noqa: E402
+from modalink.recsys import CatalogueError, read_catalogue  # noqa: E402
+from modalink.recsys.raw_items import ColdItemEncoder  # noqa: E402
 from modalink.recsys.demo_catalogue import write_demo_catalogue  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

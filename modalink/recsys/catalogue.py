@@ -33,8 +33,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from modalink.errors import InputError, UserError
+from modalink.recsys.config import MediaConfig
 
-__all__ = ["Catalogue", "CatalogueError", "MediaConfig", "read_catalogue", "is_catalogue", "extract_media",
+__all__ = ["Catalogue", "CatalogueError", "read_catalogue", "is_catalogue", "extract_media",
            "media_encoders", "encode_media_rows", "catalogue_data", "ITEMS_FILE", "INTERACTIONS_FILE",
            "MEDIA_MODALITIES"]
 
@@ -203,26 +204,6 @@ def read_catalogue(root: str | os.PathLike, min_rating: float = 0.0, unknown_ite
 # ---------------------------------------------------------------------------------------------
 # media through modalink encoders
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class MediaConfig:
-    """Which modalink encoders turn item media into vectors (``media.*`` in the recipe config)."""
-
-    modalities: list[str] = field(default_factory=lambda: ["text", "image", "audio"])
-    image_encoder: str = "timm/resnet18"  # any registered image encoder (timm/<arch>)
-    audio_encoder: str = "ecapa_voxceleb"
-    audio_kwargs: dict[str, Any] = field(default_factory=dict)  # architecture overrides (must match weights)
-    text_encoder: str = "hashed-bow"  # any registered text encoder
-    text_kwargs: dict[str, Any] = field(default_factory=lambda: {"dim": 256})
-    pretrained: bool = True  # false = random weights (seeded by encoder_seed): tests, offline demos
-    image_weights: str | None = None  # explicit weights file/folder (None: local caches, else the hub)
-    audio_weights: str | None = None
-    encoder_seed: int = 0
-    audio_min_seconds: float = 0.1
-    batch_size: int = 32
-    shard_size: int = 256
-    device: str = "cpu"
-
-
 def _seeded(seed: int, build: Callable[[], Any]) -> Any:
     """Build under a fixed torch seed (random-weight encoders are the same at training and query)."""
     import torch

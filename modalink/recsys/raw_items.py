@@ -1,7 +1,7 @@
 """Items from raw files: a trained modalink model as an item encoder, and cold items at serving time.
 
-* :class:`ItemModelConfig` / :func:`apply_item_model` — an exported modalink model (any folder
-  written by :func:`modalink.hub.save_pretrained`, e.g. the single-branch model of an SRMM run on
+* :func:`apply_item_model` (``item_model.*``) — an exported modalink model (any folder written
+  by :func:`modalink.hub.save_pretrained`, e.g. the single-branch model of an SRMM run on
   photos + titles) embeds item media vectors; its embedding of each input becomes an item
   modality ``model_<modality>``. **Frozen**: the embeddings are computed once and the tower
   learns on top of them. **Fine-tuned**: the model is copied into the item tower
@@ -13,32 +13,17 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from modalink.config import load_config, optional
+from modalink.config import load_config
 from modalink.errors import InputError, UserError
+from modalink.recsys.config import ItemModelConfig, MediaConfig
 
-__all__ = ["ItemModelConfig", "apply_item_model", "ColdItemEncoder", "TOWER_FOLDER", "INDEX_FILE"]
-
-TOWER_FOLDER = "tower_model"
-INDEX_FILE = "item_index.npz"
-
-
-@dataclass
-class ItemModelConfig:
-    """``item_model.*``: an exported modalink model used as an item encoder."""
-
-    path: str | None = None  # exported model folder (config.json + model.safetensors); None: no item model
-    # {model modality: item media modality}; None: the model's modalities the items have, same names
-    inputs: dict[str, str] | None = optional(legacy={})
-    finetune: bool = False  # false: frozen embeddings; true: the model is trained inside the tower
-    # true: use item vectors from other encoders than the model's input contract names (warned, not refused)
-    allow_encoder_mismatch: bool = False
+__all__ = ["apply_item_model", "ColdItemEncoder"]
 
 
 def _model_modalities(model: torch.nn.Module) -> list[str]:
@@ -205,23 +190,15 @@ class ColdItemEncoder:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> "ColdItemEncoder":
-        from modalink.hub import from_pretrained
-        from modalink.recsys.index import InnerProductIndex
+        """The encoder of the finished run in ``run_dir`` (:func:`modalink.recsys.runs.load_run`)."""
+        from modalink.recsys.runs import load_run
 
-        run_dir = Path(run_dir)
-        folder = run_dir / TOWER_FOLDER
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"no exported item tower in {folder}: the run in {run_dir} has not finished "
-                                    f"(run the same train.py command again to resume and export it)")
-        tower = from_pretrained(folder)
-        index_path = run_dir / INDEX_FILE
-        if not index_path.is_file():
-            raise FileNotFoundError(f"{index_path} is missing; the run has not finished")
-        return cls(tower, tower.export_config.get("contract", {}), InnerProductIndex.load(index_path))
+        run = load_run(run_dir)
+        return cls(run.item_tower, run.tower_contract, run.index)
 
     # -- media ------------------------------------------------------------------------------
     def _media(self) -> dict[str, Any]:
-        from modalink.recsys.catalogue import MediaConfig, media_encoders
+        from modalink.recsys.catalogue import media_encoders
 
         if self._encoders is None:
             # through the config loader: exports made when unset weights were "" load too

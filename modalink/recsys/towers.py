@@ -485,6 +485,11 @@ class RecsysObjective(nn.Module):
         return hist.gather(users, drop=self.user_tower.profile_dropout if self.training else 0.0,  # type: ignore[union-attr]
                            exclude=exclude)
 
+    @property
+    def network(self) -> ItemTower:
+        """The network a run exports: the item tower (new items embed from their content alone)."""
+        return self.item_tower
+
     # -- the Recommender interface used by modalink.recsys.evaluate -------------------------
     def item_vectors(self, features: ItemFeatures | None = None, batch_size: int = 4096,
                      missing: str = "error") -> torch.Tensor:
