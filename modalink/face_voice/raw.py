@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator,
 import numpy as np
 
 from modalink.audio import AUDIO_EXTENSIONS, AudioError, audio_num_frames, load_audio
-from modalink.face_voice.layout import list_file_name
+from modalink.face_voice.layout import FEATURE_INFO, list_file_name
 from modalink.face_voice.lists import read_pairs
 from modalink.errors import InputError, UserError
 
@@ -581,7 +581,7 @@ class RawEncoderSettings:
         }
 
     @classmethod
-    def from_info(cls, info: dict[str, Any], where: str = "feature_info.json") -> "RawEncoderSettings":
+    def from_info(cls, info: dict[str, Any], where: str = FEATURE_INFO) -> "RawEncoderSettings":
         """Settings from a ``feature_info.json`` written by prepare.py; :class:`RawLayoutError` naming
         ``where`` when it lacks the encoder entries (features made some other way)."""
         try:

@@ -127,6 +127,26 @@ class FameRun:
         """The exported model of ``lang`` (:func:`load_model_from_run`, with its checks)."""
         return load_model_from_run(self.lang_dir(lang, ver), face_dim, voice_dim, feature_info=feature_info)
 
+    def trained_languages(self, train_lang: str = "all", flag: str = "--train-lang") -> list[str]:
+        """The run's training languages (``all``) or the one ``train_lang`` names, each with a trained
+        ``best_model.pt``; :class:`UserError` naming ``flag`` otherwise."""
+        from modalink.face_voice.config import resolve_languages
+
+        langs = self.languages
+        if train_lang != "all":
+            try:
+                (lang,) = resolve_languages(self.ver, train_lang)
+            except (KeyError, ValueError) as e:
+                raise UserError(f"{flag} {train_lang}: {e}") from None
+            if lang not in langs:
+                raise UserError(f"{flag} {train_lang}: run {self.path} was trained on {', '.join(langs)} only")
+            langs = [lang]
+        for lang in langs:
+            if not (self.lang_dir(lang) / "best_model.pt").is_file():
+                raise UserError(f"{self.lang_dir(lang) / 'best_model.pt'} not found: the {lang} model of this run "
+                                "is not trained yet; finish the run with train.py first")
+        return langs
+
     def load_models(self, face_dim: int | None = None, voice_dim: int | None = None, *,
                     feature_info: dict[str, Any] | None | bool = False) -> dict[str, nn.Module]:
         """Every training language's exported model."""

@@ -45,7 +45,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from modalink.face_voice.layout import (FACE_DIM, FAME_IDENTITY_COUNTS, GROUND_TRUTH_DIR, SPLITS_DIR, TEST_DIR,
-                                        TRAIN_DIR, VOICE_DIM, fame_languages, list_file_name)
+                                        VOICE_DIM, FameLayout, fame_languages, list_file_name)
 from modalink.errors import InputError, failpoint
 from modalink.io import atomic_path, atomic_write_text
 from modalink.progress import progress_bar
@@ -216,15 +216,15 @@ def generate_synthetic_fame(root: str | os.PathLike, ver: str = "v3", seed: int 
         written[rel] = path.stat().st_size
         bar.update(1)
 
+    names = FameLayout(Path(), ver)  # the official names, relative to root
     # Row counts per (identity, language): rows_per_id ± 25 %.
     lo, hi = max(1, int(round(0.75 * rows_per_id))), int(round(1.25 * rows_per_id))
     n_rows = {lang: gen.ids_rng.integers(lo, hi + 1, len(gen.train_ids)) for lang in (lang_a, lang_b)}
     with bar:
         for lang in (lang_a, lang_b):
             ident = np.repeat(gen.train_ids, n_rows[lang])
-            folder = f"{TRAIN_DIR}/{ver}/{lang}_feats"
-            emit(f"{folder}/{lang}_faces_train.csv", _format_rows(gen.faces(ident), spec.decimals, ident))
-            emit(f"{folder}/{lang}_voices_train.csv",
+            emit(names.train_csv(lang, "face").as_posix(), _format_rows(gen.faces(ident), spec.decimals, ident))
+            emit(names.train_csv(lang, "voice").as_posix(),
                  _format_rows(gen.voices(ident, lang), spec.decimals, ident))
 
         for lang in (lang_a, lang_b):

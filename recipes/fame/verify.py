@@ -85,24 +85,11 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def open_run(run_dir: Path, train_lang: str, feats_root: str | None) -> tuple[Any, list[str], Path]:
     """The run, its training languages to score with and its feature root (checks only, nothing built)."""
-    from modalink.face_voice.config import resolve_languages
     from modalink.face_voice.runs import load_run
     from modalink.face_voice.verify import FeatureMismatchError
 
     run = load_run(run_dir)
-    langs = run.languages
-    if train_lang != "all":
-        try:
-            (lang,) = resolve_languages(run.ver, train_lang)
-        except (KeyError, ValueError) as e:
-            raise UserError(f"--train-lang {train_lang}: {e}") from None
-        if lang not in langs:
-            raise UserError(f"--train-lang {train_lang}: run {run_dir} was trained on {', '.join(langs)} only")
-        langs = [lang]
-    for lang in langs:
-        if not (run.lang_dir(lang) / "best_model.pt").is_file():
-            raise UserError(f"{run.lang_dir(lang) / 'best_model.pt'} not found: the {lang} model of this run "
-                            "is not trained yet; finish the run with train.py first")
+    langs = run.trained_languages(train_lang)
     if feats_root is None:
         if run.config.run.synthetic or run.config.run.feats_root is None:
             raise FeatureMismatchError(
@@ -116,12 +103,12 @@ def open_run(run_dir: Path, train_lang: str, feats_root: str | None) -> tuple[An
 
 
 def _test_language(path: Path, ver: str) -> str:
-    from modalink.face_voice.layout import normalize_language
+    from modalink.face_voice.layout import LIST_SUFFIX, normalize_language
 
-    if not path.name.endswith("_test.txt"):
+    if not path.name.endswith(LIST_SUFFIX):
         raise UserError(f"--pairs {path}: the test language comes from the name <Lang>_test.txt; rename the list")
     try:
-        return normalize_language(ver, path.name[: -len("_test.txt")])
+        return normalize_language(ver, path.name[: -len(LIST_SUFFIX)])
     except (KeyError, ValueError) as e:
         raise UserError(f"--pairs {path}: {e}") from None
 
