@@ -10,12 +10,9 @@ import torch
 from modalink.hub import from_pretrained, save_pretrained
 from modalink.io import DamagedFileError
 from modalink.models import create_model
+from model_cases import SMALL, model_inputs
 
-CASES = {
-    "fop_enhanced": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
-    "fop_gated": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
-    "single_branch": dict(input_dims={"face": 24, "voice": 12}, embed_dim=8),
-}
+CASES = {name: SMALL[name] for name in ("fop_enhanced", "fop_gated", "single_branch")}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -81,26 +78,6 @@ def test_edited_config_json_is_one_user_error_naming_the_key(changes: dict, matc
     assert out.count("\n") == 1 and str(folder / "config.json") in out
 
 
-# Small arguments for EVERY registered model: a model added to the registry without an entry here
-# fails test_every_registered_model_is_covered, so it gets the export round trip too.
-ARCH = "test_resnet"  # a tiny timm ResNet, random weights
-SMALL = {
-    "fop": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
-    "fop_gated": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
-    "fop_linear": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
-    "fop_enhanced": dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5),
-    "sbnet": dict(input_dims={"face": 24, "voice": 12}, embed_dim=8, num_classes=5),
-    "sbnet_stems": dict(input_dims={"face": 24, "voice": 12}, embed_dim=8, stem_dim=16, trunk_hidden=(16,),
-                        num_classes=5),
-    "single_branch": dict(input_dims={"a": 10, "b": 6}, embed_dim=8),
-    "srmm": dict(input_dims={"image": 10, "text": 6}, embed_dim=8, stem_dim=16, trunk_hidden=(16,), num_classes=4),
-    "late_fusion": dict(input_dims={"image": 10, "text": 6}, embed_dim=8, hidden=(16,), num_classes=4),
-    "image_classifier": dict(num_classes=3, backbone=ARCH),
-    "chameleon": dict(num_classes=3, backbone=ARCH),
-    "multi_branch_classifier": dict(num_classes=3, text_dim=8, backbone=ARCH),
-    "recsys_item_tower": dict(dense_dims={"text": 10}, bag_sizes={"genre": 5}, num_ids=7, embed_dim=8, stem_dim=16,
-                              bag_dim=4, trunk_hidden=(16,)),
-}
 
 
 def test_every_registered_model_is_covered() -> None:
@@ -119,6 +96,12 @@ def test_every_registered_model_exports_and_reloads(name: str, tmp_path: Path) -
     assert sorted(want) == sorted(got)
     for key in want:
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+    args, kwargs = model_inputs(name, 3)
+    with torch.no_grad():
+        a, b = model.eval()(*args, **kwargs), loaded(*args, **kwargs)
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name, text_key, text", [("chameleon", "text_image", (2, 3, 32, 32)),

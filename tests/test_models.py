@@ -8,6 +8,8 @@ import torch.nn as nn
 
 import modalink
 from modalink.models import SBNet, SingleBranch, TwoBranch, create_model, list_models
+from model_cases import SMALL as SMALL_CASES
+from model_cases import model_inputs
 
 SMALL = {"face_dim": 64, "voice_dim": 32, "embed_dim": 16, "num_classes": 5}
 
@@ -43,6 +45,54 @@ def test_list_models_has_the_core_set() -> None:
 def test_unknown_model_lists_known_ones() -> None:
     with pytest.raises(KeyError, match="known models: .*sbnet"):
         create_model("no_such_model")
+
+
+def _outputs(name: str, n: int, seed: int = 0) -> tuple[nn.Module, dict]:
+    torch.manual_seed(123)
+    model = create_model(name, **SMALL_CASES[name])
+    args, kwargs = model_inputs(name, n, seed)
+    return model, (args, kwargs)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_trains_is_seeded_and_batch_invariant(name: str) -> None:
+    """Every registered model: its outputs give gradients to its parameters, the same seed gives
+    the same model and outputs, and in eval mode a row's output does not depend on its batch."""
+    model, (args, kwargs) = _outputs(name, 6)
+    model.train()
+    torch.manual_seed(7)
+    out = model(*args, **kwargs)
+    target = out["logits"] if "logits" in out else out["embedding"]
+    target.square().mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    again, _ = _outputs(name, 6)
+    torch.manual_seed(7)
+    torch.testing.assert_close(again.train()(*args, **kwargs)[next(iter(out))], out[next(iter(out))], rtol=0, atol=0)
+    model.eval()
+    with torch.no_grad():
+        full = model(*args, **kwargs)
+        _, (one_args, one_kwargs) = _outputs(name, 6)
+        key = "logits" if "logits" in full else "embedding"
+        rows = full[key]
+        first = model(*_first_row(one_args), **one_kwargs)[key]
+    torch.testing.assert_close(first[0], rows[0], rtol=1e-5, atol=1e-6)
+
+
+def _first_row(args: tuple) -> tuple:
+    """The inputs of the first row alone."""
+    def cut(x):
+        if isinstance(x, torch.Tensor):
+            return x[:1]
+        if isinstance(x, dict):
+            return {k: cut(v) for k, v in x.items()}
+        from modalink.recsys.data import BagBatch, ItemBatch
+        if isinstance(x, ItemBatch):
+            return ItemBatch(x.ids[:1], cut(x.dense), {m: cut(b) for m, b in x.bags.items()}, cut(x.present))
+        if isinstance(x, BagBatch):
+            end = int(x.offsets[1]) if len(x.offsets) > 1 else len(x.indices)
+            return BagBatch(x.indices[:end], x.offsets[:1], x.weights[:end], x.nonempty[:1])
+        return x
+    return tuple(cut(a) for a in args)
 
 
 @pytest.mark.parametrize("name", ["fop", "fop_gated", "fop_linear", "fop_enhanced", "sbnet", "sbnet_stems",
