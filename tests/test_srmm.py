@@ -203,8 +203,10 @@ def test_switching_config_builds_the_sampler(tmp_path):
     assert masks == [[True, False], [True, True], [True, False]]  # text (probability 0) skipped
     assert srmm_core.build_srmm(_tiny_cfg(tmp_path, "model.switching=none"), {"image": 4, "text": 3}, 3).sampler is None
     assert srmm_core.wrap("late_fusion", module.net, cfg).sampler is None
-    with pytest.raises(UserError, match="per_sample, per_batch, alternate, none"):
-        srmm_core.check(_tiny_cfg(tmp_path, "model.switching=sometimes"))
+    with pytest.raises(UserError, match="model.switching: 'sometimes' is not one of .*'per_sample', 'per_batch', "
+                                        "'alternate', 'none'"):
+        _tiny_cfg(tmp_path, "model.switching=sometimes")
+    assert srmm_core.SWITCHING == (*SubsetSampler.MODES, "none")  # the config's choices are the sampler's modes
 
 
 # ----------------------------------------------------------------------------- masks
@@ -412,7 +414,7 @@ def test_bad_paths_end_in_one_message_before_anything_is_written(tmp_path, monke
     assert "run folder runs/nothing does not exist" in capsys.readouterr().err
     assert run_cli(train.main, ["--output-dir", "out", "image_encoder.name=nope"]) == 2  # a user error too
     err = capsys.readouterr().err
-    assert "image_encoder: unknown image encoder 'nope'" in err and not (tmp_path / "out").exists()
+    assert "image_encoder.name: unknown image encoder 'nope'" in err and not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------- missing weights

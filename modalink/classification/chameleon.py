@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
 from modalink.classification.batches import BatchBuilder
-from modalink.classification.conditions import MissingConfig, check_conditions, condition_mask
+from modalink.classification.conditions import MissingConfig, condition_mask, missing_config_errors
 from modalink.classification.datasets import PhotoTextSet, PhotoTransform
 from modalink.classification.evaluation import predict_logits, score
 from modalink.classification.trainer_module import MissingModalityModule
+from modalink.config import bounded
 from modalink.engine import EngineConfig
 from modalink.errors import InputError, UserError
 
-METHODS = ("chameleon", "multi_branch")
+Method = Literal["chameleon", "multi_branch"]
+METHODS: tuple[str, ...] = typing.get_args(Method)
 METHOD_TITLES = {"chameleon": "Chameleon (text as image, one network)",
                  "multi_branch": "Multi-branch (image net + text net, late fusion)"}
 METRIC_TITLES = {"accuracy": "accuracy", "auroc": "AUROC", "f1_macro": "macro F1", "f1_micro": "micro F1"}
@@ -50,25 +53,25 @@ class SyntheticConfig:
     title_visual_hint: float = 0.0  # P(title also names the visual group): redundancy real titles have
     image_difficulty: float = 0.0  # photo clutter (0-1): the photo is harder to read than the title
     image_text_cue: float = 0.0  # P(photo also shows the text group): the image alone can decide
-    evidence: str | None = None  # "complementary": neither modality alone decides (hint and cue stay 0)
-    preset: str | None = None  # "complementary": the generator's COMPLEMENTARY preset (neither modality
+    evidence: Literal["complementary"] | None = None  # neither modality alone decides (hint and cue stay 0)
+    preset: Literal["complementary"] | None = None  # "complementary": the generator's COMPLEMENTARY preset (neither modality
     #                            decides alone); when the config is loaded it replaces every field above
     #                            except ``seed`` and those given as key=value overrides (apply_synthetic_preset)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "food101"  # food101 | mmimdb | hateful_memes | ferramenta
+    dataset: str = "food101"  # a name of modalink.classification.records.list_datasets()
     root: str | None = None  # dataset folder; None: generate synthetic Food-101 data
     synthetic_dir: str | None = None  # where the synthetic data goes (default <output_dir>/data)
     train_split: str = "train"
     val_split: str | None = "val"  # None: hold out val_fraction of the training split
     test_split: str = "test"
-    val_fraction: float = 0.1
+    val_fraction: float = bounded(0.1, ge=0.0, lt=1.0)
     split_seed: int = 0
     loader_options: dict[str, Any] = field(default_factory=dict)  # extra loader arguments
-    image_size: int = 64  # photos are resized (shorter side) and centre-cropped to this
-    resize_ratio: float = 1.0  # shorter side = image_size * resize_ratio before the crop
+    image_size: int = bounded(64, ge=8)  # photos are resized (shorter side) and centre-cropped to this
+    resize_ratio: float = bounded(1.0, ge=1.0)  # shorter side = image_size * resize_ratio before the crop
     hflip: bool = False  # random horizontal flips of training photos
     in_memory: bool | None = None  # decode photos once into RAM (None: only for synthetic data)
     max_train: int = 0  # use at most this many training samples (0: all)
@@ -80,13 +83,13 @@ class DataConfig:
 class TextImageConfig:
     """Text → image rendering (Chameleon): word vectors quantised to RGB superpixels."""
 
-    mode: str = "joint"  # joint (photo and text image, same network) | fused (text band on the photo)
+    mode: Literal["joint", "fused"] = "joint"  # joint: photo and text image, same network; fused: text band on the photo
     word_vectors: str | None = None  # word2vec/GloVe file; None: built-in hashed vectors
     dim: int = 300  # dimension of the hashed vectors (ignored with a file)
-    superpixel: int = 3
+    superpixel: int = bounded(3, ge=1)
     max_words: int | None = None  # default: what fits on the canvas
     band_height: int | None = None  # fused mode: text band rows (default image_size // 4)
-    layout: str = "flow"  # flow (words back to back, the paper) | tiles (one compact block per word)
+    layout: Literal["flow", "tiles"] = "flow"  # flow: words back to back (the paper); tiles: one block per word
     word_gap: int = 0  # tiles layout: blank cells between word blocks
     repeat: bool = False  # repeat the words cyclically to fill the canvas
     seed: int = 0
@@ -109,12 +112,12 @@ class BaselineConfig:
     backbone: str | None = None  # default: chameleon.backbone
     pretrained: bool | None = None  # default: chameleon.pretrained
     weights: str | None = None  # default: chameleon.weights
-    text_encoder: str = "word-vectors"  # word-vectors (same vectors as Chameleon) | hashed-bow
+    text_encoder: str = "word-vectors"  # a text encoder name: word-vectors (Chameleon's vectors), hashed-bow, ...
     text_options: dict[str, Any] = field(default_factory=dict)  # e.g. {dim: 1024} for hashed-bow
     embed_dim: int = 256
     hidden: list[int] = field(default_factory=lambda: [256])
-    fusion: str = "concat"  # concat | mean
-    norm: str = "layer"
+    fusion: Literal["concat", "mean"] = "concat"
+    norm: Literal["layer", "batch", "none"] = "layer"
     dropout: float = 0.1
     drop_text: float = 0.0  # 0: trained on complete data, the usual multi-branch practice
     drop_image: float = 0.0
@@ -127,7 +130,7 @@ class ChameleonRecipeConfig:
     """The whole recipe (``hparams/*.yaml`` plus ``key=value`` overrides)."""
 
     output_dir: str = "runs/chameleon"
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[Method] = field(default_factory=lambda: list(METHODS))
     data: DataConfig = field(default_factory=DataConfig)
     text_image: TextImageConfig = field(default_factory=TextImageConfig)
     chameleon: ChameleonConfig = field(default_factory=ChameleonConfig)
@@ -138,16 +141,27 @@ class ChameleonRecipeConfig:
         epochs=10, batch_size=64, lr=1e-3, weight_decay=1e-4, scheduler="cosine", monitor="auto",
         monitor_mode="max"))
 
-    def check(self) -> None:
-        """Validate choices the dataclass types cannot express."""
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise InputError(f"methods={self.methods}: choose from {', '.join(METHODS)}")
-        if self.text_image.mode not in ("joint", "fused"):
-            raise InputError(f"text_image.mode={self.text_image.mode!r}; use joint or fused")
-        if self.baseline.fusion not in ("concat", "mean"):
-            raise InputError(f"baseline.fusion={self.baseline.fusion!r}; use concat or mean")
-        check_conditions([self.missing.train, *self.missing.eval])
+    def validate_config(self) -> None:
+        """Cross-field and registry checks, run by :func:`modalink.config.load_config` before any
+        data is read: methods, dataset, backbones, the baseline's text encoder, missing conditions."""
+        from modalink.classification.records import dataset_name
+        from modalink.encoders.image import check_timm_architecture
+        from modalink.text.encoders import text_encoder_name
+
+        if not self.methods:
+            raise ValueError(f"methods: choose at least one of {', '.join(METHODS)}")
+        checks = [("data.dataset", dataset_name, self.data.dataset),
+                  ("chameleon.backbone", check_timm_architecture, self.chameleon.backbone),
+                  ("baseline.text_encoder", text_encoder_name, self.baseline.text_encoder)]
+        if self.baseline.backbone is not None:
+            checks.append(("baseline.backbone", check_timm_architecture, self.baseline.backbone))
+        for key, check, value in checks:
+            try:
+                check(value)
+            except KeyError as e:
+                raise ValueError(f"{key}: {e.args[0] if e.args else e}") from None
+        for error in missing_config_errors(self.missing):
+            raise ValueError(error)
 
 
 def build_word_vectors(cfg: ChameleonRecipeConfig) -> Any:
@@ -266,16 +280,18 @@ def synthetic_root(cfg: ChameleonRecipeConfig) -> Path:
     return Path(cfg.output_dir) / "synthetic_data"
 
 
-def synthetic_kwargs(s: SyntheticConfig) -> dict[str, Any]:
-    """Generator arguments of ``data.synthetic``: its fields, or a named preset (plus ``seed``)."""
+def _presets() -> dict[str, dict[str, Any]]:
+    """The generator presets ``data.synthetic.preset`` names."""
     from modalink.classification.synthetic_food101 import COMPLEMENTARY
 
+    return {"complementary": COMPLEMENTARY}
+
+
+def synthetic_kwargs(s: SyntheticConfig) -> dict[str, Any]:
+    """Generator arguments of ``data.synthetic``: its fields, or a named preset (plus ``seed``)."""
     if s.preset is None:
         return {k: v for k, v in dataclasses.asdict(s).items() if k != "preset"}
-    presets = {"complementary": COMPLEMENTARY}
-    if s.preset not in presets:
-        raise InputError(f"data.synthetic.preset={s.preset!r}; use null or {', '.join(presets)}")
-    return {**presets[s.preset], "seed": s.seed}
+    return {**_presets()[s.preset], "seed": s.seed}
 
 
 def apply_synthetic_preset(s: SyntheticConfig, overrides: Sequence[str] = ()) -> SyntheticConfig:
@@ -285,16 +301,12 @@ def apply_synthetic_preset(s: SyntheticConfig, overrides: Sequence[str] = ()) ->
     smaller complementary set). The preset is then cleared, so the saved config says what was
     generated. Returns ``s``."""
     from modalink.config import parse_overrides
-    from modalink.classification.synthetic_food101 import COMPLEMENTARY
 
     if s.preset is None:
         return s
-    presets = {"complementary": COMPLEMENTARY}
-    if s.preset not in presets:
-        raise InputError(f"data.synthetic.preset={s.preset!r}; use null or {', '.join(presets)}")
     given = parse_overrides(list(overrides)).get("data", {}).get("synthetic", {})
     values = {k: v for k, v in dataclasses.asdict(SyntheticConfig()).items() if k != "preset"}
-    values.update(presets[s.preset])
+    values.update(_presets()[s.preset])
     for name in values:
         if name == "seed" or name in given:
             values[name] = getattr(s, name)

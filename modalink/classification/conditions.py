@@ -12,13 +12,13 @@ arithmetic; this module fixes the protocol every method shares:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Literal, Sequence
 
 from modalink.classification.missing import (MissingModalityMask, condition_name, derive_seed, mask_for_condition,
                                              parse_condition)
 from modalink.errors import InputError
 
-__all__ = ["MissingConfig", "parse_condition", "check_conditions", "condition_mask", "condition_shares",
+__all__ = ["MissingConfig", "missing_config_errors", "parse_condition", "check_conditions", "condition_mask", "condition_shares",
            "text_condition", "mask_file_name"]
 
 
@@ -29,7 +29,23 @@ class MissingConfig:
     train: str = "complete"  # e.g. "text=70%": the training set itself misses 30 % of its texts
     eval: list[str] = field(default_factory=lambda: ["complete", "text=70%", "text=30%", "text=0%"])
     seed: int = 0  # masks use derive_seed(seed, split, condition)
-    splits: list[str] = field(default_factory=lambda: ["test"])  # evaluated splits (the first is the main one)
+    splits: list[Literal["train", "val", "test"]] = field(default_factory=lambda: ["test"])  # evaluated splits
+    #                                                                                  (the first is the main one)
+
+
+def missing_config_errors(m: MissingConfig, key: str = "missing") -> list[str]:
+    """``"<key>.<field>: why"`` for each condition label that is not in the vocabulary and for an
+    empty ``splits`` list (a config's ``validate_config`` raises the first)."""
+    errors = []
+    for name, labels in (("train", [m.train]), ("eval", list(m.eval))):
+        for label in labels:
+            try:
+                parse_condition(label)
+            except ValueError as e:
+                errors.append(f"{key}.{name}: {e}")
+    if not m.splits:
+        errors.append(f"{key}.splits: name at least one of train, val, test")
+    return errors
 
 
 def check_conditions(conditions: Sequence[str]) -> None:

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from modalink.errors import InputError, UnknownNameError, UserError
 
-__all__ = ["ImageFeatures", "ImageReadError", "create_image_features", "open_rgb"]
+__all__ = ["ImageFeatures", "ImageReadError", "check_image_encoder_name", "create_image_features", "open_rgb"]
 
 
 class ImageReadError(UserError, ValueError):
@@ -114,14 +114,24 @@ def _weights_id(path: str | None) -> Any:
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def check_image_encoder_name(name: str) -> None:
+    """Raise :class:`~modalink.errors.UnknownNameError` listing the known names unless ``name`` is a
+    registered encoder or ``timm/<architecture>`` of an architecture timm knows."""
+    from modalink.encoders import list_encoders
+    from modalink.encoders.image import check_timm_architecture
+
+    if name.startswith("timm/"):
+        check_timm_architecture(name[len("timm/"):])
+        return
+    known = list_encoders()
+    if name not in known:
+        raise UnknownNameError(f"unknown image encoder {name!r}; use one of {', '.join(k for k in known if k != 'timm')} "
+                               f"or 'timm/<architecture>' (e.g. timm/resnet50, timm/vit_base_patch16_clip_224.openai)")
+
+
 def create_image_features(name: str, **kwargs: Any) -> ImageFeatures:
     """:class:`ImageFeatures` of a registered image encoder (``pixel-stats``, ``timm/<arch>``,
     ``facenet_vggface2``, ...); kwargs: pretrained, weights, device, num_workers, seed, and the
     encoder's own options (e.g. ``size`` for pixel-stats)."""
-    from modalink.encoders import list_encoders
-
-    known = list_encoders()
-    if not (name in known or name.startswith("timm/")):
-        raise UnknownNameError(f"unknown image encoder {name!r}; use one of {', '.join(k for k in known if k != 'timm')} "
-                       f"or 'timm/<architecture>' (e.g. timm/resnet50, timm/vit_base_patch16_clip_224.openai)")
+    check_image_encoder_name(name)
     return ImageFeatures(name, **kwargs)

@@ -50,7 +50,7 @@ from modalink.progress import progress_bar
 __all__ = [
     "DatasetFormatError", "MultimodalRecord", "LoadReport", "MultimodalDataset", "Task",
     "default_image_transform", "collate_multimodal", "build_dataset", "RowIssues",
-    "seeded_split", "load_dataset", "list_datasets",
+    "seeded_split", "load_dataset", "list_datasets", "dataset_name",
 ]
 
 logger = logging.getLogger("modalink.classification")
@@ -465,11 +465,17 @@ def list_datasets() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_dataset(name: str, root: str | os.PathLike, split: str = "train", **kwargs: Any) -> MultimodalDataset:
-    """Load a classification dataset by name (``food101``, ``mmimdb``, ``hateful_memes``,
-    ``ferramenta``); ``kwargs`` go to that loader."""
+def dataset_name(name: str) -> str:
+    """The registered name of ``name`` (case and the usual spellings such as ``food-101`` are
+    accepted); an unknown name raises :class:`~modalink.errors.UnknownNameError` listing the known ones."""
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in _LOADERS:
         raise UnknownNameError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
-    module, fn = _LOADERS[key]
+    return key
+
+
+def load_dataset(name: str, root: str | os.PathLike, split: str = "train", **kwargs: Any) -> MultimodalDataset:
+    """Load a classification dataset by name (``food101``, ``mmimdb``, ``hateful_memes``,
+    ``ferramenta``); ``kwargs`` go to that loader."""
+    module, fn = _LOADERS[dataset_name(name)]
     return getattr(importlib.import_module(module), fn)(root, split, **kwargs)

@@ -11,22 +11,25 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args
 
-from modalink.classification.conditions import MissingConfig, check_conditions
-from modalink.classification.image_features import create_image_features
+from modalink.classification.conditions import MissingConfig, missing_config_errors
+from modalink.classification.image_features import check_image_encoder_name, create_image_features
 from modalink.classification.paths import absolute
 from modalink.classification.trainer_module import MODALITIES, MissingModalityModule
+from modalink.config import bounded
 from modalink.engine import EngineConfig
 from modalink.errors import UserError
 from modalink.models import create_model
 from modalink.models.modality_sampling import SubsetSampler
-from modalink.text.encoders import TextEncoder, create_text_encoder
+from modalink.text.encoders import TextEncoder, create_text_encoder, text_encoder_name
 
 log = logging.getLogger("modalink.srmm")
 
 METHODS = ("srmm", "late_fusion")
-SWITCHING = SubsetSampler.MODES + ("none",)  # model.switching
+Switching = Literal["per_sample", "per_batch", "alternate", "none"]  # SubsetSampler.MODES and none
+SWITCHING: tuple[str, ...] = get_args(Switching)
+Norm = Literal["layer", "batch", "none"]
 METHOD_TITLES = {"srmm": "SRMM (single branch, switching)", "late_fusion": "Late fusion (two branches)"}
 
 # UPMC Food-101 test accuracy (%) reported in SRMM (arXiv 2408.07445) and, for ViLT, in Ma et al.
@@ -59,14 +62,14 @@ class SyntheticConfig:
 class DataConfig:
     root: str | None = None  # Food-101 layout; None: generate the synthetic default
     cache_dir: str | None = None  # default: <output_dir>/cache
-    val_fraction: float | None = None  # val share of the train file; None: load_food101's (6846/67988)
+    val_fraction: float | None = bounded(None, ge=0.0, lt=1.0)  # val share of the train file; None: load_food101's (6846/67988)
     val_seed: int = 0  # load_food101's split seed
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 @dataclass
 class ImageEncoderConfig:
-    name: str = "pixel-stats"  # any registered image encoder: pixel-stats | timm/<arch> | facenet_vggface2 ...
+    name: str = "pixel-stats"  # a registered image encoder: pixel-stats, timm/<arch>, facenet_vggface2, ...
     pretrained: bool = True  # false: random weights (seeded); pixel-stats has no weights
     weights: str | None = None  # local weights file
     options: dict[str, Any] = field(default_factory=dict)  # the encoder's own arguments, e.g. {size: 32}
@@ -78,7 +81,8 @@ class ImageEncoderConfig:
 
 @dataclass
 class TextEncoderConfig:
-    name: str = "hashed-bow"  # hashed-bow | word-vectors | sentence-transformers/<model> | st:<path> | auto
+    name: str = "hashed-bow"  # a text encoder name (hashed-bow, word-vectors, sentence-transformers/<model>,
+    #                           st:<path>) or auto
     options: dict[str, Any] = field(default_factory=dict)  # constructor arguments, e.g. {dim: 1024}
     batch_size: int = 256
 
@@ -95,9 +99,9 @@ class ModelConfig:
     embed_dim: int = 128
     stem_dim: int = 256
     trunk_hidden: list[int] = field(default_factory=lambda: [256])
-    norm: str = "layer"
-    dropout: float = 0.2
-    switching: str = "per_sample"  # per_sample | per_batch | alternate | none
+    norm: Norm = "layer"
+    dropout: float = bounded(0.2, ge=0.0, lt=1.0)
+    switching: Switching = "per_sample"
     modality_subsets: dict[str, float] = field(
         default_factory=lambda: {"image": 1.0, "text": 1.0, "image+text": 1.0})
     aux_weight: float = 0.0  # extra CE on each kept modality's own logits
@@ -108,9 +112,10 @@ class BaselineConfig:
     enabled: bool = True
     embed_dim: int = 128
     hidden: list[int] = field(default_factory=lambda: [256])
-    norm: str = "layer"
-    dropout: float = 0.2
-    fusion: str = "mlp"  # mlp (concat -> MLP -> classifier, the standard head) | concat (linear) | mean
+    norm: Norm = "layer"
+    dropout: float = bounded(0.2, ge=0.0, lt=1.0)
+    fusion: Literal["mlp", "concat", "mean"] = "mlp"  # mlp: concat -> MLP -> classifier (the standard head);
+    #                                                   concat: linear; mean: mean of per-branch logits
 
 
 @dataclass
@@ -128,6 +133,22 @@ class SRMMConfig:
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(
         epochs=30, batch_size=64, lr=1e-3, weight_decay=1e-4, scheduler="cosine", monitor="acc",
         monitor_mode="max", cpu=False))
+
+    def validate_config(self) -> None:
+        """Registry checks and the missing-modality conditions, run by
+        :func:`modalink.config.load_config` before any data is read."""
+        try:
+            check_image_encoder_name(self.image_encoder.name)
+        except KeyError as e:
+            raise ValueError(f"image_encoder.name: {e.args[0]}") from None
+        if self.text_encoder.name != "auto":
+            try:
+                text_encoder_name(self.text_encoder.name)
+            except KeyError as e:
+                raise ValueError(f"text_encoder.name: {e.args[0]}; or auto (sentence-transformers when "
+                                 "installed, else hashed-bow)") from None
+        for error in missing_config_errors(self.missing):
+            raise ValueError(error)
 
 
 def absolute_paths(cfg: SRMMConfig, base: str | os.PathLike | None = None) -> SRMMConfig:
@@ -149,15 +170,6 @@ def absolute_paths(cfg: SRMMConfig, base: str | os.PathLike | None = None) -> SR
     if name.startswith("st:") and (b / Path(name[3:]).expanduser()).exists():
         cfg.text_encoder.name = "st:" + str(_absolute(name[3:], b))
     return cfg
-
-
-def check(cfg: SRMMConfig) -> None:
-    """Validate choices the dataclass types cannot express (before any data is read)."""
-    check_conditions([cfg.missing.train, *cfg.missing.eval])
-    if not cfg.missing.splits or any(s not in ("train", "val", "test") for s in cfg.missing.splits):
-        raise UserError(f"missing.splits={cfg.missing.splits}: choose from train, val, test")
-    if cfg.model.switching not in SWITCHING:
-        raise UserError(f"model.switching={cfg.model.switching!r}; use one of {', '.join(SWITCHING)}")
 
 
 def switching_sampler(cfg: SRMMConfig) -> SubsetSampler | None:

@@ -37,7 +37,7 @@ from modalink.encoders.base import (
 )
 from modalink.errors import UnknownNameError
 
-log = logging.getLogger("modalink.encoders.image")
+log = logging.getLogger(__name__)
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "weights.pth")
 
@@ -236,6 +236,20 @@ def _find_timm_weights(model_name: str, weights: str | os.PathLike | None, offli
     return Path(local) if local is not None else None
 
 
+def check_timm_architecture(model_name: str) -> None:
+    """Raise :class:`~modalink.errors.UnknownNameError` (with the closest names) unless timm knows
+    the architecture ``model_name`` (a pretrained tag such as ``.openai`` is allowed)."""
+    import timm
+
+    if not timm.is_model(model_name):
+        import difflib
+
+        close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(f'timm/{c}' for c in close)}?" if close else ""
+        raise UnknownNameError(f"unknown timm architecture {model_name!r} (in 'timm/{model_name}'){hint}; "
+                               "timm.list_models() lists the known ones")
+
+
 @register_encoder("timm")
 def timm_image(model_name: str = "resnet50", pretrained: bool = False,
                weights: str | os.PathLike | None = None, offline: bool | None = None,
@@ -248,13 +262,7 @@ def timm_image(model_name: str = "resnet50", pretrained: bool = False,
     """
     import timm
 
-    if not timm.is_model(model_name):
-        import difflib
-
-        close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(f'timm/{c}' for c in close)}?" if close else ""
-        raise UnknownNameError(f"unknown timm architecture {model_name!r} (in 'timm/{model_name}'){hint}; "
-                               "timm.list_models() lists the known ones")
+    check_timm_architecture(model_name)
     kwargs = {**kwargs, "num_classes": 0}
     local: Path | None = None
     if not pretrained:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from modalink.text.encoders import (TEXT_ENCODERS, HashedBagOfWords, MeanWordVectors, SentenceTransformerEncoder,
-                                    TextEncoder, create_text_encoder, list_text_encoders, register_text_encoder)
+                                    TextEncoder, create_text_encoder, list_text_encoders, register_text_encoder,
+                                    text_encoder_name)
 from modalink.text.word_vectors import WordVectors, WordVectorsFormatError, hashed_vectors, tokenize, words_in
 
 __all__ = ["tokenize", "WordVectors", "WordVectorsFormatError", "hashed_vectors", "words_in",
            "TextEncoder", "HashedBagOfWords", "MeanWordVectors", "SentenceTransformerEncoder", "TEXT_ENCODERS",
-           "register_text_encoder", "create_text_encoder", "list_text_encoders",
+           "register_text_encoder", "create_text_encoder", "list_text_encoders", "text_encoder_name",
            "TextToImage", "TextGrid", "naive_text_to_image", "quantise_bytes"]
 
 _RENDER = ("TextToImage", "TextGrid", "naive_text_to_image", "quantise_bytes")

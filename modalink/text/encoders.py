@@ -27,12 +27,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from modalink.errors import InputError
+from modalink.errors import InputError, UnknownNameError
 from modalink.registry import Registry
 from modalink.text.word_vectors import WordVectors, tokenize
 
 __all__ = ["TextEncoder", "HashedBagOfWords", "MeanWordVectors", "SentenceTransformerEncoder",
-           "TEXT_ENCODERS", "register_text_encoder", "create_text_encoder", "list_text_encoders"]
+           "TEXT_ENCODERS", "register_text_encoder", "create_text_encoder", "list_text_encoders", "text_encoder_name"]
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -264,17 +264,28 @@ register_text_encoder("word-vectors")(MeanWordVectors)
 register_text_encoder("sentence-transformers")(SentenceTransformerEncoder)
 
 
+def text_encoder_name(name: str) -> str:
+    """The registered encoder behind ``name`` (``st:<model>`` and ``sentence-transformers/<model>``
+    are ``sentence-transformers``); an unknown name raises :class:`~modalink.errors.UnknownNameError`
+    listing the known ones."""
+    if name.startswith(("st:", "sentence-transformers/")):
+        return "sentence-transformers"
+    known = list_text_encoders()
+    if name not in known:
+        raise UnknownNameError(f"unknown text encoder {name!r}; known text encoders: {', '.join(known)} (or "
+                               "sentence-transformers/<model>, st:<model or folder>)")
+    return name
+
+
 def create_text_encoder(name: str, **kwargs: Any) -> TextEncoder:
     """Build a registered text encoder. ``"sentence-transformers/<model>"`` is a shortcut for
     ``create_text_encoder("sentence-transformers", model="sentence-transformers/<model>")``;
     ``"st:<model or folder>"`` passes ``<model or folder>`` as is."""
     if name.startswith("st:"):
         kwargs["model"] = name[3:]
-        name = "sentence-transformers"
     elif name.startswith("sentence-transformers/"):
         kwargs["model"] = name
-        name = "sentence-transformers"
-    return TEXT_ENCODERS.create(name, **kwargs)
+    return TEXT_ENCODERS.create(text_encoder_name(name), **kwargs)
 
 
 def list_text_encoders(pattern: str | None = None) -> list[str]:

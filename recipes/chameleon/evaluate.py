@@ -15,6 +15,7 @@ the config (e.g. ``data.root=/new/place`` when the data moved).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -50,13 +51,9 @@ def main(argv: list[str] | None = None) -> dict:
         overrides.append(f"data.root={a.data_root}")
     if a.methods:
         overrides.append(f"methods=[{a.methods}]")
-    cfg = load_config(cham.ChameleonRecipeConfig, run_dir / "config.yaml", overrides + list(a.overrides))
     if a.conditions:
-        cfg.missing.eval = list(a.conditions)
-    try:
-        cfg.check()
-    except ValueError as e:
-        raise UserError(f"config: {e}") from None
+        overrides.append(f"missing.eval={json.dumps(list(a.conditions))}")
+    cfg = load_config(cham.ChameleonRecipeConfig, run_dir / "config.yaml", overrides + list(a.overrides))
     cham.absolute_paths(cfg)
     cfg.engine.progress = False
     data = cham.load_data(cfg, progress=True)

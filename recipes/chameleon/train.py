@@ -54,11 +54,7 @@ def load_config(args: argparse.Namespace):
     cfg = load_recipe_config(ChameleonRecipeConfig, args, flags={
         "data.root": args.data_root, "data.dataset": args.dataset, "output_dir": args.output_dir,
         "methods": args.methods.split(",") if args.methods else None, "engine.cpu": True if args.cpu else None})
-    try:
-        apply_synthetic_preset(cfg.data.synthetic, args.overrides)
-        cfg.check()
-    except ValueError as e:
-        raise UserError(f"config: {e}") from None
+    apply_synthetic_preset(cfg.data.synthetic, args.overrides)
     return absolute_paths(cfg)
 
 
@@ -99,8 +95,7 @@ def _train(args, cfg, state, folder, argv) -> dict:
         data = cham.load_data(cfg, progress=cfg.engine.progress and state.is_main_process)
     folder.bind_data(cham.data_fingerprint(data))
     folder.start()
-    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else [sys.argv[0], *argv],
-                       log_name="modalink.chameleon")  # own logger: the Trainers reopen "modalink" in their folders
+    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else [sys.argv[0], *argv])  # own logger: the Trainers reopen "modalink" in their folders
     logger.info("data: %s (%.1f s)", data.description, time.time() - t0)
     if folder.resumed:
         logger.info("resuming the run in %s (same config and data)", out)

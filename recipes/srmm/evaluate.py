@@ -35,7 +35,6 @@ def main(argv: list[str] | None = None) -> dict:
                         "train.py run (default runs/srmm)")
     # train.py records absolute paths; a relative one (older runs, hand edits) is read from here
     cfg = srmm.absolute_paths(load_config(srmm.SRMMConfig, run_dir / "config.yaml", a.overrides))
-    srmm.check(cfg)
     data = embeddings.prepare_all(cfg, run_dir, progress=cfg.prepare.progress)
     names = ["srmm"] + (["late_fusion"] if cfg.baseline.enabled else [])
     models = {n: (srmm.load_trained(run_dir, n, cfg), collate_embeddings) for n in names}

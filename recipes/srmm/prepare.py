@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> None:
         args.config = str(HPARAMS / ("food101.yaml" if args.data_root else "default.yaml"))
     cfg = load_recipe_config(srmm.SRMMConfig, args, flags={
         "data.root": args.data_root, "output_dir": args.output_dir, "engine.cpu": True if args.cpu else None})
-    srmm.check(cfg)
     srmm.absolute_paths(cfg)
     if args.print_config:
         print_config(cfg)

@@ -46,7 +46,6 @@ def load_config(args: argparse.Namespace):
 
     cfg = load_recipe_config(srmm.SRMMConfig, args, flags={
         "data.root": args.data_root, "output_dir": args.output_dir, "engine.cpu": True if args.cpu else None})
-    srmm.check(cfg)
     return srmm.absolute_paths(cfg)
 
 
@@ -100,8 +99,7 @@ def _train(cfg, state, folder, encoders, argv) -> dict:
     data = embeddings.prepare_all(cfg, out, progress=cfg.prepare.progress and state.is_main_process, plan=plan,
                                   processes=Processes.current())
     folder.start()
-    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else [sys.argv[0], *argv],
-                       log_name="modalink.srmm")  # own logger: the Trainers reopen "modalink" in their folders
+    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else [sys.argv[0], *argv])  # own logger: the Trainers reopen "modalink" in their folders
     logger.info("embeddings ready in %.1f s (image %s %s, text %s %s)", time.time() - t0,
                 data.image_encoder.get("name"), data.dims["image"], data.text_encoder.get("name"), data.dims["text"])
     train_set, val_set = data.train_set(cfg), data.val_set(cfg)
