@@ -9,9 +9,7 @@
   a dataclass may define ``validate_config(self)`` raising ``ValueError("key: why")`` for
   checks across fields or against a registry.
 * "Not set" has one spelling: ``None`` (YAML ``null``; ``key=null`` or an empty ``key=`` on the
-  command line), typed ``X | None = None``; the code then derives the value. The older
-  spellings still load: ``""`` for any ``X | None`` field, and the value an :func:`optional`
-  field names as ``legacy`` (``0``, ``[]``), so old config files and run folders keep working.
+  command line), typed ``X | None = None``; the code then derives the value.
 """
 from __future__ import annotations
 
@@ -41,24 +39,18 @@ def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, l
     return dataclasses.field(default=default, metadata={"range": (ge, gt, le, lt)})
 
 
-def optional(*, legacy: Any = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
+def optional(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
              lt: float | None = None) -> Any:
     """A ``X | None`` field whose ``None`` means "not set" (the code derives the value), with an
-    optional range for set values and ``legacy``, the value that once meant "not set" (``0``,
-    ``[]``), read as ``None``: ``face_dim: int | None = optional(legacy=0, ge=1)``."""
-    meta: dict[str, Any] = {"range": (ge, gt, le, lt)}
-    if legacy is not None:
-        meta["legacy_unset"] = legacy
-    return dataclasses.field(default=None, metadata=meta)
+    optional range for set values: ``face_dim: int | None = optional(ge=1)``."""
+    return dataclasses.field(default=None, metadata={"range": (ge, gt, le, lt)})
 
 
-def _is_legacy_unset(value: Any, legacy: Any) -> bool:
-    """``value`` is the old "not set" spelling (``0.0`` is ``0``; ``False`` is not)."""
-    if isinstance(value, bool) or isinstance(legacy, bool):
-        return value is legacy
-    if isinstance(value, (int, float)) and isinstance(legacy, (int, float)):
-        return value == legacy
-    return type(value) is type(legacy) and value == legacy
+class _Empty(str):
+    """The value of an empty ``key=`` override: "not set" for a ``X | None`` field, ``""`` for a string."""
+
+
+EMPTY = _Empty("")
 
 
 def _check_range(value: Any, rng: tuple, where: str) -> None:
@@ -93,11 +85,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check/convert a YAML value to the annotated type; raise ConfigError naming ``where``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if isinstance(value, _Empty) and not (origin in (typing.Union, types.UnionType) and type(None) in args):
+        value = ""  # an empty key= for a field that cannot be "not set"
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if (value is None or (isinstance(value, str) and value == "")) and type(None) in args:
-            return None  # "" (an old spelling of "not set", or ``key=`` on the command line) is None
+        if (value is None or isinstance(value, _Empty)) and type(None) in args:
+            return None
         errors = []
         for a in args:
             if a is type(None):
@@ -172,8 +166,6 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
         key = f"{where}.{f.name}" if where and not where.endswith(":") else f"{where} {f.name}"
         if f.name in data:
             value = data[f.name]
-            if "legacy_unset" in f.metadata and _is_legacy_unset(value, f.metadata["legacy_unset"]):
-                value = None  # the old spelling of "not set"
             kwargs[f.name] = _coerce(value, types_[f.name], key)
             if "range" in f.metadata:
                 _check_range(kwargs[f.name], f.metadata["range"], key)
@@ -218,7 +210,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else EMPTY
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from None
         node = tree

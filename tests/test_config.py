@@ -69,31 +69,33 @@ def test_yaml_never_executes_code(tmp_path: Path) -> None:
 @dataclass
 class _Unset:
     root: str | None = None
-    dim: int | None = optional(legacy=0, ge=1)
-    mods: list[str] | None = optional(legacy=[])
+    dim: int | None = optional(ge=1)
+    mods: list[str] | None = optional()
     flag: bool | None = None
 
 
-def test_unset_is_none_and_old_spellings_still_load(tmp_path: Path) -> None:
-    """One spelling of "not set": None (YAML null, key=null or key= on the command line); the old
-    ones ("" for any X | None field, an optional field's legacy value) are read as None."""
+def test_unset_has_one_spelling(tmp_path: Path) -> None:
+    """One spelling of "not set": None (YAML null, key=null or key= on the command line); the
+    values that might look like "not set" (0, [], '') are values and are checked as such."""
     unset = {"root": None, "dim": None, "mods": None, "flag": None}
     assert to_dict(load_config(_Unset)) == unset
     assert to_dict(load_config(_Unset, None, ["root=null", "dim=null", "mods=null", "flag=null"])) == unset
     assert to_dict(load_config(_Unset, None, ["root=", "dim=", "mods=", "flag="])) == unset
-    old = tmp_path / "old.yaml"
-    old.write_text("root: ''\ndim: 0\nmods: []\n")
-    assert to_dict(load_config(_Unset, old)) == unset
     cfg = load_config(_Unset, None, ["root=/d", "dim=8", "mods=[a]", "flag=false"])
     assert (cfg.root, cfg.dim, cfg.mods, cfg.flag) == ("/d", 8, ["a"], False)
+    old = tmp_path / "old.yaml"
     save_config(load_config(_Unset), old)
     assert "root: null" in old.read_text() and to_dict(load_config(_Unset, old)) == unset
-    with pytest.raises(ConfigError, match=r"dim: -1 is out of range; it must be >= 1"):
-        load_config(_Unset, None, ["dim=-1"])
-    with pytest.raises(ConfigError, match="dim: expected an integer"):  # false is not the legacy 0
+    old.write_text("dim: 0\n")
+    with pytest.raises(ConfigError, match=r"dim: 0 is out of range; it must be >= 1"):
+        load_config(_Unset, old)
+    old.write_text("root: ''\nmods: []\n")
+    assert (load_config(_Unset, old).root, load_config(_Unset, old).mods) == ("", [])
+    with pytest.raises(ConfigError, match="dim: expected an integer"):
         load_config(_Unset, None, ["dim=false"])
-    # a plain str field has no "not set": "" stays a string
-    assert load_config(Cfg, None, ["data.root=/x", "name="]).name == ""
+    # a plain str field has no "not set": an empty key= is the empty string
+    name = load_config(Cfg, None, ["data.root=/x", "name="]).name
+    assert name == "" and type(name) is str
 
 
 @dataclasses.dataclass

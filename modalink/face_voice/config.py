@@ -22,12 +22,12 @@ RUN_ENTRIES = tuple(f"{ver}_{lang}" for ver in ("v1", "v2", "v3") for lang in fa
 class DataConfig:
     """The ``data:`` section."""
 
-    val_ids: int | None = optional(legacy=0, ge=1)  # identities held out for model selection (None: val_fraction)
+    val_ids: int | None = optional(ge=1)  # identities held out for model selection (None: val_fraction)
     val_fraction: float = 0.1
     val_trials: int = 4000  # balanced face-voice trials among the validation rows
     split_seed: int = 0
-    face_dim: int | None = optional(legacy=0, ge=1)  # None: from feature_info.json next to the CSVs, else 4096
-    voice_dim: int | None = optional(legacy=0, ge=1)  # None: from feature_info.json, else 512
+    face_dim: int | None = optional(ge=1)  # None: from feature_info.json next to the CSVs, else 4096
+    voice_dim: int | None = optional(ge=1)  # None: from feature_info.json, else 512
     cache_dir: str | None = None  # binary feature cache (None: <feats-root>/.modalink_cache)
 
 

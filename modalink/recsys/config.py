@@ -59,7 +59,7 @@ class DataConfig:
 class TowerConfig:
     """``tower.*``: the item tower (single branch over item modalities), the user tower and the loss."""
 
-    modalities: list[str] | None = optional(legacy=[])  # None: every modality of the data
+    modalities: list[str] | None = optional()  # None: every modality of the data
     use_profile: bool = True  # item interaction profile (users of the item) as a modality
     use_id: bool = True  # item ID embedding (warm items only)
     embed_dim: int = bounded(64, ge=1)
@@ -96,7 +96,7 @@ class MFConfig:
     num_negatives: int = bounded(4, ge=1)
     l2: float = bounded(1.0e-4, ge=0)
     lr: float = bounded(1.0e-2, gt=0)
-    epochs: int | None = optional(legacy=0, ge=1)  # None: engine.epochs
+    epochs: int | None = optional(ge=1)  # None: engine.epochs
 
 
 @dataclass
@@ -136,7 +136,7 @@ class ItemModelConfig:
 
     path: str | None = None  # exported model folder (config.json + model.safetensors); None: no item model
     # {model modality: item media modality}; None: the model's modalities the items have, same names
-    inputs: dict[str, str] | None = optional(legacy={})
+    inputs: dict[str, str] | None = optional()
     finetune: bool = False  # false: frozen embeddings; true: the model is trained inside the tower
     # true: use item vectors from other encoders than the model's input contract names (warned, not refused)
     allow_encoder_mismatch: bool = False
