@@ -114,8 +114,8 @@ def test_load_config_runs_the_checks_and_the_old_check_calls_are_gone():
 
 
 def test_a_malformed_word_vector_file_is_one_error_line_before_a_run_folder(tmp_path, capsys, monkeypatch):
-    from modalink.text import WordVectors, WordVectorsFormatError
     from modalink.errors import FileFormatError
+    from modalink.text.word_vectors import WordVectors, WordVectorsFormatError
 
     monkeypatch.delenv("MODALINK_DEBUG", raising=False)
     vectors = tmp_path / "vec.txt"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from modalink.text.word_vectors import WordVectors, WordVectorsFormatError, hashed_vectors, tokenize
 from modalink.text.render import TextToImage, naive_text_to_image, quantise_bytes
+from modalink.text.word_vectors import WordVectors, WordVectorsFormatError, hashed_vectors, tokenize
 
 TEXTS = [
     "Homemade apple pie with a crunchy crust!",
@@ -245,3 +245,17 @@ def test_layout_errors():
         TextToImage(WordVectors.hashed(12), image_size=48, superpixel=4, word_gap=1)  # flow has no tiles
     with pytest.raises(ValueError, match="cells"):
         TextToImage(WordVectors.hashed(300), image_size=24, superpixel=3, layout="tiles")
+
+
+def test_the_text_package_exports_its_names_and_imports_the_renderer_on_first_use():
+    import subprocess
+    import sys
+
+    import modalink.text as text
+    from modalink.text import encoders, render, word_vectors
+
+    assert text.TEXT_ENCODERS is encoders.TEXT_ENCODERS and text.WordVectors is word_vectors.WordVectors
+    assert text.TextToImage is render.TextToImage and set(text.__all__) >= {"tokenize", "list_text_encoders"}
+    code = ("import sys, modalink.text as t; assert 'torch' not in sys.modules, 'torch imported'; "
+            "t.create_text_encoder('hashed-bow', dim=8).encode(['a b']); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -75,9 +75,7 @@ class PhotoTextSet(Dataset):
     @classmethod
     def from_dataset(cls, ds: Any, size: int) -> "PhotoTextSet":
         """Wrap a ``MultimodalDataset`` (records' own availability and mask are kept)."""
-        n = len(ds)
-        has_image = np.fromiter((ds.has_image(i) for i in range(n)), dtype=bool, count=n)
-        has_text = np.fromiter((ds.has_text(i) for i in range(n)), dtype=bool, count=n)
+        has_image, has_text = ds.availability()
         texts = [r.text for r in ds.records]
         return cls(ds, texts, ds.labels, has_image, has_text, None, size)
 

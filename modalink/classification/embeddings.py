@@ -65,11 +65,8 @@ def load_records(root: str | os.PathLike, part: str) -> SplitRecords:
         raise InputError(f"unknown Food-101 part {part!r}; use 'train' or 'test'")
     root = Path(root)
     ds = load_food101(root, FILE_PARTS[part])
-    texts = ds.texts
-    return SplitRecords(part, root, [Path(p) for p in ds.image_paths], texts, ds.labels, list(ds.classes),
-                        root / "texts" / f"{part}_titles.csv",
-                        np.array([ds.has_image(i) for i in range(len(ds))], dtype=bool),
-                        np.array([t is not None for t in texts], dtype=bool))
+    return SplitRecords(part, root, [Path(p) for p in ds.image_paths], ds.texts, ds.labels, list(ds.classes),
+                        root / "texts" / f"{part}_titles.csv", *ds.availability())
 
 
 def split_indices(root: str | os.PathLike, rec: SplitRecords, val_fraction: float | None,

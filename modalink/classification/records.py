@@ -289,6 +289,12 @@ class MultimodalDataset(Dataset):
     def has_text(self, i: int) -> bool:
         return self.records[i].text is not None and (self.mask is None or bool(self.mask.text[i]))
 
+    def availability(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(has_image, has_text)``: bool arrays over the records (the release's gaps and the mask)."""
+        n = len(self)
+        return (np.fromiter((self.has_image(i) for i in range(n)), dtype=bool, count=n),
+                np.fromiter((self.has_text(i) for i in range(n)), dtype=bool, count=n))
+
     def _check_mask(self, mask: MissingModalityMask) -> None:
         if len(mask) != len(self):
             raise InputError(f"mask has {len(mask)} entries but {self.name or 'the'} {self.split} "

@@ -27,7 +27,7 @@ _RENDER = ("TextToImage", "TextGrid", "naive_text_to_image", "quantise_bytes")
 
 def __getattr__(name: str) -> Any:
     if name in _RENDER:
-        from modalink.text import render
+        import modalink.text.render as render
 
         return getattr(render, name)
     raise AttributeError(f"module 'modalink.text' has no attribute {name!r}")
