@@ -202,7 +202,7 @@ def _single_modality_stats(enc, rows, root, modality):
 def test_untrained_tower_keeps_photo_only_items_apart(small_catalogue, tmp_path):
     """Real photos through a random-weight ResNet-18 share one large direction (mean cosine
     ~0.9); the tower's input statistics remove it, so photo-only items are not mapped to nearly
-    one vector (issue 19: mean cosine 0.975) and keep the raw features' neighbours."""
+    one vector (mean cosine 0.975 without them) and keep the raw features' neighbours."""
     import torch
 
     from modalink.recsys import ItemFeatures, ItemTower, MediaConfig, extract_media, read_catalogue
@@ -228,7 +228,7 @@ def test_untrained_tower_keeps_photo_only_items_apart(small_catalogue, tmp_path)
 
 @pytest.mark.slow
 def test_trained_tower_keeps_single_modality_cold_items_apart(small_catalogue, tmp_path, train_script):
-    """issue 19: photo-only and audio-only items (embedded like a query.py cold item) keep the
+    """Photo-only and audio-only items (embedded like a query.py cold item) keep the
     groups their raw features separate, and are not collapsed to one direction."""
     from modalink.config import load_config
     from modalink.recsys import MediaConfig, extract_media, read_catalogue
@@ -305,7 +305,7 @@ def test_item_model_input_contract_names_encoder_and_weights(tmp_path):
 @pytest.mark.slow
 def test_item_model_trained_on_other_encoder_is_refused_by_the_recipe(small_catalogue, tmp_path, train_script,
                                                                       capsys):
-    """issue 19: an exported FAME model (face = FaceNet, 512-D) with the catalogue photos embedded
+    """An exported FAME model (face = FaceNet, 512-D) with the catalogue photos embedded
     by timm/resnet18 (also 512-D) is refused in one line before training; the override runs."""
     import torch
 
@@ -321,9 +321,12 @@ def test_item_model_trained_on_other_encoder_is_refused_by_the_recipe(small_cata
             f"item_model.path={tmp_path / 'fame_model'}", "item_model.inputs={face: image, voice: audio}",
             "media.modalities=[image, audio]"]
     assert run_cli(train_script.main, args) == 2
+    # the data's warnings (unknown items, unreadable media) are logged first; the refusal is one line, last
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "facenet_vggface2" in err[0] and "timm/resnet18" in err[0], err
-    assert "item_model.allow_encoder_mismatch=true" in err[0]
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and err[-1] == errors[0], err
+    assert "facenet_vggface2" in errors[0] and "timm/resnet18" in errors[0], err
+    assert "item_model.allow_encoder_mismatch=true" in errors[0]
     assert not (out / "tower").exists()
     train_script.main([*args, "item_model.allow_encoder_mismatch=true", "--overwrite"])
     contract = json.loads((out / "tower_model" / "config.json").read_text())["contract"]
