@@ -7,7 +7,7 @@ Command line: ``python -m challenge {write,validate,pack,score} --help`` (also i
 
 Scores are DISTANCES (lower = same person), as the organisers' scorer expects.
 """
-from challenge.files import (ChallengeError, FormatError, Pair, find_lists, read_ground_truth, read_pair_keys,
+from challenge.files import (ChallengeError, FormatError, find_lists, read_ground_truth, read_pair_keys,
                              read_pairs, read_score_values, write_scores)
 from challenge.naming import (CONDITIONS, EDITIONS, HEARD, UNHEARD, VERSIONS, Edition, SubmissionEntry,
                               condition_for, get_edition, version_langs)
@@ -21,7 +21,7 @@ __all__ = [
     "ChallengeError", "FormatError", "SubmissionError", "MatplotlibMissing",
     "Edition", "SubmissionEntry", "EDITIONS", "VERSIONS", "CONDITIONS", "HEARD", "UNHEARD",
     "get_edition", "condition_for", "version_langs",
-    "Pair", "read_pairs", "read_pair_keys", "read_ground_truth", "read_score_values", "find_lists",
+    "read_pairs", "read_pair_keys", "read_ground_truth", "read_score_values", "find_lists",
     "write_scores", "write_submission",
     "Issue", "ValidationReport", "validate_submission", "similarity_hint",
     "pack_submission", "FileScore", "ScoreReport", "score_submission",

@@ -18,11 +18,11 @@ import numpy as np
 
 from challenge.naming import VERSIONS, version_langs
 from modalink.face_voice.layout import LIST_SUFFIX, FeatureFileError, list_file_name
-from modalink.face_voice.lists import PairEntry, ground_truth_lines, read_ground_truth, read_pairs
+from modalink.face_voice.lists import ground_truth_lines, read_ground_truth, read_pairs
 from modalink.errors import InputError, UserError
 
 __all__ = [
-    "ChallengeError", "FormatError", "Pair", "read_pairs", "read_pair_keys", "read_ground_truth",
+    "ChallengeError", "FormatError", "read_pairs", "read_pair_keys", "read_ground_truth",
     "ground_truth_lines", "read_score_values", "write_scores", "format_scores", "find_lists", "list_file_name",
     "NUMBER_RE",
 ]
@@ -42,10 +42,6 @@ class FormatError(ChallengeError, FeatureFileError):
     def __init__(self, path: str | os.PathLike, line: int | None, message: str):
         self.detail = message
         FeatureFileError.__init__(self, path, message, line)
-
-
-#: One trial of a pair list (``key``, ``voice_path``, ``face_path``, ``line``).
-Pair = PairEntry
 
 
 def read_pair_keys(path: str | os.PathLike) -> list[str]:

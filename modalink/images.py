@@ -1,4 +1,5 @@
-"""Image input: the one reader of image files, beside :mod:`modalink.audio`.
+"""Image input: reading image files, beside :mod:`modalink.audio` (FAME's raw media are read by
+:mod:`modalink.face_voice.raw`, which turns each problem into a reason tag instead).
 
 Every problem with a file raises a subclass of :class:`ImageError` that names the file and
 carries a short ``reason`` tag (``missing_image``, ``unreadable_image``, ``symlink_loop``), so

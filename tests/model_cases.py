@@ -12,7 +12,7 @@ ARCH = "test_resnet"  # a tiny timm ResNet, random weights
 _FOP = dict(face_dim=24, voice_dim=12, embed_dim=8, num_classes=5)
 
 SMALL: dict[str, dict[str, Any]] = {
-    "fop": _FOP, "fop_gated": _FOP, "fop_linear": _FOP, "fop_enhanced": _FOP,
+    "fop": _FOP, "fop_linear": _FOP, "fop_enhanced": _FOP,
     "sbnet": dict(input_dims={"face": 24, "voice": 12}, embed_dim=8, num_classes=5),
     "sbnet_stems": dict(input_dims={"face": 24, "voice": 12}, embed_dim=8, stem_dim=16, trunk_hidden=(16,),
                         num_classes=5),
@@ -56,7 +56,7 @@ def _images(text: tuple | None) -> Callable[[int, torch.Generator], tuple]:
 
 INPUTS: dict[str, Callable[[int, torch.Generator], tuple]] = {
     **{n: (lambda n_, g: ((torch.randn(n_, 24, generator=g), torch.randn(n_, 12, generator=g)), {}))
-       for n in ("fop", "fop_gated", "fop_linear", "fop_enhanced")},
+       for n in ("fop", "fop_linear", "fop_enhanced")},
     "sbnet": _dense({"face": 24, "voice": 12}),
     "sbnet_stems": _dense({"face": 24, "voice": 12}),
     "single_branch": _dense({"a": 10, "b": 6}),

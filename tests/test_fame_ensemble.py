@@ -1,4 +1,4 @@
-"""FAME recipe: score normalisation chosen on validation, and seed ensembles (issue 24), on a tiny
+"""FAME recipe: score normalisation chosen on validation, and seed ensembles, on a tiny
 synthetic set (CPU)."""
 from __future__ import annotations
 

@@ -219,41 +219,6 @@ def test_rerun_embeds_only_new_changed_or_retried_files(prepared, tmp_path):
     assert ex["train_voices"]["cached"] == 8 and ex["train_voices"].get("silent_audio") == 1
 
 
-def test_per_file_cache_of_earlier_versions_is_used(prepared, tmp_path):
-    """Upgrading keeps an extraction: the per-file cache that earlier versions wrote
-    (<tag>/<part>/<relpath>.npy, .fail, .noface) is read instead of embedding the files again."""
-    src = prepared["out"] / ".cache" / "embeddings"
-    legacy = tmp_path / "cache"
-    for tag in (p for p in src.iterdir() if p.is_dir()):
-        for manifest in tag.glob("*_*.json"):
-            if manifest.name.endswith(".rows.json"):
-                continue
-            man = json.loads(manifest.read_text())
-            part = man["split"]
-            arr = np.load(manifest.with_suffix(".npy"))
-            rels = [r.split("\t")[0] for r in json.loads(manifest.with_suffix(".rows.json").read_text())]
-            for i, rel in enumerate(rels):
-                base = legacy / tag.name / part / rel
-                base.parent.mkdir(parents=True, exist_ok=True)
-                problem = man["problems"].get(str(i))
-                if problem and not problem[2]:
-                    base.with_name(base.name + ".fail").write_text(f"{problem[0]}\n{problem[1]}\n")
-                    continue
-                np.save(base.with_name(base.name + ".npy"), arr[i])
-                if problem:
-                    base.with_name(base.name + ".noface").write_text("")
-    out = tmp_path / "out"
-    argv = [*prepared["argv"], "--output", str(out), "--cache-dir", str(legacy), "--run-dir", str(tmp_path / "r")]
-    assert prepare_mod.main(argv) == 0
-    ex = json.loads((tmp_path / "r" / "summary.json").read_text())["extraction"]
-    for key, counts in ex.items():
-        assert counts["extracted"] == 0 and counts["legacy"] == counts["files"] == counts["cached"], key
-    assert ex["train_voices"]["status"]["silent_audio"] == 1 and ex["train_faces"]["status"] == {"no_face": 8}
-    for rel in ("feats/v1/English_feats/English_faces_train.csv", "feats/v1/Urdu_feats/Urdu_voices_train.csv",
-                "preExtracted_vggFace_utteranceLevel_Features/v1/Urdu/Urdu_voices_test.csv"):
-        assert (out / rel).read_text() == (prepared["out"] / rel).read_text(), rel
-
-
 def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     rc = prepare_mod.main(["--raw-root", str(tmp_path / "nope"), "--output", str(tmp_path / "o"),
                            "--random-weights"])

@@ -106,9 +106,8 @@ def test_official_checkpoint_scoring(feats_root: Path, tmp_path: Path) -> None:
     assert {r["condition"] for r in res["eer"]} == {"heard", "unheard"}
 
 
-def test_unset_settings_are_none_and_old_run_configs_load(tmp_path: Path) -> None:
-    """Not-set data/run settings are None (null in config.yaml); a run folder written when they
-    were 0 / "" still loads (evaluate.py, verify.py) to the same config."""
+def test_unset_settings_are_none(tmp_path: Path) -> None:
+    """Not-set data/run settings are None (null in config.yaml)."""
     from modalink.config import ConfigError, load_config
     from modalink.face_voice.config import FameConfig
     from modalink.face_voice.layout import feature_dims
@@ -116,10 +115,6 @@ def test_unset_settings_are_none_and_old_run_configs_load(tmp_path: Path) -> Non
     cfg = load_config(FameConfig)
     d, r = cfg.data, cfg.run
     assert (d.val_ids, d.face_dim, d.voice_dim, d.cache_dir, r.feats_root, r.ground_truth) == (None,) * 6
-    old = tmp_path / "config.yaml"
-    old.write_text("data:\n  val_ids: 0\n  face_dim: 0\n  voice_dim: 0\n  cache_dir: ''\n"
-                   "run:\n  feats_root: ''\n  ground_truth: ''\n")
-    assert load_config(FameConfig, old) == cfg
     # widths: data.face_dim / voice_dim, else feature_info.json, else the official 4096 / 512
     assert feature_dims(tmp_path, "v3", d.face_dim, d.voice_dim) == (4096, 512)
     (tmp_path / "feats" / "v3").mkdir(parents=True)

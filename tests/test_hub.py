@@ -12,7 +12,7 @@ from modalink.io import DamagedFileError
 from modalink.models import create_model
 from model_cases import SMALL, model_inputs
 
-CASES = {name: SMALL[name] for name in ("fop_enhanced", "fop_gated", "single_branch")}
+CASES = {name: SMALL[name] for name in ("fop_enhanced", "fop", "single_branch")}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -34,7 +34,7 @@ def test_round_trip_gives_identical_outputs(name: str, tmp_path: Path) -> None:
 def test_refuses_models_not_built_by_the_registry_and_mismatched_weights(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="create_model"):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path / "x")
-    folder = save_pretrained(create_model("fop_gated", **CASES["fop_gated"]), tmp_path / "m")
+    folder = save_pretrained(create_model("fop", **CASES["fop"]), tmp_path / "m")
     body = json.loads((folder / "config.json").read_text())
     body["kwargs"]["embed_dim"] = 16
     (folder / "config.json").write_text(json.dumps(body))
@@ -55,10 +55,10 @@ def _edit_config(folder: Path, **changes) -> None:
 
 
 @pytest.mark.parametrize("changes, match", [
-    (dict(name="fop_gated2"), r"config.json: 'name' is 'fop_gated2', which is not a registered model \(known: .*fop_gated"),
-    (dict(kwargs={"__class__": "os.system"}), r"config.json: 'kwargs' key '__class__' is not an argument of model 'fop_gated'"),
+    (dict(name="fop2"), r"config.json: 'name' is 'fop2', which is not a registered model \(known: .*fop"),
+    (dict(kwargs={"__class__": "os.system"}), r"config.json: 'kwargs' key '__class__' is not an argument of model 'fop'"),
     (dict(kwargs={"activation": "relu"}), r"'kwargs' key 'activation' is not an argument"),
-    (dict(kwargs={"embed_dim": "wide"}), r"config.json: 'kwargs' do not build model 'fop_gated'"),
+    (dict(kwargs={"embed_dim": "wide"}), r"config.json: 'kwargs' do not build model 'fop'"),
     (dict(kwargs={"face_dim": 48}), r"config.json: the dimensions in config.json do not match the shapes in "
                                     r"model.safetensors"),
     (dict(kwargs={"embed_dim": 16}), r"dimensions in config.json do not match the shapes"),
@@ -68,7 +68,7 @@ def test_edited_config_json_is_one_user_error_naming_the_key(changes: dict, matc
     from modalink.errors import is_user_error, run_cli
     from modalink.hub import ModelConfigError
 
-    folder = save_pretrained(create_model("fop_gated", **CASES["fop_gated"]), tmp_path / "m")
+    folder = save_pretrained(create_model("fop", **CASES["fop"]), tmp_path / "m")
     _edit_config(folder, **changes)
     with pytest.raises(ModelConfigError, match=match) as err:
         from_pretrained(folder)

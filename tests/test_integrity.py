@@ -1,6 +1,6 @@
 """Run and submission integrity: nothing lost, no silent wrong result, one clear message.
 
-Each test reproduces one case of the fault matrix (issue 11) on the FAME recipe or the library
+Each test reproduces one case of the fault matrix on the FAME recipe or the library
 piece behind it: re-runs with another config, a second job, another process count, typos in
 ``challenge write``, kills at random points, edited and damaged caches and checkpoints, invalid
 settings, late errors, a full disk, a checkpoint that would run code.
@@ -294,7 +294,7 @@ def test_model_record_is_checked_against_its_use() -> None:
     info = {"face_encoder": enc, "voice_encoder": {**enc, "name": "ecapa", "weights": "/w/ecapa"}}
     record = trained_for("v1", "Urdu", 512, 192, info)
     check_trained_for(record, where="m", ver="v1", train_lang="Urdu", face_dim=512, voice_dim=192, feature_info=info)
-    check_trained_for({"face_dim": 512}, where="m", ver="v3", train_lang="German")  # an older export: unchecked
+    check_trained_for({"face_dim": 512}, where="m", ver="v3", train_lang="German")  # what the contract does not record: unchecked
     for kwargs, match in [(dict(train_lang="English"), "trained on Urdu \\(v1\\), but it is used as the English"),
                           (dict(ver="v2"), "used as the Urdu \\(v2\\) model"),
                           (dict(face_dim=4096), "512-D face features, these are 4096-D"),
@@ -509,7 +509,8 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(feats_root: Path, tmp_
 @pytest.mark.parametrize("bad, key", [("engine.epochs=0", "epochs"), ("engine.epochs=-2", "epochs"),
                                       ("engine.grad_accum=0", "grad_accum"), ("engine.optimizer=adm", "optimizer"),
                                       ("engine.scheduler=cos", "scheduler"), ("model.dropout=1.0", "dropout"),
-                                      ("model.name=fop_gated2", "model.name")])
+                                      ("model.name=fop2", "model.name"),
+                                      ("model.name=single_branch", "sbnet_stems")])
 def test_invalid_settings_fail_before_data(bad: str, key: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=key):
@@ -629,10 +630,10 @@ def test_malicious_checkpoint_is_refused_and_runs_nothing(feats_root: Path, tmp_
 
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "checkpoint.pth.tar"
-    fop = create_model("fop_gated", face_dim=64, voice_dim=32, embed_dim=16, num_classes=3)
+    fop = create_model("fop", face_dim=64, voice_dim=32, embed_dim=16, num_classes=3)
     torch.save({"epoch": 1, "state_dict": fop.state_dict(), "extra": _Evil(str(marker))}, ckpt)
     with pytest.raises(UnsafeFileError, match="refused to load official checkpoint"):
-        create_model("fop_gated", face_dim=64, voice_dim=32, embed_dim=16).load_official_checkpoint(ckpt)
+        create_model("fop", face_dim=64, voice_dim=32, embed_dim=16).load_official_checkpoint(ckpt)
     assert not marker.exists()
     # through the command line: one line, exit 2, nothing run
     (feats_root / "feats" / "v3" / "feature_info.json").write_text(json.dumps({"face_dim": 64, "voice_dim": 32}))
@@ -644,7 +645,7 @@ def test_malicious_checkpoint_is_refused_and_runs_nothing(feats_root: Path, tmp_
     assert r.returncode == 2 and "refused to load" in r.stderr, r.stderr[-2000:]
     # a plain official checkpoint still loads
     torch.save({"epoch": 1, "state_dict": fop.state_dict()}, ckpt)
-    meta = create_model("fop_gated", face_dim=64, voice_dim=32, embed_dim=16).load_official_checkpoint(ckpt)
+    meta = create_model("fop", face_dim=64, voice_dim=32, embed_dim=16).load_official_checkpoint(ckpt)
     assert meta == {"epoch": 1}
 
 

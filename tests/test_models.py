@@ -37,7 +37,7 @@ def _inputs(model: nn.Module, batch: int = 8) -> tuple:
 
 def test_list_models_has_the_core_set() -> None:
     names = modalink.list_models()
-    for n in ("sbnet", "sbnet_stems", "fop", "fop_gated", "fop_linear", "fop_enhanced", "single_branch", "srmm"):
+    for n in ("sbnet", "sbnet_stems", "fop", "fop_linear", "fop_enhanced", "single_branch", "srmm"):
         assert n in names
     assert list_models("fop*") == [n for n in names if n.startswith("fop")]
 
@@ -95,7 +95,7 @@ def _first_row(args: tuple) -> tuple:
     return tuple(cut(a) for a in args)
 
 
-@pytest.mark.parametrize("name", ["fop", "fop_gated", "fop_linear", "fop_enhanced", "sbnet", "sbnet_stems",
+@pytest.mark.parametrize("name", ["fop", "fop_linear", "fop_enhanced", "sbnet", "sbnet_stems",
                                   "single_branch", "srmm"])
 def test_forward_backward_and_embed(name: str) -> None:
     torch.manual_seed(0)

@@ -291,7 +291,7 @@ def test_recsys_movielens_layouts(tmp_path: Path, kind: str) -> None:
 
 
 def test_chameleon_every_test_image_missing_is_refused_before_training(tmp_path: Path) -> None:
-    """Issue 11: this used to train both models and then fail with KeyError: 'logits'."""
+    """Refused in one line before either model trains, not with a KeyError after training."""
     import shutil
 
     from modalink.errors import UserError

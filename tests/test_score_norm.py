@@ -1,4 +1,4 @@
-"""Score normalisation (S-norm / AS-norm), fusion of systems and seed ensembles (issue 24)."""
+"""Score normalisation (S-norm / AS-norm), fusion of systems and seed ensembles."""
 from __future__ import annotations
 
 import io

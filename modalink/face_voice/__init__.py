@@ -11,7 +11,7 @@ parts — layout, readers, cache, splits, synthetic data — load without torch)
   :mod:`~modalink.face_voice.features`, :mod:`~modalink.face_voice.splits` — reading the features
 - :mod:`~modalink.face_voice.raw`, :mod:`~modalink.face_voice.extraction` — raw MAV-Celeb media → features
 - :mod:`~modalink.face_voice.config`, :mod:`~modalink.face_voice.objective`,
-  :mod:`~modalink.face_voice.scoring`, :mod:`~modalink.face_voice.results`,
+  :mod:`~modalink.face_voice.training`, :mod:`~modalink.face_voice.scoring`, :mod:`~modalink.face_voice.results`,
   :mod:`~modalink.face_voice.runs`, :mod:`~modalink.face_voice.contract` — training, scoring, run folders
 - :mod:`~modalink.face_voice.verify` — raw-media verification with a trained run
 - :mod:`~modalink.face_voice.synthetic` — a deterministic MAV-Celeb-like feature set
@@ -35,11 +35,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "config": ("FameConfig",),
     "objective": ("FaceVoiceModelConfig", "FaceVoiceLossConfig", "FaceVoiceObjective", "PairDataset",
                   "build_face_voice_model", "collate_pairs", "embed_rows", "pair_distances", "trial_distances"),
+    "training": ("LanguageResult", "TrainedLanguages", "train_language", "train_languages"),
     "scoring": ("score_language", "score_test_sets"),
     "results": ("write_fame_results", "format_results", "eer_rows", "fuse_members"),
-    "runs": ("FameRun", "load_run", "export_models", "load_model_from_run"),
+    "runs": ("FameRun", "load_run", "export_models", "load_model_from_run", "open_ensemble_folder"),
     "contract": ("ModelMismatchError", "trained_for", "check_trained_for"),
-    "verify": ("FaceVoiceVerifier", "RawMediaEmbedder", "FeatureMismatchError", "score_raw_pairs"),
+    "verify": ("FaceVoiceVerifier", "RawMediaEmbedder", "FeatureMismatchError", "score_raw_pairs",
+               "score_pair_lists"),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 

@@ -164,7 +164,7 @@ class FeatureCache:
         """What is wrong with the cached arrays (digest mismatch), or ``None``."""
         want = meta.get("npy_blake2b")
         if not want:
-            return "written by an older modalink without array digests"
+            return "its sidecar records no array digest"
         if file_digest(npy) != want:
             return f"{npy.name} changed after it was written"
         if meta.get("labels") and file_digest(labels_npy) != meta.get("labels_blake2b"):

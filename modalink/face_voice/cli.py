@@ -9,7 +9,7 @@ import yaml
 
 from modalink.face_voice.layout import FAME_VERSIONS, SPLITS_DIR, TEST_DIR, TRAIN_DIR
 
-__all__ = ["add_data_arguments", "key_value"]
+__all__ = ["add_data_arguments", "key_value", "split_seeds"]
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,3 +37,20 @@ def key_value(text: str) -> tuple[str, Any]:
         return k.strip(), yaml.safe_load(v)
     except yaml.YAMLError as e:
         raise argparse.ArgumentTypeError(f"{text!r}: value is not valid YAML ({e})") from None
+
+
+def split_seeds(tokens: list[str]) -> tuple[list[int], list[str]]:
+    """``--seeds`` tokens → the seeds and the ``key=value`` overrides written after them (``nargs="+"``
+    takes those too); :class:`ValueError` unless there are at least 2 different integer seeds."""
+    seeds, extra = [], []
+    for tok in tokens:
+        if "=" in tok:
+            extra.append(tok)
+            continue
+        try:
+            seeds.append(int(tok))
+        except ValueError:
+            raise ValueError(f"--seeds: {tok!r} is not an integer seed") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: give at least 2 different seeds, got {tokens}")
+    return seeds, extra

@@ -60,7 +60,10 @@ class FameConfig:
         from modalink.models import list_models
 
         m = self.model
-        if m.name not in ("single_branch",) and m.name not in list_models():
+        if m.name == "single_branch":
+            raise ValueError("model.name: single_branch is the generic single-branch model, which FAME does not "
+                             "train; the FAME single-branch model is sbnet_stems")
+        if m.name not in list_models():
             raise ValueError(f"model.name: {m.name!r} is not a registered model; known: {', '.join(list_models())}")
         if not 0 <= m.dropout < 1:
             raise ValueError(f"model.dropout: {m.dropout} must be in [0, 1)")

@@ -60,7 +60,7 @@ def check_trained_for(contract: Mapping[str, Any], *, where: str | Path, ver: st
     """Refuse a model whose recorded ``contract`` (its ``config.json`` ``contract``) does not fit the
     use: another version, training language, feature widths or feature source. Arguments left at
     their default are not checked (``feature_info=None`` means features without a feature_info.json);
-    what an older export did not record is not checked either."""
+    what the contract does not record is not checked either."""
     wanted = {"ver": ver, "train_lang": train_lang, "face_dim": face_dim, "voice_dim": voice_dim}
     for key, want in wanted.items():
         got = contract.get(key)

@@ -46,7 +46,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
@@ -123,6 +123,21 @@ class PrepareConfig(RawEncoderSettings):
     # main process merging the shards) before the job ends naming the lost process
     collective_timeout_s: float = 3600.0
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "PrepareConfig":
+        """The config of ``prepare.py``'s parsed options (``vars(args)``): ``--face-arg``/``--voice-arg``
+        pairs become dicts, ``--parts`` a list, ``--collective-timeout`` ``collective_timeout_s``;
+        options that are not settings (``--debug``) are left out."""
+        kw = {_OPTION_FIELDS.get(k, k): v for k, v in options.items()}
+        kw.update(face_args=dict(kw["face_args"]), voice_args=dict(kw["voice_args"]),
+                  parts=[s.strip() for s in kw["parts"].split(",") if s.strip()])
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in kw.items() if k in names})
+
+
+#: prepare.py options whose setting has another name
+_OPTION_FIELDS = {"face_arg": "face_args", "voice_arg": "voice_args", "collective_timeout": "collective_timeout_s"}
+
 
 # ----------------------------------------------------------------------------- cache
 #: rows per cache shard: an interrupted extraction resumes from the last finished shard
@@ -174,34 +189,9 @@ def encoder_identity(name: str, enc: Encoder, cfg: PrepareConfig, extra: dict[st
 
 def encoder_tag(identity: dict[str, Any]) -> str:
     """Cache folder of one encoder identity: its name + a hash of the rest (switching encoders
-    back and forth keeps both caches; the hash is the one the per-file cache of modalink 0.2
-    used, so its files are found, see :func:`legacy_embedding`)."""
+    back and forth keeps both caches)."""
     blob = json.dumps({k: v for k, v in identity.items() if k != "name"}, sort_keys=True)
     return f"{identity['name'].replace('/', '_')}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
-
-
-def legacy_embedding(folder: Path, part: str, root: Path, relpath: str, dim: int,
-                     retry_failed: bool) -> tuple[np.ndarray | None, RowProblem | None] | None:
-    """What the per-file cache of earlier versions (``<folder>/<part>/<relpath>.npy``, ``.fail`` and
-    ``.noface`` markers) holds for a file, so upgrading does not embed everything again; ``None``
-    when it holds nothing usable (no entry, a failure to retry, an entry older than the file, a
-    damaged or wrong-width array)."""
-    base = folder / part / relpath
-    npy, fail, noface = (base.with_name(base.name + ext) for ext in (".npy", ".fail", ".noface"))
-    try:
-        source_mtime = (root / relpath).stat().st_mtime
-        if npy.is_file() and npy.stat().st_mtime >= source_mtime:
-            vec = np.load(npy, allow_pickle=False)
-            if vec.shape != (dim,) or not np.isfinite(vec).all():
-                return None
-            return vec.astype(np.float32), (RowProblem("no_face", "no face detected", embedded=True)
-                                            if noface.is_file() else None)
-        if fail.is_file() and not retry_failed and fail.stat().st_mtime >= source_mtime:
-            lines = fail.read_text(encoding="utf-8").splitlines() + ["", ""]
-            return None, RowProblem(lines[0].strip() or "failed", lines[1].strip())
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -264,29 +254,16 @@ def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequen
     def encode(rows: np.ndarray) -> Iterator[tuple[np.ndarray, EncodedRows]]:
         mine["asked"] += len(rows)
         where = {relpaths[r]: int(r) for r in rows}
-        first: dict[int, np.ndarray | None] = {}  # unreadable files and the per-file cache of earlier versions
-        problems: dict[int, RowProblem] = {}
+        problems: dict[int, RowProblem] = {}  # the files that cannot be read: zero rows
         for r in rows:
             bad = unreadable.get(int(r))
             if bad is not None:
-                first[int(r)], problems[int(r)] = None, bad
+                problems[int(r)] = bad
                 count(bad.problem)
                 del where[relpaths[r]]
-        for rel, r in list(where.items()):
-            old = legacy_embedding(cache.root, part, root, rel, enc.output_dim, cfg.retry_failed)
-            if old is not None:
-                first[r] = old[0]
-                if old[1] is not None:
-                    problems[r] = old[1]
-                count("legacy")
-                del where[rel]
-        if first:
-            done = np.array(sorted(first), dtype=np.int64)
-            out = np.zeros((len(done), enc.output_dim), dtype=np.float32)
-            for k, r in enumerate(done):
-                if first[int(r)] is not None:
-                    out[k] = first[int(r)]
-            yield done, EncodedRows(out, problems)
+        if problems:
+            done = np.array(sorted(problems), dtype=np.int64)
+            yield done, EncodedRows(np.zeros((len(done), enc.output_dim), dtype=np.float32), problems)
         for results in embed_raw_files(enc, root, list(where), batch_size=cfg.batch_size, workers=cfg.workers,
                                        min_seconds=cfg.min_seconds, progress=False):
             if not results:
@@ -322,14 +299,13 @@ def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequen
 
 
 def _sum_counts(per_process: Sequence[dict[str, int]], files: int) -> dict[str, Any]:
-    """One part's counts from every process's: ``cached`` = files no process was asked to embed,
-    plus those found in the per-file cache of earlier versions (``legacy``)."""
+    """One part's counts from every process's: ``cached`` = files no process was asked to embed."""
     total: dict[str, int] = {}
     for counts in per_process:
         for k, v in counts.items():
             total[k] = total.get(k, 0) + v
     asked = total.pop("asked", 0)
-    return {"files": files, "cached": files - asked + total.get("legacy", 0), **total}
+    return {"files": files, "cached": files - asked, **total}
 
 
 # ----------------------------------------------------------------------------- problem report
@@ -604,168 +580,256 @@ def _stop_together(procs: Processes, error: BaseException | None) -> None:
         raise PeerStoppedError(first)
 
 
+@dataclass
+class _Extraction:
+    """What one prepare run works with: settings, layout, encoders and their caches, outputs."""
+
+    cfg: PrepareConfig
+    langs: tuple[str, str]
+    layout: RawLayout
+    face_enc: Encoder
+    voice_enc: Encoder
+    out: Path
+    run_dir: Path
+    logger: logging.Logger
+    procs: Processes
+    face_id: dict[str, Any] = field(default_factory=dict)
+    voice_id: dict[str, Any] = field(default_factory=dict)
+    face_cache: EmbeddingCache | None = None
+    voice_cache: EmbeddingCache | None = None
+    report: ProblemReport = field(default_factory=ProblemReport)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feats(self) -> FameLayout:
+        return FameLayout(self.out, self.cfg.ver)  # what is written: the official layout under --output
+
+    def extract(self, modality: str, part: str, root: Path, relpaths: Sequence[str]) -> ExtractedFiles:
+        """:func:`extract` of one part's faces or voices; its counts go to ``summary["extraction"]``."""
+        face = modality == "faces"
+        files, self.summary["extraction"][f"{part}_{modality}"] = extract(
+            self.face_enc if face else self.voice_enc, self.face_id if face else self.voice_id, root, relpaths,
+            self.face_cache if face else self.voice_cache, part, modality, self.cfg, f"{part} {modality}", self.procs)
+        return files
+
+
+@dataclass
+class _TrainPart:
+    """The training split's files and their embeddings."""
+
+    root: Path
+    faces: list[TrainClip]
+    voices: list[TrainClip]
+    ignored: dict[str, list[str]]
+    face_files: list[str]
+    voice_files: list[str]
+    tfaces: ExtractedFiles
+    tvoices: ExtractedFiles
+
+
+@dataclass
+class _TestPart:
+    """The test split's pair lists, files and their embeddings."""
+
+    root: Path
+    lists: dict[str, list[Any]]
+    face_files: list[str]
+    voice_files: list[str]
+    sfaces: ExtractedFiles
+    svoices: ExtractedFiles
+
+
 def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, device: Any, face_enc: Encoder,
              voice_enc: Encoder, out: Path, run_dir: Path, cache_root: Path, logger: logging.Logger,
              procs: Processes) -> dict[str, Any]:
     t0 = time.time()
-    feats = FameLayout(out, cfg.ver)  # what is written: the official layout under --output
-    logger.info("layout: train=%s test=%s pair lists=%s", layout.train_root, layout.test_root,
-                {k: str(v) for k, v in layout.pair_lists.items()})
-    face_id = encoder_identity(cfg.face_encoder, face_enc, cfg, {"no_face": cfg.no_face, "args": cfg.face_args})
-    voice_id = encoder_identity(cfg.voice_encoder, voice_enc, cfg,
-                                {"min_seconds": cfg.min_seconds, "args": cfg.voice_args})
-    face_cache = EmbeddingCache(cache_root / encoder_tag(face_id))
-    voice_cache = EmbeddingCache(cache_root / encoder_tag(voice_id))
+    x = _Extraction(cfg, langs, layout, face_enc, voice_enc, out, run_dir, logger, procs)
+    _start(x, device, cache_root)
+    # extraction: every process of a launched job takes part (one block of files each)
+    train = _extract_train(x) if "train" in cfg.parts else None
+    test = _extract_test(x) if "test" in cfg.parts else None
+    if not procs.is_main:  # the CSVs, the report and the summary are the main process's
+        return x.summary
+    label_map: dict[str, Any] = {}
+    if train is not None:
+        label_map = _write_train_part(x, train)
+    if test is not None:
+        _write_test_part(x, test)
+    for key, counts in x.summary["extraction"].items():
+        logger.info("%s: %s", key, {k: v for k, v in counts.items()})
+    _write_feature_infos(x, label_map)
+    _account_for_files(x, cache_root)
+    x.summary["seconds"] = round(time.time() - t0, 2)
+    atomic_write_text(run_dir / "summary.json", json.dumps(x.summary, indent=2) + "\n")
+    logger.info("done in %.1f s; summary: %s%s", x.summary["seconds"], run_dir / "summary.json",
+                " (--random-weights: the features mean nothing)" if cfg.random_weights else "")
+    return x.summary
+
+
+def _start(x: _Extraction, device: Any, cache_root: Path) -> None:
+    """The encoders' identities and caches, the first log lines and the summary's header."""
+    cfg, logger, face_enc, voice_enc = x.cfg, x.logger, x.face_enc, x.voice_enc
+    logger.info("layout: train=%s test=%s pair lists=%s", x.layout.train_root, x.layout.test_root,
+                {k: str(v) for k, v in x.layout.pair_lists.items()})
+    x.face_id = encoder_identity(cfg.face_encoder, face_enc, cfg, {"no_face": cfg.no_face, "args": cfg.face_args})
+    x.voice_id = encoder_identity(cfg.voice_encoder, voice_enc, cfg,
+                                  {"min_seconds": cfg.min_seconds, "args": cfg.voice_args})
+    x.face_cache = EmbeddingCache(cache_root / encoder_tag(x.face_id))
+    x.voice_cache = EmbeddingCache(cache_root / encoder_tag(x.voice_id))
     logger.info("device %s; batch size %d%s", device, cfg.batch_size,
-                f"; {procs.count} processes, each embeds its own block of files" if procs.distributed else "")
-    if cfg.random_weights and procs.is_main:
+                f"; {x.procs.count} processes, each embeds its own block of files" if x.procs.distributed else "")
+    if cfg.random_weights and x.procs.is_main:
         logger.warning("--random-weights: both encoders have random weights; the features mean nothing (a "
                        "plumbing check only), and summary.json and feature_info.json say so")
     logger.info("face encoder %s (%d-D, weights %s) → cache %s", cfg.face_encoder, face_enc.output_dim,
-                face_enc.weights_path or "random", face_cache.root)
+                face_enc.weights_path or "random", x.face_cache.root)
     logger.info("voice encoder %s (%d-D, weights %s) → cache %s", cfg.voice_encoder, voice_enc.output_dim,
-                voice_enc.weights_path or "random", voice_cache.root)
+                voice_enc.weights_path or "random", x.voice_cache.root)
+    x.summary.update({"ver": cfg.ver, "languages": list(x.langs), "random_weights": cfg.random_weights,
+                      "device": str(device), "face_dim": face_enc.output_dim, "voice_dim": voice_enc.output_dim,
+                      "extraction": {}, "train": {}, "test": {}})
 
-    summary: dict[str, Any] = {"ver": cfg.ver, "languages": list(langs), "random_weights": cfg.random_weights,
-                               "device": str(device), "face_dim": face_enc.output_dim,
-                               "voice_dim": voice_enc.output_dim, "extraction": {}, "train": {}, "test": {}}
-    label_map: dict[str, Any] = {}
-    report = ProblemReport()
 
-    # ---- extraction: every process of a launched job takes part (one block of files each)
-    ex = summary["extraction"]
-    if "train" in cfg.parts:
-        assert layout.train_root is not None
-        troot = layout.train_root
-        ignored: dict[str, list[str]] = {"faces": [], "voices": []}
-        faces = scan_train_split(troot, "faces", langs, ignored=ignored["faces"])
-        voices = scan_train_split(troot, "voices", langs, ignored=ignored["voices"])
-        logger.info("train: %d face images, %d voice clips", len(faces), len(voices))
-        train_faces = sorted({c.relpath for c in faces})
-        train_voices = sorted({c.relpath for c in voices})
-        tfaces, ex["train_faces"] = extract(face_enc, face_id, troot, train_faces, face_cache, "train", "faces", cfg,
-                                            "train faces", procs)
-        tvoices, ex["train_voices"] = extract(voice_enc, voice_id, troot, train_voices, voice_cache, "train",
-                                              "voices", cfg, "train voices", procs)
-    if "test" in cfg.parts:
-        assert layout.test_root is not None
-        sroot = layout.test_root
-        lists = {lang: read_test_pairs(layout.pair_lists[lang]) for lang in langs}
-        test_faces = sorted({p.face for pairs in lists.values() for p in pairs})
-        test_voices = sorted({p.voice for pairs in lists.values() for p in pairs})
-        sfaces, ex["test_faces"] = extract(face_enc, face_id, sroot, test_faces, face_cache, "test", "faces", cfg,
-                                           "test faces", procs)
-        svoices, ex["test_voices"] = extract(voice_enc, voice_id, sroot, test_voices, voice_cache, "test", "voices",
-                                             cfg, "test voices", procs)
-    if not procs.is_main:  # the CSVs, the report and the summary are the main process's
-        return summary
+def _extract_train(x: _Extraction) -> _TrainPart:
+    """Scan the training split and embed its faces and voices."""
+    assert x.layout.train_root is not None
+    troot = x.layout.train_root
+    ignored: dict[str, list[str]] = {"faces": [], "voices": []}
+    faces = scan_train_split(troot, "faces", x.langs, ignored=ignored["faces"])
+    voices = scan_train_split(troot, "voices", x.langs, ignored=ignored["voices"])
+    x.logger.info("train: %d face images, %d voice clips", len(faces), len(voices))
+    face_files = sorted({c.relpath for c in faces})
+    voice_files = sorted({c.relpath for c in voices})
+    tfaces = x.extract("faces", "train", troot, face_files)
+    tvoices = x.extract("voices", "train", troot, voice_files)
+    return _TrainPart(troot, faces, voices, ignored, face_files, voice_files, tfaces, tvoices)
 
-    # ---- training split
-    if "train" in cfg.parts:
-        face_files, voice_files = train_faces, train_voices
-        for modality, files in ignored.items():
-            if files:
-                ex[f"train_{modality}"]["unsupported_format"] = len(files)
-            for rel in files:
-                report.add("train", modality[:-1], troot / rel, "unsupported_format", "ignored",
-                           f"{Path(rel).suffix or 'no extension'} is not a format the "
-                           f"{'image' if modality == 'faces' else 'audio'} loader reads", status="ignored")
-        label_map = identity_labels(c.identity for c in [*faces, *voices])
-        usable = {r for r in face_files if tfaces.usable(r)}
-        report.add_extracted(tfaces, "train", "face", troot, face_files,
-                          "left out of the pairing (the identity's other face images are used)")
-        unpaired: list[TrainClip] = []
-        for lang in langs:
-            lf = [c for c in faces if c.language == lang and c.relpath in usable]
-            lv = [c for c in voices if c.language == lang]
-            pairing = pair_train_clips(lf, lv)
-            unpaired.extend(pairing.unpaired_voices)
-            for pair in pairing.pairs:
-                if tfaces.usable(pair.face.relpath) and tvoices.usable(pair.voice.relpath):  # a CSV row
-                    report.mark(troot / pair.face.relpath, "used")
-                    report.mark(troot / pair.voice.relpath, "used")
-            stats = write_train_csvs(out, cfg.ver, lang, pairing.pairs, tfaces, tvoices,
-                                     label_map, cfg.float_format)
-            stats.update(unpaired_voices=len(pairing.unpaired_voices),
-                         identities_without_faces=[f"{i}/{lg}" for i, lg in pairing.groups_without_faces],
-                         cross_video_pairs=pairing.cross_video_pairs)
-            summary["train"][lang] = stats
-            logger.info("train %s: %d rows (%d identities), %d pairs dropped for failed files, "
-                        "%d voice clips without any usable face image", lang, stats["rows"], stats["identities"],
-                        stats["pairs_dropped"], stats["unpaired_voices"])
-        lang_of = {c.relpath: c.language for c in voices}
-        report.add_extracted(tvoices, "train", "voice", troot, voice_files,
-                          {r: f"pair dropped from {lang_of[r]}_{{faces,voices}}_train.csv" for r in voice_files})
-        for v in unpaired:
-            if tvoices.status(v.relpath) == "ok":
-                report.add("train", "voice", troot / v.relpath, "no_face_image", "not in the training CSVs",
-                           f"identity {v.identity} has no usable face image in {v.language}", status="skipped")
-        for r in face_files:
-            if r in usable and str(troot / r) not in report.status:
-                report.add("train", "face", troot / r, "unpaired_face", "not in the training CSVs",
-                           "the pairing rule (feature_info.json) paired no voice clip with it", status="ignored")
 
-    # ---- test split
-    if "test" in cfg.parts:
-        face_files, voice_files = test_faces, test_voices
-        uses: dict[tuple[str, str], list[str]] = {}
-        for test_lang, pairs in lists.items():
-            frows, vrows, zero_f, zero_v = [], [], 0, 0
-            for p in pairs:
-                uses.setdefault(("face", p.face), []).append(test_lang)
-                uses.setdefault(("voice", p.voice), []).append(test_lang)
-                f = sfaces.get(p.face)
-                v = svoices.get(p.voice)
-                if f is not None:
-                    report.mark(sroot / p.face, "used")
-                if v is not None:
-                    report.mark(sroot / p.voice, "used")
-                if f is None:
-                    f, zero_f = np.zeros(face_enc.output_dim, np.float32), zero_f + 1
-                if v is None:
-                    v, zero_v = np.zeros(voice_enc.output_dim, np.float32), zero_v + 1
-                frows.append(f)
-                vrows.append(v)
-            for heard in langs:
-                folder = feats.test_csv_dir(heard)
-                write_csv(folder / feats.test_csv_name(test_lang, "face"), frows, cfg.float_format)
-                write_csv(folder / feats.test_csv_name(test_lang, "voice"), vrows, cfg.float_format)
-            dst = feats.pair_list(test_lang)
-            src = layout.pair_lists[test_lang]
-            report.mark(src, "used")
-            if not (dst.exists() and dst.resolve() == src.resolve()):
-                with atomic_path(dst) as tmp:
-                    shutil.copyfile(src, tmp)
-            summary["test"][test_lang] = {"rows": len(pairs), "zero_face_rows": zero_f,
-                                          "zero_voice_rows": zero_v, "pair_list": str(src)}
-            if zero_f or zero_v:
-                logger.warning("test %s: %d face and %d voice rows are zeros (unusable files, see %s)",
-                               test_lang, zero_f, zero_v, run_dir / REPORT_NAME)
-            logger.info("test %s: %d rows aligned with %s", test_lang, len(pairs), src)
+def _extract_test(x: _Extraction) -> _TestPart:
+    """Read the pair lists and embed every face and voice they name."""
+    assert x.layout.test_root is not None
+    lists = {lang: read_test_pairs(x.layout.pair_lists[lang]) for lang in x.langs}
+    test_faces = sorted({p.face for pairs in lists.values() for p in pairs})
+    test_voices = sorted({p.voice for pairs in lists.values() for p in pairs})
+    sfaces = x.extract("faces", "test", x.layout.test_root, test_faces)
+    svoices = x.extract("voices", "test", x.layout.test_root, test_voices)
+    return _TestPart(x.layout.test_root, lists, test_faces, test_voices, sfaces, svoices)
 
-        def zero_action(modality: str, files: Sequence[str]) -> dict[str, str]:
-            out_actions = {}
-            for r in files:
-                by_lang: dict[str, int] = {}
-                for lang in uses.get((modality, r), []):
-                    by_lang[lang] = by_lang.get(lang, 0) + 1
-                out_actions[r] = "; ".join(f"zero row on {n} line(s) of {list_file_name(lang)} "
-                                           f"({feats.test_csv_name(lang, modality)})"
-                                           for lang, n in sorted(by_lang.items()))
-            return out_actions
 
-        report.add_extracted(sfaces, "test", "face", sroot, face_files, zero_action("face", face_files))
-        report.add_extracted(svoices, "test", "voice", sroot, voice_files, zero_action("voice", voice_files))
+def _write_train_part(x: _Extraction, part: _TrainPart) -> dict[str, Any]:
+    """The training CSVs of each language (pairing rule, failed files dropped), the report rows of the
+    training files; returns the label map."""
+    cfg, report, logger, ex = x.cfg, x.report, x.logger, x.summary["extraction"]
+    troot, faces, voices, tfaces, tvoices = part.root, part.faces, part.voices, part.tfaces, part.tvoices
+    face_files, voice_files = part.face_files, part.voice_files
+    for modality, files in part.ignored.items():
+        if files:
+            ex[f"train_{modality}"]["unsupported_format"] = len(files)
+        for rel in files:
+            report.add("train", modality[:-1], troot / rel, "unsupported_format", "ignored",
+                       f"{Path(rel).suffix or 'no extension'} is not a format the "
+                       f"{'image' if modality == 'faces' else 'audio'} loader reads", status="ignored")
+    label_map = identity_labels(c.identity for c in [*faces, *voices])
+    usable = {r for r in face_files if tfaces.usable(r)}
+    report.add_extracted(tfaces, "train", "face", troot, face_files,
+                         "left out of the pairing (the identity's other face images are used)")
+    unpaired: list[TrainClip] = []
+    for lang in x.langs:
+        lf = [c for c in faces if c.language == lang and c.relpath in usable]
+        lv = [c for c in voices if c.language == lang]
+        pairing = pair_train_clips(lf, lv)
+        unpaired.extend(pairing.unpaired_voices)
+        for pair in pairing.pairs:
+            if tfaces.usable(pair.face.relpath) and tvoices.usable(pair.voice.relpath):  # a CSV row
+                report.mark(troot / pair.face.relpath, "used")
+                report.mark(troot / pair.voice.relpath, "used")
+        stats = write_train_csvs(x.out, cfg.ver, lang, pairing.pairs, tfaces, tvoices, label_map, cfg.float_format)
+        stats.update(unpaired_voices=len(pairing.unpaired_voices),
+                     identities_without_faces=[f"{i}/{lg}" for i, lg in pairing.groups_without_faces],
+                     cross_video_pairs=pairing.cross_video_pairs)
+        x.summary["train"][lang] = stats
+        logger.info("train %s: %d rows (%d identities), %d pairs dropped for failed files, "
+                    "%d voice clips without any usable face image", lang, stats["rows"], stats["identities"],
+                    stats["pairs_dropped"], stats["unpaired_voices"])
+    lang_of = {c.relpath: c.language for c in voices}
+    report.add_extracted(tvoices, "train", "voice", troot, voice_files,
+                         {r: f"pair dropped from {lang_of[r]}_{{faces,voices}}_train.csv" for r in voice_files})
+    for v in unpaired:
+        if tvoices.status(v.relpath) == "ok":
+            report.add("train", "voice", troot / v.relpath, "no_face_image", "not in the training CSVs",
+                       f"identity {v.identity} has no usable face image in {v.language}", status="skipped")
+    for r in face_files:
+        if r in usable and str(troot / r) not in report.status:
+            report.add("train", "face", troot / r, "unpaired_face", "not in the training CSVs",
+                       "the pairing rule (feature_info.json) paired no voice clip with it", status="ignored")
+    return label_map
 
-    for key, counts in summary["extraction"].items():
-        logger.info("%s: %s", key, {k: v for k, v in counts.items()})
-    train_info, test_info = feats.feature_info_files
+
+def _write_test_part(x: _Extraction, part: _TestPart) -> None:
+    """The test CSVs of every heard-language folder (a zero row for an unusable file, so rows stay
+    aligned with the pair lists), the copies of the pair lists, the report rows of the test files."""
+    cfg, report, logger, feats = x.cfg, x.report, x.logger, x.feats
+    sroot, sfaces, svoices = part.root, part.sfaces, part.svoices
+    uses: dict[tuple[str, str], list[str]] = {}
+    for test_lang, pairs in part.lists.items():
+        frows, vrows, zero_f, zero_v = [], [], 0, 0
+        for p in pairs:
+            uses.setdefault(("face", p.face), []).append(test_lang)
+            uses.setdefault(("voice", p.voice), []).append(test_lang)
+            f = sfaces.get(p.face)
+            v = svoices.get(p.voice)
+            if f is not None:
+                report.mark(sroot / p.face, "used")
+            if v is not None:
+                report.mark(sroot / p.voice, "used")
+            if f is None:
+                f, zero_f = np.zeros(x.face_enc.output_dim, np.float32), zero_f + 1
+            if v is None:
+                v, zero_v = np.zeros(x.voice_enc.output_dim, np.float32), zero_v + 1
+            frows.append(f)
+            vrows.append(v)
+        for heard in x.langs:
+            folder = feats.test_csv_dir(heard)
+            write_csv(folder / feats.test_csv_name(test_lang, "face"), frows, cfg.float_format)
+            write_csv(folder / feats.test_csv_name(test_lang, "voice"), vrows, cfg.float_format)
+        dst = feats.pair_list(test_lang)
+        src = x.layout.pair_lists[test_lang]
+        report.mark(src, "used")
+        if not (dst.exists() and dst.resolve() == src.resolve()):
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        x.summary["test"][test_lang] = {"rows": len(pairs), "zero_face_rows": zero_f,
+                                        "zero_voice_rows": zero_v, "pair_list": str(src)}
+        if zero_f or zero_v:
+            logger.warning("test %s: %d face and %d voice rows are zeros (unusable files, see %s)",
+                           test_lang, zero_f, zero_v, x.run_dir / REPORT_NAME)
+        logger.info("test %s: %d rows aligned with %s", test_lang, len(pairs), src)
+
+    def zero_action(modality: str, files: Sequence[str]) -> dict[str, str]:
+        out_actions = {}
+        for r in files:
+            by_lang: dict[str, int] = {}
+            for lang in uses.get((modality, r), []):
+                by_lang[lang] = by_lang.get(lang, 0) + 1
+            out_actions[r] = "; ".join(f"zero row on {n} line(s) of {list_file_name(lang)} "
+                                       f"({feats.test_csv_name(lang, modality)})"
+                                       for lang, n in sorted(by_lang.items()))
+        return out_actions
+
+    report.add_extracted(sfaces, "test", "face", sroot, part.face_files, zero_action("face", part.face_files))
+    report.add_extracted(svoices, "test", "voice", sroot, part.voice_files, zero_action("voice", part.voice_files))
+
+
+def _write_feature_infos(x: _Extraction, label_map: dict[str, Any]) -> None:
+    """``feature_info.json`` of each prepared side (the test side alone gets the training side's label map)."""
+    cfg = x.cfg
+    train_info, test_info = x.feats.feature_info_files
     if "train" not in cfg.parts:
-        label_map = _label_map_of(train_info, logger)
+        label_map = _label_map_of(train_info, x.logger)
     info = {
-        "ver": cfg.ver, "languages": list(langs),
-        "face_dim": face_enc.output_dim, "voice_dim": voice_enc.output_dim,
-        **cfg.to_info(face_enc, voice_enc),
+        "ver": cfg.ver, "languages": list(x.langs),
+        "face_dim": x.face_enc.output_dim, "voice_dim": x.voice_enc.output_dim,
+        **cfg.to_info(x.face_enc, x.voice_enc),
         "train_label": "last column of *_train.csv; identity folder idNNNN → NNNN (see label_map)",
         "label_map": label_map,
         "random_weights": cfg.random_weights,
@@ -777,24 +841,24 @@ def _prepare(cfg: PrepareConfig, langs: tuple[str, str], layout: RawLayout, devi
     if "test" in cfg.parts:
         write_feature_info(test_info, info)
     elif test_info.is_file():  # a test side prepared before the train side: give it the label map
-        _fill_label_map(test_info, info, logger)
-    raw = Path(cfg.raw_root)
+        _fill_label_map(test_info, info, x.logger)
+
+
+def _account_for_files(x: _Extraction, cache_root: Path) -> None:
+    """Every file under the raw root used, skipped or ignored (``summary["files"]``), and ``report.csv``."""
+    out, layout = x.out, x.layout
+    raw = Path(x.cfg.raw_root)
     entries = walk_raw_files([raw, *(r for r in (layout.train_root, layout.test_root) if r is not None)],
                              exclude=[out / TRAIN_DIR, out / TEST_DIR, out / SPLITS_DIR, out / "prepare_runs",
-                                      out / LOCK_FILE, cache_root, run_dir])
-    files = report.account_for(entries, lambda e: why_not_used(e, layout, langs, cfg.parts))
-    summary["files"] = {"root": str(raw), **files}
-    report_path = report.write(run_dir / REPORT_NAME)
-    summary["problems"] = report.counts()
-    summary["report"] = str(report_path)
-    logger.info("%d file(s) under %s: %d used, %d skipped %s, %d ignored %s; each file not used is named, with "
-                "the reason, in %s", files["total"], raw, files["used"], sum(files["skipped"].values()),
-                files["skipped"] or "", sum(files["ignored"].values()), files["ignored"] or "", report_path)
-    summary["seconds"] = round(time.time() - t0, 2)
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    logger.info("done in %.1f s; summary: %s%s", summary["seconds"], run_dir / "summary.json",
-                " (--random-weights: the features mean nothing)" if cfg.random_weights else "")
-    return summary
+                                      out / LOCK_FILE, cache_root, x.run_dir])
+    files = x.report.account_for(entries, lambda e: why_not_used(e, layout, x.langs, x.cfg.parts))
+    x.summary["files"] = {"root": str(raw), **files}
+    report_path = x.report.write(x.run_dir / REPORT_NAME)
+    x.summary["problems"] = x.report.counts()
+    x.summary["report"] = str(report_path)
+    x.logger.info("%d file(s) under %s: %d used, %d skipped %s, %d ignored %s; each file not used is named, with "
+                  "the reason, in %s", files["total"], raw, files["used"], sum(files["skipped"].values()),
+                  files["skipped"] or "", sum(files["ignored"].values()), files["ignored"] or "", report_path)
 
 
 def _read_info(path: Path) -> dict[str, Any] | None:

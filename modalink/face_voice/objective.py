@@ -76,7 +76,7 @@ def build_face_voice_model(cfg: FaceVoiceModelConfig, face_dim: int, voice_dim: 
     if cfg.name == "sbnet":
         model = create_model("sbnet", input_dims={"face": face_dim, "voice": voice_dim}, embed_dim=cfg.embed_dim,
                              num_classes=num_classes, dropout=cfg.dropout, projection=cfg.projection)
-    elif cfg.name in ("sbnet_stems", "single_branch"):
+    elif cfg.name == "sbnet_stems":
         model = create_model("sbnet_stems", input_dims={"face": face_dim, "voice": voice_dim},
                              embed_dim=cfg.embed_dim, stem_dim=cfg.stem_dim,
                              trunk_hidden=tuple(cfg.trunk_hidden), norm=cfg.norm, dropout=cfg.dropout,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modalink.errors import UserError
+from modalink.errors import InputError, UserError
 from modalink.face_voice.contract import trained_for
 from modalink.face_voice.layout import GROUND_TRUTH_DIR, LIST_SUFFIX, check_fame_layout, read_feature_info
 
@@ -17,9 +17,13 @@ if TYPE_CHECKING:
     from modalink.face_voice.config import FameConfig
 
 __all__ = ["prepare_feats_root", "data_fingerprint", "model_contract", "export_models", "load_model_from_run",
-           "FameRun", "load_run"]
+           "FameRun", "load_run", "ENSEMBLE_CONTRACT", "open_ensemble_folder"]
 
 CONFIG_FILE = "config.yaml"
+#: the settings of a seed ensemble (recipes/fame/ensemble.py), in its output folder
+ENSEMBLE_CONTRACT = "ensemble.json"
+#: settings a resumed ensemble must share with the one in its folder (seeds and fusion may change)
+ENSEMBLE_FIXED = ("config", "overrides", "feats_root", "ver", "train_lang", "data_seed", "edition")
 
 
 def prepare_feats_root(feats_root: str | None, output_dir: Path, ver: str, seed: int = 0) -> tuple[Path, bool]:
@@ -128,8 +132,8 @@ class FameRun:
         return load_model_from_run(self.lang_dir(lang, ver), face_dim, voice_dim, feature_info=feature_info)
 
     def trained_languages(self, train_lang: str = "all", flag: str = "--train-lang") -> list[str]:
-        """The run's training languages (``all``) or the one ``train_lang`` names, each with a trained
-        ``best_model.pt``; :class:`UserError` naming ``flag`` otherwise."""
+        """The run's training languages (``all``) or the one ``train_lang`` names, each with an exported
+        model (``<ver>_<Lang>/model``); :class:`UserError` naming ``flag`` otherwise."""
         from modalink.face_voice.config import resolve_languages
 
         langs = self.languages
@@ -142,9 +146,9 @@ class FameRun:
                 raise UserError(f"{flag} {train_lang}: run {self.path} was trained on {', '.join(langs)} only")
             langs = [lang]
         for lang in langs:
-            if not (self.lang_dir(lang) / "best_model.pt").is_file():
-                raise UserError(f"{self.lang_dir(lang) / 'best_model.pt'} not found: the {lang} model of this run "
-                                "is not trained yet; finish the run with train.py first")
+            if not (self.lang_dir(lang) / "model" / "config.json").is_file():
+                raise UserError(f"{self.lang_dir(lang) / 'model'} not found: the {lang} model of this run "
+                                "is not exported yet; finish the run with train.py first")
         return langs
 
     def load_models(self, face_dim: int | None = None, voice_dim: int | None = None, *,
@@ -167,3 +171,26 @@ def load_run(run_dir: str | Path, flag: str = "--run-dir") -> FameRun:
         raise UserError(f"{path} is not a train.py run folder (it has no {CONFIG_FILE}): pass {flag} the "
                         f"--output-dir of a train.py run")
     return FameRun(path, load_config(FameConfig, path / CONFIG_FILE))
+
+
+def open_ensemble_folder(out: Path, contract: dict[str, Any], overwrite: bool) -> None:
+    """Record ``contract`` in ``out/ensemble.json``; refused (:class:`InputError`) when ``out`` holds an
+    ensemble of other :data:`ENSEMBLE_FIXED` settings (unless ``overwrite``) or files that are not
+    an ensemble's."""
+    import json
+
+    from modalink.io import atomic_write_text
+
+    path = out / ENSEMBLE_CONTRACT
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = [f"{k}: {old.get(k)!r} -> {contract[k]!r}" for k in ENSEMBLE_FIXED if old.get(k) != contract[k]]
+        if diff and not overwrite:
+            raise InputError(f"{out} holds an ensemble with other settings ({'; '.join(diff)}); use another "
+                            f"--output-dir, or --overwrite to retrain its members")
+    else:
+        names = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+        if names:
+            raise InputError(f"{out} is not empty and holds no {ENSEMBLE_CONTRACT} ({', '.join(names[:5])}); use a "
+                            f"new or empty --output-dir")
+    atomic_write_text(path, json.dumps(contract, indent=2) + "\n")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from modalink.io import atomic_write_bytes
 from modalink.metrics import fast_eer
 from modalink.score_norm import NormConfig, choose_on_validation, normalise_trials
 
-__all__ = ["score_language", "write_scoring", "score_test_sets"]
+__all__ = ["score_language", "write_scoring", "score_test_sets", "score_models"]
 
 
 def score_language(model: nn.Module, faces: np.ndarray, voices: np.ndarray, labels: np.ndarray,
@@ -81,3 +81,18 @@ def score_test_sets(model: nn.Module, test_sets: list[Any], train_lang: str
                     ) -> dict[tuple[str, str], tuple[list[str], np.ndarray]]:
     """Distances (lower = same) for each test set, keyed by (train_lang, test_lang), without normalisation."""
     return {(train_lang, t.test_language): (t.keys, pair_distances(model, t.faces, t.voices)) for t in test_sets}
+
+
+def score_models(root: Path, ver: str, langs: list[str], model_of: Callable[[str], nn.Module], *,
+                 cache_dir: str | None, face_dim: int, voice_dim: int
+                 ) -> dict[tuple[str, str], tuple[list[str], np.ndarray]]:
+    """Distances of each training language's model (``model_of(lang)``) on its heard and unheard test
+    sets under ``root`` (:func:`score_test_sets`), keyed by (train_lang, test_lang)."""
+    from modalink.face_voice.features import FameFeatures
+
+    scores = {}
+    for lang in langs:
+        data = FameFeatures.load(root, ver, lang, cache_dir=cache_dir, load_train=False, face_dim=face_dim,
+                                 voice_dim=voice_dim, mmap=True)
+        scores.update(score_test_sets(model_of(lang), [data.heard, data.unheard], lang))
+    return scores

@@ -18,6 +18,9 @@ Scores are DISTANCES: lower = same person, what the FAME scorer expects.
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -37,11 +40,14 @@ from modalink.face_voice.raw import (
 )
 from modalink.encoders.base import Encoder, resolve_device
 from modalink.errors import UserError
-from modalink.face_voice.layout import FEATURE_INFO, FameLayout, read_feature_info
+from modalink.face_voice.layout import (FEATURE_INFO, LIST_SUFFIX, FameLayout, feature_dims, normalize_language,
+                                        read_feature_info)
 
 __all__ = ["FeatureMismatchError", "MediaFileError", "require_feature_info",
            "check_model_dims", "recorded_input_identities", "embedder_input_identities", "check_model_inputs",
-           "RANDOM_WEIGHTS_NOTE", "RawMediaEmbedder", "PairScores", "FaceVoiceVerifier", "score_raw_pairs"]
+           "RANDOM_WEIGHTS_NOTE", "RawMediaEmbedder", "PairScores", "FaceVoiceVerifier", "score_raw_pairs", "score_one_pair",
+           "REPORT_FIELDS", "open_verify_run", "run_feature_dims", "RawPairList", "read_raw_pair_lists",
+           "load_run_models", "ListScores", "score_pair_lists", "write_verify_report"]
 
 log = logging.getLogger("modalink.face_voice.verify")
 
@@ -49,6 +55,8 @@ log = logging.getLogger("modalink.face_voice.verify")
 RANDOM_WEIGHTS_NOTE = ("the face/voice encoders have RANDOM weights (features made with prepare.py --random-weights): "
                        "these distances mean nothing; use them only to check the plumbing")
 Modality = Literal["face", "voice"]
+#: columns of the verifier's ``report.csv``: every file replaced by a zero row or a fallback
+REPORT_FIELDS = ("pair_list", "modality", "file", "problem", "action", "detail")
 
 
 class FeatureMismatchError(UserError, ValueError):
@@ -281,6 +289,22 @@ def score_raw_pairs(models: Mapping[str, nn.Module], embedder: RawMediaEmbedder,
     return PairScores([p.key for p in pairs], dist, problems)
 
 
+def score_one_pair(models: Mapping[str, nn.Module], embedder: RawMediaEmbedder, face: str | os.PathLike,
+                   voice: str | os.PathLike) -> tuple[dict[str, float], list[str]]:
+    """The distance between one face image and one voice clip under each model, and a note per file
+    embedded through a fallback (a face in which no face is found: the centre crop, unless the
+    features were made with ``--no-face skip``). Raises :class:`MediaFileError` naming a file that
+    cannot be used: a single pair has no list to keep aligned, so there is no zero-row fallback."""
+    scores = score_raw_pairs(models, embedder, [TestPair("pair", str(voice), str(face))])
+    notes = []
+    for modality, r in scores.problems:
+        if r.embedding is None:
+            raise MediaFileError(f"{r.relpath}: {modality} file cannot be used: {r.problem}"
+                                 f"{' (' + r.detail + ')' if r.detail else ''}")
+        notes.append(f"{r.relpath}: {r.detail}")
+    return {name: float(d[0]) for name, d in scores.distances.items()}, notes
+
+
 class FaceVoiceVerifier:
     """One trained model + the raw-media encoders: ``distance(face, voice)`` and ``score_pairs``.
 
@@ -305,18 +329,167 @@ class FaceVoiceVerifier:
     def distance(self, face: str | os.PathLike, voice: str | os.PathLike) -> float:
         """L2 distance (lower = same person) between a face image and a voice clip.
 
-        Raises :class:`MediaFileError` naming the file when either cannot be used (a single
-        pair has no list to keep aligned, so there is no zero-row fallback here); a face in
-        which no face is found is embedded as prepare.py does (centre crop, unless the features
-        were made with ``--no-face skip``).
+        Raises :class:`MediaFileError` naming the file when either cannot be used
+        (:func:`score_one_pair`).
         """
-        scores = score_raw_pairs({self.name: self.model}, self.embedder, [TestPair("pair", str(voice), str(face))])
-        for modality, r in scores.problems:
-            if r.embedding is None:
-                raise MediaFileError(f"{r.relpath}: {modality} file cannot be used: {r.problem}"
-                                     f"{' (' + r.detail + ')' if r.detail else ''}")
-        return float(scores.distances[self.name][0])
+        return score_one_pair({self.name: self.model}, self.embedder, face, voice)[0][self.name]
 
     def score_pairs(self, pairs: Sequence[TestPair], root: str | os.PathLike | None = None) -> PairScores:
         """Distances for every line of a pair list (paths relative to ``root``)."""
         return score_raw_pairs({self.name: self.model}, self.embedder, pairs, root)
+
+
+# ----------------------------------------------------------------------------- a trained run on raw pair lists
+
+
+def open_verify_run(run_dir: str | os.PathLike, train_lang: str, feats_root: str | None) -> tuple[Any, list[str], Path]:
+    """The run (:func:`~modalink.face_voice.runs.load_run`), its training languages to score with and
+    its feature root (the run's ``--feats-root`` unless ``feats_root`` is given); checks only."""
+    from modalink.face_voice.runs import load_run
+
+    run = load_run(run_dir)
+    langs = run.trained_languages(train_lang)
+    if feats_root is None:
+        if run.config.run.synthetic or run.config.run.feats_root is None:
+            raise FeatureMismatchError(
+                f"run {run_dir} was trained on the synthetic feature set (random 4096-D / 512-D vectors), not on "
+                "features of raw media; train on the output of recipes/fame/prepare.py to verify raw files")
+        feats_root = run.config.run.feats_root
+    root = Path(feats_root)
+    if not root.is_dir():
+        raise UserError(f"feature folder {root} (the run's --feats-root) not found; pass --feats-root DIR")
+    return run, langs, root
+
+
+def run_feature_dims(run: Any, feats_root: Path, info: Mapping[str, Any], info_path: Path) -> tuple[int, int]:
+    """The feature widths the run's models were built for, refused when ``info`` (the
+    ``feature_info.json`` at ``info_path``) describes other ones."""
+    face_dim, voice_dim = feature_dims(feats_root, run.ver, run.config.data.face_dim, run.config.data.voice_dim)
+    if (face_dim, voice_dim) != (int(info["face_dim"]), int(info["voice_dim"])):
+        raise FeatureMismatchError(
+            f"run {run.path} was trained on {face_dim}-D face / {voice_dim}-D voice features, but {info_path} "
+            f"describes {info['face_dim']}-D / {info['voice_dim']}-D features; verify with the run trained on them")
+    return face_dim, voice_dim
+
+
+@dataclass
+class RawPairList:
+    """A pair list of raw files: its path, test language, the folder its paths are relative to, its lines."""
+
+    path: Path
+    test_lang: str
+    root: Path
+    pairs: list[TestPair]
+
+
+def _pair_list_language(path: Path, ver: str) -> str:
+    if not path.name.endswith(LIST_SUFFIX):
+        raise UserError(f"--pairs {path}: the test language comes from the name <Lang>_test.txt; rename the list")
+    try:
+        return normalize_language(ver, path.name[: -len(LIST_SUFFIX)])
+    except (KeyError, ValueError) as e:
+        raise UserError(f"--pairs {path}: {e}") from None
+
+
+def read_raw_pair_lists(paths: Sequence[str | os.PathLike], raw_root: str | os.PathLike | None,
+                        ver: str) -> list[RawPairList]:
+    """Read every pair list (``--pairs``) and check its language and that its files are found under
+    ``raw_root`` (default: the list's folder), before any model is built."""
+    from modalink.face_voice.raw import read_test_pairs
+
+    lists: list[RawPairList] = []
+    for item in paths:
+        path = Path(item)
+        if not path.is_file():
+            raise UserError(f"--pairs {path}: file not found")
+        root = Path(raw_root) if raw_root else path.parent
+        if not root.is_dir():
+            raise UserError(f"--raw-root {root}: folder not found")
+        pairs = read_test_pairs(path)
+        missing = sum(not (root / p).exists() for p in {q.face for q in pairs} | {q.voice for q in pairs})
+        if pairs and missing == len({q.face for q in pairs} | {q.voice for q in pairs}):
+            raise UserError(f"none of the files listed in {path} exist under {root}; pass the folder the list's "
+                            "paths are relative to with --raw-root")
+        lists.append(RawPairList(path, _pair_list_language(path, ver), root, pairs))
+    return lists
+
+
+def load_run_models(run: Any, langs: Sequence[str], face_dim: int, voice_dim: int, device: torch.device,
+                    embedder: RawMediaEmbedder, allow_mismatch: bool = False) -> tuple[dict[str, nn.Module], list[str]]:
+    """Each training language's exported model (``<ver>_<Lang>/model``) on ``device``, checked against
+    the feature widths and ``embedder``'s encoders (:func:`check_model_inputs`); returns the models and
+    the encoder differences ``allow_mismatch`` accepted."""
+    models: dict[str, nn.Module] = {}
+    accepted: list[str] = []
+    for lang in langs:
+        folder = run.lang_dir(lang) / "model"
+        try:  # version, language and widths here; the encoders against the embedder's just below
+            models[lang] = run.load_model(lang, face_dim, voice_dim).to(device)
+        except RuntimeError as e:  # a state dict of other widths
+            raise FeatureMismatchError(f"{folder} does not fit {face_dim}-D face / {voice_dim}-D voice features "
+                                       f"({' '.join(str(e).split())[:300]})") from None
+        accepted += check_model_inputs(models[lang], embedder, str(folder), allow_mismatch=allow_mismatch)
+    return models, accepted
+
+
+@dataclass
+class ListScores:
+    """What :func:`score_pair_lists` gives: the distances per (training, test) language, the rows
+    of ``report.csv`` and the per-list part of ``summary.json``."""
+
+    entries: dict[tuple[str, str], tuple[list[str], np.ndarray]]
+    report_rows: list[dict[str, str]]
+    lists: dict[str, dict[str, Any]]
+
+
+def score_pair_lists(lists: Sequence[RawPairList], models: Mapping[str, nn.Module],
+                     embedder: RawMediaEmbedder) -> ListScores:
+    """Score every pair list with every model; a file replaced by a zero row (or embedded through a
+    fallback) gets a ``report.csv`` row naming the lines it is on."""
+    from modalink.progress import announce
+
+    entries: dict[tuple[str, str], tuple[list[str], np.ndarray]] = {}
+    report_rows: list[dict[str, str]] = []
+    summary: dict[str, dict[str, Any]] = {}
+    for lst in lists:
+        announce(f"{lst.path}: {len(lst.pairs)} pairs ({lst.test_lang}), files under {lst.root}")
+        scores = score_raw_pairs(models, embedder, lst.pairs, lst.root)
+        for train_lang, dist in scores.distances.items():
+            if (train_lang, lst.test_lang) in entries:
+                raise UserError(f"--pairs: two lists for test language {lst.test_lang}")
+            entries[(train_lang, lst.test_lang)] = (scores.keys, dist)
+        lines: dict[tuple[str, str], int] = {}
+        for p in lst.pairs:
+            lines[("face", p.face)] = lines.get(("face", p.face), 0) + 1
+            lines[("voice", p.voice)] = lines.get(("voice", p.voice), 0) + 1
+        for modality, r in scores.problems:
+            n = lines.get((modality, r.relpath), 0)
+            action = (f"zero {modality} features on {n} line(s)" if r.embedding is None
+                      else "embedded the centre of the image instead")
+            report_rows.append({"pair_list": str(lst.path), "modality": modality, "file": str(lst.root / r.relpath),
+                                "problem": r.problem or "", "action": action, "detail": r.detail})
+        summary[lst.test_lang] = {"pair_list": str(lst.path.absolute()), "pairs": len(lst.pairs),
+                                  "problem_files": len(scores.problems)}
+    return ListScores(entries, report_rows, summary)
+
+
+def write_verify_report(out: Path, scored: ListScores, *, run_dir: Path, info_path: Path, ver: str,
+                        random_weights: bool, accepted: list[str], files: list[str], seconds: float) -> None:
+    """``<out>/report.csv`` (:data:`REPORT_FIELDS`) and ``<out>/summary.json`` (the run, its
+    ``feature_info.json``, the encoder differences accepted, each list, the score files written),
+    each written atomically."""
+    from modalink.io import atomic_write_text
+
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "feature_info": str(info_path.absolute()), "ver": ver,
+                               "random_weights": random_weights, "encoder_mismatch_accepted": accepted,
+                               "lists": scored.lists}
+    if random_weights:
+        summary["warning"] = RANDOM_WEIGHTS_NOTE
+    summary.update(files=files, seconds=seconds)
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=REPORT_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(scored.report_rows)
+    atomic_write_text(out / "report.csv", buf.getvalue())
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

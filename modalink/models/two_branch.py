@@ -109,12 +109,6 @@ def fop(**kw: Any) -> TwoBranch:
     return TwoBranch(**kw)
 
 
-@register_model("fop_gated")
-def fop_gated(**kw: Any) -> TwoBranch:
-    """Alias of ``fop``: FOP with the gated fusion."""
-    return TwoBranch(**{**kw, "fusion": "gated"})
-
-
 @register_model("fop_linear")
 def fop_linear(**kw: Any) -> TwoBranch:
     """FOP with the linear weighted average fusion."""

@@ -20,23 +20,19 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from modalink.cli import parse_recipe_args, recipe_parser
-from modalink.errors import InputError, run_cli
-from modalink.face_voice.cli import add_data_arguments
+from modalink.errors import run_cli
+from modalink.face_voice.cli import add_data_arguments, split_seeds
 from modalink.progress import announce
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "hparams" / "default.yaml"
-
-CONTRACT = "ensemble.json"
-#: settings a resumed ensemble must share with the one in its folder (seeds and fusion may change)
-FIXED = ("config", "overrides", "feats_root", "ver", "train_lang", "data_seed", "edition")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,23 +46,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fusion", choices=("mean", "logreg"), default="mean",
                    help="mean of z-normalised scores, or linear fusion with weights learned on validation trials")
     args = parse_recipe_args(p, argv)
-    seeds, extra = [], []
-    for tok in args.seeds:  # key=value overrides written after --seeds land here
-        if "=" in tok:
-            extra.append(tok)
-            continue
-        try:
-            seeds.append(int(tok))
-        except ValueError:
-            p.error(f"--seeds: {tok!r} is not an integer seed")
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        p.error(f"--seeds: give at least 2 different seeds, got {args.seeds}")
-    args.seeds = seeds
+    try:
+        args.seeds, extra = split_seeds(args.seeds)
+    except ValueError as e:
+        p.error(str(e))
     args.overrides = list(args.overrides or []) + extra
     if any(o.split("=", 1)[0] == "engine.seed" for o in args.overrides):
         p.error("engine.seed= is set per member from --seeds; remove the override")
     if args.data_seed is None:
-        args.data_seed = seeds[0]
+        args.data_seed = args.seeds[0]
     return args
 
 
@@ -78,6 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     from modalink.engine.run_folder import hold_lock
     from modalink.face_voice.layout import FameLayout
     from modalink.face_voice.results import fuse_members, write_ensemble_results
+    from modalink.face_voice.runs import open_ensemble_folder
     from modalink.face_voice.synthetic import generate_synthetic_fame
 
     train = _train_script()
@@ -92,10 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "ver": args.ver, "train_lang": args.train_lang, "edition": args.edition,
                     "data_seed": None if args.feats_root else args.data_seed,
                     "seeds": args.seeds, "fusion": args.fusion}
-        _check_contract(out, contract, args.overwrite)
-        from modalink.io import atomic_write_text
-
-        atomic_write_text(out / CONTRACT, json.dumps(contract, indent=2) + "\n")
+        open_ensemble_folder(out, contract, args.overwrite)
         if args.feats_root:
             root = Path(args.feats_root).absolute()
         else:
@@ -124,8 +110,6 @@ def main(argv: list[str] | None = None) -> dict:
                                             "inputs": [str(m) for m in members]}})
         write_ensemble_results(out, results, seconds=round(time.time() - t0, 2))
     finally:
-        import os
-
         os.close(lock)
     print((out / "results.md").read_text())
     return results
@@ -137,23 +121,6 @@ def _train_script() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
-
-
-def _check_contract(out: Path, contract: dict, overwrite: bool) -> None:
-    """Refuse a folder holding an ensemble of other settings (unless ``--overwrite``), or files
-    that are not an ensemble's."""
-    path = out / CONTRACT
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = [f"{k}: {old.get(k)!r} -> {contract[k]!r}" for k in FIXED if old.get(k) != contract[k]]
-        if diff and not overwrite:
-            raise InputError(f"{out} holds an ensemble with other settings ({'; '.join(diff)}); use another "
-                             f"--output-dir, or --overwrite to retrain its members")
-        return
-    names = sorted(p.name for p in out.iterdir() if p.name != ".lock")
-    if names:
-        raise InputError(f"{out} is not empty and holds no {CONTRACT} ({', '.join(names[:5])}); use a new or "
-                         f"empty --output-dir")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from modalink.cli import command_parser
 from modalink.errors import run_cli
@@ -63,29 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~modalink.face_voice.extraction.PrepareConfig` for parsed command-line arguments."""
-    from modalink.face_voice.extraction import PrepareConfig
-
-    return PrepareConfig(
-        raw_root=args.raw_root, output=args.output, ver=args.ver, face_encoder=args.face_encoder,
-        voice_encoder=args.voice_encoder, face_weights=args.face_weights, voice_weights=args.voice_weights,
-        face_args=dict(args.face_arg), voice_args=dict(args.voice_arg), offline=args.offline,
-        random_weights=args.random_weights, seed=args.seed, no_face=args.no_face,
-        min_seconds=args.min_seconds, batch_size=args.batch_size, workers=args.workers, device=args.device,
-        parts=[s.strip() for s in args.parts.split(",") if s.strip()], train_root=args.train_root,
-        test_root=args.test_root, splits=args.splits, cache_dir=args.cache_dir, run_dir=args.run_dir,
-        retry_failed=args.retry_failed, collective_timeout_s=args.collective_timeout,
-    )
-
-
 def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # before the heavy imports: --help answers at once
     from modalink.encoders.base import MissingWeightsError
-    from modalink.face_voice.extraction import prepare_features
+    from modalink.face_voice.extraction import PrepareConfig, prepare_features
 
     try:
-        prepare_features(config_from_args(args))
+        prepare_features(PrepareConfig.from_options(vars(args)))
     except MissingWeightsError as e:  # several lines (one block per encoder), printed once
         if os.environ.get("RANK", "0") in ("", "0"):  # by the main process of a launched job
             print(f"error: {e}", file=sys.stderr)

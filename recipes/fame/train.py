@@ -72,22 +72,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
-    import numpy as np
-    import torch
-
     from challenge import write_submission
-    from modalink.engine import Trainer, start_run
+    from modalink.engine import start_run
     from modalink.engine.run_folder import config_fingerprint
     from modalink.face_voice.features import FameFeatures
     from modalink.face_voice.layout import FameLayout, feature_dims, read_feature_info
-    from modalink.face_voice.objective import (FaceVoiceObjective, PairDataset, build_face_voice_model, collate_pairs,
-                                               model_summary, trial_distances)
     from modalink.face_voice.results import (check_ground_truth, default_ground_truth, eer_rows, format_results,
                                              norm_summary, write_fame_results)
     from modalink.face_voice.runs import data_fingerprint, export_models, model_contract, prepare_feats_root
-    from modalink.face_voice.scoring import score_language
-    from modalink.face_voice.splits import make_verification_trials, split_train_val
-    from modalink.metrics import fast_eer
+    from modalink.face_voice.training import train_languages
 
     out = Path(args.output_dir).absolute()
     with state.main_process_first():  # the synthetic set and the feature cache are built once
@@ -110,72 +103,22 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
         logger.warning("these features come from RANDOM-WEIGHT encoders (prepare.py --random-weights): a plumbing "
                        "check only, the EERs mean nothing; results.json, the submission manifest and the model "
                        "cards say so")
-    scores = {}
-    timings: dict = {}
-    selection: dict = {}
-    trained: dict = {}
-    raw_scores: dict = {}
-    norm_records: dict = {}
-    for lang in langs:
-        t_lang = time.time()
-        # memory maps of the feature cache: rows take memory only while read, and a language's
-        # arrays are released when it is done
-        data = feats.pop(lang)
-        train = data.train
-        tr_idx, va_idx = split_train_val(train.labels, val_fraction=cfg.data.val_fraction,
-                                         n_val_ids=cfg.data.val_ids, seed=cfg.data.split_seed)
-        # identities of the training part, remapped to 0..C-1 for the classifier
-        _, y_train = np.unique(train.labels[tr_idx], return_inverse=True)
-        n_classes = int(y_train.max()) + 1
-        faces, voices = train.faces, train.voices
-        train_ds = PairDataset(faces, voices, y_train, index=tr_idx)
-        vf, vv, vl = faces[va_idx], voices[va_idx], train.labels[va_idx]
-        fi, vi, same = make_verification_trials(vl, cfg.data.val_trials, seed=cfg.data.split_seed)
-        logger.info("%s: %d training rows (%d identities), %d validation rows (%d identities, %d trials); "
-                    "features %d-D face / %d-D voice", lang, len(tr_idx), n_classes, len(va_idx),
-                    len(set(vl.tolist())), len(same), face_dim, voice_dim)
-
-        def evaluate(trainer: Trainer) -> dict[str, float]:
-            model = trainer.model.model
-            d = trial_distances(model, vf, vv, fi, vi)
-            return {"eer": fast_eer(same, d)}
-
-        torch.manual_seed(cfg.engine.seed)
-        model = build_face_voice_model(cfg.model, face_dim, voice_dim, n_classes)
-        objective = FaceVoiceObjective(model, cfg.loss, n_classes)
-        logger.info("model %s: %s", cfg.model.name, model_summary(model))
-        trainer = Trainer(objective, train_ds, cfg.engine, out / f"{args.ver}_{lang}", evaluate_fn=evaluate,
-                          collate_fn=collate_pairs, tracker_config={"lang": lang, "config": args.config})
-        result = trainer.fit()
-        logger.info("%s: best validation EER %.2f %% at epoch %s", lang, result.best_metric or float("nan"),
-                    result.best_epoch)
-        if state.is_main_process:
-            model = trainer.model.model.eval()
-            lang_scores, lang_raw, norm_records[lang] = score_language(
-                model, faces, voices, train.labels, tr_idx, va_idx, (fi, vi, same), [data.heard, data.unheard],
-                lang, cfg.norm, out / f"{args.ver}_{lang}")
-            scores.update(lang_scores)
-            raw_scores.update(lang_raw)
-            trained[lang] = model
-        timings[lang] = {"seconds": round(time.time() - t_lang, 2)}
-        selection[lang] = {"best_val_eer": result.best_metric, "best_epoch": result.best_epoch}
-        del data, train, faces, voices, train_ds, trainer, vf, vv
-        state.wait_for_everyone()
+    done = train_languages(cfg, feats, out, args.ver, face_dim, voice_dim, logger, state, args.config)
     results: dict = {}
     if state.is_main_process:
         fingerprint = config_fingerprint(folder.contract["config"])
         random_mark = {"random_weight_features": True} if random_features else {}
-        written = write_submission(out / "submission", scores, edition=args.edition,
+        written = write_submission(out / "submission", done.scores, edition=args.edition,
                                    pairs_dir=FameLayout(root, args.ver).splits_dir,
                                    info={"model": cfg.model.name, "config_fingerprint": fingerprint, **random_mark})
-        results = write_fame_results(out, args.ver, scores, [p.name for p in written.values()], gt_dir,
-                                extra={"config": Path(args.config).name, "model": cfg.model.name,
-                                       "config_fingerprint": fingerprint, "selection": selection,
-                                       "processes": state.num_processes,
-                                       "norm": norm_summary(norm_records, eer_rows(raw_scores, gt_dir)),
-                                       **random_mark},
-                                timings={"seconds": round(time.time() - t0, 2), "training": timings})
-        export_models(out, args.ver, trained, model_contract(root, args.ver, face_dim, voice_dim),
+        results = write_fame_results(out, args.ver, done.scores, [p.name for p in written.values()], gt_dir,
+                                     extra={"config": Path(args.config).name, "model": cfg.model.name,
+                                            "config_fingerprint": fingerprint, "selection": done.selection,
+                                            "processes": state.num_processes,
+                                            "norm": norm_summary(done.norm, eer_rows(done.raw_scores, gt_dir)),
+                                            **random_mark},
+                                     timings={"seconds": round(time.time() - t0, 2), "training": done.timings})
+        export_models(out, args.ver, done.models, model_contract(root, args.ver, face_dim, voice_dim),
                       folder.contract["config"], results)
         folder.finish(mean_eer=results.get("mean_eer"))
         print(format_results(results))
