@@ -24,7 +24,7 @@ def test_one_log_holds_early_messages_and_every_trainer(tmp_path: Path) -> None:
     early = logging.getLogger("modalink.classification.embeddings")
     from modalink.engine.run import configure_logging
 
-    configure_logging()
+    configure_logging(new_command=True)
     early.info("cache built before the run folder")  # e.g. SRMM's embeddings, before start_run
     out = tmp_path / "run"
     log = start_run(out, {"a": 1}, argv=["train.py"])

@@ -202,7 +202,7 @@ def test_switching_config_builds_the_sampler(tmp_path):
     masks = [module.run(batch)["mask"][0].tolist() for _ in range(3)]
     assert masks == [[True, False], [True, True], [True, False]]  # text (probability 0) skipped
     assert srmm_core.build_srmm(_tiny_cfg(tmp_path, "model.switching=none"), {"image": 4, "text": 3}, 3).sampler is None
-    assert srmm_core.wrap("late_fusion", module.net, cfg).sampler is None
+    assert srmm_core.wrap("late_fusion", module.network, cfg).sampler is None
     with pytest.raises(UserError, match="model.switching: 'sometimes' is not one of .*'per_sample', 'per_batch', "
                                         "'alternate', 'none'"):
         _tiny_cfg(tmp_path, "model.switching=sometimes")

@@ -39,7 +39,7 @@ class MissingModalityModule(nn.Module):
     the availability masks before the network (``inputs="embeddings"`` only; ``None``: none
     here — image classifiers sample inside the network, as their own ``net.sampler``). Its
     ``step`` is the buffer ``switch_step``, so schedules resume with checkpoints. The wrapped
-    network is ``self.net``: that is what a run exports (:func:`modalink.hub.save_pretrained`).
+    network is ``self.network``: that is what a run exports (:func:`modalink.hub.save_pretrained`).
     """
 
     def __init__(self, net: nn.Module, inputs: str, multilabel: bool = False, aux_weight: float = 0.0,
@@ -50,7 +50,7 @@ class MissingModalityModule(nn.Module):
         if sampler is not None and inputs != "embeddings":
             raise InputError("a modality sampler here needs inputs='embeddings' (image classifiers "
                              "sample inside the network: set net.sampler)")
-        self.net, self.inputs, self.multilabel = net, inputs, bool(multilabel)
+        self.network, self.inputs, self.multilabel = net, inputs, bool(multilabel)
         self.aux_weight = float(aux_weight)
         self.sampler = sampler
         if inputs == "embeddings":
@@ -62,13 +62,13 @@ class MissingModalityModule(nn.Module):
         if self.inputs in ("text_image", "text_vector"):
             text = "text_image" if self.inputs == "text_image" else "text"
             inputs = {"image": batch["image"], text: batch["text_image" if text == "text_image" else "text_vec"]}
-            return self.net(inputs, {"image": batch["has_image"], text: batch["has_text"]})
+            return self.network(inputs, {"image": batch["has_image"], text: batch["has_text"]})
         keep = torch.stack([batch["has_image"].bool(), batch["has_text"].bool()], dim=1)
         if self.training and self.sampler is not None:
             keep = self.sampler(keep, int(self.switch_step))
             self.switch_step += 1
         present = {m: keep[:, j] for j, m in enumerate(MODALITIES)}
-        return self.net({m: batch[m] for m in MODALITIES}, present)
+        return self.network({m: batch[m] for m in MODALITIES}, present)
 
     @staticmethod
     def _kept(out: Mapping[str, torch.Tensor], j: int, modality: str) -> torch.Tensor:

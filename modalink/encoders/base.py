@@ -25,7 +25,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 import torch.nn as nn
 
-from modalink.errors import InputError, UserError
+from modalink.errors import UserError
 from modalink.registry import Registry
 
 Modality = Literal["face", "voice", "image"]

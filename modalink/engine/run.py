@@ -39,12 +39,18 @@ def _add(logger: logging.Logger, handler: logging.Handler, kind: str) -> logging
     return handler
 
 
-def configure_logging(is_main: bool = True) -> logging.Logger:
+def configure_logging(is_main: bool = True, *, new_command: bool = False) -> logging.Logger:
     """Configure modalink's logging for this command, once: every ``modalink.*`` logger (modules
     log as ``getLogger(__name__)``) reaches stderr (INFO on the main process, WARNING on the others
     under ``accelerate launch``), and records are kept until :func:`attach_log_file` writes them.
-    Calling it again only updates the level; the ``modalink`` logger is returned."""
+    Calling it again only updates the level; ``new_command=True`` (a command started in the same
+    process, e.g. from Python) first detaches the previous command's log file. Returns the
+    ``modalink`` logger."""
     logger = logging.getLogger(ROOT_LOGGER)
+    if new_command:
+        for h in _handlers(logger, "file") + _handlers(logger, "early") + _handlers(logger, "stream"):
+            logger.removeHandler(h)
+            h.close()
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
     logger.propagate = False
     if not _handlers(logger, "stream"):

@@ -29,10 +29,13 @@ from modalink.engine.run_folder import ResumeMode, RunFolder
 __all__ = ["RunSession", "run_session", "exported_network"]
 
 
-def exported_network(objective: Any) -> Any:
-    """The network a trained objective exports (its ``.network``), unwrapped from Accelerate/DDP."""
-    inner = getattr(objective, "module", objective)  # DistributedDataParallel keeps the objective in .module
+def exported_network(trained: Any) -> Any:
+    """The network to export: a trained objective's ``.network`` (unwrapped from Accelerate/DDP), or
+    the network itself when ``trained`` is one built by :func:`modalink.models.create_model`."""
+    inner = getattr(trained, "module", trained)  # DistributedDataParallel keeps the objective in .module
     network = getattr(inner, "network", None)
+    if network is None and getattr(inner, "model_spec", None):
+        return inner
     if network is None:
         raise TypeError(f"{type(inner).__name__} has no .network: a trained objective names the network it "
                         f"exports as .network")
@@ -77,15 +80,15 @@ class RunSession:
             self.logger.info("resuming the run in %s (same config and data)", self.path)
         return self.logger
 
-    def export(self, objective: Any, folder: str | os.PathLike, *, contract: Mapping[str, Any] | None = None,
+    def export(self, trained: Any, folder: str | os.PathLike, *, contract: Mapping[str, Any] | None = None,
                results: Mapping[str, Any] | None = None, title: str | None = None) -> Path | None:
-        """Export the objective's ``.network`` with :func:`modalink.hub.save_pretrained` and the
-        run's config (main process; others return ``None``)."""
+        """Export a trained objective's ``.network`` (or a network itself, see :func:`exported_network`)
+        with :func:`modalink.hub.save_pretrained` and the run's config (main process; others return ``None``)."""
         if not self.is_main:
             return None
         from modalink.hub import save_pretrained
 
-        return save_pretrained(exported_network(objective), folder, contract=contract, config=self.contract_config,
+        return save_pretrained(exported_network(trained), folder, contract=contract, config=self.contract_config,
                                results=results, title=title)
 
     def finish(self, **summary: Any) -> None:
@@ -108,7 +111,7 @@ def run_session(path: str | os.PathLike, config: Any, *, recipe: str, mode: Resu
     from modalink.engine.run import configure_logging
 
     state = process_state(engine if engine is not None else config.engine)
-    configure_logging(state.is_main_process)  # before anything is logged; log.txt gets it all at start()
+    configure_logging(state.is_main_process, new_command=True)  # log.txt gets what follows at start()
     with RunFolder.open(path, to_dict(config), mode=mode, processes=state.num_processes,
                         is_main=state.is_main_process, ignore=ignore, entries=entries, recipe=recipe,
                         reusable=reusable) as folder:

@@ -111,7 +111,7 @@ class FaceVoiceObjective(nn.Module):
             raise InputError(f"loss.opl_on={cfg.opl_on!r}; use fused, modalities or both")
         if cfg.layout not in BATCH_LAYOUTS:
             raise InputError(f"loss.layout={cfg.layout!r}; use one of {', '.join(BATCH_LAYOUTS)}")
-        self.model = model
+        self.network = model
         self.cfg = cfg
         # the training strategy is declared by the model family, not found by testing its type
         self.strategy = getattr(model, "face_voice_objective", None)
@@ -132,7 +132,7 @@ class FaceVoiceObjective(nn.Module):
         strategy = self.strategy
         if strategy == "single_modality_rows":
             return self._sbnet_forward(batch)
-        out = self.model({"face": batch["face"], "voice": batch["voice"]})
+        out = self.network({"face": batch["face"], "voice": batch["voice"]})
         if strategy == "shared_pair":
             f, v = out["face"], out["voice"]
             if c.ce:
@@ -171,7 +171,7 @@ class FaceVoiceObjective(nn.Module):
 
     def _sbnet_forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """SBNet: single-modality rows in ``cfg.layout``; CE + OPL per BatchNorm batch."""
-        c, model = self.cfg, self.model
+        c, model = self.cfg, self.network
         f, v, y = batch["face"], batch["voice"], batch["label"]
         if c.layout in ("fvfv", "vfvf"):
             inputs = {"face": f, "voice": v} if c.layout == "fvfv" else {"voice": v, "face": f}

@@ -14,7 +14,9 @@ from modalink.face_voice.layout import GROUND_TRUTH_DIR, LIST_SUFFIX, check_fame
 if TYPE_CHECKING:
     import torch.nn as nn
 
+    from modalink.engine.session import RunSession
     from modalink.face_voice.config import FameConfig
+
 
 __all__ = ["prepare_feats_root", "data_fingerprint", "model_contract", "export_models", "load_model_from_run",
            "FameRun", "load_run", "ENSEMBLE_CONTRACT", "open_ensemble_folder"]
@@ -70,20 +72,18 @@ def model_contract(root: Path, ver: str, face_dim: int, voice_dim: int) -> dict[
     return contract
 
 
-def export_models(out: Path, ver: str, models: dict[str, nn.Module], contract: dict[str, Any],
-                  config: dict[str, Any], results: dict[str, Any]) -> None:
-    """Export each language's model to ``<out>/<ver>_<Lang>/model`` with its EERs on the model card
-    and its training language in its contract."""
-    from modalink.hub import save_pretrained
-
+def export_models(run: "RunSession", ver: str, models: dict[str, nn.Module], contract: dict[str, Any],
+                  results: dict[str, Any]) -> None:
+    """Export each language's model to ``<run>/<ver>_<Lang>/model`` (:meth:`RunSession.export`) with
+    its EERs on the model card and its training language in its contract."""
     for lang, model in models.items():
         rows = {f"EER {r['train']}->{r['test']} ({r['condition']})": r["eer"]
                 for r in results.get("eer", []) if r["train"] == lang}
         title = f"modalink FAME {ver} face-voice model trained on {lang}"
         if (contract.get("feature_info") or {}).get("random_weights"):
             title += " (on features from RANDOM-WEIGHT encoders: a plumbing check, its scores mean nothing)"
-        save_pretrained(model, out / f"{ver}_{lang}" / "model", contract={**contract, "train_lang": lang},
-                        config=config, results=rows, title=title)
+        run.export(model, run.path / f"{ver}_{lang}" / "model", contract={**contract, "train_lang": lang},
+                   results=rows, title=title)
 
 
 def load_model_from_run(lang_dir: Path, face_dim: int | None = None, voice_dim: int | None = None, *,

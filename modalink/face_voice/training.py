@@ -40,6 +40,7 @@ def train_language(cfg: FameConfig, data: FameFeatures, lang: str, lang_dir: Pat
     """Train ``lang``'s model on ``data`` (checkpoints and log in ``lang_dir``), then, on the main
     process, score its heard and unheard test sets and write ``lang_dir/scoring.npz``."""
     from modalink.engine import Trainer
+    from modalink.engine.session import exported_network
     from modalink.face_voice.objective import (FaceVoiceObjective, PairDataset, build_face_voice_model, collate_pairs,
                                                model_summary, trial_distances)
     from modalink.face_voice.scoring import score_language
@@ -62,7 +63,7 @@ def train_language(cfg: FameConfig, data: FameFeatures, lang: str, lang_dir: Pat
                 len(set(vl.tolist())), len(same), face_dim, voice_dim)
 
     def evaluate(trainer: Trainer) -> dict[str, float]:
-        model = trainer.model.model
+        model = exported_network(trainer.model)
         d = trial_distances(model, vf, vv, fi, vi)
         return {"eer": fast_eer(same, d)}
 
@@ -77,7 +78,7 @@ def train_language(cfg: FameConfig, data: FameFeatures, lang: str, lang_dir: Pat
                 result.best_epoch)
     out = LanguageResult(selection={"best_val_eer": result.best_metric, "best_epoch": result.best_epoch}, seconds=0.0)
     if is_main:
-        out.model = trainer.model.model.eval()
+        out.model = exported_network(trainer.model).eval()
         out.scores, out.raw_scores, out.norm = score_language(
             out.model, faces, voices, train.labels, tr_idx, va_idx, (fi, vi, same), [data.heard, data.unheard],
             lang, cfg.norm, lang_dir)

@@ -67,38 +67,28 @@ def main(argv: list[str] | None = None) -> dict:
     if args.print_config:
         print_config(cfg)
         return {}
-    from modalink.config import to_dict
-    from modalink.engine import process_state
-    from modalink.engine.run_folder import RunFolder
+    from modalink.engine import run_session
 
-    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
-    out = Path(cfg.output_dir)
     # the run contract: refused here, before anything is written, if the folder holds another run
-    # (a run that fails before it records any training leaves no contract: the fixed command runs there)
-    with RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
-                        is_main=state.is_main_process, ignore=("output_dir",), entries=ENTRIES,
-                        recipe="chameleon") as folder:
-        return _train(args, cfg, state, folder, argv)
+    with run_session(cfg.output_dir, cfg, recipe="chameleon", mode=resume_mode(args), entries=ENTRIES,
+                     ignore=("output_dir",), argv=argv) as run:
+        return _train(cfg, run)
 
 
-def _train(args, cfg, state, folder, argv) -> dict:
+def _train(cfg, run) -> dict:
     import torch
 
     from modalink.classification import chameleon as cham
     from modalink.classification.evaluation import evaluate_conditions, format_table, write_results, write_timings
-    from modalink.engine import Trainer, start_run
-    from modalink.hub import save_pretrained
+    from modalink.engine import Trainer
 
-    out = Path(cfg.output_dir)
+    out, state = run.path, run.state
     t0 = time.time()
     with state.main_process_first():  # the main process generates the synthetic data; the others reuse it
         data = cham.load_data(cfg, progress=cfg.engine.progress and state.is_main_process)
-    folder.bind_data(cham.data_fingerprint(data))
-    folder.start()
-    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else [sys.argv[0], *argv])  # own logger: the Trainers reopen "modalink" in their folders
+    run.bind_data(cham.data_fingerprint(data))
+    logger = run.start()
     logger.info("data: %s (%.1f s)", data.description, time.time() - t0)
-    if folder.resumed:
-        logger.info("resuming the run in %s (same config and data)", out)
     cache: dict = {}
     models, trainers, timings = {}, {}, {}
     for kind in cfg.methods:
@@ -133,13 +123,11 @@ def _train(args, cfg, state, folder, argv) -> dict:
         write_timings({"seconds": round(time.time() - t0, 1), "training": timings}, out)
         for kind, trainer in trainers.items():
             rows = {f"{m} ({c})": v for c, vals in results["results"][kind].items() for m, v in vals.items()}
-            save_pretrained(trainer.model.net, out / kind / "model", config=folder.contract["config"],
-                            contract=cham.model_contract(kind, cfg), results=rows,
-                            title=f"modalink {cham.METHOD_TITLES[kind]}")
-        folder.finish()
+            run.export(trainer.model, out / kind / "model", contract=cham.model_contract(kind, cfg), results=rows,
+                       title=f"modalink {cham.METHOD_TITLES[kind]}")
         print(format_table(results, cham.METHOD_TITLES))
         logger.info("results written to %s (%.1f s in all)", out / "results.md", time.time() - t0)
-    state.wait_for_everyone()
+    run.finish()
     return results
 
 

@@ -44,9 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
         announce(f"FAME train.py: run folder {args.output_dir}, MAV-Celeb {args.ver} "
                  f"({'features in ' + args.feats_root if args.feats_root else 'synthetic set'}); loading torch ...")
     from modalink.cli import load_recipe_config, print_config, resume_mode
-    from modalink.config import to_dict
-    from modalink.engine import process_state
-    from modalink.engine.run_folder import RunFolder
+    from modalink.engine import run_session
     from modalink.face_voice.config import RUN_ENTRIES, FameConfig, resolve_languages
 
     t0 = time.time()
@@ -62,18 +60,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.print_config:
         print_config(cfg)
         return {}
-    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
-    # the run contract: refused here, before anything is written, if the folder holds another run
-    # (a run that fails before it records any training leaves no contract: the fixed command runs there)
-    with RunFolder.open(out, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
-                        is_main=state.is_main_process, ignore=("run.feats_root", "run.ground_truth", "run.edition"),
-                        entries=RUN_ENTRIES, recipe="fame") as folder:
-        return _train(args, cfg, state, folder, langs, t0)
+    with run_session(out, cfg, recipe="fame", mode=resume_mode(args), entries=RUN_ENTRIES, argv=argv,
+                     ignore=("run.feats_root", "run.ground_truth", "run.edition")) as run:
+        return _train(args, cfg, run, t0)
 
 
-def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
+def _train(args, cfg, run, t0: float) -> dict:
     from challenge import write_submission
-    from modalink.engine import start_run
     from modalink.engine.run_folder import config_fingerprint
     from modalink.face_voice.features import FameFeatures
     from modalink.face_voice.layout import FameLayout, feature_dims, read_feature_info
@@ -82,7 +75,7 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     from modalink.face_voice.runs import data_fingerprint, export_models, model_contract, prepare_feats_root
     from modalink.face_voice.training import train_languages
 
-    out = Path(args.output_dir).absolute()
+    out, state, langs = run.path, run.state, list(cfg.run.train_langs)
     with state.main_process_first():  # the synthetic set and the feature cache are built once
         root, synthetic = prepare_feats_root(args.feats_root, out, args.ver, seed=cfg.engine.seed)
         face_dim, voice_dim = feature_dims(root, args.ver, cfg.data.face_dim, cfg.data.voice_dim)
@@ -92,11 +85,8 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
     gt_dir = default_ground_truth(root, args.ver, args.ground_truth)
     cfg.run.ground_truth = None if gt_dir is None else str(gt_dir)
     check_ground_truth(gt_dir, [t for f in feats.values() for t in (f.heard, f.unheard)])
-    folder.bind_data(data_fingerprint(feats, gt_dir))
-    folder.start()
-    logger = start_run(out, cfg, state.is_main_process)
-    if folder.resumed:
-        logger.info("resuming the run in %s (same config and data)", out)
+    run.bind_data(data_fingerprint(feats, gt_dir))
+    logger = run.start()
     feature_info = (read_feature_info(root, args.ver) or ({}, None))[0]
     random_features = bool(feature_info and feature_info.get("random_weights"))
     if random_features:
@@ -105,8 +95,8 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
                        "cards say so")
     done = train_languages(cfg, feats, out, args.ver, face_dim, voice_dim, logger, state, args.config)
     results: dict = {}
-    if state.is_main_process:
-        fingerprint = config_fingerprint(folder.contract["config"])
+    if run.is_main:
+        fingerprint = config_fingerprint(run.contract_config)
         random_mark = {"random_weight_features": True} if random_features else {}
         written = write_submission(out / "submission", done.scores, edition=args.edition,
                                    pairs_dir=FameLayout(root, args.ver).splits_dir,
@@ -118,12 +108,10 @@ def _train(args, cfg, state, folder, langs: list[str], t0: float) -> dict:
                                             "norm": norm_summary(done.norm, eer_rows(done.raw_scores, gt_dir)),
                                             **random_mark},
                                      timings={"seconds": round(time.time() - t0, 2), "training": done.timings})
-        export_models(out, args.ver, done.models, model_contract(root, args.ver, face_dim, voice_dim),
-                      folder.contract["config"], results)
-        folder.finish(mean_eer=results.get("mean_eer"))
+        export_models(run, args.ver, done.models, model_contract(root, args.ver, face_dim, voice_dim), results)
         print(format_results(results))
         logger.info("results written to %s", out / "results.md")
-    state.wait_for_everyone()
+    run.finish(mean_eer=results.get("mean_eer"))
     return results
 
 

@@ -55,27 +55,23 @@ def main(argv: list[str] | None = None) -> dict:
         announce(f"SRMM train.py: {'data in ' + args.data_root if args.data_root else 'synthetic set'}, config "
                  f"{args.config}; loading torch, then the data and the encoders ...")
     from modalink.classification import embeddings, srmm
-    from modalink.config import to_dict
-    from modalink.engine import process_state
-    from modalink.engine.run_folder import RunFolder
+    from modalink.engine import process_state, run_session
 
     cfg = load_config(args)
     if args.print_config:
         print_config(cfg)
         return {}
     embeddings.check_data_root(cfg)  # a wrong --data-root ends here, before the run folder is written
-    state = process_state(cfg.engine)  # same CPU decision as the Trainers (one gloo group on CPU)
+    process_state(cfg.engine)
     # every process looks for the weights itself (hub downloads are file-locked), so missing
     # weights end every process at once instead of leaving the others waiting at a barrier
     encoders = srmm.build_encoders(cfg)
-    # (a run that fails before it records any training leaves no contract: the fixed command runs there)
-    with RunFolder.open(cfg.output_dir, to_dict(cfg), mode=resume_mode(args), processes=state.num_processes,
-                        is_main=state.is_main_process, ignore=("output_dir", "prepare.progress"), entries=ENTRIES,
-                        recipe="srmm", reusable=("cache",)) as folder:
-        return _train(cfg, state, folder, encoders, argv)
+    with run_session(cfg.output_dir, cfg, recipe="srmm", mode=resume_mode(args), entries=ENTRIES, argv=argv,
+                     ignore=("output_dir", "prepare.progress"), reusable=("cache",)) as run:
+        return _train(cfg, run, encoders)
 
 
-def _train(cfg, state, folder, encoders, argv) -> dict:
+def _train(cfg, run, encoders) -> dict:
     import dataclasses
 
     import numpy as np
@@ -86,20 +82,18 @@ def _train(cfg, state, folder, encoders, argv) -> dict:
     from modalink.classification.evaluation import (evaluate_conditions, format_table, predict_logits, write_results,
                                                     write_timings)
     from modalink.data.processes import Processes
-    from modalink.engine import Trainer, start_run
-    from modalink.hub import save_pretrained
+    from modalink.engine import Trainer
     from modalink.metrics import accuracy
 
-    out = Path(cfg.output_dir)
+    out, state = run.path, run.state
     t0 = time.time()
     with state.main_process_first():  # the main process generates the synthetic data, if any
         plan = embeddings.plan_all(cfg, out, encoders=encoders)
-    folder.bind_data(plan.fingerprint())  # other data than the run's is refused before any extraction
+    run.bind_data(plan.fingerprint())  # other data than the run's is refused before any extraction
     # every process embeds one block of the rows still to embed; the main process merges the cache
     data = embeddings.prepare_all(cfg, out, progress=cfg.prepare.progress and state.is_main_process, plan=plan,
                                   processes=Processes.current())
-    folder.start()
-    logger = start_run(out, cfg, is_main=state.is_main_process, argv=sys.argv if argv is None else [sys.argv[0], *argv])  # own logger: the Trainers reopen "modalink" in their folders
+    logger = run.start()
     logger.info("embeddings ready in %.1f s (image %s %s, text %s %s)", time.time() - t0,
                 data.image_encoder.get("name"), data.dims["image"], data.text_encoder.get("name"), data.dims["text"])
     train_set, val_set = data.train_set(cfg), data.val_set(cfg)
@@ -107,8 +101,8 @@ def _train(cfg, state, folder, encoders, argv) -> dict:
     trainers, timings = {}, {}
     for name in names:
         t_name = time.time()
-        if name == "srmm":  # seeded: SRMM's initial weights used to depend on the process (irreproducible);
-            torch.manual_seed(cfg.engine.seed)  # late fusion keeps its init (built after SRMM's seeded training)
+        if name == "srmm":  # SRMM's initial weights come from the seed, whatever the process;
+            torch.manual_seed(cfg.engine.seed)  # late fusion is built after SRMM's seeded training
         module = (srmm.build_srmm if name == "srmm" else srmm.build_late_fusion)(cfg, data.dims, data.num_classes)
 
         def evaluate(trainer: Trainer) -> dict[str, float]:
@@ -139,13 +133,11 @@ def _train(cfg, state, folder, encoders, argv) -> dict:
         write_timings({"seconds": round(time.time() - t0, 1), "training": timings}, out)
         for name, trainer in trainers.items():
             rows = {f"accuracy ({c})": v["accuracy"] for c, v in results["results"][name].items()}
-            save_pretrained(trainer.model.net, out / name / "model", config=folder.contract["config"],
-                            contract=srmm.model_contract(data), results=rows,
-                            title=f"modalink {srmm.METHOD_TITLES[name]}")
-        folder.finish()
+            run.export(trainer.model, out / name / "model", contract=srmm.model_contract(data), results=rows,
+                       title=f"modalink {srmm.METHOD_TITLES[name]}")
         print(format_table(results, srmm.METHOD_TITLES))
         logger.info("results written to %s (%.1f s in all)", out / "results.md", time.time() - t0)
-    state.wait_for_everyone()
+    run.finish()
     return results
 
 
