@@ -502,7 +502,7 @@ def test_load_run_refuses_what_is_not_a_finished_recsys_run(tmp_path):
 
 
 def test_recipe_config_not_set_is_none():
-    """Not-set recsys settings are None; the old spellings ("", 0, [], {}) load as the same config."""
+    """Not-set recsys settings are None, spelled null or an empty ``key=`` on the command line."""
     from modalink.config import load_config
     from modalink.recsys.config import RecsysConfig
 
@@ -510,12 +510,13 @@ def test_recipe_config_not_set_is_none():
     cfg = load_config(RecsysConfig, recipe.DEFAULT_CONFIG)
     assert (cfg.data.root, cfg.data.cache_dir, cfg.tower.modalities, cfg.mf.epochs, cfg.media.image_weights,
             cfg.media.audio_weights, cfg.item_model.path, cfg.item_model.inputs) == (None,) * 8
-    old = load_config(RecsysConfig, recipe.DEFAULT_CONFIG, [
-        'data.root=""', "data.cache_dir=", "tower.modalities=[]", "mf.epochs=0", 'media.image_weights=""',
-        "media.audio_weights=''", 'item_model.path=""', "item_model.inputs={}"])
-    assert old == cfg
-    with pytest.raises(Exception, match=r"mf.epochs: -1 is out of range; it must be >= 1"):
-        load_config(RecsysConfig, None, ["mf.epochs=-1"])
+    unset = load_config(RecsysConfig, recipe.DEFAULT_CONFIG, [
+        "data.root=", "data.cache_dir=null", "tower.modalities=", "mf.epochs=null", "media.image_weights=",
+        "media.audio_weights=null", "item_model.path=", "item_model.inputs="])
+    assert unset == cfg
+    for bad in ("mf.epochs=-1", "mf.epochs=0"):
+        with pytest.raises(Exception, match=r"mf.epochs: -?\d is out of range; it must be >= 1"):
+            load_config(RecsysConfig, None, [bad])
 
 
 def test_bench_script_runs(capsys):

@@ -86,15 +86,15 @@ def test_empty_ratings_are_one_line_errors(tmp_path, capsys, train_script):
     assert code == 2 and len(err) == 1 and "u.data: no ratings" in err[0], err
 
 
-def test_cold_item_encoder_reads_media_configs_of_older_exports():
-    """Exports made when unset weights were "" build the same media config (weights None)."""
+def test_cold_item_encoder_rebuilds_the_media_config_of_its_export():
+    """The media config an export records (unset weights as null) builds the same MediaConfig."""
     import torch
 
     from modalink.config import to_dict
     from modalink.recsys import MediaConfig
 
-    old = {**to_dict(MediaConfig()), "image_weights": "", "audio_weights": ""}
-    enc = ColdItemEncoder(torch.nn.Identity(), {"media": {"config": old, "modalities": ["text"]}})
+    recorded = to_dict(MediaConfig())
+    enc = ColdItemEncoder(torch.nn.Identity(), {"media": {"config": recorded, "modalities": ["text"]}})
     assert list(enc._media()) == ["text"] and enc._media_cfg == MediaConfig()
 
 
