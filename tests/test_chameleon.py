@@ -189,6 +189,11 @@ def test_recipe_smoke_train_then_evaluate(tmp_path: Path, recipe_modules) -> Non
     mask = json.loads((out / "masks" / "test_text30pct.json").read_text())
     assert len(mask["missing"]["text"]) == 14 and mask["missing"]["image"] == []  # 70 % of 20 lose text
 
+    from modalink.runs import open_run
+
+    run = open_run(out)
+    assert (run.recipe, run.methods) == ("chameleon", ["chameleon", "multi_branch"])
+    assert type(run.load_network("chameleon")).__name__ == "ChameleonClassifier"
     ev = evaluate_script.main(["--run-dir", str(out), "--conditions", "complete", "text=30%", "image=50%"])
     for kind in ("chameleon", "multi_branch"):  # same weights, same masks → same figures
         for c in ("complete", "text=30%"):

@@ -78,6 +78,11 @@ def test_run_contract_export_and_evaluate(tmp_path: Path, capsys) -> None:
     # the exported models, loaded by evaluate.py only through modalink.hub.from_pretrained
     again = evaluate.main([str(out), "--out", str(tmp_path / "re")])
     assert again["results"] == res["results"]
+    from modalink.runs import open_run
+
+    run = open_run(out)
+    assert (run.recipe, run.methods, run.results["results"]) == ("srmm", ["srmm", "late_fusion"], res["results"])
+    assert type(run.load_network("late_fusion")).__name__ == "LateFusion"
     # --overwrite starts again; the same seeds give the same file
     train.main(["--output-dir", str(out), "--overwrite", *TINY])
     assert (out / "results.json").read_bytes() == first

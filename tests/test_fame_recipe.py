@@ -61,6 +61,12 @@ def test_train_writes_valid_submission_and_eers(feats_root: Path, tmp_path: Path
         assert (d / "best_model.pt").is_file() and (d / "metrics.jsonl").is_file()
         assert any((d / "checkpoints").iterdir())
         assert len((d / "metrics.jsonl").read_text().splitlines()) == 2
+    # the library opens the run by itself: config and each language's exported model
+    from modalink.runs import open_run
+
+    run = open_run(out)
+    assert type(run).__name__ == "FameRun" and run.languages == ["English", "German"]
+    assert run.load_model("German").export_config["contract"]["train_lang"] == "German"
     assert json.loads((out / "results.json").read_text())["mean_eer"] == pytest.approx(res["mean_eer"])
     run_cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert run_cfg["run"]["ground_truth"] == str(feats_root / "ground_truth" / "v3")

@@ -466,9 +466,9 @@ def test_recipe_smoke_run(tmp_path):
         recipe.main(["--output-dir", str(tmp_path / "bad"), "tower.nope=1"])
 
     # the library opens the run folder by itself: config, exported tower, index, results
-    from modalink.recsys.runs import load_run
+    from modalink.runs import open_run
 
-    run = load_run(out)
+    run = open_run(out)
     assert run.config.tower.embed_dim == 16 and run.config.data.synthetic.n_items == 120
     assert list(run.item_tower.modalities) == ["text", "image", "genres", "profile", "id"]
     assert len(run.index) == 120 and run.results["results"] == saved["results"]

@@ -394,19 +394,6 @@ def load_data(cfg: ChameleonRecipeConfig, progress: bool = True) -> RecipeData:
                       ceilings)
 
 
-def load_trained(kind: str, cfg: ChameleonRecipeConfig, data: RecipeData, run_dir: str | os.PathLike
-                 ) -> MissingModalityModule:
-    """A method's exported model (``<run_dir>/<kind>/model``, :func:`modalink.hub.from_pretrained`)
-    inside its trainer module."""
-    from modalink.hub import from_pretrained
-
-    folder = Path(run_dir) / kind / "model"
-    if not (folder / "config.json").is_file():
-        raise UserError(f"no exported {kind} model in {folder}: the run has not finished (run the same train.py "
-                        f"command again to resume and export it)")
-    return wrap(kind, from_pretrained(folder), data.multilabel, cfg.chameleon.aux_weight).eval()
-
-
 def absolute_paths(cfg: ChameleonRecipeConfig, base: str | os.PathLike | None = None) -> ChameleonRecipeConfig:
     """Make every file setting absolute, in place (relative ones are read from ``base``, default the
     current folder), so the run's ``config.yaml`` names the same files from any working directory."""

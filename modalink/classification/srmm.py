@@ -247,17 +247,6 @@ def wrap(name: str, net: Any, cfg: SRMMConfig) -> MissingModalityModule:
     return MissingModalityModule(net, "embeddings")
 
 
-def load_trained(run_dir: str | os.PathLike, name: str, cfg: SRMMConfig) -> MissingModalityModule:
-    """Model ``name`` exported by a finished run (``<run_dir>/<name>/model``), in eval mode."""
-    from modalink.hub import from_pretrained
-
-    folder = Path(run_dir) / name / "model"
-    if not (folder / "config.json").is_file():
-        raise UserError(f"no exported {name} model in {folder}: the run has not finished (run the same train.py "
-                        f"command again to resume and export it)")
-    return wrap(name, from_pretrained(folder), cfg).eval()
-
-
 def results_info(data: Any, cfg: SRMMConfig) -> dict[str, Any]:
     """What ``results.json`` records besides the table: data, encoders, training condition and
     the published Food-101 figures (references, not measured here)."""

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from modalink.cli import command_parser
-from modalink.errors import UserError, run_cli
+from modalink.errors import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,12 +40,9 @@ def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)  # before the heavy imports: --help answers at once
     from modalink.classification import chameleon as cham
     from modalink.classification.evaluation import evaluate_conditions, format_table, write_results
-    from modalink.config import load_config
+    from modalink.classification.runs import load_run
 
     run_dir = Path(a.run_dir).absolute()
-    if not (run_dir / "config.yaml").is_file():
-        what = "does not exist" if not run_dir.exists() else "has no config.yaml"
-        raise UserError(f"run folder {run_dir} {what}: pass the --output-dir of a finished train.py run")
     overrides = [f"output_dir={run_dir}"]
     if a.data_root:
         overrides.append(f"data.root={a.data_root}")
@@ -53,15 +50,16 @@ def main(argv: list[str] | None = None) -> dict:
         overrides.append(f"methods=[{a.methods}]")
     if a.conditions:
         overrides.append(f"missing.eval={json.dumps(list(a.conditions))}")
-    cfg = load_config(cham.ChameleonRecipeConfig, run_dir / "config.yaml", overrides + list(a.overrides))
-    cham.absolute_paths(cfg)
+    run = load_run(run_dir, overrides + list(a.overrides), recipe="chameleon", flag="--run-dir")
+    cfg = run.config
     cfg.engine.progress = False
     data = cham.load_data(cfg, progress=True)
     cache: dict = {}
     models = {}
     for kind in cfg.methods:
         _, collate, _ = cham.method_collates(kind, cfg, cache)
-        models[kind] = (cham.load_trained(kind, cfg, data, run_dir), collate)
+        models[kind] = (cham.wrap(kind, run.load_network(kind), data.multilabel, cfg.chameleon.aux_weight).eval(),
+                        collate)
     info = cham.result_info(data, cfg)
     results = evaluate_conditions(models, {"test": data.test}, cfg.missing.eval, task=data.task, metrics=data.metrics,
                                   seed=cfg.missing.seed, batch_size=a.batch_size, mask_dir=run_dir / "masks", info=info)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from modalink.cli import command_parser
-from modalink.errors import UserError, run_cli
+from modalink.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -26,18 +26,12 @@ def main(argv: list[str] | None = None) -> dict:
     from modalink.classification import embeddings, srmm
     from modalink.classification.datasets import collate_embeddings
     from modalink.classification.evaluation import evaluate_conditions, format_table, write_results
-    from modalink.config import load_config
+    from modalink.classification.runs import load_run
 
-    run_dir = Path(a.run_dir).expanduser().absolute()
-    if not (run_dir / "config.yaml").is_file():
-        what = "does not exist" if not run_dir.exists() else "has no config.yaml"
-        raise UserError(f"run folder {a.run_dir} {what}: pass the --output-dir of a finished "
-                        "train.py run (default runs/srmm)")
-    # train.py records absolute paths; a relative one (older runs, hand edits) is read from here
-    cfg = srmm.absolute_paths(load_config(srmm.SRMMConfig, run_dir / "config.yaml", a.overrides))
+    run = load_run(a.run_dir, a.overrides, recipe="srmm")
+    cfg, run_dir = run.config, run.path
     data = embeddings.prepare_all(cfg, run_dir, progress=cfg.prepare.progress)
-    names = ["srmm"] + (["late_fusion"] if cfg.baseline.enabled else [])
-    models = {n: (srmm.load_trained(run_dir, n, cfg), collate_embeddings) for n in names}
+    models = {n: (srmm.wrap(n, run.load_network(n), cfg).eval(), collate_embeddings) for n in run.methods}
     out = Path(a.out).absolute() if a.out else run_dir
     results = evaluate_conditions(models, {s: data.eval_set(s) for s in cfg.missing.splits}, cfg.missing.eval,
                                   task="multiclass", metrics=("accuracy",), seed=cfg.missing.seed, batch_size=1024,
