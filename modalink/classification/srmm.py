@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, get_args
+from typing import TYPE_CHECKING, Any, Literal, Mapping, get_args
 
 from modalink.classification.conditions import MissingConfig, missing_config_errors
 from modalink.classification.image_features import check_image_encoder_name, create_image_features
@@ -23,6 +23,9 @@ from modalink.errors import UserError
 from modalink.models import create_model
 from modalink.models.modality_sampling import SubsetSampler
 from modalink.text.encoders import TextEncoder, create_text_encoder, text_encoder_name
+
+if TYPE_CHECKING:
+    from modalink.classification.training import MethodPlan
 
 log = logging.getLogger("modalink.srmm")
 
@@ -252,6 +255,41 @@ def results_info(data: Any, cfg: SRMMConfig) -> dict[str, Any]:
     the published Food-101 figures (references, not measured here)."""
     return {"dataset": data.description, "num_classes": data.num_classes, "image_encoder": data.image_encoder,
             "text_encoder": data.text_encoder, "train_condition": cfg.missing.train, "references": PUBLISHED}
+
+
+def method_plans(cfg: SRMMConfig, data: Any) -> list["MethodPlan"]:
+    """SRMM (seeded: its initial weights come from ``engine.seed`` whatever the process) and, with
+    ``baseline.enabled``, late fusion (built after SRMM's training), selected on validation accuracy
+    with the image-only accuracy logged beside it."""
+    import numpy as np
+
+    from modalink.classification.datasets import collate_embeddings
+    from modalink.classification.evaluation import predict_logits
+    from modalink.classification.training import MethodPlan
+    from modalink.metrics import accuracy
+
+    train_set, val_set = data.train_set(cfg), data.val_set(cfg)
+
+    def evaluate(trainer: Any) -> dict[str, float]:
+        logits = predict_logits(trainer.model, val_set, collate_embeddings, batch_size=1024, trainer=trainer)
+        res = {"acc": accuracy(val_set.labels, logits)}
+        img_only = val_set.with_mask(has_text=np.zeros(len(val_set), dtype=bool))
+        res["acc_image_only"] = accuracy(img_only.labels, predict_logits(
+            trainer.model, img_only, collate_embeddings, batch_size=1024, trainer=trainer))
+        return res
+
+    def describe(module: Any) -> str:
+        return (f"{len(train_set)} train / {len(val_set) if val_set is not None else 0} val samples, "
+                f"{data.num_classes} classes, dims {data.dims}")
+
+    def plan(name: str, build: Any, seed: int | None) -> MethodPlan:
+        return MethodPlan(name, lambda: build(cfg, data.dims, data.num_classes), train_set, cfg.engine,
+                          collate_embeddings, evaluate if val_set is not None else None, seed=seed, describe=describe)
+
+    plans = [plan("srmm", build_srmm, cfg.engine.seed)]
+    if cfg.baseline.enabled:
+        plans.append(plan("late_fusion", build_late_fusion, None))
+    return plans
 
 
 def model_contract(data: Any) -> dict[str, Any]:

@@ -29,6 +29,19 @@ class _EarlyRecords(logging.Handler):
             self.records.append(record)
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (it may be replaced after logging
+    is configured, e.g. by a test's output capture)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401 - the current stderr
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _handlers(logger: logging.Logger, kind: str) -> list[logging.Handler]:
     return [h for h in logger.handlers if getattr(h, "_modalink", None) == kind]
 
@@ -54,7 +67,7 @@ def configure_logging(is_main: bool = True, *, new_command: bool = False) -> log
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
     logger.propagate = False
     if not _handlers(logger, "stream"):
-        stream = logging.StreamHandler(sys.stderr)
+        stream = _Stderr()
         stream.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
         _add(logger, stream, "stream")
         if is_main and not _handlers(logger, "file"):

@@ -76,11 +76,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _train(cfg, run) -> dict:
-    import torch
-
     from modalink.classification import chameleon as cham
-    from modalink.classification.evaluation import evaluate_conditions, format_table, write_results, write_timings
-    from modalink.engine import Trainer
+    from modalink.classification.evaluation import evaluate_conditions
+    from modalink.classification.training import MethodPlan, finish_methods, train_methods
 
     out, state = run.path, run.state
     t0 = time.time()
@@ -90,44 +88,32 @@ def _train(cfg, run) -> dict:
     logger = run.start()
     logger.info("data: %s (%.1f s)", data.description, time.time() - t0)
     cache: dict = {}
-    models, trainers, timings = {}, {}, {}
+    plans, eval_collates = [], {}
     for kind in cfg.methods:
-        t_kind = time.time()
-        train_collate, eval_collate, text_dim = cham.method_collates(kind, cfg, cache)
-        torch.manual_seed(cfg.engine.seed)  # the same initial weights whatever ran before
-        module = cham.build_model(kind, cfg, data.num_classes, data.multilabel, text_dim)
+        train_collate, eval_collates[kind], text_dim = cham.method_collates(kind, cfg, cache)
         engine = cham.resolve_monitor(cfg.engine, data)
         if kind == "multi_branch" and cfg.baseline.epochs:
             engine.epochs = cfg.baseline.epochs
-        evaluate = cham.make_evaluate_fn(data, eval_collate)
-        if evaluate is None:  # nothing to select on: keep the last epoch
-            engine.eval_every_epochs = 0
-        trainer = Trainer(module, data.train, engine, out / kind, evaluate_fn=evaluate, collate_fn=train_collate)
-        n_params = sum(p.numel() for p in module.parameters())
-        trainer.logger.info("%s: %d train / %d val / %d test samples, %d classes, %.2fM parameters", kind,
-                            len(data.train), len(data.val) if data.val is not None else 0, len(data.test),
-                            data.num_classes, n_params / 1e6)
-        trainer.fit()
-        trainers[kind], models[kind] = trainer, (trainer.model, eval_collate)
-        timings[kind] = {"seconds": round(time.time() - t_kind, 1)}
-    info = cham.result_info(data, cfg)
-    results = evaluate_conditions(models, {"test": data.test}, cfg.missing.eval, task=data.task,
-                                  metrics=data.metrics, seed=cfg.missing.seed, batch_size=max(cfg.engine.batch_size, 128),
-                                  trainers=trainers, mask_dir=out / "masks" if state.is_main_process else None,
-                                  info=info)
+        plans.append(MethodPlan(
+            kind, lambda kind=kind, text_dim=text_dim: cham.build_model(kind, cfg, data.num_classes, data.multilabel,
+                                                                         text_dim),
+            data.train, engine, train_collate, cham.make_evaluate_fn(data, eval_collates[kind]), seed=cfg.engine.seed,
+            describe=lambda m: (f"{len(data.train)} train / {len(data.val) if data.val is not None else 0} val / "
+                                f"{len(data.test)} test samples, {data.num_classes} classes, "
+                                f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M parameters")))
+    trainers, timings = train_methods(plans, out)
+    results = evaluate_conditions({k: (t.model, eval_collates[k]) for k, t in trainers.items()}, {"test": data.test},
+                                  cfg.missing.eval, task=data.task, metrics=data.metrics, seed=cfg.missing.seed,
+                                  batch_size=max(cfg.engine.batch_size, 128), trainers=trainers,
+                                  mask_dir=out / "masks" if state.is_main_process else None,
+                                  info=cham.result_info(data, cfg))
     if data.ceiling is not None:
         from modalink.classification.conditions import condition_shares
         results["ceiling"] = {c: round(100 * data.ceiling(*condition_shares(c)), 2) for c in cfg.missing.eval}
-    if state.is_main_process:
-        write_results(results, out, titles=cham.METHOD_TITLES)
-        write_timings({"seconds": round(time.time() - t0, 1), "training": timings}, out)
-        for kind, trainer in trainers.items():
-            rows = {f"{m} ({c})": v for c, vals in results["results"][kind].items() for m, v in vals.items()}
-            run.export(trainer.model, out / kind / "model", contract=cham.model_contract(kind, cfg), results=rows,
-                       title=f"modalink {cham.METHOD_TITLES[kind]}")
-        print(format_table(results, cham.METHOD_TITLES))
-        logger.info("results written to %s (%.1f s in all)", out / "results.md", time.time() - t0)
-    run.finish()
+    finish_methods(run, results, trainers, timings, t0, titles=cham.METHOD_TITLES,
+                   contract=lambda kind: cham.model_contract(kind, cfg),
+                   card_rows=lambda kind: {f"{m} ({c})": v for c, vals in results["results"][kind].items()
+                                           for m, v in vals.items()})
     return results
 
 

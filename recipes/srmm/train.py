@@ -72,18 +72,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _train(cfg, run, encoders) -> dict:
-    import dataclasses
-
-    import numpy as np
-    import torch
-
     from modalink.classification import embeddings, srmm
     from modalink.classification.datasets import collate_embeddings
-    from modalink.classification.evaluation import (evaluate_conditions, format_table, predict_logits, write_results,
-                                                    write_timings)
+    from modalink.classification.evaluation import evaluate_conditions
+    from modalink.classification.training import finish_methods, train_methods
     from modalink.data.processes import Processes
-    from modalink.engine import Trainer
-    from modalink.metrics import accuracy
 
     out, state = run.path, run.state
     t0 = time.time()
@@ -96,48 +89,16 @@ def _train(cfg, run, encoders) -> dict:
     logger = run.start()
     logger.info("embeddings ready in %.1f s (image %s %s, text %s %s)", time.time() - t0,
                 data.image_encoder.get("name"), data.dims["image"], data.text_encoder.get("name"), data.dims["text"])
-    train_set, val_set = data.train_set(cfg), data.val_set(cfg)
-    names = ["srmm"] + (["late_fusion"] if cfg.baseline.enabled else [])
-    trainers, timings = {}, {}
-    for name in names:
-        t_name = time.time()
-        if name == "srmm":  # SRMM's initial weights come from the seed, whatever the process;
-            torch.manual_seed(cfg.engine.seed)  # late fusion is built after SRMM's seeded training
-        module = (srmm.build_srmm if name == "srmm" else srmm.build_late_fusion)(cfg, data.dims, data.num_classes)
-
-        def evaluate(trainer: Trainer) -> dict[str, float]:
-            logits = predict_logits(trainer.model, val_set, collate_embeddings, batch_size=1024, trainer=trainer)
-            res = {"acc": accuracy(val_set.labels, logits)}
-            img_only = val_set.with_mask(has_text=np.zeros(len(val_set), dtype=bool))
-            res["acc_image_only"] = accuracy(img_only.labels, predict_logits(
-                trainer.model, img_only, collate_embeddings, batch_size=1024, trainer=trainer))
-            return res
-
-        engine = dataclasses.replace(cfg.engine)
-        if val_set is None:  # nothing to select on: keep the last epoch
-            engine.eval_every_epochs = 0
-        trainer = Trainer(module, train_set, engine, out / name, evaluate_fn=evaluate if val_set is not None else None,
-                          collate_fn=collate_embeddings)
-        trainer.logger.info("%s: %d train / %d val samples, %d classes, dims %s", name, len(train_set),
-                            len(val_set) if val_set is not None else 0, data.num_classes, data.dims)
-        trainer.fit()
-        trainers[name] = trainer
-        timings[name] = {"seconds": round(time.time() - t_name, 1)}
+    trainers, timings = train_methods(srmm.method_plans(cfg, data), out)
     results = evaluate_conditions({n: (t.model, collate_embeddings) for n, t in trainers.items()},
                                   {s: data.eval_set(s) for s in cfg.missing.splits}, cfg.missing.eval,
                                   task="multiclass", metrics=("accuracy",), seed=cfg.missing.seed, batch_size=1024,
                                   trainers=trainers, mask_dir=out / "masks" if state.is_main_process else None,
                                   info=srmm.results_info(data, cfg))
-    if state.is_main_process:
-        write_results(results, out, titles=srmm.METHOD_TITLES)
-        write_timings({"seconds": round(time.time() - t0, 1), "training": timings}, out)
-        for name, trainer in trainers.items():
-            rows = {f"accuracy ({c})": v["accuracy"] for c, v in results["results"][name].items()}
-            run.export(trainer.model, out / name / "model", contract=srmm.model_contract(data), results=rows,
-                       title=f"modalink {srmm.METHOD_TITLES[name]}")
-        print(format_table(results, srmm.METHOD_TITLES))
-        logger.info("results written to %s (%.1f s in all)", out / "results.md", time.time() - t0)
-    run.finish()
+    finish_methods(run, results, trainers, timings, t0, titles=srmm.METHOD_TITLES,
+                   contract=lambda name: srmm.model_contract(data),
+                   card_rows=lambda name: {f"accuracy ({c})": v["accuracy"]
+                                           for c, v in results["results"][name].items()})
     return results
 
 
