@@ -1,8 +1,14 @@
-"""Shared test fixtures: the two-process launcher and the ``slow`` switch.
+"""Shared test set-up: tiers, isolation, the one script loader and the two-process launcher.
 
-``python -m pytest -q`` runs the fast suite (about a minute on 2 cores); tests marked ``slow``
-(multi-process launches, end-to-end runs of recipes and README commands, kill-and-resume
-matrices) run with ``--slow`` — CI runs everything: ``python -m pytest -q --slow``.
+Tests live in three tiers: ``tests/unit`` (library units), ``tests/recipes`` (commands on tiny
+data) and ``tests/consistency`` (invariance across batch, process and thread counts, multi-process
+launches, README commands, kill-and-resume matrices). The consistency tier is the slow one: it is
+chosen by folder, not by decorator. ``python -m pytest -q`` runs the fast tiers; ``--slow`` adds
+the consistency tier (CI runs ``python -m pytest -q --slow``); naming a slow folder or file on the
+command line runs it too.
+
+Every test runs isolated (an autouse fixture): empty weight caches in a temporary home, downloads
+forbidden, no connection leaving the machine, and modalink's logging reset afterwards.
 """
 from __future__ import annotations
 
@@ -28,23 +34,71 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="also run tests marked slow (multi-process, end-to-end, README commands)")
 
 
+SLOW_TIERS = ("consistency",)
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+
+def _in_slow_tier(path: Path) -> bool:
+    try:
+        return path.resolve().relative_to(TESTS).parts[0] in SLOW_TIERS
+    except (ValueError, IndexError):
+        return False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--slow"):
         return
-    skip = pytest.mark.skip(reason="slow: run with --slow (CI does)")
+    asked = [Path(a.split("::")[0]).resolve() for a in config.args]
+    skip = pytest.mark.skip(reason="slow tier (tests/consistency): run with --slow (CI does)")
     for item in items:
-        if "slow" in item.keywords:
+        path = Path(str(item.fspath))
+        chosen = any(a != TESTS and a in (path, *path.parents) and _in_slow_tier(a if a.suffix else a / "x")
+                     for a in asked)
+        if (_in_slow_tier(path) or "slow" in item.keywords) and not chosen:
             item.add_marker(skip)
 
 
-def load_script(name: str, path: Path):
-    """Import a recipe or benchmark script as module ``name`` (unique: every recipe has a
-    train.py); registered in ``sys.modules`` because dataclasses look their module up."""
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """No real weight cache, no download, no connection beyond this machine; logging reset after."""
+    import logging
+
+    home = tmp_path_factory.mktemp("home")
+    for var, sub in (("MODALINK_HOME", "modalink"), ("TORCH_HOME", "torch"), ("HF_HOME", "hf"),
+                     ("HF_HUB_CACHE", "hf/hub"), ("XDG_CACHE_HOME", "cache")):
+        monkeypatch.setenv(var, str(home / sub))
+    for var in ("MODALINK_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "1")
+    real_connect = socket.socket.connect
+
+    def local_only(sock: socket.socket, address) -> None:
+        host = address[0] if isinstance(address, tuple) else None
+        if host is not None and host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+            raise AssertionError(f"a test tried to connect to {address}: tests never use the network")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
+    yield
+    logger = logging.getLogger("modalink")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def load_script(path: str | Path, name: str | None = None):
+    """The one way tests import a recipe or script: ``load_script("recipes/fame/prepare.py")``
+    (relative to the repository). The module is registered in ``sys.modules`` under ``name``
+    (default: from its path, e.g. ``script_recipes_fame_prepare``) because dataclasses look their
+    module up; loading the same path again returns the same module."""
     import importlib.util
 
+    path = Path(path)
+    full = path if path.is_absolute() else REPO / path
+    name = name or "script_" + "_".join(full.resolve().relative_to(REPO).with_suffix("").parts)
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, full)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]

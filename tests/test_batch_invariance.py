@@ -92,7 +92,7 @@ def test_image_encoders_alone_equal_batched(name, kwargs):
 
 @pytest.mark.slow
 def test_bench_voice_batching_smoke(tmp_path):
-    bench = load_script("bench_voice_batching", Path(__file__).resolve().parents[1] / "scripts" / "bench_voice_batching.py")
+    bench = load_script(Path(__file__).resolve().parents[1] / "scripts" / "bench_voice_batching.py")
     assert bench.main(["--clips", "3", "--batch-size", "2", "--arch", "small", "--min-seconds", "0.5",
                        "--max-seconds", "1", "--threads", "1", "--output", str(tmp_path / "b.json")]) == 0
     res = json.loads((tmp_path / "b.json").read_text())

@@ -144,8 +144,8 @@ def recipe_modules():
     from modalink.classification import evaluation
 
     core.score = evaluation.score  # the tests below reach both through one name
-    yield (core, load_script("chameleon_recipe_train", RECIPE / "train.py"),
-           load_script("chameleon_recipe_evaluate", RECIPE / "evaluate.py"))
+    yield (core, load_script(RECIPE / "train.py"),
+           load_script(RECIPE / "evaluate.py"))
 
 
 def test_score_hand_checked(recipe_modules) -> None:

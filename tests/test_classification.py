@@ -62,8 +62,8 @@ def test_one_results_shape_for_every_method() -> None:
 def test_run_contract_export_and_evaluate(tmp_path: Path, capsys) -> None:
     from modalink.errors import run_cli
 
-    train = load_script("srmm_recipe_train", RECIPE / "train.py")
-    evaluate = load_script("srmm_recipe_evaluate", RECIPE / "evaluate.py")
+    train = load_script(RECIPE / "train.py")
+    evaluate = load_script(RECIPE / "evaluate.py")
     out = tmp_path / "run"
     res = train.main(["--output-dir", str(out), *TINY])
     first = (out / "results.json").read_bytes()

@@ -52,7 +52,7 @@ def test_a_typo_in_a_config_key_is_one_error_line_before_a_run_folder(script, re
     if script == "prepare" and recipe != "srmm":
         pytest.skip("only SRMM has prepare.py")
     monkeypatch.delenv("MODALINK_DEBUG", raising=False)
-    module = load_script(f"config_check_{recipe}_{script}", RECIPES / recipe / f"{script}.py")
+    module = load_script(RECIPES / recipe / f"{script}.py")
     out = tmp_path / "run"
     capsys.readouterr()
     assert run_cli(module.main, ["--output-dir", str(out), override]) == 2
@@ -75,7 +75,7 @@ def test_evaluate_checks_the_run_config_and_its_overrides_the_same_way(recipe, o
     save_config(load_config(Config, RECIPES / recipe / "hparams" / "default.yaml", [f"output_dir={run}"]),
                 run / "config.yaml")
     before = sorted(p.name for p in run.iterdir())
-    evaluate = load_script(f"config_check_{recipe}_evaluate", RECIPES / recipe / "evaluate.py")
+    evaluate = load_script(RECIPES / recipe / "evaluate.py")
     argv = ["--run-dir", str(run), override] if recipe == "chameleon" else [str(run), override]
     capsys.readouterr()
     assert run_cli(evaluate.main, argv) == 2
@@ -90,7 +90,7 @@ def test_chameleon_evaluate_checks_the_conditions_it_is_given(tmp_path, capsys, 
     monkeypatch.delenv("MODALINK_DEBUG", raising=False)
     run = tmp_path / "run"
     save_config(load_config(ChameleonRecipeConfig, overrides=[f"output_dir={run}"]), run / "config.yaml")
-    evaluate = load_script("config_check_chameleon_evaluate", RECIPES / "chameleon" / "evaluate.py")
+    evaluate = load_script(RECIPES / "chameleon" / "evaluate.py")
     capsys.readouterr()
     assert run_cli(evaluate.main, ["--run-dir", str(run), "--conditions", "complete", "text=65%,image=65%",
                                    "txt=30%"]) == 2
@@ -125,7 +125,7 @@ def test_a_malformed_word_vector_file_is_one_error_line_before_a_run_folder(tmp_
     assert run_cli(lambda argv: WordVectors.load(vectors), []) == 2
     line = _one_error_line(capsys)
     assert line.startswith(f"error: {vectors}:2: ") and "internal error" not in line, line
-    prepare = load_script("config_check_srmm_prepare", RECIPES / "srmm" / "prepare.py")
+    prepare = load_script(RECIPES / "srmm" / "prepare.py")
     out, config = tmp_path / "run", tmp_path / "glove.yaml"
     config.write_text((RECIPES / "srmm" / "hparams" / "default.yaml").read_text(encoding="utf-8").replace(
         "name: hashed-bow\n  options: {dim: 1024, ngrams: 2}", f"name: word-vectors\n  options: {{path: {vectors}}}"),

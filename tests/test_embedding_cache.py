@@ -201,7 +201,7 @@ def test_benchmark_script_runs_and_checks_incremental_equals_full(capsys):
     from conftest import load_script
     from pathlib import Path
 
-    bench = load_script("bench_embedding_cache", Path(__file__).resolve().parents[1] / "scripts" /
+    bench = load_script(Path(__file__).resolve().parents[1] / "scripts" /
                         "bench_embedding_cache.py")
     assert bench.main(["--images", "40", "--new", "4", "--touched", "2", "--shard-size", "16"]) == 0
     out = capsys.readouterr().out
@@ -226,7 +226,7 @@ def test_bench_file_row_ids_smoke(capsys):
 
     from conftest import load_script
 
-    bench = load_script("bench_file_row_ids", Path(__file__).resolve().parents[1] / "scripts" / "bench_file_row_ids.py")
+    bench = load_script(Path(__file__).resolve().parents[1] / "scripts" / "bench_file_row_ids.py")
     assert bench.main(["--files", "3", "--seconds", "0.5", "--embed", "0"]) == 0  # the digest only: fast
     out = capsys.readouterr().out
     assert "| voice clip |" in out and "| face frame |" in out

@@ -339,7 +339,7 @@ def test_audio_error_policy(tmp_path):
     try:
         load_audio(silent, 16000)
     except AudioError as e:
-        assert e.reason == "silent_audio" and e.path == str(silent)
+        assert e.reason == "silent_audio" and e.path == silent
 
 
 @pytest.mark.parametrize("ext,kw", [(".mp3", {}), (".ogg", {}), (".flac", {}), (".aiff", {}),

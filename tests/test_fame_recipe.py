@@ -20,8 +20,8 @@ from modalink.models import create_model
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "fame"
 
 
-fame_train = load_script("fame_recipe_train", RECIPE / "train.py")
-fame_evaluate = load_script("fame_recipe_evaluate", RECIPE / "evaluate.py")
+fame_train = load_script(RECIPE / "train.py")
+fame_evaluate = load_script(RECIPE / "evaluate.py")
 
 TINY = dict(n_train_ids=8, n_test_ids=4, rows_per_id=12, n_test_pairs=60, face_dim=64, voice_dim=32)
 DIMS = ["data.face_dim=64", "data.voice_dim=32", "data.val_ids=2", "data.val_trials=200"]

@@ -137,7 +137,7 @@ def test_folder_without_the_layout_says_what_it_needs(tmp_path):
 
 
 def test_train_answers_a_wrong_feats_root_in_one_line(tiny_fame, tmp_path, capsys):
-    train = load_script("fame_train", FAME / "train.py")
+    train = load_script(FAME / "train.py")
     code = run_cli(train.main, ["--feats-root", str(tiny_fame / "feats"), "--output-dir", str(tmp_path / "run"),
                                 "data.face_dim=8", "data.voice_dim=4"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -147,7 +147,7 @@ def test_train_answers_a_wrong_feats_root_in_one_line(tiny_fame, tmp_path, capsy
 
 
 def test_evaluate_names_a_missing_run_folder(tmp_path, capsys):
-    evaluate = load_script("fame_evaluate", FAME / "evaluate.py")
+    evaluate = load_script(FAME / "evaluate.py")
     assert run_cli(evaluate.main, ["--run-dir", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: no run folder at {tmp_path / 'nope'}") and "config.yaml" not in err
@@ -164,7 +164,7 @@ RECIPE_CONFIGS = [("recipes/fame/train.py", "fame_train", "fop.yaml"),
 @pytest.mark.parametrize("script,name,config", RECIPE_CONFIGS)
 def test_config_name_suggests_the_recipe_hparams_file(script, name, config, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    module = load_script(name, ROOT / script)
+    module = load_script(ROOT / script)
     code = run_cli(module.main, ["--config", config, "--output-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     hparams = Path(script).parent / "hparams" / config
@@ -174,7 +174,7 @@ def test_config_name_suggests_the_recipe_hparams_file(script, name, config, tmp_
 
 def test_config_name_without_a_match_lists_the_recipe_configs(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    train = load_script("srmm_train", ROOT / "recipes/srmm/train.py")
+    train = load_script(ROOT / "recipes/srmm/train.py")
     assert run_cli(train.main, ["--config", "fop.yaml", "--output-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == ("error: config file not found: fop.yaml; the recipe's configs in recipes/srmm/hparams/ are: "
@@ -183,7 +183,7 @@ def test_config_name_without_a_match_lists_the_recipe_configs(tmp_path, capsys, 
 
 # ----------------------------------------------------------------------------- presets
 def _chameleon_config(*overrides: str):
-    train = load_script("chameleon_train", ROOT / "recipes/chameleon/train.py")
+    train = load_script(ROOT / "recipes/chameleon/train.py")
     return train.load_config(train.parse_args(["--output-dir", "unused", *overrides]))
 
 
@@ -222,7 +222,7 @@ def test_the_plot_hint_works_from_a_clone(monkeypatch):
 
 @pytest.mark.slow
 def test_the_recsys_readme_gives_what_make_catalogue_prints(tmp_path, capsys):
-    make = load_script("recsys_make_catalogue", ROOT / "recipes/recsys/make_catalogue.py")
+    make = load_script(ROOT / "recipes/recsys/make_catalogue.py")
     info = make.main(["--output", str(tmp_path / "cat")])
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     readme = (ROOT / "recipes/recsys/README.md").read_text()
@@ -233,7 +233,7 @@ def test_the_recsys_readme_gives_what_make_catalogue_prints(tmp_path, capsys):
 def test_srmm_log_names_the_command(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["recipes/srmm/train.py"])  # what `python recipes/srmm/train.py` sees
-    train = load_script("srmm_recipe_train", ROOT / "recipes/srmm/train.py")
+    train = load_script(ROOT / "recipes/srmm/train.py")
     train.main(["--output-dir", "run", "--cpu", "data.synthetic.n_classes=4", "data.synthetic.n_train_per_class=6",
                 "data.synthetic.n_test_per_class=2", "data.synthetic.image_size=32", "prepare.progress=false",
                 "engine.epochs=1", "engine.batch_size=16", "engine.progress=false", "text_encoder.options={dim: 16}",

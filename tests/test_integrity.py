@@ -34,8 +34,8 @@ FAST = ["engine.epochs=2", "engine.batch_size=32", "engine.progress=false", "eng
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-fame_train = load_script("fame_integrity_train", RECIPE / "train.py")
-fame_evaluate = load_script("fame_integrity_evaluate", RECIPE / "evaluate.py")
+fame_train = load_script(RECIPE / "train.py")
+fame_evaluate = load_script(RECIPE / "evaluate.py")
 
 
 @pytest.fixture()

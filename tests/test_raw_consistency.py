@@ -30,9 +30,9 @@ TRAIN_FAST = ["data.val_ids=2", "data.val_trials=50", "engine.epochs=1", "engine
 TOL = 1e-5
 LANGS = ("English", "Urdu")
 
-prepare_mod = load_script("consistency_prepare", RECIPE / "prepare.py")
-train_mod = load_script("consistency_train", RECIPE / "train.py")
-verify_mod = load_script("consistency_verify", RECIPE / "verify.py")
+prepare_mod = load_script(RECIPE / "prepare.py")
+train_mod = load_script(RECIPE / "train.py")
+verify_mod = load_script(RECIPE / "verify.py")
 
 
 def _frames() -> list[Image.Image]:

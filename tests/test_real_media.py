@@ -41,9 +41,9 @@ TRAIN_FAST = ["data.val_ids=2", "data.val_trials=50", "engine.epochs=1", "engine
               "engine.progress=false", "engine.warmup_steps=0"]
 
 
-prepare_mod = load_script("real_media_prepare", RECIPE / "prepare.py")
-train_mod = load_script("real_media_train", RECIPE / "train.py")
-verify_mod = load_script("real_media_verify", RECIPE / "verify.py")
+prepare_mod = load_script(RECIPE / "prepare.py")
+train_mod = load_script(RECIPE / "train.py")
+verify_mod = load_script(RECIPE / "verify.py")
 
 
 # ----------------------------------------------------------------------------- real frames
@@ -134,7 +134,7 @@ def test_mtcnn_batch_failure_falls_back_to_single_images(frames, detector, monke
 
 
 def test_commands_have_help(capsys):
-    for main in (verify_mod.main, load_script("real_media_bench", ROOT / "scripts" / "bench_mtcnn.py").main):
+    for main in (verify_mod.main, load_script(ROOT / "scripts" / "bench_mtcnn.py").main):
         with pytest.raises(SystemExit) as info:
             main(["--help"])
         assert info.value.code == 0

@@ -164,7 +164,7 @@ def _check_run_folder(out: Path, methods: tuple[str, ...]) -> None:
 
 
 def _run_chameleon(tmp_path: Path, dataset: str, root: Path, extra: tuple[str, ...] = ()) -> tuple[dict, Path]:
-    train = load_script("real_layouts_chameleon_train", RECIPES / "chameleon" / "train.py")
+    train = load_script(RECIPES / "chameleon" / "train.py")
     out = tmp_path / "run"
     res = train.main(["--dataset", dataset, "--data-root", str(root), "--output-dir", str(out), *CHAMELEON_TINY,
                       *extra])
@@ -230,7 +230,7 @@ def test_chameleon_food101_layout(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- SRMM
 def test_srmm_food101_layout(tmp_path: Path) -> None:
     root = write_food101(tmp_path / "food101")
-    train = load_script("real_layouts_srmm_train", RECIPES / "srmm" / "train.py")
+    train = load_script(RECIPES / "srmm" / "train.py")
     out = tmp_path / "run"
     res = train.main(["--data-root", str(root), "--output-dir", str(out), "--cpu",
                       "image_encoder.name=pixel-stats", "image_encoder.num_workers=0", "text_encoder.name=hashed-bow",
@@ -266,7 +266,7 @@ RECSYS_TINY = ["--cpu", "engine.epochs=1", "engine.batch_size=64", "engine.progr
 def test_recsys_movielens_layouts(tmp_path: Path, kind: str) -> None:
     writer = write_ml100k if kind == "ml-100k" else write_ml1m
     writer(tmp_path / "data" / kind)
-    recipe = load_script("real_layouts_recsys_train", RECIPES / "recsys" / "train.py")
+    recipe = load_script(RECIPES / "recsys" / "train.py")
     out = tmp_path / "run"
     # the parent folder: read_movielens finds <root>/ml-100k or <root>/ml-1m
     res = recipe.main(["--data-root", str(tmp_path / "data"), "--output-dir", str(out), *RECSYS_TINY])
@@ -298,7 +298,7 @@ def test_chameleon_every_test_image_missing_is_refused_before_training(tmp_path:
 
     root = write_food101(tmp_path / "food101")
     shutil.rmtree(root / "images" / "test")
-    train = load_script("real_layouts_chameleon_train", RECIPES / "chameleon" / "train.py")
+    train = load_script(RECIPES / "chameleon" / "train.py")
     out = tmp_path / "run"
     with pytest.raises(UserError, match="test split has no usable labelled samples"):
         train.main(["--dataset", "food101", "--data-root", str(root), "--output-dir", str(out), *CHAMELEON_TINY])

@@ -441,7 +441,7 @@ def test_readme_item_tower_example_runs():
 def _load_recipe():
     from conftest import load_script
 
-    return load_script("recsys_train", ROOT / "recipes" / "recsys" / "train.py")
+    return load_script(ROOT / "recipes" / "recsys" / "train.py")
 
 
 def test_recipe_smoke_run(tmp_path):

@@ -27,7 +27,7 @@ FAST = ["media.pretrained=false", SMALL_AUDIO, "engine.progress=false"]
 
 @pytest.fixture(scope="module")
 def train_script():
-    return load_script("recsys_train", ROOT / "recipes/recsys/train.py")
+    return load_script(ROOT / "recipes/recsys/train.py")
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_catalogue_run_counts_bad_media_and_embeds_new_items(small_catalogue, tm
     from PIL import Image
     from skimage import data as skdata
     Image.fromarray(np.ascontiguousarray(skdata.coffee()[50:300, 100:400, :][:, ::-1])).save(tmp_path / "new.jpg")
-    query = load_script("recsys_query", ROOT / "recipes/recsys/query.py")
+    query = load_script(ROOT / "recipes/recsys/query.py")
     res = query.main(["--run-dir", str(out), "--image", str(tmp_path / "new.jpg"), "--text", "espresso cup", "-k", "3"])
     assert len(res[0]["neighbours"]) == 3 and res[0]["used"] == ["text", "image"]
     assert run_cli(query.main, ["--run-dir", str(out), "--audio", str(tmp_path / "nope.wav")]) == 2

@@ -41,7 +41,7 @@ BAD = [
 
 @pytest.fixture(scope="module")
 def recipe():
-    return load_script("recsys_train", ROOT / "recipes" / "recsys" / "train.py")
+    return load_script(ROOT / "recipes" / "recsys" / "train.py")
 
 
 @pytest.mark.parametrize("override,message", BAD, ids=[b[0].split("=")[0] for b in BAD])
