@@ -31,7 +31,7 @@ from modalink.text.encoders import TextEncoder
 if TYPE_CHECKING:
     from modalink.classification.srmm import SRMMConfig
 
-log = logging.getLogger("modalink.srmm")
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- records

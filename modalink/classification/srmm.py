@@ -27,7 +27,7 @@ from modalink.text.encoders import TextEncoder, create_text_encoder, text_encode
 if TYPE_CHECKING:
     from modalink.classification.training import MethodPlan
 
-log = logging.getLogger("modalink.srmm")
+log = logging.getLogger(__name__)
 
 METHODS = ("srmm", "late_fusion")
 Switching = Literal["per_sample", "per_batch", "alternate", "none"]  # SubsetSampler.MODES and none

@@ -25,7 +25,6 @@ Errors end in one line (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
@@ -74,7 +73,7 @@ def _train(cfg: Any, run: Any, out: Path) -> dict[str, Any]:
     t0, k, d = time.time(), cfg.eval.k, cfg.data
     cat = sources.read_source_catalogue(cfg)
     run.bind_data(sources.data_fingerprint(cfg, cat))  # other data than the run's is refused before media
-    data, info = sources.load_data(cfg, log=logging.getLogger("modalink.recsys"), cache_dir=out / runs.MEDIA_CACHE,
+    data, info = sources.load_data(cfg, log=run.logger, cache_dir=out / runs.MEDIA_CACHE,
                                    catalogue=cat)
     log = run.start()
     torch.manual_seed(cfg.engine.seed)

@@ -13,7 +13,6 @@ arguments as ``train.py``.
 """
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from pathlib import Path
@@ -35,8 +34,6 @@ def main(argv: list[str] | None = None) -> None:
                  f"torch, then the encoders ...")
     from modalink.classification import embeddings, srmm
     from modalink.cli import load_recipe_config, resume_mode
-    from modalink.config import to_dict
-    from modalink.engine.run_folder import RunFolder
 
     if args.config is None:
         args.config = str(HPARAMS / ("food101.yaml" if args.data_root else "default.yaml"))
@@ -49,24 +46,18 @@ def main(argv: list[str] | None = None) -> None:
     embeddings.check_data_root(cfg)  # a wrong --data-root or missing weights end here, before anything is written
     t0 = time.time()
     encoders = srmm.build_encoders(cfg)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    log = logging.getLogger("modalink.srmm")
+    from modalink.engine import run_session
+
     # the caches belong to the run: train.py with the same settings resumes this folder
-    folder = RunFolder.open(cfg.output_dir, to_dict(cfg), mode=resume_mode(args), ignore=("output_dir", "prepare.progress"),
-                            entries=("cache", "masks"), recipe="srmm")
-    try:
-        data = embeddings.prepare_all(cfg, Path(cfg.output_dir), progress=cfg.prepare.progress, encoders=encoders)
-        folder.bind_data(data.fingerprint())
-        folder.start()
-        from modalink.config import save_config
-        save_config(cfg, Path(cfg.output_dir) / "config.yaml")
-    finally:
-        folder.close()
+    with run_session(cfg.output_dir, cfg, recipe="srmm", mode=resume_mode(args), entries=("cache", "masks"),
+                     ignore=("output_dir", "prepare.progress"), argv=argv) as run:
+        data = embeddings.prepare_all(cfg, run.path, progress=cfg.prepare.progress, encoders=encoders)
+        run.bind_data(data.fingerprint())
+        log = run.start()
     for split, (part, idx) in data.rows.items():
         log.info("%s: %d samples (rows of the %s file)", split, len(idx), part)
     log.info("caches in %s: image %s (%d-D), text %s (%d-D); %.1f s", data.cache_dir, data.image_encoder.get("name"),
              data.dims["image"], data.text_encoder.get("name"), data.dims["text"], time.time() - t0)
-
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))
