@@ -1,5 +1,6 @@
-"""Image input: reading image files, beside :mod:`modalink.audio` (FAME's raw media are read by
-:mod:`modalink.face_voice.raw`, which turns each problem into a reason tag instead).
+"""Image input: reading image files, beside :mod:`modalink.audio` (files to embed are read
+through :func:`modalink.encoders.embed_files.embed_files`, which turns each problem into its
+reason tag).
 
 Every problem with a file raises a subclass of :class:`ImageError` that names the file and
 carries a short ``reason`` tag (``missing_image``, ``unreadable_image``, ``symlink_loop``), so
@@ -15,7 +16,8 @@ from typing import Any
 
 from modalink.errors import FileFormatError
 
-__all__ = ["ImageError", "MissingImageError", "UnreadableImageError", "read_image", "verify_image"]
+__all__ = ["ImageError", "MissingImageError", "UnreadableImageError", "SymlinkLoopError", "image_error", "read_image",
+           "verify_image"]
 
 
 class ImageError(FileFormatError):
@@ -40,6 +42,17 @@ class SymlinkLoopError(ImageError):
     """The path is a link that points back to itself."""
 
     reason = "symlink_loop"
+
+
+def image_error(path: str | os.PathLike, reason: str, detail: str) -> ImageError:
+    """The :class:`ImageError` subclass of a ``reason`` tag (a plain :class:`ImageError` for
+    another tag), naming ``path``: a problem reported as a tag raised again as the error."""
+    for cls in (MissingImageError, UnreadableImageError, SymlinkLoopError):
+        if cls.reason == reason:
+            return cls(path, detail)
+    err = ImageError(path, detail)
+    err.reason = reason or ImageError.reason
+    return err
 
 
 def _short(exc: BaseException) -> str:

@@ -65,15 +65,15 @@ def main(argv: list[str] | None = None) -> int:
             if a.embed > 0:
                 import torch
 
-                from modalink.face_voice.raw import embed_raw_files
                 from modalink.encoders import create_encoder
+                from modalink.encoders.embed_files import embed_files
 
                 torch.manual_seed(0)
                 enc = create_encoder("ecapa_voxceleb" if kind == "voice clip" else "facenet_vggface2",
                                      pretrained=False)
                 part = [p.name for p in paths[: a.embed]]
                 embed_ms = _per_file_ms(
-                    lambda: list(embed_raw_files(enc, work, part, batch_size=a.embed, progress=False)), len(part),
+                    lambda: list(embed_files(enc, part, root=work, batch_size=a.embed, progress=False)), len(part),
                     repeats=1)
             rows.append((kind, size, stat_ms, digest_ms, embed_ms))
         print(f"{a.files} files each; best of 3 (embedding: 1 run of {a.embed}, {os.cpu_count()} CPUs)")

@@ -501,14 +501,14 @@ def test_unreadable_raw_files_are_named_for_what_they_are(tmp_path):
     """A symlink loop is a ``symlink_loop`` for both loaders, a broken link says where it points."""
     import os
 
-    from modalink.face_voice.raw import load_face_image, load_voice_clip, unreadable_file
+    from modalink.encoders.embed_files import read_media_file, unreadable_file
 
     loop = tmp_path / "loop.wav"
     os.symlink("loop.wav", loop)
-    assert load_voice_clip(loop, 16000).reason == "symlink_loop"
-    assert load_face_image(loop).reason == "symlink_loop"
+    assert read_media_file(loop, "audio", 16000).reason == "symlink_loop"
+    assert read_media_file(loop, "image").reason == "symlink_loop"
     os.symlink("gone.jpg", tmp_path / "broken.jpg")
-    problem = load_face_image(tmp_path / "broken.jpg")
+    problem = read_media_file(tmp_path / "broken.jpg", "image")
     assert problem.reason == "missing_image" and "symbolic link to gone.jpg" in problem.detail
     assert unreadable_file(tmp_path / "nope.jpg").detail == "file not found"
 

@@ -145,7 +145,7 @@ def test_test_side_label_map_comes_from_the_training_side(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_one_data_loader_per_part_and_modality_while_shards_are_cut(tmp_path, monkeypatch):
-    """The files of a part stream through one data loader (one embed_raw_files call per part and
+    """The files of a part stream through one data loader (one embed_files call per part and
     modality), not one per cache shard, and the shards are still cut as the rows come."""
     raw = tmp_path / "raw"
     make_raw(raw)
@@ -153,18 +153,18 @@ def test_one_data_loader_per_part_and_modality_while_shards_are_cut(tmp_path, mo
     shards: list[int] = []
     from modalink.face_voice import extraction
 
-    real_embed = extraction.embed_raw_files
+    real_embed = extraction.embed_files
     real_write = extraction.EmbeddingCache._write_shard
 
-    def counting_embed(enc, root, relpaths, **kw):
+    def counting_embed(enc, relpaths, **kw):
         calls.append(len(relpaths))
-        yield from real_embed(enc, root, relpaths, **kw)
+        yield from real_embed(enc, relpaths, **kw)
 
     def counting_write(sdir, name, held, probs):
         shards.append(sum(len(r) for r, _ in held))
         real_write(sdir, name, held, probs)
 
-    monkeypatch.setattr(extraction, "embed_raw_files", counting_embed)
+    monkeypatch.setattr(extraction, "embed_files", counting_embed)
     monkeypatch.setattr(extraction, "SHARD_SIZE", 2)
     monkeypatch.setattr(extraction.EmbeddingCache, "_write_shard", staticmethod(counting_write))
     assert prepare_mod.main(_argv(raw, tmp_path / "out")) == 0

@@ -152,8 +152,8 @@ def test_timm_image_features_random_weights(tmp_path):
     np.testing.assert_allclose(out[0], out[2], atol=1e-5)
     again = srmm_features.create_image_features("timm/test_resnet", pretrained=False, seed=0)
     np.testing.assert_allclose(again.encode_paths(paths[:1]), out[:1], atol=1e-5)  # seeded random weights
-    assert enc.config()["pretrained"] is False and enc.config()["seed"] == 0
-    with pytest.raises(ValueError, match="cannot read image"):
+    assert enc.config()["weights"] == "random (seed 0)" and enc.config()["name"] == "timm/test_resnet"
+    with pytest.raises(ValueError, match=r"bad\.jpg: cannot decode the image"):
         (tmp_path / "bad.jpg").write_bytes(b"not an image")
         enc.encode_paths([tmp_path / "bad.jpg"])
 
@@ -170,7 +170,7 @@ def test_pixel_stats_is_an_encoder_of_the_one_registry(tmp_path):
     out = feats.encode_paths(paths, batch_size=2)
     enc = PixelStats(size=32, thumb=4, cells=4)
     np.testing.assert_array_equal(out, np.stack([enc.features(Image.open(p).convert("RGB")) for p in paths]))
-    assert feats.config()["encoder_kwargs"]["size"] == 32 and feats.config()["seed"] is None
+    assert feats.config()["options"]["size"] == 32 and feats.config()["weights"] == "none"
     with pytest.raises(ValueError, match="no weights"):
         create_encoder("pixel-stats", weights="x.pt")
     with pytest.raises(KeyError, match="pixel-stats"):

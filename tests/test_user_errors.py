@@ -34,19 +34,19 @@ def test_every_error_a_user_can_cause_is_a_user_error():
     from challenge.files import ChallengeError, FormatError
     from challenge.manifest import ManifestError
     from modalink.audio import AudioError, SilentAudioError
-    from modalink.classification.image_features import ImageReadError
     from modalink.config import ConfigError
     from modalink.classification.records import DatasetFormatError
     from modalink.face_voice.layout import FeatureFileError
     from modalink.encoders import NoFaceError, PreprocessError, ShortAudioError
     from modalink.engine.trainer import DivergedError
+    from modalink.images import ImageError
     from modalink.text.word_vectors import WordVectorsFormatError
 
     for cls in (ConfigError, FeatureFileError, DatasetFormatError, WordVectorsFormatError, FormatError,
                 ManifestError, AudioError, SilentAudioError, PreprocessError, NoFaceError, ShortAudioError,
-                ImageReadError, InputError):
+                ImageError, InputError):
         assert issubclass(cls, UserError) and issubclass(cls, ValueError), cls  # `except ValueError` still works
-    for cls in (FeatureFileError, DatasetFormatError, WordVectorsFormatError, FormatError):
+    for cls in (FeatureFileError, DatasetFormatError, WordVectorsFormatError, FormatError, AudioError, ImageError):
         assert issubclass(cls, FileFormatError), cls  # one base with path / line / column
     assert issubclass(ChallengeError, UserError) and issubclass(DivergedError, UserError)
     assert issubclass(UnknownNameError, KeyError)

@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 
 from modalink.classification.missing import MissingModalityMask
 from modalink.errors import FileFormatError, InputError, UnknownNameError
+from modalink.images import ImageError, read_image, verify_image
 from modalink.progress import progress_bar
 
 __all__ = [
@@ -191,15 +192,13 @@ class _DirIndex:
         return name in names
 
 
-def _verify_image(path: str) -> str | None:
-    from PIL import Image
-
+def _verify_image(path: str) -> ImageError | None:
+    """Why ``path`` is not a readable image (:func:`modalink.images.verify_image`), or ``None``."""
     try:
-        with Image.open(path) as im:
-            im.verify()
+        verify_image(path)
         return None
-    except Exception as e:  # PIL raises many types for bad files
-        return f"{type(e).__name__}: {e}"
+    except ImageError as e:
+        return e
 
 
 def default_image_transform(image: Any) -> torch.Tensor:
@@ -318,18 +317,16 @@ class MultimodalDataset(Dataset):
 
     # -- items --------------------------------------------------------------------------------
     def load_image(self, i: int) -> Any:
-        """Read record ``i``'s image as RGB and apply ``transform``; errors name the file."""
-        from PIL import Image
-
+        """Read record ``i``'s image as RGB (:func:`modalink.images.read_image`) and apply
+        ``transform``; errors name the file."""
         rec = self.records[i]
         if rec.image is None:
             raise InputError(f"record {rec.id!r} has no image")
         try:
-            with Image.open(rec.image) as im:
-                img = im.convert("RGB")
-        except Exception as e:
+            img = read_image(rec.image)
+        except ImageError as e:
             where = f" (listed at {rec.source})" if rec.source else ""
-            raise DatasetFormatError(rec.image, f"cannot read image{where}: {type(e).__name__}: {e}") from e
+            raise DatasetFormatError(rec.image, f"cannot read image{where}: {e.detail} ({e.reason})") from e
         return (self.transform or default_image_transform)(img)
 
     def label_of(self, i: int) -> Any:
@@ -424,7 +421,7 @@ def build_dataset(
             if verify_images:
                 err = _verify_image(rec.image)
                 if err is not None:
-                    issues.bad_image("unreadable_image", path, line, f"cannot read image {rec.image}: {err}")
+                    issues.bad_image(err.reason, path, line, f"cannot read image {rec.image}: {err.detail}")
                     continue
         kept.append(rec)
     report.kept = len(kept)

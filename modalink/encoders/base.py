@@ -124,12 +124,13 @@ class Encoder(nn.Module):
     #: How :func:`create_encoder` built it: ``{"name": ..., "options": {...}}`` (``None`` when built directly).
     build_spec: dict[str, Any] | None = None
 
-    def identity(self, seed: int | None = None) -> dict[str, Any]:
+    def identity(self, seed: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """What decides this encoder's embeddings, JSON-safe: the name it was created under, its
         options and contract (preprocessing, output width) and its weights — a content digest of
         the file it loaded, ``"random (seed N)"`` for random weights built under ``seed``, or
-        ``"none"`` for an encoder without parameters. The one cache key of embeddings and the
-        record an exported model keeps of its inputs."""
+        ``"none"`` for an encoder without parameters — plus, under ``extra``, settings a caller
+        applies outside the encoder's options (e.g. FAME's no-face policy set after creation).
+        The one cache key of embeddings and the record an exported model keeps of its inputs."""
         import json
 
         from modalink.encoders.contract_check import weights_identity
@@ -143,6 +144,8 @@ class Encoder(nn.Module):
             weights = weights_identity(random=True, seed=seed)
         body = {"name": spec["name"], "options": spec["options"], "contract": self.contract.to_dict(),
                 "output_dim": self.output_dim, "weights": weights}
+        if extra:
+            body["extra"] = dict(extra)
         return json.loads(json.dumps(body, sort_keys=True, default=str))
 
     @property
@@ -255,8 +258,8 @@ def create_encoder(name: str, pretrained: bool = False, weights: str | os.PathLi
     return enc.eval()
 
 
-#: create_encoder options that change where an encoder runs, not what it computes
-_NOT_IDENTITY = frozenset({"device", "num_workers", "progress"})
+#: create_encoder options that change where an encoder runs or how a missing file is named, not what it computes
+_NOT_IDENTITY = frozenset({"device", "num_workers", "progress", "weights_option"})
 
 
 def list_encoders(pattern: str | None = None) -> list[str]:

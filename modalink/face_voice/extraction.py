@@ -56,25 +56,22 @@ from modalink.face_voice.layout import (FAME_VERSIONS, SPLITS_DIR, TEST_DIR, TRA
                                         list_file_name, load_feature_info, write_feature_info)
 from modalink.face_voice.raw import (
     FileVerdict,
-    MediaProblem,
     RawEncoderSettings,
     RawEntry,
     RawLayout,
     TrainClip,
     TrainPair,
     build_raw_encoders,
-    embed_raw_files,
     find_raw_layout,
     identity_labels,
     pair_train_clips,
-    printable_path,
     read_test_pairs,
     scan_train_split,
-    unreadable_file,
     walk_raw_files,
     why_not_used,
 )
 from modalink.data.embedding_cache import CacheKey, EmbeddingCache, EncodedRows, RowProblem, file_row_id
+from modalink.encoders.embed_files import MediaProblem, embed_files, printable_path, unreadable_file
 from modalink.data.processes import Processes
 from modalink.engine.run_folder import LOCK_FILE, hold_lock
 from modalink.errors import UserError
@@ -86,7 +83,7 @@ if TYPE_CHECKING:  # torch: imported when the arguments are parsed, so --help an
 log = logging.getLogger("modalink.prepare")
 
 __all__ = ["PrepareConfig", "ExtractedFiles", "ProblemReport", "PeerStoppedError", "check_config", "prepare_features",
-           "encoder_identity", "encoder_tag", "write_csv", "write_train_csvs"]
+           "encoder_tag", "write_csv", "write_train_csvs"]
 
 REPORT_NAME = "report.csv"
 REPORT_FIELDS = ("part", "modality", "file", "problem", "action", "detail")
@@ -174,17 +171,6 @@ class ExtractedFiles:
         return "" if p is None else p.detail
 
 
-def encoder_identity(name: str, enc: Encoder, cfg: PrepareConfig, extra: dict[str, Any]) -> dict[str, Any]:
-    """What decides a file's embedding: encoder name, contract, weights identity and options."""
-    if enc.weights_path:
-        p = Path(enc.weights_path)
-        st = p.stat() if p.exists() else None
-        weights = [str(p.resolve()) if p.exists() else str(p), st.st_size if st else None,
-                   int(st.st_mtime) if st else None]
-    else:
-        weights = ["random", cfg.seed]
-    return json.loads(json.dumps({"name": name, "contract": enc.contract.to_dict(), "weights": weights, **extra},
-                                 sort_keys=True, default=str))
 
 
 def encoder_tag(identity: dict[str, Any]) -> str:
@@ -264,8 +250,8 @@ def extract(enc: Encoder, identity: dict[str, Any], root: Path, relpaths: Sequen
         if problems:
             done = np.array(sorted(problems), dtype=np.int64)
             yield done, EncodedRows(np.zeros((len(done), enc.output_dim), dtype=np.float32), problems)
-        for results in embed_raw_files(enc, root, list(where), batch_size=cfg.batch_size, workers=cfg.workers,
-                                       min_seconds=cfg.min_seconds, progress=False):
+        for results in embed_files(enc, list(where), root=root, batch_size=cfg.batch_size, workers=cfg.workers,
+                                   min_seconds=cfg.min_seconds, progress=False):
             if not results:
                 continue
             done = np.array([where[res.relpath] for res in results], dtype=np.int64)
@@ -671,9 +657,9 @@ def _start(x: _Extraction, device: Any, cache_root: Path) -> None:
     cfg, logger, face_enc, voice_enc = x.cfg, x.logger, x.face_enc, x.voice_enc
     logger.info("layout: train=%s test=%s pair lists=%s", x.layout.train_root, x.layout.test_root,
                 {k: str(v) for k, v in x.layout.pair_lists.items()})
-    x.face_id = encoder_identity(cfg.face_encoder, face_enc, cfg, {"no_face": cfg.no_face, "args": cfg.face_args})
-    x.voice_id = encoder_identity(cfg.voice_encoder, voice_enc, cfg,
-                                  {"min_seconds": cfg.min_seconds, "args": cfg.voice_args})
+    # what decides a file's embedding: the encoder, and the settings applied outside its options
+    x.face_id = face_enc.identity(cfg.seed, extra={"no_face": cfg.no_face})
+    x.voice_id = voice_enc.identity(cfg.seed + 1, extra={"min_seconds": cfg.min_seconds})
     x.face_cache = EmbeddingCache(cache_root / encoder_tag(x.face_id))
     x.voice_cache = EmbeddingCache(cache_root / encoder_tag(x.voice_id))
     logger.info("device %s; batch size %d%s", device, cfg.batch_size,

@@ -1,10 +1,9 @@
-"""The raw MAV-Celeb release: scanning it, pairing faces with voices, and embedding raw files.
+"""The raw MAV-Celeb release: scanning it, pairing faces with voices, and the encoders of raw files.
 
 Shared by ``recipes/fame/prepare.py`` (raw files → the official feature CSV layout) and the
-raw-media verifier (:mod:`modalink.face_voice.verify`), so both read, preprocess and embed a
-file exactly the same way: :func:`load_face_image`, :func:`load_voice_clip`,
-:func:`embed_raw_files` and the encoder settings :class:`RawEncoderSettings` /
-:func:`build_raw_encoders`. Audio files of every format the audio loader decodes
+raw-media verifier (:mod:`modalink.face_voice.verify`), so both build the same encoders
+(:class:`RawEncoderSettings` / :func:`build_raw_encoders`) and embed a file exactly the same way
+(:func:`modalink.encoders.embed_files.embed_files`). Audio files of every format the audio loader decodes
 (:data:`modalink.audio.AUDIO_EXTENSIONS`: wav, flac, mp3, ogg ...) are scanned.
 
 Layouts (paths relative to a split root that holds ``faces/`` and ``voices/``):
@@ -22,25 +21,18 @@ paired with ``F[j mod |F|]`` over all its face images in that language. Voices o
 """
 from __future__ import annotations
 
-import errno
-import functools
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator, Literal, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Literal, NamedTuple, Sequence
 
-import numpy as np
-
-from modalink.audio import AUDIO_EXTENSIONS, AudioError, audio_num_frames, load_audio
+from modalink.audio import AUDIO_EXTENSIONS
 from modalink.face_voice.layout import FEATURE_INFO, list_file_name
 from modalink.face_voice.lists import read_pairs
-from modalink.errors import InputError, UserError
+from modalink.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from PIL import Image
-
     from modalink.encoders import Encoder
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -114,11 +106,6 @@ def valid_name(path: str | os.PathLike) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def printable_path(path: str | os.PathLike) -> str:
-    """``path`` as text any file can hold: bytes that are not valid UTF-8 become ``\\xNN``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def scan_train_split(train_root: str | os.PathLike, modality: Modality,
@@ -349,6 +336,8 @@ def why_not_used(entry: RawEntry, layout: RawLayout, languages: Sequence[str],
     """Why a file under the raw root that prepare.py did not take up is left out: by its name
     (not valid UTF-8), its kind (hidden, a link to a folder, a link loop) or where it sits
     (another language, a split not prepared, no pair list naming it, outside the layout)."""
+    from modalink.encoders.embed_files import unreadable_file
+
     path = entry.path
     part = modality = ""
     rel: tuple[str, ...] = ()
@@ -393,161 +382,9 @@ def why_not_used(entry: RawEntry, layout: RawLayout, languages: Sequence[str],
                    "faces/ and voices/, the <Language>_test.txt pair lists)")
 
 
-# ----------------------------------------------------------------------------- raw files → embeddings
-
-
-class MediaProblem(NamedTuple):
-    """Why a raw file gave no usable input: ``reason`` (a short tag for counting) and ``detail``."""
-
-    reason: str
-    detail: str = ""
-
-
 def _short(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
-
-
-def unreadable_file(path: str | os.PathLike) -> MediaProblem | None:
-    """Why ``path`` cannot be opened as a regular file (``symlink_loop``, ``broken_link``,
-    ``missing_file``, ``not_a_file``, ``unreadable_file``); ``None`` when it can."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return MediaProblem("symlink_loop", "symbolic link loop: the link points (through other links) back "
-                                "at itself; replace it with the file it should name")
-        if p.is_symlink():
-            return MediaProblem("broken_link", f"symbolic link to {printable_path(os.readlink(p))}, which does "
-                                "not exist")
-        if isinstance(e, FileNotFoundError):
-            return MediaProblem("missing_file", "file not found")
-        return MediaProblem("unreadable_file", _short(e))
-    if not stat.S_ISREG(st.st_mode):
-        return MediaProblem("not_a_file", "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file")
-    return None
-
-
-def load_face_image(path: str | os.PathLike) -> "Image.Image | MediaProblem":
-    """An RGB PIL image, or a :class:`MediaProblem` (``missing_image`` / ``unreadable_image`` /
-    ``symlink_loop``)."""
-    from PIL import Image, UnidentifiedImageError
-
-    bad = unreadable_file(path)
-    if bad is not None:
-        return bad if bad.reason == "symlink_loop" else MediaProblem("missing_image", bad.detail)
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        return MediaProblem("missing_image", "file not found")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        return MediaProblem("unreadable_image", f"cannot decode the image ({_short(e)})")
-
-
-def load_voice_clip(path: str | os.PathLike, sample_rate: int, min_seconds: float = 0.0) -> "np.ndarray | MediaProblem":
-    """A mono float32 waveform at ``sample_rate`` (:func:`modalink.audio.load_audio`), or a
-    :class:`MediaProblem` named after the :class:`~modalink.audio.AudioError` (unreadable, empty,
-    too short, silent) or ``symlink_loop``."""
-    bad = unreadable_file(path)
-    if bad is not None:
-        return bad if bad.reason == "symlink_loop" else MediaProblem("unreadable_audio", bad.detail)
-    try:
-        return load_audio(path, sample_rate, min_seconds=min_seconds)
-    except AudioError as e:
-        return MediaProblem(e.reason, e.detail)
-
-
-@dataclass
-class FileEmbedding:
-    """What :func:`embed_raw_files` made of one file.
-
-    ``embedding`` is ``None`` when the file gave no usable input (``problem`` says why);
-    an embedding together with a ``problem`` was computed from a fallback (e.g. ``no_face``:
-    no face was detected and the centre of the image was used).
-    """
-
-    relpath: str
-    embedding: np.ndarray | None
-    problem: str | None = None
-    detail: str = ""
-
-
-class _RawFiles:
-    """A map-style dataset of ``(index, loaded item or MediaProblem)`` (picklable for workers)."""
-
-    def __init__(self, root: Path | None, relpaths: Sequence[str], load: Callable[[Path], Any]) -> None:
-        self.root, self.relpaths, self.load = root, list(relpaths), load
-
-    def __len__(self) -> int:
-        return len(self.relpaths)
-
-    def __getitem__(self, i: int) -> tuple[int, Any]:
-        rel = self.relpaths[i]
-        return i, self.load(Path(rel) if self.root is None else self.root / rel)
-
-
-def _as_list(batch: list) -> list:
-    return batch
-
-
-_FALLBACK_DETAIL = {"no_face": "no face detected"}
-_DROPPED_DETAIL = {"no_face": "no face detected (no-face policy: skip)",
-                   "too_short_audio": "shorter than the voice encoder's minimum length"}
-
-
-def embed_raw_files(encoder: "Encoder", root: str | os.PathLike | None, relpaths: Sequence[str], *,
-                    batch_size: int = 32, workers: int = 0, min_seconds: float = 0.0,
-                    desc: str | None = None, progress: bool = True) -> Iterator[list[FileEmbedding]]:
-    """Load, preprocess and embed raw files in batches; yields one list of :class:`FileEmbedding` per batch.
-
-    ``encoder`` is an image encoder (files read by :func:`load_face_image`) or an audio encoder
-    (:func:`load_voice_clip` at the contract's sample rate, clips shorter than ``min_seconds``
-    rejected; files sorted by length so batches pad little). A file that cannot be used never
-    stops the loop: it comes back with its ``problem``. ``relpaths`` are relative to ``root``
-    (``None``: used as given). Shows a tqdm bar unless ``progress=False``.
-    """
-    from torch.utils.data import DataLoader
-    from modalink.progress import progress_bar
-
-    kind = encoder.contract.input_kind
-    base = None if root is None else Path(root)
-    relpaths = list(relpaths)
-    if kind == "audio":
-        sr = int(encoder.contract.sample_rate)  # type: ignore[arg-type]
-        relpaths.sort(key=lambda r: (audio_num_frames(r if base is None else base / r), r))
-        load: Callable[[Path], Any] = functools.partial(load_voice_clip, sample_rate=sr, min_seconds=min_seconds)
-    elif kind == "image":
-        load = load_face_image
-    else:  # pragma: no cover - contracts validate input_kind
-        raise InputError(f"encoder {encoder.contract.name}: unsupported input kind {kind!r}")
-    if not relpaths:
-        return
-    loader = DataLoader(_RawFiles(base, relpaths, load), batch_size=max(1, int(batch_size)),  # type: ignore[arg-type]
-                        num_workers=workers, collate_fn=_as_list)
-    unit = "img" if kind == "image" else "clip"
-    with progress_bar(total=len(relpaths), desc=desc, unit=unit, enabled=progress) as bar:
-        for batch in loader:
-            results: list[FileEmbedding] = []
-            items, where = [], []
-            for i, item in batch:
-                if isinstance(item, MediaProblem):
-                    results.append(FileEmbedding(relpaths[i], None, item.reason, item.detail))
-                else:
-                    items.append(item if kind == "image" else (item, sr))
-                    where.append(i)
-            if items:
-                eb = encoder.preprocess_batch(items)
-                embs = encoder.embed_batch(eb).float().cpu().numpy()
-                for row, k in enumerate(eb.kept):
-                    note = eb.flagged.get(k)
-                    results.append(FileEmbedding(relpaths[where[k]], embs[row], note,
-                                                 _FALLBACK_DETAIL.get(note or "", note or "")))
-                for k, reason in eb.dropped.items():
-                    results.append(FileEmbedding(relpaths[where[k]], None, reason, _DROPPED_DETAIL.get(reason, reason)))
-            bar.update(len(batch))
-            yield results
 
 
 # ----------------------------------------------------------------------------- encoders for raw media

@@ -3,7 +3,7 @@
 A trained face–voice model scores features; this module makes those features from raw files
 with exactly the encoders and preprocessing ``recipes/fame/prepare.py`` used for the training
 features (it reads them back from the ``feature_info.json`` prepare.py wrote, and embeds with
-:func:`modalink.face_voice.raw.embed_raw_files`), then scores with the model the way
+:func:`modalink.encoders.embed_files.embed_files`), then scores with the model the way
 ``train.py`` scores its test pairs (:func:`modalink.face_voice.objective.pair_distances`). So scoring a raw
 pair list gives the numbers train.py gives on prepare.py's CSVs of the same files, including
 the policy for unusable files (a zero feature row).
@@ -31,14 +31,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from modalink.face_voice.raw import (
-    FileEmbedding,
-    RawEncoderSettings,
-    TestPair,
-    build_raw_encoders,
-    embed_raw_files,
-)
+from modalink.face_voice.raw import RawEncoderSettings, TestPair, build_raw_encoders
 from modalink.encoders.base import Encoder, resolve_device
+from modalink.encoders.embed_files import FileEmbedding, embed_files
 from modalink.errors import UserError
 from modalink.face_voice.layout import (FEATURE_INFO, LIST_SUFFIX, FameLayout, feature_dims, normalize_language,
                                         read_feature_info)
@@ -245,9 +240,8 @@ class RawMediaEmbedder:
         paths = [os.fspath(p) for p in paths]
         unique = list(dict.fromkeys(paths))
         done: dict[str, FileEmbedding] = {}
-        for results in embed_raw_files(enc, root, unique, batch_size=self.batch_size, workers=self.workers,
-                                       min_seconds=self.min_seconds, desc=desc or f"{modality}s",
-                                       progress=self.progress):
+        for results in embed_files(enc, unique, root=root, batch_size=self.batch_size, workers=self.workers,
+                                   min_seconds=self.min_seconds, desc=desc or f"{modality}s", progress=self.progress):
             done.update((r.relpath, r) for r in results)
         rows = np.zeros((len(paths), enc.output_dim), dtype=np.float32)
         for i, p in enumerate(paths):

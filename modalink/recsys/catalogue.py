@@ -13,8 +13,8 @@ is refused. Interactions naming an item that is not in ``items.csv`` are skipped
 (``unknown_items`` in the report, with the first lines), or refused with ``unknown_items="error"``.
 
 Media go through modalink encoders (:func:`extract_media`): images through a registered image
-encoder (``timm/<arch>``), audio through the voice encoder (``ecapa_voxceleb``, read with
-soundfile by :func:`modalink.audio.load_audio`), text through a text encoder
+encoder (``timm/<arch>``), audio through the voice encoder (``ecapa_voxceleb``), both read and
+embedded by :func:`modalink.encoders.embed_files.embed_files`, text through a text encoder
 (:func:`modalink.text.encoders.create_text_encoder`). Extraction goes through
 :class:`modalink.data.embedding_cache.EmbeddingCache` (resumable shards, content-checked).
 A listed file that does not exist, or that cannot be decoded, becomes a missing modality for
@@ -237,65 +237,38 @@ def media_encoders(cfg: MediaConfig, needed: Sequence[str]) -> dict[str, Any]:
 
 
 def _encoder_config(modality: str, cfg: MediaConfig, enc: Any) -> dict[str, Any]:
+    """What decides a modality's item vectors (the cache key, recorded in the run): a text
+    encoder's config, a media encoder's :meth:`~modalink.encoders.Encoder.identity`."""
     if modality == "text":
         return {"text_encoder": enc.config()}
-    name = cfg.image_encoder if modality == "image" else cfg.audio_encoder
-    weights = getattr(enc, "weights_path", None)
-    return {"encoder": name, "pretrained": cfg.pretrained, "weights": weights,
-            "seed": None if cfg.pretrained else cfg.encoder_seed + (1 if modality == "audio" else 0),
-            "kwargs": cfg.audio_kwargs if modality == "audio" else {},
-            "min_seconds": cfg.audio_min_seconds if modality == "audio" else None,
-            "contract": enc.contract.to_dict()}
+    return enc.identity(cfg.encoder_seed + (1 if modality == "audio" else 0))
 
 
 def encode_media_rows(modality: str, enc: Any, sources: Sequence[Any], failures: dict[int, str],
                       offset: int = 0, batch_size: int = 32) -> np.ndarray:
     """Vectors of ``sources`` (texts, or image/audio paths; ``None`` = missing) with ``enc``.
 
-    A missing source gives a zero row; a file that cannot be decoded gives a zero row and
-    ``failures[offset + row] = reason``. Returns ``(len(sources), dim)`` float32."""
-    import torch
+    Files are embedded by :func:`modalink.encoders.embed_files.embed_files`. A missing source
+    gives a zero row; a file that cannot be read, or that the encoder refuses, gives a zero row
+    and ``failures[offset + row] = why``. Returns ``(len(sources), dim)`` float32."""
+    from modalink.encoders.embed_files import embed_files
 
     if modality == "text":
         return np.asarray(enc.encode(list(sources)), dtype=np.float32)
-    dim = int(enc.output_dim)
-    out = np.zeros((len(sources), dim), dtype=np.float32)
-    raws, rows = [], []
-    for r, src in enumerate(sources):
-        if src is None:
-            continue
-        try:
-            raws.append(_read_media(modality, Path(src), enc))
-            rows.append(r)
-        except ValueError as e:
-            failures[offset + r] = " ".join(str(e).split())[:300]
-    for s in range(0, len(raws), batch_size):
-        batch = enc.preprocess_batch(raws[s:s + batch_size])
-        for pos, reason in batch.dropped.items():
-            failures[offset + rows[s + pos]] = f"{sources[rows[s + pos]]}: {reason}"
-        if len(batch):
-            with torch.no_grad():
-                emb = enc.embed_batch(batch).float().cpu().numpy()
-            for k, pos in enumerate(batch.kept):
-                out[rows[s + pos]] = emb[k]
+    out = np.zeros((len(sources), int(enc.output_dim)), dtype=np.float32)
+    rows = [r for r, src in enumerate(sources) if src is not None]
+    for results in embed_files(enc, [sources[r] for r in rows], batch_size=batch_size,
+                               min_seconds=getattr(enc, "min_seconds", 0.0), by_length=False, full_batches=True,
+                               progress=False):
+        for res in results:
+            r = rows[res.index]
+            if res.embedding is not None:
+                out[r] = res.embedding
+            elif res.stage == "read":
+                failures[offset + r] = " ".join(f"{res.relpath}: cannot read {modality} ({res.detail})".split())[:300]
+            else:
+                failures[offset + r] = f"{res.relpath}: {res.problem}"
     return out
-
-
-def _read_media(modality: str, path: Path, enc: Any) -> Any:
-    if modality == "image":
-        from PIL import Image, UnidentifiedImageError
-
-        from modalink.classification.image_features import ImageReadError
-
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as e:
-            raise ImageReadError(f"{path}: cannot read image ({e})") from None
-    from modalink.audio import load_audio
-
-    sr = int(enc.contract.sample_rate)
-    return load_audio(path, sr, min_seconds=getattr(enc, "min_seconds", 0.0)), sr
 
 
 def extract_media(cat: Catalogue, cfg: MediaConfig, cache_dir: str | os.PathLike, *,
@@ -349,7 +322,7 @@ def extract_media(cat: Catalogue, cfg: MediaConfig, cache_dir: str | os.PathLike
         arr = np.asarray(arr, dtype=np.float32)
         have = np.abs(arr).sum(1) > 0
         listed = sum(s is not None for s in src)
-        rep = {"encoder": econf.get("encoder") or econf["text_encoder"].get("name"), "items": cat.n_items,
+        rep = {"encoder": econf.get("name") or econf["text_encoder"].get("name"), "items": cat.n_items,
                "with_source": listed, "embedded": int(have.sum()), "unreadable": len(failures),
                "unreadable_examples": [f"item {cat.item_ids[r]}: {why}" for r, why in sorted(failures.items())[:10]],
                "from_cache": not built}

@@ -1,6 +1,7 @@
 """Sentence-level text encoders: a list of strings → one fixed-size float32 vector per string.
 
-Pluggable, registered in the timm style (:func:`create_text_encoder`, :func:`list_text_encoders`):
+Pluggable, registered in the timm style (:func:`create_text_encoder`, :func:`list_text_encoders`;
+also exported by :mod:`modalink.encoders`, beside the image and audio encoders):
 
 * ``hashed-bow`` — the built-in default, no download: signed feature hashing ("hashing trick")
   of word unigrams and bigrams with sublinear term frequency, L2-normalised. Stable across
@@ -9,8 +10,8 @@ Pluggable, registered in the timm style (:func:`create_text_encoder`, :func:`lis
   (:class:`modalink.text.WordVectors`), L2-normalised; ``path=None`` uses hashed word vectors.
 * ``sentence-transformers`` — any ``sentence-transformers`` model (optional dependency, used
   only when installed): ``create_text_encoder("sentence-transformers/all-MiniLM-L6-v2")`` or
-  ``create_text_encoder("sentence-transformers", model="/local/folder")``. Offline mode (see
-  :func:`modalink.encoders.base.is_offline` semantics: ``MODALINK_OFFLINE``/``HF_HUB_OFFLINE``)
+  ``create_text_encoder("sentence-transformers", model="/local/folder")``. Offline mode (the
+  encoders' switch :func:`modalink.encoders.base.is_offline`: ``MODALINK_OFFLINE``/``HF_HUB_OFFLINE``)
   loads only from local files; online, a model that is not in the Hugging Face cache is first
   probed on the hub (one quick request), so a machine without network gets at once a
   ``WeightsNotFoundError`` saying what to download, where to put it and how to point at a folder.
@@ -33,9 +34,6 @@ from modalink.text.word_vectors import WordVectors, tokenize
 
 __all__ = ["TextEncoder", "HashedBagOfWords", "MeanWordVectors", "SentenceTransformerEncoder",
            "TEXT_ENCODERS", "register_text_encoder", "create_text_encoder", "list_text_encoders", "text_encoder_name"]
-
-_TRUE = {"1", "true", "yes", "on"}
-
 
 class TextEncoder:
     """Base class: ``encode(texts) -> (N, dim) float32``; ``None``/empty text gives a zero row."""
@@ -171,8 +169,10 @@ class SentenceTransformerEncoder(TextEncoder):
                               "pip install sentence-transformers (or use the built-in 'hashed-bow')") from e
         self.model_name = model
         self.normalize = bool(normalize)
+        from modalink.encoders.base import is_offline  # the encoders' one offline switch
+
         local = Path(model).expanduser()
-        offline = _offline(offline)
+        offline = is_offline(offline)
         kwargs: dict[str, Any] = {"device": device}
         if offline and not local.exists():
             kwargs["local_files_only"] = True
@@ -242,13 +242,6 @@ def _missing_model(model: str, reason: str, name_option: str | None) -> Exceptio
              f"  or point at it: {point}",
              f"  or use the built-in encoder (no download): {fallback}"]
     return WeightsNotFoundError("\n".join(lines))
-
-
-def _offline(offline: bool | None) -> bool:
-    if offline is not None:
-        return bool(offline)
-    return any(os.environ.get(k, "").strip().lower() in _TRUE
-               for k in ("MODALINK_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _file_fingerprint(path: Path) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def _check_args(args: argparse.Namespace) -> None:
     for opt in ("face", "voice"):
         path = getattr(args, opt)
         if path is not None and not Path(path).is_file():
-            from modalink.face_voice.raw import unreadable_file
+            from modalink.encoders.embed_files import unreadable_file
 
             bad = unreadable_file(path)  # a symlink loop or a broken link is named as such
             raise UserError(f"--{opt} {path}: {bad.detail if bad else 'file not found'}")
