@@ -43,9 +43,9 @@ def _input_width(model: torch.nn.Module, modality: str) -> int | None:
 def recorded_identity(record: Any, output_dim: int | None = None) -> dict[str, Any] | None:
     """The input identity (:func:`modalink.encoders.contract_check.input_identity`) of an encoder
     as modalink records it: a registry name; a ``feature_info.json`` encoder entry (``name``,
-    ``weights``, ``random_weights``, ``seed``, ``contract``); a recsys media config (``encoder``,
-    ``pretrained``, ``weights``, ``seed``, ``contract``); an image-features config (``name``,
-    ``pretrained``, ``weights``, ``dim``, ``seed``); a text entry ``{"text_encoder": {...}}``.
+    ``weights``, ``random_weights``, ``seed``, ``contract``); an encoder's
+    :meth:`~modalink.encoders.Encoder.identity` (``name``, ``options``, ``output_dim``, ``weights``:
+    the recsys media configs and the image-features configs); a text entry ``{"text_encoder": {...}}``.
     ``None`` when nothing is recorded. Weights files not on this machine are not compared."""
     from modalink.encoders.contract_check import input_identity, weights_identity
 
@@ -65,7 +65,10 @@ def recorded_identity(record: Any, output_dim: int | None = None) -> dict[str, A
     weights = record.get("weights")
     if isinstance(weights, Mapping):
         weights = weights.get("path")
-    ident = weights_identity(random=True, seed=record.get("seed")) if random else weights_identity(weights)
+    if "options" in record and isinstance(weights, str):  # an Encoder.identity(): weights already identified
+        ident: str | None = weights
+    else:
+        ident = weights_identity(random=True, seed=record.get("seed")) if random else weights_identity(weights)
     return input_identity(str(name) if name else None, dim, ident)
 
 
