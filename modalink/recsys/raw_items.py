@@ -204,7 +204,7 @@ class ColdItemEncoder:
         from modalink.recsys.catalogue import media_encoders
 
         if self._encoders is None:
-            # through the config loader: exports made when unset weights were "" load too
+            # through the config loader: the recorded settings are checked like a config file
             cfg = load_config(MediaConfig, defaults=self.contract["media"]["config"])
             wanted = [m for m in self.contract["media"]["modalities"]]
             self._encoders = media_encoders(cfg, wanted)
