@@ -31,12 +31,17 @@ use_cpu: true
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--slow", action="store_true", default=False,
-                     help="also run tests marked slow (multi-process, end-to-end, README commands)")
+                     help="also run the slow tier, tests/consistency (multi-process, invariance, README commands)")
 
 
+TIERS = ("unit", "recipes", "consistency")
 SLOW_TIERS = ("consistency",)
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
+# a slow test reuses the fixtures and helpers of the fast test module it extends (test_<name> names are unique)
+for _tier in TIERS:
+    if str(TESTS / _tier) not in sys.path:
+        sys.path.insert(0, str(TESTS / _tier))
 
 
 def _in_slow_tier(path: Path) -> bool:
@@ -44,6 +49,19 @@ def _in_slow_tier(path: Path) -> bool:
         return path.resolve().relative_to(TESTS).parts[0] in SLOW_TIERS
     except (ValueError, IndexError):
         return False
+
+
+def _asked(config: pytest.Config) -> list[Path]:
+    return [Path(a.split("::")[0]).resolve() for a in config.args]
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Without ``--slow`` the slow tier is not even imported, unless named on the command line."""
+    if config.getoption("--slow") or not _in_slow_tier(collection_path):
+        return None
+    named = any(a == collection_path or collection_path in a.parents or a in collection_path.parents and a != TESTS
+                and a != REPO for a in _asked(config))
+    return None if named else True
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -55,7 +73,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = Path(str(item.fspath))
         chosen = any(a != TESTS and a in (path, *path.parents) and _in_slow_tier(a if a.suffix else a / "x")
                      for a in asked)
-        if (_in_slow_tier(path) or "slow" in item.keywords) and not chosen:
+        if _in_slow_tier(path) and not chosen:
             item.add_marker(skip)
 
 
