@@ -17,7 +17,7 @@ pass ``higher_is_same=True`` for similarities. EERs are in PERCENT.
   (linear interpolation inside the crossing segment; at a vertical step the crossing is the
   step's fpr, which is where ``brentq`` converges on the organisers' discontinuous
   function). They agree with :func:`fame_eer` to ~1e-9 percentage points, with ties and
-  discrete scores too (see ``tests/test_metrics.py``).
+  discrete scores too (see ``tests/unit/test_metrics.py``).
 * :func:`min_dcf` is the normalised minimum detection cost (NIST SRE style): the minimum
   over all thresholds, "accept all" and "reject all" included, of
   ``c_miss * p_target * P_miss + c_fa * (1 - p_target) * P_fa`` divided by

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the test-sized encoders (tests/test_fame_prepare.py): a plumbing-speed figure, not a model's
+#: the test-sized encoders (tests/recipes/test_fame_prepare.py): a plumbing-speed figure, not a model's
 TINY = ["--face-arg", "image_size=80", "--voice-arg", "channels=[16,16,16,16,48]", "--voice-arg",
         "attention_channels=8", "--voice-arg", "se_channels=8"]
 ACCELERATE_CONFIG = """\

@@ -15,7 +15,7 @@ Data model (per version, seed-determined):
 
 Difficulty with the defaults (measured at full width, seeds 0–1, heard / unheard): a linear
 CCA fitted on the training identities scores 11–22 % EER, a FOP two-branch model (CE + OPL,
-5–30 epochs) 23–33 %, random projections ~50 %. ``tests/test_fame_data.py`` keeps a CCA check.
+5–30 epochs) 23–33 %, random projections ~50 %. ``tests/unit/test_fame_data.py`` keeps a CCA check.
 
 Files written under ``root`` (official names, see :mod:`modalink.face_voice.layout`)::
 
