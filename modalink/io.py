@@ -159,6 +159,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON file holding one object; :class:`~modalink.errors.FileFormatError` naming the file
+    when it is not valid JSON or not an object."""
+    import json
+
+    from modalink.errors import FileFormatError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise FileFormatError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise FileFormatError(path, "expected a JSON object")
+    return data
+
+
 def foreign_entries(folder: str | os.PathLike, own: Iterable[str]) -> list[str]:
     """Sorted names in ``folder`` that are not in ``own`` (what modalink wrote there) and are not the
     temporary files of an atomic write: the rule every "replace this folder" check follows before

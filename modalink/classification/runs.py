@@ -2,13 +2,13 @@
 its recipe, resolved config, results and each method's exported network."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modalink.errors import FileFormatError, InputError, UserError
+from modalink.errors import InputError, UserError
+from modalink.io import read_json_object
 
 __all__ = ["ClassificationRun", "load_run", "RECIPES"]
 
@@ -50,16 +50,6 @@ class ClassificationRun:
         return from_pretrained(folder, device=device)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise FileFormatError(path, f"not valid JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise FileFormatError(path, "expected a JSON object")
-    return body
-
-
 def load_run(run_dir: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), *,
              recipe: str | None = None, flag: str = "run folder") -> ClassificationRun:
     """Open the classification run in ``run_dir``: its recipe (``recipe``, or the one ``run.json``
@@ -75,7 +65,7 @@ def load_run(run_dir: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     if not (path / "config.yaml").is_file():
         what = "does not exist" if not path.exists() else "has no config.yaml"
         raise UserError(f"{flag} {run_dir} {what}: pass the --output-dir of a finished train.py run")
-    contract = _read_json(path / CONTRACT_FILE) if (path / CONTRACT_FILE).is_file() else {}
+    contract = read_json_object(path / CONTRACT_FILE) if (path / CONTRACT_FILE).is_file() else {}
     recorded = contract.get("recipe")
     if recipe is not None and recorded is not None and recorded != recipe:
         raise UserError(f"{flag} {run_dir} holds a run of the {recorded} recipe, not {recipe}")
@@ -86,5 +76,5 @@ def load_run(run_dir: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     module = importlib.import_module(RECIPES[recipe][0])
     cfg = load_config(getattr(module, RECIPES[recipe][1]), path / "config.yaml", list(overrides))
     module.absolute_paths(cfg)
-    results = _read_json(path / "results.json") if (path / "results.json").is_file() else {}
+    results = read_json_object(path / "results.json") if (path / "results.json").is_file() else {}
     return ClassificationRun(path, recipe, cfg, results)

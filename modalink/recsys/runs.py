@@ -9,7 +9,6 @@ data fingerprint), ``config.yaml``, ``log.txt``; ``tower/`` and ``mf/`` (engine 
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any, Mapping
 import torch.nn as nn
 
 from modalink.config import load_config, to_dict
-from modalink.errors import FileFormatError, InputError
+from modalink.errors import InputError
+from modalink.io import read_json_object
 from modalink.recsys.config import RecsysConfig
 from modalink.recsys.data import RecsysData
 from modalink.recsys.report import MEDIA_REPORT_FILE, RESULTS_FILE, SPLIT_FILE
@@ -83,16 +83,6 @@ class RecsysRun:
         return self.path / part / "best_model.pt"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise FileFormatError(path, f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise FileFormatError(path, "expected a JSON object")
-    return data
-
-
 def load_run(run_dir: str | os.PathLike, *, device: str | None = None) -> RecsysRun:
     """Open the finished recsys run in ``run_dir``: its config (from ``run.json``), the exported
     item tower, the catalogue index and ``results.json``. A folder that is not a recsys run, or a
@@ -107,7 +97,7 @@ def load_run(run_dir: str | os.PathLike, *, device: str | None = None) -> Recsys
     contract_path = run_dir / CONTRACT_FILE
     if not contract_path.is_file():
         raise InputError(f"{run_dir} is not a modalink run folder (no {CONTRACT_FILE})")
-    contract = _read_json(contract_path)
+    contract = read_json_object(contract_path)
     if contract.get("recipe") != RECIPE or not isinstance(contract.get("config"), dict):
         raise InputError(f"{run_dir} holds a run of the {contract.get('recipe')!r} recipe, not a recsys run")
     config = load_config(RecsysConfig, defaults=contract["config"])
@@ -119,5 +109,5 @@ def load_run(run_dir: str | os.PathLike, *, device: str | None = None) -> Recsys
                          f"command again to resume and export it)")
     tower = from_pretrained(folder, device=device)
     results_path = run_dir / RESULTS_FILE
-    results = _read_json(results_path) if results_path.is_file() else {}
+    results = read_json_object(results_path) if results_path.is_file() else {}
     return RecsysRun(run_dir, config, tower, InnerProductIndex.load(index_path), results, contract)

@@ -32,17 +32,6 @@ from modalink.classification.datasets import EmbeddingSet, collate_embeddings  #
 from modalink.models.modality_sampling import SubsetSampler  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch):
-    """No real weight cache, no network, single thread (the machine is shared)."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("MODALINK_HOME", str(home / "modalink"))
-    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
-    monkeypatch.setenv("HF_HOME", str(home / "hf"))
-    monkeypatch.setenv("MODALINK_OFFLINE", "1")
-    torch.set_num_threads(1)
-
-
 # ----------------------------------------------------------------------------- text encoders
 def test_hashed_bow_matches_naive_reference():
     enc = HashedBagOfWords(dim=64, ngrams=2, seed=3)

@@ -36,13 +36,9 @@ TINY_ECAPA = dict(channels=[16, 16, 16, 16, 48], attention_channels=8, se_channe
 
 
 @pytest.fixture(autouse=True)
-def _isolated_caches(tmp_path_factory, monkeypatch):
-    """Point every weight cache at an empty folder so no real cache or network is used."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("MODALINK_HOME", str(home / "modalink"))
-    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
-    monkeypatch.setenv("HF_HOME", str(home / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf" / "hub"))
+def _online_switch_unset(monkeypatch):
+    """The suite forbids downloads; these tests set the offline switch themselves (empty caches
+    come from the suite's isolation fixture)."""
     for k in ("MODALINK_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(k, raising=False)
 
