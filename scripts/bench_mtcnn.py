@@ -6,7 +6,7 @@ and ``coffee`` do not) are cut into ``--images`` same-size frames (random crops 
 face, flips, resized to ``--size`` px), so a batch mixes face and no-face frames as MAV-Celeb
 frames do. Timed, with facenet-pytorch's real MTCNN weights (shipped in its wheel):
 
-* ``loop``        — ``mtcnn(image)`` one file at a time (what ``--batch-size 1`` used to need);
+* ``loop``        — ``mtcnn(image)`` one file at a time (one image per call);
 * ``batched``     — :class:`modalink.encoders.MTCNNDetector` on batches of ``--batch-size``
                     (batched detection, per-image selection and crop);
 * ``upstream``    — facenet-pytorch's own batched ``mtcnn(images)`` on the face frames only
