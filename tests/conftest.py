@@ -102,6 +102,7 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+    logger.propagate, logger.level = True, logging.NOTSET
 
 
 def load_script(path: str | Path, name: str | None = None):

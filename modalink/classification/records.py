@@ -54,7 +54,7 @@ __all__ = [
     "seeded_split", "load_dataset", "list_datasets", "dataset_name",
 ]
 
-logger = logging.getLogger("modalink.classification")
+logger = logging.getLogger(__name__)
 
 Task = Literal["multiclass", "multilabel", "binary"]
 OnError = Literal["raise", "skip"]

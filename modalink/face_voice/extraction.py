@@ -80,7 +80,7 @@ from modalink.io import atomic_path, atomic_write_text
 if TYPE_CHECKING:  # torch: imported when the arguments are parsed, so --help answers at once
     from modalink.encoders import Encoder
 
-log = logging.getLogger("modalink.prepare")
+log = logging.getLogger(__name__)
 
 __all__ = ["PrepareConfig", "ExtractedFiles", "ProblemReport", "PeerStoppedError", "check_config", "prepare_features",
            "encoder_tag", "write_csv", "write_train_csvs"]

@@ -44,7 +44,7 @@ __all__ = ["FeatureMismatchError", "MediaFileError", "require_feature_info",
            "REPORT_FIELDS", "open_verify_run", "run_feature_dims", "RawPairList", "read_raw_pair_lists",
            "load_run_models", "ListScores", "score_pair_lists", "write_verify_report"]
 
-log = logging.getLogger("modalink.face_voice.verify")
+log = logging.getLogger(__name__)
 
 #: what a verifier says when its encoders have random weights (prepare.py --random-weights)
 RANDOM_WEIGHTS_NOTE = ("the face/voice encoders have RANDOM weights (features made with prepare.py --random-weights): "
