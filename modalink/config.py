@@ -53,6 +53,33 @@ class _Empty(str):
 EMPTY = _Empty("")
 
 
+def path_field(default: str | None = None) -> Any:
+    """A file or folder setting (``str | None``): :func:`make_paths_absolute` resolves it against
+    the folder the command runs in, so a run's ``config.yaml`` names the same files from anywhere."""
+    return dataclasses.field(default=default, metadata={"path": True})
+
+
+def absolute_path(path: str | os.PathLike | None, base: str | os.PathLike | None = None) -> str | None:
+    """``path`` as an absolute, normalised string (a relative one taken from ``base``, default the
+    current folder, ``~`` expanded); ``None`` and ``""`` are returned as they are."""
+    if path is None or str(path) == "":
+        return None if path is None else str(path)
+    b = Path(os.path.abspath(base if base is not None else os.getcwd()))
+    p = Path(path).expanduser()
+    return os.path.normpath(p if p.is_absolute() else b / p)
+
+
+def make_paths_absolute(cfg: T, base: str | os.PathLike | None = None) -> T:
+    """Make every :func:`path_field` of ``cfg`` (and of its sections) absolute, in place; returns ``cfg``."""
+    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+        value = getattr(cfg, f.name)
+        if f.metadata.get("path") and isinstance(value, str):
+            setattr(cfg, f.name, absolute_path(value, base))
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            make_paths_absolute(value, base)
+    return cfg
+
+
 def _check_range(value: Any, rng: tuple, where: str) -> None:
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return

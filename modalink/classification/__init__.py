@@ -21,7 +21,6 @@ One home for what every method shares, in small modules:
   extraction-and-cache pipeline (:mod:`modalink.data.embedding_cache`);
 * :mod:`~modalink.classification.chameleon` / :mod:`~modalink.classification.srmm` — each
   family's config, data loading and model building (networks come from ``modalink.models``);
-* :mod:`~modalink.classification.paths` — relative config paths made absolute at load time.
 
 ``recipes/chameleon`` and ``recipes/srmm`` only wire these together.
 """

@@ -28,7 +28,7 @@ from modalink.classification.conditions import MissingConfig, condition_mask, mi
 from modalink.classification.datasets import PhotoTextSet, PhotoTransform
 from modalink.classification.evaluation import predict_logits, score
 from modalink.classification.trainer_module import MissingModalityModule
-from modalink.config import bounded
+from modalink.config import bounded, path_field
 from modalink.engine import EngineConfig
 from modalink.errors import InputError, UserError
 
@@ -62,8 +62,8 @@ class SyntheticConfig:
 @dataclass
 class DataConfig:
     dataset: str = "food101"  # a name of modalink.classification.records.list_datasets()
-    root: str | None = None  # dataset folder; None: generate synthetic Food-101 data
-    synthetic_dir: str | None = None  # where the synthetic data goes (default <output_dir>/data)
+    root: str | None = path_field()  # dataset folder; None: generate synthetic Food-101 data
+    synthetic_dir: str | None = path_field()  # where the synthetic data goes (default <output_dir>/data)
     train_split: str = "train"
     val_split: str | None = "val"  # None: hold out val_fraction of the training split
     test_split: str = "test"
@@ -84,7 +84,7 @@ class TextImageConfig:
     """Text → image rendering (Chameleon): word vectors quantised to RGB superpixels."""
 
     mode: Literal["joint", "fused"] = "joint"  # joint: photo and text image, same network; fused: text band on the photo
-    word_vectors: str | None = None  # word2vec/GloVe file; None: built-in hashed vectors
+    word_vectors: str | None = path_field()  # word2vec/GloVe file; None: built-in hashed vectors
     dim: int = 300  # dimension of the hashed vectors (ignored with a file)
     superpixel: int = bounded(3, ge=1)
     max_words: int | None = None  # default: what fits on the canvas
@@ -99,7 +99,7 @@ class TextImageConfig:
 class ChameleonConfig:
     backbone: str = "resnet18"
     pretrained: bool = False
-    weights: str | None = None  # local weights file for the backbone
+    weights: str | None = path_field()  # local weights file for the backbone
     drop_text: float = 0.3  # training-time modality dropout
     drop_image: float = 0.1
     dropout: float = 0.0
@@ -111,7 +111,7 @@ class ChameleonConfig:
 class BaselineConfig:
     backbone: str | None = None  # default: chameleon.backbone
     pretrained: bool | None = None  # default: chameleon.pretrained
-    weights: str | None = None  # default: chameleon.weights
+    weights: str | None = path_field()  # default: chameleon.weights
     text_encoder: str = "word-vectors"  # a text encoder name: word-vectors (Chameleon's vectors), hashed-bow, ...
     text_options: dict[str, Any] = field(default_factory=dict)  # e.g. {dim: 1024} for hashed-bow
     embed_dim: int = 256
@@ -129,7 +129,7 @@ class BaselineConfig:
 class ChameleonRecipeConfig:
     """The whole recipe (``hparams/*.yaml`` plus ``key=value`` overrides)."""
 
-    output_dir: str = "runs/chameleon"
+    output_dir: str = path_field("runs/chameleon")
     methods: list[Method] = field(default_factory=lambda: list(METHODS))
     data: DataConfig = field(default_factory=DataConfig)
     text_image: TextImageConfig = field(default_factory=TextImageConfig)
@@ -392,20 +392,6 @@ def load_data(cfg: ChameleonRecipeConfig, progress: bool = True) -> RecipeData:
         desc = f"{dataset} at {root}"
     return RecipeData(train, val, test, list(train_ds.classes), train_ds.task, tuple(train_ds.metrics), desc,
                       ceilings)
-
-
-def absolute_paths(cfg: ChameleonRecipeConfig, base: str | os.PathLike | None = None) -> ChameleonRecipeConfig:
-    """Make every file setting absolute, in place (relative ones are read from ``base``, default the
-    current folder), so the run's ``config.yaml`` names the same files from any working directory."""
-    from modalink.classification.paths import absolute
-
-    cfg.output_dir = absolute(cfg.output_dir, base) or cfg.output_dir
-    cfg.data.root = absolute(cfg.data.root, base)
-    cfg.data.synthetic_dir = absolute(cfg.data.synthetic_dir, base)
-    cfg.text_image.word_vectors = absolute(cfg.text_image.word_vectors, base)
-    cfg.chameleon.weights = absolute(cfg.chameleon.weights, base)
-    cfg.baseline.weights = absolute(cfg.baseline.weights, base)
-    return cfg
 
 
 def data_fingerprint(data: RecipeData) -> dict[str, str]:

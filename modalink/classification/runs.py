@@ -12,7 +12,7 @@ from modalink.io import read_json_object
 
 __all__ = ["ClassificationRun", "load_run", "RECIPES"]
 
-#: recipe name (``run.json``) → (config module, config class); the module has ``absolute_paths(cfg)``
+#: recipe name (``run.json``) → (config module, config class)
 RECIPES = {"srmm": ("modalink.classification.srmm", "SRMMConfig"),
            "chameleon": ("modalink.classification.chameleon", "ChameleonRecipeConfig")}
 
@@ -58,7 +58,7 @@ def load_run(run_dir: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     one line naming ``flag``."""
     import importlib
 
-    from modalink.config import load_config
+    from modalink.config import load_config, make_paths_absolute
     from modalink.engine.run_folder import CONTRACT_FILE
 
     path = Path(run_dir).expanduser().absolute()
@@ -75,6 +75,6 @@ def load_run(run_dir: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
                         f"({' or '.join(RECIPES)})")
     module = importlib.import_module(RECIPES[recipe][0])
     cfg = load_config(getattr(module, RECIPES[recipe][1]), path / "config.yaml", list(overrides))
-    module.absolute_paths(cfg)
+    (getattr(module, "absolute_paths", None) or make_paths_absolute)(cfg)  # SRMM also resolves encoder paths
     results = read_json_object(path / "results.json") if (path / "results.json").is_file() else {}
     return ClassificationRun(path, recipe, cfg, results)

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, get_args
 
 from modalink.classification.conditions import MissingConfig, missing_config_errors
 from modalink.classification.image_features import check_image_encoder_name, create_image_features
-from modalink.classification.paths import absolute
 from modalink.classification.trainer_module import MODALITIES, MissingModalityModule
-from modalink.config import bounded
+from modalink.config import absolute_path, bounded, make_paths_absolute, path_field
 from modalink.engine import EngineConfig
 from modalink.errors import UserError
 from modalink.models import create_model
@@ -63,8 +62,8 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    root: str | None = None  # Food-101 layout; None: generate the synthetic default
-    cache_dir: str | None = None  # default: <output_dir>/cache
+    root: str | None = path_field()  # Food-101 layout; None: generate the synthetic default
+    cache_dir: str | None = path_field()  # default: <output_dir>/cache
     val_fraction: float | None = bounded(None, ge=0.0, lt=1.0)  # val share of the train file; None: load_food101's (6846/67988)
     val_seed: int = 0  # load_food101's split seed
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -74,7 +73,7 @@ class DataConfig:
 class ImageEncoderConfig:
     name: str = "pixel-stats"  # a registered image encoder: pixel-stats, timm/<arch>, facenet_vggface2, ...
     pretrained: bool = True  # false: random weights (seeded); pixel-stats has no weights
-    weights: str | None = None  # local weights file
+    weights: str | None = path_field()  # local weights file
     options: dict[str, Any] = field(default_factory=dict)  # the encoder's own arguments, e.g. {size: 32}
     seed: int = 0
     batch_size: int = 64
@@ -125,7 +124,7 @@ class BaselineConfig:
 class SRMMConfig:
     """The whole recipe (``hparams/*.yaml``, ``key=value`` overrides)."""
 
-    output_dir: str = "runs/srmm"
+    output_dir: str = path_field("runs/srmm")
     data: DataConfig = field(default_factory=DataConfig)
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
@@ -161,11 +160,8 @@ def absolute_paths(cfg: SRMMConfig, base: str | os.PathLike | None = None) -> SR
     encoder. The run's ``config.yaml`` then names the same files from any working directory, so
     ``evaluate.py RUN`` works wherever it is started."""
     b = Path(os.path.abspath(base if base is not None else os.getcwd()))
-    _absolute = absolute
-    cfg.output_dir = _absolute(cfg.output_dir, b) or cfg.output_dir
-    cfg.data.root = _absolute(cfg.data.root, b)
-    cfg.data.cache_dir = _absolute(cfg.data.cache_dir, b)
-    cfg.image_encoder.weights = _absolute(cfg.image_encoder.weights, b)
+    _absolute = absolute_path
+    make_paths_absolute(cfg, b)
     opts = cfg.text_encoder.options
     if isinstance(opts, dict) and isinstance(opts.get("path"), str) and opts["path"]:
         opts["path"] = _absolute(opts["path"], b)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from modalink.config import bounded, optional
+from modalink.config import bounded, optional, path_field
 from modalink.engine import EngineConfig
 
 __all__ = ["SyntheticConfig", "DataConfig", "TowerConfig", "MFConfig", "EvalConfig", "MediaConfig",
@@ -42,7 +42,7 @@ class SyntheticConfig:
 class DataConfig:
     """``data.*``: where interactions and item content come from, and the split."""
 
-    root: str | None = None  # catalogue folder (items.csv) or MovieLens folder; None: synthetic
+    root: str | None = path_field()  # catalogue folder (items.csv) or MovieLens folder; None: synthetic
     unknown_items: Literal["skip", "error"] = "skip"  # catalogue interactions naming an unknown item
     cache_dir: str | None = None  # media embedding cache; None: <output_dir>/media_cache
     min_rating: float = 0.0  # MovieLens and catalogue ratings >= this are positives
@@ -196,7 +196,7 @@ class RecsysConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     item_model: ItemModelConfig = field(default_factory=ItemModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
-    output_dir: str = "runs/recsys"
+    output_dir: str = path_field("runs/recsys")
 
     def validate_config(self) -> None:
         """Cross-field and registry checks, run when the config is loaded (before any data)."""

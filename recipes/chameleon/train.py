@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_config(args: argparse.Namespace):
     """hparams file ← command-line flags ← key=value overrides; relative paths made absolute."""
-    from modalink.classification.chameleon import ChameleonRecipeConfig, absolute_paths, apply_synthetic_preset
+    from modalink.classification.chameleon import ChameleonRecipeConfig, apply_synthetic_preset
+    from modalink.config import make_paths_absolute
 
     if args.dataset and not args.data_root and args.dataset != "food101":
         raise UserError(f"--dataset {args.dataset} needs --data-root (only the Food-101 layout is synthesised)")
@@ -55,7 +56,7 @@ def load_config(args: argparse.Namespace):
         "data.root": args.data_root, "data.dataset": args.dataset, "output_dir": args.output_dir,
         "methods": args.methods.split(",") if args.methods else None, "engine.cpu": True if args.cpu else None})
     apply_synthetic_preset(cfg.data.synthetic, args.overrides)
-    return absolute_paths(cfg)
+    return make_paths_absolute(cfg)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -8,7 +8,8 @@ import dataclasses
 
 import pytest
 
-from modalink.config import ConfigError, load_config, optional, parse_overrides, save_config, to_dict
+from modalink.config import (ConfigError, load_config, make_paths_absolute, optional, parse_overrides, path_field,
+                             save_config, to_dict)
 from modalink.engine import EngineConfig
 
 
@@ -188,3 +189,25 @@ def test_unquoted_no_is_the_choice_not_a_bool(tmp_path: Path) -> None:
     assert load_config(Cfg, f, overrides=["engine.mixed_precision=no"]).engine.mixed_precision == "no"
     with pytest.raises(ConfigError):  # a bool where no choice is spelled like it stays an error
         load_config(Cfg, overrides=["engine.monitor_mode=yes"])
+
+
+@dataclasses.dataclass
+class _Files:
+    out: str = path_field("runs/x")
+    data: str | None = path_field()
+    name: str = "keep/me"
+
+
+@dataclasses.dataclass
+class _Outer:
+    files: _Files = dataclasses.field(default_factory=_Files)
+    weights: str | None = path_field()
+
+
+def test_path_fields_are_made_absolute_and_nothing_else(tmp_path: Path) -> None:
+    cfg = load_config(_Outer, None, ["files.data=~/d", "weights=w.pt"])
+    make_paths_absolute(cfg, tmp_path)
+    assert cfg.files.out == str(tmp_path / "runs" / "x") and cfg.weights == str(tmp_path / "w.pt")
+    assert cfg.files.data == str(Path("~/d").expanduser()) and cfg.files.name == "keep/me"
+    unset = make_paths_absolute(load_config(_Outer), tmp_path)
+    assert unset.files.data is None and unset.weights is None
