@@ -3,8 +3,9 @@ normalisation and the run's own section) and its checks, run when it is loaded."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from modalink.config import optional
+from modalink.config import bounded, optional
 from modalink.engine import EngineConfig
 from modalink.face_voice.layout import fame_languages, normalize_language
 from modalink.face_voice.objective import FaceVoiceLossConfig, FaceVoiceModelConfig
@@ -23,8 +24,8 @@ class DataConfig:
     """The ``data:`` section."""
 
     val_ids: int | None = optional(ge=1)  # identities held out for model selection (None: val_fraction)
-    val_fraction: float = 0.1
-    val_trials: int = 4000  # balanced face-voice trials among the validation rows
+    val_fraction: float = bounded(0.1, gt=0, lt=1)
+    val_trials: int = bounded(4000, ge=2)  # balanced face-voice trials among the validation rows
     split_seed: int = 0
     face_dim: int | None = optional(ge=1)  # None: from feature_info.json next to the CSVs, else 4096
     voice_dim: int | None = optional(ge=1)  # None: from feature_info.json, else 512
@@ -36,7 +37,7 @@ class RunConfig:
     """The ``run:`` section, filled from the command line and saved with the run."""
 
     feats_root: str | None = None  # None until the run resolves it (--feats-root, or the synthetic set's folder)
-    ver: str = "v3"
+    ver: Literal["v1", "v2", "v3"] = "v3"
     train_langs: list[str] = field(default_factory=list)
     output_dir: str = "runs/fame"
     ground_truth: str | None = None  # the ground-truth folder used; None: none (no EERs)
@@ -65,21 +66,6 @@ class FameConfig:
                              "train; the FAME single-branch model is sbnet_stems")
         if m.name not in list_models():
             raise ValueError(f"model.name: {m.name!r} is not a registered model; known: {', '.join(list_models())}")
-        if not 0 <= m.dropout < 1:
-            raise ValueError(f"model.dropout: {m.dropout} must be in [0, 1)")
-        if m.embed_dim < 1:
-            raise ValueError(f"model.embed_dim: {m.embed_dim} must be >= 1")
-        if m.init not in ("default", "xavier"):
-            raise ValueError(f"model.init: {m.init!r}; use default or xavier")
-        if self.loss.opl_on not in ("fused", "modalities", "both"):
-            raise ValueError(f"loss.opl_on: {self.loss.opl_on!r}; use fused, modalities or both")
-        for k in ("ce", "opl", "infonce", "aam", "align"):
-            if getattr(self.loss, k) < 0:
-                raise ValueError(f"loss.{k}: {getattr(self.loss, k)} must be >= 0")
-        if not 0 < self.data.val_fraction < 1:
-            raise ValueError(f"data.val_fraction: {self.data.val_fraction} must be in (0, 1)")
-        if self.data.val_trials < 2:
-            raise ValueError(f"data.val_trials: {self.data.val_trials} must be >= 2")
         if self.engine.monitor not in MONITORS:
             raise ValueError(f"engine.monitor: {self.engine.monitor!r} is not a validation metric of this recipe; "
                              f"valid monitors: {', '.join(MONITORS)}")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from modalink.errors import InputError
+from modalink.config import bounded
 from modalink.losses import AAMSoftmax, AlignmentMSE, InfoNCE, OrthogonalProjectionLoss
 from modalink.models import create_model
 
@@ -23,33 +24,33 @@ from modalink.models import create_model
 class FaceVoiceModelConfig:
     """The ``model:`` section: a registry name plus the knobs of the two model families."""
 
-    name: str = "fop_enhanced"  # fop | fop_linear | fop_enhanced | sbnet | sbnet_stems
-    embed_dim: int = 128
-    dropout: float = 0.5
-    init: str = "default"  # default | xavier (the official FOP/SBNet init: xavier_uniform, bias 0.01)
+    name: str = "fop_enhanced"  # a registered face-voice model: fop, fop_linear, fop_enhanced, sbnet, sbnet_stems
+    embed_dim: int = bounded(128, ge=1)
+    dropout: float = bounded(0.5, ge=0, lt=1)
+    init: Literal["default", "xavier"] = "default"  # xavier: the official FOP/SBNet init (xavier_uniform, bias 0.01)
     # sbnet only: width adapter for a modality whose width differs (random: fixed | linear: learned)
     projection: Literal["random", "linear"] = "random"
     # sbnet_stems (modality stems + shared trunk) only
     stem_dim: int = 512
     trunk_hidden: list[int] = field(default_factory=lambda: [256])
-    norm: str = "batch"
+    norm: Literal["batch", "layer", "none"] = "batch"
 
 
 @dataclass
 class FaceVoiceLossConfig:
     """The ``loss:`` section: weights of the terms (0 disables a term)."""
 
-    ce: float = 1.0  # cross-entropy on identity logits
-    opl: float = 1.0  # orthogonal projection loss weight (FOP's alpha)
+    ce: float = bounded(1.0, ge=0)  # cross-entropy on identity logits
+    opl: float = bounded(1.0, ge=0)  # orthogonal projection loss weight (FOP's alpha)
     opl_gamma: float = 0.7
-    opl_on: str = "fused"  # fused | modalities | both
-    infonce: float = 0.0  # symmetric face↔voice InfoNCE
+    opl_on: Literal["fused", "modalities", "both"] = "fused"
+    infonce: float = bounded(0.0, ge=0)  # symmetric face↔voice InfoNCE
     infonce_temperature: float = 0.1
     infonce_learnable: bool = True
-    aam: float = 0.0  # AAM-softmax over both modalities' embeddings (shared class weights)
+    aam: float = bounded(0.0, ge=0)  # AAM-softmax over both modalities' embeddings (shared class weights)
     aam_margin: float = 0.2
     aam_scale: float = 30.0
-    align: float = 0.0  # MSE between paired face and voice embeddings
+    align: float = bounded(0.0, ge=0)  # MSE between paired face and voice embeddings
     # sbnet only: how a batch of B face-voice pairs becomes single-modality rows (BATCH_LAYOUTS)
     layout: Literal["fvfv", "vfvf", "hefhev", "hevhef", "random"] = "fvfv"
 
