@@ -102,7 +102,8 @@ def lost_process_error(exc: BaseException) -> LostProcessError | None:
     others = "process 1" if (world == 2 and rank == "0") else "process 0" if (world == 2 and rank == "1") \
         else f"one of the other {world - 1} processes"
     silent = "time" in text.lower()
-    what = (f"{others} (of {world}) stopped answering for longer than engine.collective_timeout_s" if silent
+    what = (f"{others} (of {world}) stopped answering for longer than the collective timeout "
+            "(engine.collective_timeout_s; prepare.py --collective-timeout)" if silent
             else f"lost {others} (of {world}): it was killed or crashed")
     detail = text if len(text) <= 160 else text[:157] + "..."
     return LostProcessError(f"{what} (seen by process {rank}: {detail}); the run folder keeps its last checkpoint: "

@@ -12,6 +12,8 @@ forbidden, no connection leaving the machine, and modalink's logging reset after
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import sys
 from pathlib import Path
@@ -122,6 +124,23 @@ def load_script(path: str | Path, name: str | None = None):
     sys.modules[name] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder: Path, holder: str = "pid 4242 on elsewhere"):
+    """Hold ``folder/.lock`` as another job would (flock on an open file, its holder record
+    written), for tests of the refusal every modalink command gives a busy output folder."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".lock"
+    lock.write_text(holder + "\n")
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        yield lock
+    finally:
+        os.close(fd)
 
 
 def _free_port() -> int:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Literal, NamedTuple
 
-from modalink.face_voice.layout import FeatureFileError, list_file_name
+from modalink.face_voice.layout import FeatureFileError
 
 __all__ = ["PairEntry", "read_pairs", "read_ground_truth", "ground_truth_lines"]
 

@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from modalink.errors import InputError, UserError
 from modalink.face_voice.contract import trained_for
-from modalink.face_voice.layout import GROUND_TRUTH_DIR, LIST_SUFFIX, check_fame_layout, read_feature_info
+from modalink.face_voice.layout import (GROUND_TRUTH_DIR, LIST_SUFFIX, SCORING_FILE, check_fame_layout,
+                                        read_feature_info)
 
 if TYPE_CHECKING:
     import torch.nn as nn
 
     from modalink.engine.session import RunSession
     from modalink.face_voice.config import FameConfig
+    from modalink.face_voice.scoring import ScoreNorm
 
 
 __all__ = ["prepare_feats_root", "data_fingerprint", "model_contract", "export_models", "load_model_from_run",
@@ -130,6 +132,42 @@ class FameRun:
                    ver: str | None = None, feature_info: dict[str, Any] | None | bool = False) -> nn.Module:
         """The exported model of ``lang`` (:func:`load_model_from_run`, with its checks)."""
         return load_model_from_run(self.lang_dir(lang, ver), face_dim, voice_dim, feature_info=feature_info)
+
+    def score_norm(self, lang: str) -> "ScoreNorm | None":
+        """The score normalisation training chose for ``lang`` on validation (``results.json``'s
+        ``norm`` record) with its cohort from ``<ver>_<Lang>/scoring.npz``; ``None`` when the run
+        submits plain distances. Re-scoring a run applies it, so the scores are the run's own."""
+        import numpy as np
+
+        from modalink.face_voice.scoring import ScoreNorm
+        from modalink.io import read_json_object
+        from modalink.score_norm import NormSpec
+
+        if self.config.norm.method == "none":
+            return None
+        results = self.path / "results.json"
+        if not results.is_file():
+            raise UserError(f"{results} not found: this run chooses a score normalisation on validation "
+                            f"(norm.method={self.config.norm.method}) and records it there; finish the run with "
+                            "train.py first")
+        record = read_json_object(results)
+        try:
+            chosen = record["norm"]["per_language"][lang]["chosen"]
+            spec = NormSpec(chosen["method"], chosen["cohort"], chosen["top_k"])
+        except (KeyError, TypeError) as e:
+            raise UserError(f"{results}: no normalisation recorded for {lang} (norm.per_language.{lang}.chosen: "
+                            f"missing {e})") from None
+        if spec.method == "none":
+            return None
+        scoring = self.lang_dir(lang) / SCORING_FILE
+        try:
+            with np.load(scoring, allow_pickle=False) as z:
+                return ScoreNorm(spec, z["cohort_face"], z["cohort_voice"], z["cohort_label"])
+        except FileNotFoundError:
+            raise UserError(f"{scoring} not found: it holds the training cohort of the {spec.name} normalisation "
+                            f"this run chose for {lang}") from None
+        except (KeyError, ValueError, OSError) as e:
+            raise UserError(f"{scoring}: cannot read the normalisation cohort ({e})") from None
 
     def trained_languages(self, train_lang: str = "all", flag: str = "--train-lang") -> list[str]:
         """The run's training languages (``all``) or the one ``train_lang`` names, each with an exported

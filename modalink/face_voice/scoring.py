@@ -12,6 +12,7 @@ as submitted), and per test language ``L``: ``test_L_keys``, ``test_L_face``, ``
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,12 +21,12 @@ import torch
 import torch.nn as nn
 
 from modalink.face_voice.layout import SCORING_FILE
-from modalink.face_voice.objective import embed_rows, pair_distances
+from modalink.face_voice.objective import embed_rows
 from modalink.io import atomic_write_bytes
 from modalink.metrics import fast_eer
-from modalink.score_norm import NormConfig, choose_on_validation, normalise_trials
+from modalink.score_norm import NormConfig, NormSpec, choose_on_validation, normalise_trials
 
-__all__ = ["score_language", "write_scoring", "score_test_sets", "score_models"]
+__all__ = ["score_language", "write_scoring", "score_test_sets", "score_models", "ScoreNorm", "pair_scores"]
 
 
 def score_language(model: nn.Module, faces: np.ndarray, voices: np.ndarray, labels: np.ndarray,
@@ -53,21 +54,40 @@ def score_language(model: nn.Module, faces: np.ndarray, voices: np.ndarray, labe
                                      "val_raw": val_raw, "val_score": val_score}
     scores, raw = {}, {}
     for t in test_sets:
-        ef_t, ev_t = embed_rows(model, t.faces, "face"), embed_rows(model, t.voices, "voice")
-        # the same computation as pair_distances: the same bytes when not normalised
-        d = torch.linalg.norm(ef_t - ev_t, dim=1).cpu().numpy() if len(ef_t) else np.zeros(0, dtype=np.float32)
-        ef, ev = ef_t.cpu().numpy().astype(np.float32), ev_t.cpu().numpy().astype(np.float32)
-        s = normalise_trials(spec, d, ef, ev, *cohort)
+        ef, ev, d, s = pair_scores(model, t.faces, t.voices, ScoreNorm(spec, *cohort))
         key = (train_lang, t.test_language)
-        raw[key] = (t.keys, d)
-        scores[key] = (t.keys, d if spec.method == "none" else s)
+        raw[key], scores[key] = (t.keys, d), (t.keys, s)
         p = f"test_{t.test_language}_"
         arrays.update({p + "keys": np.asarray(t.keys, dtype=str), p + "face": ef, p + "voice": ev,
-                       p + "raw": d, p + "score": scores[key][1]})
+                       p + "raw": d, p + "score": s})
     write_scoring(lang_dir / SCORING_FILE, arrays)
     record = {"chosen": spec.to_dict() | {"name": spec.name}, "val_eer_raw": float(fast_eer(same, val_raw)),
               "val_eer": float(fast_eer(same, val_score)), "candidates": rows}
     return scores, raw, record
+
+
+@dataclass(frozen=True)
+class ScoreNorm:
+    """A trained language's score normalisation: the setting chosen on validation and its cohort
+    (the training rows' scoring embeddings and identities, as ``scoring.npz`` keeps them)."""
+
+    spec: NormSpec
+    cohort_face: np.ndarray
+    cohort_voice: np.ndarray
+    cohort_label: np.ndarray
+
+
+def pair_scores(model: nn.Module, faces: Any, voices: Any, norm: ScoreNorm | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scoring embeddings of face and voice rows paired line by line, their L2 distances (the
+    computation of :func:`~modalink.face_voice.objective.pair_distances`, the same bytes) and the
+    scores as a run submits them: normalised when ``norm`` says so, else the distances."""
+    ef_t, ev_t = embed_rows(model, faces, "face"), embed_rows(model, voices, "voice")
+    d = torch.linalg.norm(ef_t - ev_t, dim=1).cpu().numpy() if len(ef_t) else np.zeros(0, dtype=np.float32)
+    ef, ev = ef_t.cpu().numpy().astype(np.float32), ev_t.cpu().numpy().astype(np.float32)
+    if norm is None or norm.spec.method == "none":
+        return ef, ev, d, d
+    return ef, ev, d, normalise_trials(norm.spec, d, ef, ev, norm.cohort_face, norm.cohort_voice, norm.cohort_label)
 
 
 def write_scoring(path: Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -77,22 +97,26 @@ def write_scoring(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def score_test_sets(model: nn.Module, test_sets: list[Any], train_lang: str
+def score_test_sets(model: nn.Module, test_sets: list[Any], train_lang: str, norm: ScoreNorm | None = None
                     ) -> dict[tuple[str, str], tuple[list[str], np.ndarray]]:
-    """Distances (lower = same) for each test set, keyed by (train_lang, test_lang), without normalisation."""
-    return {(train_lang, t.test_language): (t.keys, pair_distances(model, t.faces, t.voices)) for t in test_sets}
+    """Scores (lower = same) for each test set, keyed by (train_lang, test_lang): distances,
+    normalised when ``norm`` is given (as :func:`score_language` scores them in training)."""
+    return {(train_lang, t.test_language): (t.keys, pair_scores(model, t.faces, t.voices, norm)[3]) for t in test_sets}
 
 
 def score_models(root: Path, ver: str, langs: list[str], model_of: Callable[[str], nn.Module], *,
-                 cache_dir: str | None, face_dim: int, voice_dim: int
+                 cache_dir: str | None, face_dim: int, voice_dim: int,
+                 norm_of: Callable[[str], ScoreNorm | None] | None = None
                  ) -> dict[tuple[str, str], tuple[list[str], np.ndarray]]:
-    """Distances of each training language's model (``model_of(lang)``) on its heard and unheard test
-    sets under ``root`` (:func:`score_test_sets`), keyed by (train_lang, test_lang)."""
+    """Scores of each training language's model (``model_of(lang)``) on its heard and unheard test
+    sets under ``root`` (:func:`score_test_sets`, normalised as ``norm_of(lang)`` says), keyed by
+    (train_lang, test_lang)."""
     from modalink.face_voice.features import FameFeatures
 
     scores = {}
     for lang in langs:
         data = FameFeatures.load(root, ver, lang, cache_dir=cache_dir, load_train=False, face_dim=face_dim,
                                  voice_dim=voice_dim, mmap=True)
-        scores.update(score_test_sets(model_of(lang), [data.heard, data.unheard], lang))
+        norm = norm_of(lang) if norm_of is not None else None
+        scores.update(score_test_sets(model_of(lang), [data.heard, data.unheard], lang, norm))
     return scores

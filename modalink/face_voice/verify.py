@@ -37,6 +37,7 @@ from modalink.encoders.embed_files import FileEmbedding, embed_files
 from modalink.errors import UserError
 from modalink.face_voice.layout import (FEATURE_INFO, LIST_SUFFIX, FameLayout, feature_dims, normalize_language,
                                         read_feature_info)
+from modalink.face_voice.scoring import ScoreNorm, pair_scores
 
 __all__ = ["FeatureMismatchError", "MediaFileError", "require_feature_info",
            "check_model_dims", "recorded_input_identities", "embedder_input_identities", "check_model_inputs",
@@ -261,11 +262,11 @@ class PairScores:
 
 
 def score_raw_pairs(models: Mapping[str, nn.Module], embedder: RawMediaEmbedder, pairs: Sequence[TestPair],
-                    root: str | os.PathLike | None = None) -> PairScores:
+                    root: str | os.PathLike | None = None, norms: Mapping[str, ScoreNorm | None] | None = None
+                    ) -> PairScores:
     """Embed every distinct face and voice file of ``pairs`` once, then score each line with each
-    model: the L2 distance between the model's face and voice scoring embeddings."""
-    from modalink.face_voice.objective import pair_distances
-
+    model: the L2 distance between the model's face and voice scoring embeddings, normalised as
+    ``norms[name]`` says (a run's own choice, :meth:`~modalink.face_voice.runs.FameRun.score_norm`)."""
     for name, model in models.items():
         check_model_dims(model, embedder.face_dim, embedder.voice_dim, f"model {name!r}")
     faces, face_info = embedder.embed("face", [p.face for p in pairs], root, desc="faces")
@@ -275,7 +276,7 @@ def score_raw_pairs(models: Mapping[str, nn.Module], embedder: RawMediaEmbedder,
         was = model.training
         model.eval()
         try:
-            dist[name] = np.asarray(pair_distances(model, faces, voices), dtype=np.float64)
+            dist[name] = np.asarray(pair_scores(model, faces, voices, (norms or {}).get(name))[3], dtype=np.float64)
         finally:
             model.train(was)
     problems: list[tuple[Modality, FileEmbedding]] = [("face", r) for r in face_info if r.problem]
@@ -284,12 +285,13 @@ def score_raw_pairs(models: Mapping[str, nn.Module], embedder: RawMediaEmbedder,
 
 
 def score_one_pair(models: Mapping[str, nn.Module], embedder: RawMediaEmbedder, face: str | os.PathLike,
-                   voice: str | os.PathLike) -> tuple[dict[str, float], list[str]]:
+                   voice: str | os.PathLike, norms: Mapping[str, ScoreNorm | None] | None = None
+                   ) -> tuple[dict[str, float], list[str]]:
     """The distance between one face image and one voice clip under each model, and a note per file
     embedded through a fallback (a face in which no face is found: the centre crop, unless the
     features were made with ``--no-face skip``). Raises :class:`MediaFileError` naming a file that
     cannot be used: a single pair has no list to keep aligned, so there is no zero-row fallback."""
-    scores = score_raw_pairs(models, embedder, [TestPair("pair", str(voice), str(face))])
+    scores = score_raw_pairs(models, embedder, [TestPair("pair", str(voice), str(face))], norms=norms)
     notes = []
     for modality, r in scores.problems:
         if r.embedding is None:
@@ -437,9 +439,10 @@ class ListScores:
 
 
 def score_pair_lists(lists: Sequence[RawPairList], models: Mapping[str, nn.Module],
-                     embedder: RawMediaEmbedder) -> ListScores:
-    """Score every pair list with every model; a file replaced by a zero row (or embedded through a
-    fallback) gets a ``report.csv`` row naming the lines it is on."""
+                     embedder: RawMediaEmbedder, norms: Mapping[str, ScoreNorm | None] | None = None
+                     ) -> ListScores:
+    """Score every pair list with every model (:func:`score_raw_pairs`); a file replaced by a zero row
+    (or embedded through a fallback) gets a ``report.csv`` row naming the lines it is on."""
     from modalink.progress import announce
 
     entries: dict[tuple[str, str], tuple[list[str], np.ndarray]] = {}
@@ -447,7 +450,7 @@ def score_pair_lists(lists: Sequence[RawPairList], models: Mapping[str, nn.Modul
     summary: dict[str, dict[str, Any]] = {}
     for lst in lists:
         announce(f"{lst.path}: {len(lst.pairs)} pairs ({lst.test_lang}), files under {lst.root}")
-        scores = score_raw_pairs(models, embedder, lst.pairs, lst.root)
+        scores = score_raw_pairs(models, embedder, lst.pairs, lst.root, norms)
         for train_lang, dist in scores.distances.items():
             if (train_lang, lst.test_lang) in entries:
                 raise UserError(f"--pairs: two lists for test language {lst.test_lang}")

@@ -6,7 +6,8 @@
         --train-lang English --feats-root DATA --ver v3 --output-dir runs/fop_official
 
 Writes ``<output-dir>/submission/sub_score_<TestLang>_<heard|unheard>.txt`` (L2 distances, lower =
-same person) and, with ground truth, the EER per condition and their mean (``results.{json,md}``).
+same person; a run that chose a score normalisation on validation is re-scored with it, as it
+submitted) and, with ground truth, the EER per condition and their mean (``results.{json,md}``).
 An official checkpoint is scored exactly as the official code does: L2 distance between the
 outputs of its fusion layer for face and voice (tanh of the branch embeddings for gated fusion).
 """
@@ -90,13 +91,17 @@ def _score(args, run, cfg, out: Path, feats_root, ver: str, langs: list[str], t0
         print(f"loaded {args.official_checkpoint} (epoch {meta.get('epoch', '?')})")
         return model.eval()
 
+    # a run is re-scored with its own normalisation (chosen on validation in training), as it submitted
+    norm = {lang: run.score_norm(lang) for lang in langs} if run is not None else {}
     scores = score_models(root, ver, langs, model_of, cache_dir=cfg.data.cache_dir, face_dim=face_dim,
-                          voice_dim=voice_dim)
+                          voice_dim=voice_dim, norm_of=norm.get)
+    norms = {lang: n.spec.name if n else "none" for lang, n in norm.items()}
     gt_dir = default_ground_truth(root, ver, args.ground_truth)
     written = write_submission(out / "submission", scores, edition=args.edition,
                                pairs_dir=FameLayout(root, ver).splits_dir)
     results = write_fame_results(out, ver, scores, [p.name for p in written.values()], gt_dir,
-                                 extra={"source": args.run_dir or args.official_checkpoint},
+                                 extra={"source": args.run_dir or args.official_checkpoint,
+                                        **({"score_norm": norms} if norms else {})},
                                  timings={"seconds": round(time.time() - t0, 2)})
     print(format_results(results))
     return results

@@ -21,7 +21,8 @@ are encoders other than the ones each exported model records (name, arguments, w
 content, random or not) — ``--allow-encoder-mismatch`` scores anyway, with a warning. Features
 made with ``prepare.py --random-weights`` give meaningless distances: the verifier says so on
 screen and records ``"random_weights": true`` in ``summary.json`` and the submission manifest.
-Scores are L2 distances: lower = same person. Score files are written as one set
+Scores are L2 distances, lower = same person (normalised as the run chose on validation, when it
+chose a score normalisation: the scores its own submission holds). Score files are written as one set
 (``<output-dir>/submission/``, staged then swapped in, with a manifest).
 """
 from __future__ import annotations
@@ -109,23 +110,26 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if embedder.random_weights:
         print(f"warning: {RANDOM_WEIGHTS_NOTE}", file=sys.stderr)
 
+    norms = {lang: run.score_norm(lang) for lang in langs}  # the run's own, as its submission was scored
     if args.face is not None:
-        distances, notes = score_one_pair(models, embedder, args.face, args.voice)
+        scores, notes = score_one_pair(models, embedder, args.face, args.voice, norms)
         print("".join(f"note: {line}\n" for line in notes), end="", file=sys.stderr)
         note = "; RANDOM encoder weights: meaningless" if embedder.random_weights else ""
-        for lang, dist in distances.items():
-            print(f"{lang} model: distance {dist:.6f} (L2; lower = same person{note})")
+        for lang, score in scores.items():
+            what = f"score {score:.6f} ({norms[lang].spec.name}-normalised L2" if norms[lang] else \
+                f"distance {score:.6f} (L2"
+            print(f"{lang} model: {what}; lower = same person{note})")
         return 0
-    return _score_lists(args, lists, models, embedder, run.ver, run.path, info_path, t0, accepted)
+    return _score_lists(args, lists, models, embedder, run.ver, run.path, info_path, t0, accepted, norms)
 
 
 def _score_lists(args: argparse.Namespace, lists: list, models: dict, embedder: Any, ver: str, run_dir: Path,
-                 info_path: Path, t0: float, accepted: list[str]) -> int:
+                 info_path: Path, t0: float, accepted: list[str], norms: dict) -> int:
     from challenge import write_submission
     from modalink.face_voice.verify import RANDOM_WEIGHTS_NOTE, score_pair_lists, write_verify_report
 
     out = Path(args.output_dir)
-    scored = score_pair_lists(lists, models, embedder)
+    scored = score_pair_lists(lists, models, embedder, norms)
     written = write_submission(out / "submission", scored.entries, edition=args.edition,
                                info={"source": "recipes/fame/verify.py", "run_dir": str(run_dir),
                                      "random_weights": embedder.random_weights})

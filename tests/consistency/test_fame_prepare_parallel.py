@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import launch_2proc  # noqa: E402
+from conftest import launch_2proc, lock_held_elsewhere  # noqa: E402
 from test_fame_prepare import FACE_ARGS, VOICE_ARGS, make_raw, prepare_mod  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,20 +92,11 @@ def test_two_processes_write_what_one_writes_with_one_log_and_resume_after_a_kil
 def test_two_processes_on_a_locked_output_are_refused_at_once(tmp_path):
     """The main process takes the --output lock; when another job holds it, every process of the
     launched job ends (none waits at a barrier) with one error line, and nothing is written."""
-    import fcntl
-
     raw = tmp_path / "raw"
     make_raw(raw)
     out = tmp_path / "out"
-    out.mkdir()
-    lock = out / ".lock"
-    lock.write_text("pid 4242 on elsewhere\n")
-    fd = os.open(lock, os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    try:
+    with lock_held_elsewhere(out):
         res = _launch(tmp_path, [*_argv(raw, out), "--collective-timeout", "60"])
-    finally:
-        os.close(fd)
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert res.returncode != 0
     assert errors == [f"error: {out} is in use by another job (pid 4242 on elsewhere); wait for it to finish or "

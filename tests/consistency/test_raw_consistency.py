@@ -180,3 +180,33 @@ def test_train_on_random_weight_features_says_so_in_its_outputs(speech_run):
         card = (run / f"v1_{lang}" / "model" / "README.md").read_text()
         assert "RANDOM-WEIGHT encoders" in card
     assert "RANDOM-WEIGHT encoders" in (run / "log.txt").read_text()
+
+
+def test_verify_applies_the_normalisation_the_run_chose(speech_run, tmp_path, capsys):
+    """A run that submits S-normalised scores is verified with the same normalisation (its cohort
+    from scoring.npz): the verifier's scores are the submission's, not raw distances."""
+    run, root = tmp_path / "snorm_run", speech_run["root"]
+    train_mod.main(["--feats-root", str(speech_run["feats"]), "--ver", "v1", "--output-dir", str(run),
+                    "--train-lang", "Urdu", *TRAIN_FAST, "norm.method=snorm"])
+    out = tmp_path / "verify"
+    rc = verify_mod.main(["--run-dir", str(run), "--raw-root", str(speech_run["test"]), "--pairs",
+                          *(str(root / f"{lang}_test.txt") for lang in LANGS), "--output-dir", str(out),
+                          "--workers", "0", "--offline", "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    names = sorted(p.name for p in (run / "submission").glob("sub_score_*.txt"))
+    assert len(names) == 2
+    with np.load(run / "v1_Urdu" / "scoring.npz") as z:
+        raw = {lang: dict(zip(z[f"test_{lang}_keys"], z[f"test_{lang}_raw"])) for lang in LANGS}
+    for name in names:
+        mine, theirs = _scores(out / "submission" / name), _scores(run / "submission" / name)
+        lang, keys = name.split("_")[2], sorted(theirs)
+        assert sorted(mine) == keys
+        # S-norm divides by the cohort's spread (here 2 identities: ~0.01), which scales the features'
+        # TOL about 100 times; raw distances would differ from the normalised scores by ~1 or more
+        np.testing.assert_allclose([mine[k] for k in keys], [theirs[k] for k in keys], rtol=1e-3, atol=1e-3)
+        assert max(abs(theirs[k] - raw[lang][k]) for k in keys) > 0.5, name  # normalised, not distances
+    capsys.readouterr()
+    assert verify_mod.main(["--run-dir", str(run), *_one_pair(speech_run), "--workers", "0", "--offline",
+                            "--device", "cpu"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("Urdu model: score ") and "(snorm/identity_means-normalised L2; lower" in shown, shown

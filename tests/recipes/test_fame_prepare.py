@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from conftest import lock_held_elsewhere
 from modalink.face_voice.raw import (
     RawLayoutError,
     TrainClip,
@@ -381,19 +382,9 @@ def _report(path: Path) -> dict[str, dict[str, str]]:
 def test_second_job_on_the_same_output_is_refused_at_once(prepared, tmp_path, capsys):
     """prepare.py holds the run folders' lock on --output: while another job holds it, a second
     job ends at once with one line, exit 2, and writes nothing."""
-    import fcntl
-    import os
-
     out = tmp_path / "out"
-    out.mkdir()
-    lock = out / ".lock"
-    lock.write_text("pid 4242 on elsewhere\n")
-    fd = os.open(lock, os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    try:
+    with lock_held_elsewhere(out) as lock:
         rc = prepare_mod.main([*prepared["argv"], "--output", str(out), "--parts", "test"])
-    finally:
-        os.close(fd)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1, err
     assert err[0] == (f"error: {out} is in use by another job (pid 4242 on elsewhere); wait for it to finish or "

@@ -126,3 +126,27 @@ def test_unset_settings_are_none(tmp_path: Path) -> None:
     assert feature_dims(tmp_path, "v3", 64) == (64, 192)
     with pytest.raises(ConfigError, match=r"data.val_ids: -1 is out of range; it must be >= 1"):
         load_config(FameConfig, None, ["data.val_ids=-1"])
+
+
+def test_evaluate_rescores_a_normalised_run_as_it_submitted(feats_root: Path, tmp_path: Path) -> None:
+    """A run that chose a score normalisation on validation is re-scored with it (its cohort from
+    scoring.npz): evaluate.py writes the run's own submission files, byte for byte."""
+    out = tmp_path / "run"
+    res = _train(feats_root, out, "--train-lang", "German", "norm.method=snorm")
+    assert res["norm"]["per_language"]["German"]["chosen"]["name"] == "snorm/identity_means"
+    again = fame_evaluate.main(["--run-dir", str(out), "--output-dir", str(tmp_path / "re")])
+    assert again["score_norm"] == {"German": "snorm/identity_means"}
+    assert again["mean_eer"] == pytest.approx(res["mean_eer"], abs=1e-9)
+    with np.load(out / "v3_German" / "scoring.npz") as z:  # the norm changed the scores: raw ones would differ
+        raw = dict(zip(z["test_German_keys"], z["test_German_raw"]))
+    heard = (out / "submission" / "sub_score_German_heard.txt").read_text()
+    submitted = dict(line.split() for line in heard.splitlines())
+    assert not np.allclose([float(submitted[k]) for k in raw], list(raw.values()), atol=1e-3)
+    for name in ("sub_score_English_unheard.txt", "sub_score_German_heard.txt"):
+        assert (tmp_path / "re" / "submission" / name).read_bytes() == (out / "submission" / name).read_bytes()
+    # without its cohort the run cannot be re-scored as it submitted: said, not scored raw
+    (out / "v3_German" / "scoring.npz").unlink()
+    from modalink.errors import UserError
+
+    with pytest.raises(UserError, match="scoring.npz not found"):
+        fame_evaluate.main(["--run-dir", str(out), "--output-dir", str(tmp_path / "re2")])
