@@ -19,7 +19,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from modalink.classification.trainer_module import MissingModalityModule
 from modalink.config import bounded, path_field
 from modalink.engine import EngineConfig
 from modalink.errors import InputError, UserError
+
+if TYPE_CHECKING:
+    from modalink.classification.training import MethodPlan
 
 Method = Literal["chameleon", "multi_branch"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
@@ -464,8 +467,44 @@ def model_contract(kind: str, cfg: ChameleonRecipeConfig) -> dict[str, Any]:
     return out
 
 
-def result_info(data: Any, cfg: Any) -> dict[str, Any]:
+def results_info(data: Any, cfg: Any) -> dict[str, Any]:
     """What a results.json says about the data it was measured on (train.py and evaluate.py)."""
     counts = {"train": len(data.train), **({"val": len(data.val)} if data.val is not None else {})}
     return {"dataset": data.description, "num_classes": data.num_classes, "counts": counts,
             "train_condition": cfg.missing.train}
+
+
+def method_plans(cfg: ChameleonRecipeConfig, data: RecipeData) -> tuple[list[MethodPlan], dict[str, BatchBuilder]]:
+    """One plan per method of ``cfg.methods`` (Chameleon and/or the multi-branch baseline, which
+    share the word vectors), selected on ``engine.monitor`` (``auto``: the dataset's main metric),
+    and each method's evaluation collate."""
+    from modalink.classification.training import MethodPlan
+
+    cache: dict[str, Any] = {}
+    plans, eval_collates = [], {}
+    for kind in cfg.methods:
+        train_collate, eval_collates[kind], text_dim = method_collates(kind, cfg, cache)
+        engine = resolve_monitor(cfg.engine, data)
+        if kind == "multi_branch" and cfg.baseline.epochs:
+            engine.epochs = cfg.baseline.epochs
+
+        def build(kind: str = kind, text_dim: int | None = text_dim) -> Any:
+            return build_model(kind, cfg, data.num_classes, data.multilabel, text_dim)
+
+        def describe(module: Any) -> str:
+            return (f"{len(data.train)} train / {len(data.val) if data.val is not None else 0} val / "
+                    f"{len(data.test)} test samples, {data.num_classes} classes, "
+                    f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M parameters")
+
+        plans.append(MethodPlan(kind, build, data.train, engine, train_collate,
+                                make_evaluate_fn(data, eval_collates[kind]), seed=cfg.engine.seed, describe=describe))
+    return plans, eval_collates
+
+
+def ceiling_table(data: RecipeData, conditions: Sequence[str]) -> dict[str, float] | None:
+    """The Bayes accuracy ceiling (%) of each test condition, for synthetic data that knows it."""
+    if data.ceiling is None:
+        return None
+    from modalink.classification.conditions import condition_shares
+
+    return {c: round(100 * data.ceiling(*condition_shares(c)), 2) for c in conditions}

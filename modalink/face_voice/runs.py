@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from modalink.face_voice.scoring import ScoreNorm
 
 
-__all__ = ["prepare_feats_root", "data_fingerprint", "model_contract", "export_models", "load_model_from_run",
+__all__ = ["OFFICIAL_MODELS", "load_official_checkpoint", "prepare_feats_root", "data_fingerprint", "model_contract", "export_models", "load_model_from_run",
            "FameRun", "load_run", "ENSEMBLE_CONTRACT", "open_ensemble_folder"]
 
 CONFIG_FILE = "config.yaml"
@@ -106,6 +106,23 @@ def load_model_from_run(lang_dir: Path, face_dim: int | None = None, voice_dim: 
     check_trained_for(model.export_config.get("contract", {}), where=folder, ver=ver or None, train_lang=lang or None,
                       face_dim=face_dim, voice_dim=voice_dim, feature_info=feature_info)
     return model
+
+
+#: the registered model of an official FOP checkpoint, by its fusion
+OFFICIAL_MODELS = {"gated": "fop", "linear": "fop_linear"}
+
+
+def load_official_checkpoint(path: str | Path, fusion: str, face_dim: int, voice_dim: int,
+                             embed_dim: int = 128) -> tuple["nn.Module", dict[str, Any]]:
+    """An official FOP ``checkpoint.pth.tar`` as a modalink model in eval mode, and the
+    checkpoint's metadata (e.g. its epoch). ``fusion``: ``gated`` or ``linear``."""
+    from modalink.models import create_model
+
+    if fusion not in OFFICIAL_MODELS:
+        raise InputError(f"fusion {fusion!r}; use one of {', '.join(OFFICIAL_MODELS)}")
+    model = create_model(OFFICIAL_MODELS[fusion], face_dim=face_dim, voice_dim=voice_dim, embed_dim=embed_dim)
+    meta = model.load_official_checkpoint(path)
+    return model.eval(), meta
 
 
 @dataclass

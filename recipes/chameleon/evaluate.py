@@ -60,12 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
         _, collate, _ = cham.method_collates(kind, cfg, cache)
         models[kind] = (cham.wrap(kind, run.load_network(kind), data.multilabel, cfg.chameleon.aux_weight).eval(),
                         collate)
-    info = cham.result_info(data, cfg)
+    info = cham.results_info(data, cfg)
     results = evaluate_conditions(models, {"test": data.test}, cfg.missing.eval, task=data.task, metrics=data.metrics,
                                   seed=cfg.missing.seed, batch_size=a.batch_size, mask_dir=run_dir / "masks", info=info)
-    if data.ceiling is not None:
-        from modalink.classification.conditions import condition_shares
-        results["ceiling"] = {c: round(100 * data.ceiling(*condition_shares(c)), 2) for c in cfg.missing.eval}
+    if (ceiling := cham.ceiling_table(data, cfg.missing.eval)) is not None:
+        results["ceiling"] = ceiling
     write_results(results, run_dir, a.stem, titles=cham.METHOD_TITLES)
     print(format_table(results, cham.METHOD_TITLES))
     return results

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
 def _train(cfg, run) -> dict:
     from modalink.classification import chameleon as cham
     from modalink.classification.evaluation import evaluate_conditions
-    from modalink.classification.training import MethodPlan, finish_methods, train_methods
+    from modalink.classification.training import finish_methods, train_methods
 
     out, state = run.path, run.state
     t0 = time.time()
@@ -88,29 +88,15 @@ def _train(cfg, run) -> dict:
     run.bind_data(cham.data_fingerprint(data))
     logger = run.start()
     logger.info("data: %s (%.1f s)", data.description, time.time() - t0)
-    cache: dict = {}
-    plans, eval_collates = [], {}
-    for kind in cfg.methods:
-        train_collate, eval_collates[kind], text_dim = cham.method_collates(kind, cfg, cache)
-        engine = cham.resolve_monitor(cfg.engine, data)
-        if kind == "multi_branch" and cfg.baseline.epochs:
-            engine.epochs = cfg.baseline.epochs
-        plans.append(MethodPlan(
-            kind, lambda kind=kind, text_dim=text_dim: cham.build_model(kind, cfg, data.num_classes, data.multilabel,
-                                                                         text_dim),
-            data.train, engine, train_collate, cham.make_evaluate_fn(data, eval_collates[kind]), seed=cfg.engine.seed,
-            describe=lambda m: (f"{len(data.train)} train / {len(data.val) if data.val is not None else 0} val / "
-                                f"{len(data.test)} test samples, {data.num_classes} classes, "
-                                f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M parameters")))
+    plans, eval_collates = cham.method_plans(cfg, data)
     trainers, timings = train_methods(plans, out)
     results = evaluate_conditions({k: (t.model, eval_collates[k]) for k, t in trainers.items()}, {"test": data.test},
                                   cfg.missing.eval, task=data.task, metrics=data.metrics, seed=cfg.missing.seed,
                                   batch_size=max(cfg.engine.batch_size, 128), trainers=trainers,
                                   mask_dir=out / "masks" if state.is_main_process else None,
-                                  info=cham.result_info(data, cfg))
-    if data.ceiling is not None:
-        from modalink.classification.conditions import condition_shares
-        results["ceiling"] = {c: round(100 * data.ceiling(*condition_shares(c)), 2) for c in cfg.missing.eval}
+                                  info=cham.results_info(data, cfg))
+    if (ceiling := cham.ceiling_table(data, cfg.missing.eval)) is not None:
+        results["ceiling"] = ceiling
     finish_methods(run, results, trainers, timings, t0, titles=cham.METHOD_TITLES,
                    contract=lambda kind: cham.model_contract(kind, cfg),
                    card_rows=lambda kind: {f"{m} ({c})": v for c, vals in results["results"][kind].items()

@@ -23,17 +23,13 @@ from modalink.cli import command_parser
 from modalink.errors import InputError, run_cli
 from modalink.face_voice.cli import add_data_arguments
 
-#: the registered model of an official checkpoint, by its --fusion
-OFFICIAL_MODELS = {"gated": "fop", "linear": "fop_linear"}
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = command_parser(__doc__)
     add_data_arguments(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run-dir", help="output folder of train.py (holds config.yaml and <ver>_<Lang>/model)")
     src.add_argument("--official-checkpoint", help="an official FOP checkpoint.pth.tar (one training language)")
-    p.add_argument("--fusion", default="gated", choices=sorted(OFFICIAL_MODELS), help="fusion of the official checkpoint")
+    p.add_argument("--fusion", default="gated", choices=("gated", "linear"), help="fusion of the official checkpoint")
     p.add_argument("--embed-dim", type=int, default=128, help="embedding width of the official checkpoint")
     p.add_argument("--output-dir", default=None, help="where to write submission/ and results (default: --run-dir)")
     return p.parse_args(argv)
@@ -74,9 +70,8 @@ def _score(args, run, cfg, out: Path, feats_root, ver: str, langs: list[str], t0
     from challenge import write_submission
     from modalink.face_voice.layout import FameLayout, feature_dims, read_feature_info
     from modalink.face_voice.results import default_ground_truth, format_results, write_fame_results
-    from modalink.face_voice.runs import prepare_feats_root
+    from modalink.face_voice.runs import load_official_checkpoint, prepare_feats_root
     from modalink.face_voice.scoring import score_models
-    from modalink.models import create_model
 
     root, _ = prepare_feats_root(feats_root, out, ver)
     face_dim, voice_dim = feature_dims(root, ver, cfg.data.face_dim, cfg.data.voice_dim)
@@ -85,11 +80,10 @@ def _score(args, run, cfg, out: Path, feats_root, ver: str, langs: list[str], t0
     def model_of(lang: str):
         if run is not None:
             return run.load_model(lang, face_dim, voice_dim, ver=ver, feature_info=feature_info)
-        model = create_model(OFFICIAL_MODELS[args.fusion], face_dim=face_dim, voice_dim=voice_dim,
-                             embed_dim=args.embed_dim)
-        meta = model.load_official_checkpoint(args.official_checkpoint)
+        model, meta = load_official_checkpoint(args.official_checkpoint, args.fusion, face_dim, voice_dim,
+                                               args.embed_dim)
         print(f"loaded {args.official_checkpoint} (epoch {meta.get('epoch', '?')})")
-        return model.eval()
+        return model
 
     # a run is re-scored with its own normalisation (chosen on validation in training), as it submitted
     norm = {lang: run.score_norm(lang) for lang in langs} if run is not None else {}
