@@ -95,6 +95,20 @@ def test_optional_label_column_and_no_trailing_newline(tmp_path):
     assert labels.tolist() == [7, 8] and labels.dtype == np.int64
 
 
+def test_signs_and_leading_dots_anywhere_in_a_row_are_read_as_written(tmp_path):
+    """Each cell is parsed behind its separator turned into a 0, the sign moved in front: valid
+    spellings keep their exact value wherever they stand (first cell of the file included)."""
+    cells = ["-.5", "+.25e-3", "+7", ".125", "-0", "+0.0", "-3e-2", "0.5", "-1.5E+3", ".5e1", "-007", "+.0"]
+    rows = [",".join(cells[i:] + cells[:i]) + f",{i}" for i in range(len(cells))]
+    p = write(tmp_path / "s.csv", "\n".join(rows) + "\n")
+    for piece_bytes in (16, 1 << 20):  # every row its own piece, and one piece
+        fast = read_feature_csv_arrow(p, len(cells), True, piece_bytes=piece_bytes)
+        assert fast is not None  # all of them stay on the fast path
+        strict, labels = read_feature_csv(p, len(cells), True, engine="strict")
+        assert bits(fast[0]) == bits(strict) and [int(x) for x in fast[1]] == labels.tolist()
+    assert np.signbit(strict[0][4]) and not np.signbit(strict[0][5])
+
+
 BAD_FILES = {
     "non_numeric": ("1,1,1\n1,oops,1\n", 2, True),
     "empty_cell": ("1,1,1\n1,,1\n", 2, True),
@@ -110,6 +124,18 @@ BAD_FILES = {
     "bad_utf8_label": ("1,1,a\n1,1,\udcff\n", 2, True),
     "blank_file": ("\n\n", 2, True),
     "mixed_test_widths": ("1,1\n1,1,1\n", 2, None),
+    # cells a leading 0 would make valid: refused with the strict parser's error, not read as 0
+    "lone_dot": ("1,1,1\n1,.,1\n", 2, True),
+    "lone_minus": ("1,1,1\n1,-,1\n", 2, True),
+    "lone_plus_first": ("+,1,1\n", 2, True),
+    "minus_dot": ("1,1,1\n1,-.,1\n", 2, True),
+    "plus_dot_exponent": ("1,1,1\n1,+.e5,1\n", 2, True),
+    "dot_exponent": ("1,1,1\n.e5,1,1\n", 2, True),
+    "bare_exponent": ("1,1,1\n1,e5,1\n", 2, True),
+    "minus_exponent": ("1,1,1\n-E5,1,1\n", 2, True),
+    "double_sign": ("1,1,1\n1,+-1,1\n", 2, True),
+    "empty_first_cell": (",1,1\n", 2, True),
+    "minus_then_space": ("1,1,1\n1,- 1,1\n", 2, True),
 }
 
 
