@@ -29,13 +29,15 @@ from modalink.face_voice.cache import FeatureCache
 from modalink.face_voice.feature_csv import read_feature_csv
 
 
-def write_csv(path: Path, rows: int, dim: int, seed: int = 0) -> None:
-    """Write ``rows`` lines of ``dim`` post-ReLU-like floats plus an integer label."""
+def write_csv(path: Path, rows: int, dim: int, seed: int = 0, signed: bool = False) -> None:
+    """Write ``rows`` lines of ``dim`` post-ReLU-like floats (``signed``: half of them negative,
+    like speaker embeddings) plus an integer label."""
     rng = np.random.default_rng(seed)
     fmt = ",".join(["%.6g"] * dim)
     with open(path, "w", encoding="utf-8") as fh:
         for start in range(0, rows, 500):
-            block = np.maximum(rng.standard_normal((min(500, rows - start), dim)), 0.0) * 3.0
+            block = rng.standard_normal((min(500, rows - start), dim))
+            block = block * 3.0 if signed else np.maximum(block, 0.0) * 3.0
             labels = rng.integers(0, 50, len(block))
             fh.writelines(f"{fmt % tuple(r.tolist())},{lab}\n" for r, lab in zip(block, labels))
 

@@ -9,7 +9,7 @@ times ``read_feature_csv(engine="strict")`` (NumPy ``loadtxt`` in chunks) and
 CPU seconds of the process (all threads), checks that both give the same float32 bits and
 labels, and prints MB/s and the speed-up.
 
-Example: ``python scripts/bench_fame_parse.py --rows 2000``
+Example: ``python scripts/bench_fame_parse.py --rows 2000`` (``--signed`` for values of both signs)
 """
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=2000, help="CSV rows (default 2000)")
     ap.add_argument("--dim", type=int, default=4096, help="feature columns (default 4096, + 1 label column)")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per reader, best kept (default 2)")
+    ap.add_argument("--signed", action="store_true",
+                    help="values of both signs, like speaker embeddings (default: non-negative, like VGGFace fc7)")
     ap.add_argument("--workdir", type=Path, default=None, help="folder for the CSV (default: temporary)")
     args = ap.parse_args(argv)
     if not arrow_available():
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     csv = work / "faces_train.csv"
     try:
-        write_csv(csv, args.rows, args.dim)
+        write_csv(csv, args.rows, args.dim, signed=args.signed)
         mb = csv.stat().st_size / 1e6
         print(f"{csv.name}: {args.rows} rows x {args.dim + 1} columns, {mb:.1f} MB; {os.cpu_count()} CPU cores; "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
