@@ -85,6 +85,8 @@ class TowerConfig:
     infonce_weight: float = bounded(0.0, ge=0)
     infonce_pair: list[str] = field(default_factory=lambda: ["text", "profile"])
     infonce_temperature: float = bounded(0.1, gt=0)
+    # the catalogue's features go to the training device whole up to this size; a larger one streams by batch
+    device_budget_mb: float = bounded(256.0, ge=0)
 
 
 @dataclass

@@ -127,6 +127,11 @@ class Bags:
     def to(self, device: torch.device | str) -> "Bags":
         return Bags(self.indptr.to(device), self.indices.to(device), self.num_embeddings)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the row pointers and ids."""
+        return int(self.indptr.numel() * self.indptr.element_size() + self.indices.numel() * self.indices.element_size())
+
     def gather(self, rows: torch.Tensor, drop: float = 0.0, exclude: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> "BagBatch":
         """``EmbeddingBag`` inputs for ``rows``: flat ids, offsets and mean weights.
@@ -268,6 +273,13 @@ class ItemFeatures:
             for t in group:
                 return t.device
         return torch.device("cpu")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every modality's features and availability mask."""
+        return (sum(x.numel() * x.element_size() for x in self.dense.values())
+                + sum(b.nbytes for b in self.bags.values())
+                + sum(a.numel() * a.element_size() for a in self.available.values()))
 
     def to(self, device: torch.device | str) -> "ItemFeatures":
         return ItemFeatures(self.n_items, {m: x.to(device) for m, x in self.dense.items()},

@@ -22,6 +22,7 @@ from modalink.models.modality_sampling import CountSampler
 from modalink.models.registry import register_model
 from modalink.progress import progress_bar
 from modalink.recsys.data import ID, BagBatch, Bags, ItemBatch, ItemFeatures
+from modalink.recsys.index import DEFAULT_MEMORY_BUDGET_MB
 
 
 class SampledBranch(SingleBranch):
@@ -425,13 +426,18 @@ class RecsysObjective(nn.Module):
         temperature: score scale of both losses (scores are cosines).
         infonce_weight, infonce_pair: optional symmetric InfoNCE between two item modalities
             of the positive items (rows where both are available).
+        device_budget_mb: the catalogue's features move to the towers' device whole when they
+            fit in this many MiB; a larger catalogue stays where it is and each step gathers its
+            items there and moves only that batch (device memory then holds a batch, never the
+            catalogue). ``0``: always stream.
     """
 
     def __init__(self, item_tower: ItemTower, user_tower: UserTower, features: ItemFeatures,
                  train_items: torch.Tensor, user_history: Bags | None = None, loss: str = "bpr",
                  num_negatives: int = 4, temperature: float = 0.1, logq_correction: bool = True,
                  item_counts: torch.Tensor | None = None, infonce_weight: float = 0.0,
-                 infonce_pair: Sequence[str] = ("text", "profile"), infonce_temperature: float = 0.1) -> None:
+                 infonce_pair: Sequence[str] = ("text", "profile"), infonce_temperature: float = 0.1,
+                 device_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> None:
         super().__init__()
         from modalink.losses.bpr import BPRLoss
         from modalink.losses.sampled_softmax import SampledSoftmaxLoss
@@ -439,6 +445,9 @@ class RecsysObjective(nn.Module):
         self.item_tower, self.user_tower = item_tower, user_tower
         self._features = features
         self._device_features: dict[str, ItemFeatures] = {}
+        if device_budget_mb < 0:
+            raise InputError(f"device_budget_mb must be >= 0, got {device_budget_mb}")
+        self.streams_features = features.nbytes > device_budget_mb * 2**20
         self._history = user_history
         self._device_history: dict[str, Bags] = {}
         self.register_buffer("train_items", torch.as_tensor(train_items, dtype=torch.long), persistent=False)
@@ -465,6 +474,13 @@ class RecsysObjective(nn.Module):
                 raise InputError(f"infonce_pair must name two of the tower's modalities "
                                  f"{list(item_tower.modalities)}, got {list(self.infonce_pair)}")
             self.infonce = make_infonce(infonce_temperature)
+
+    def item_batch(self, items: torch.Tensor, bag_dropout: float = 0.0) -> ItemBatch:
+        """The features of ``items`` on ``items``' device: gathered from the catalogue moved there
+        whole, or, when it exceeds the device budget, gathered where it lives and moved as a batch."""
+        if not self.streams_features:
+            return self.features_on(items.device).batch(items, bag_dropout=bag_dropout)
+        return self._features.batch(items.to(self._features.device), bag_dropout=bag_dropout).to(items.device)
 
     def features_on(self, device: torch.device) -> ItemFeatures:
         key = str(device)
@@ -506,7 +522,6 @@ class RecsysObjective(nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         users, pos = batch["user"].long(), batch["item"].long()
         device = pos.device
-        feats = self.features_on(device)
         b = pos.numel()
         drop = self.item_tower.bag_dropout if self.training else 0.0
         mode = self.user_tower.mode
@@ -517,12 +532,12 @@ class RecsysObjective(nn.Module):
             neg = self.train_items[torch.randint(self.train_items.numel(), (b, self.num_negatives), device=device)]
             parts.append(neg.reshape(-1))
         n_rank = sum(p.numel() for p in parts)
-        item_out = self.item_tower(feats.batch(torch.cat(parts), bag_dropout=drop))
+        item_out = self.item_tower(self.item_batch(torch.cat(parts), bag_dropout=drop))
         emb = item_out["embedding"]
         if mode == "item_mean":
             # the users' history items, with all their modalities (as at inference)
             hist_items, hist_index = torch.unique(hb.indices, return_inverse=True)  # type: ignore[union-attr]
-            hist_emb = (self.item_tower(feats.batch(hist_items, bag_dropout=drop), sample=False)["embedding"]
+            hist_emb = (self.item_tower(self.item_batch(hist_items, bag_dropout=drop), sample=False)["embedding"]
                         if hist_items.numel() else emb.new_zeros(0, emb.shape[1]))
             hb_local = BagBatch(hist_index, hb.offsets, hb.weights, hb.nonempty)  # type: ignore[union-attr]
             u = self.user_tower(users, hb_local, hist_emb)

@@ -55,7 +55,7 @@ def build_tower_objective(cfg: RecsysConfig, data: RecsysData, split: RecsysSpli
                           loss=t.loss, num_negatives=t.num_negatives, temperature=t.temperature,
                           logq_correction=t.logq_correction, item_counts=torch.from_numpy(split.train.item_counts()),
                           infonce_weight=t.infonce_weight, infonce_pair=tuple(t.infonce_pair),
-                          infonce_temperature=t.infonce_temperature)
+                          infonce_temperature=t.infonce_temperature, device_budget_mb=t.device_budget_mb)
     return obj, feats
 
 

@@ -264,6 +264,35 @@ def test_objective_forward_backward(loss, user_mode, nce):
     assert 0.0 <= res["ndcg@10"] <= 1.0
 
 
+@pytest.mark.parametrize("user_mode", ["profile", "item_mean"])
+def test_streamed_catalogue_trains_like_the_whole_one(user_mode):
+    """A catalogue over the device budget is gathered where it lives and moved by batch: the same
+    losses and gradients as the catalogue moved whole (bag dropout and negatives included)."""
+    data = make_synthetic(n_users=40, n_items=60, interactions_per_user=(4, 8), seed=1)
+    split = split_recsys(data.interactions, seed=0)
+    feats = build_item_features(data, split)
+    batch = {"user": torch.from_numpy(split.train.users[:16]), "item": torch.from_numpy(split.train.items[:16])}
+    got = []
+    for budget in (256.0, 0.0):
+        torch.manual_seed(0)
+        item = ItemTower.from_features(feats, embed_dim=8, stem_dim=16, bag_dim=8, trunk_hidden=(16,), bag_dropout=0.3)
+        user = (UserTower.sharing(item, num_items=60) if user_mode == "profile"
+                else UserTower(user_mode, num_users=40, embed_dim=8))
+        obj = RecsysObjective(item, user, feats, torch.from_numpy(split.warm_items), split.train.user_bags(),
+                              device_budget_mb=budget)
+        assert obj.streams_features == (budget == 0.0)
+        losses = [obj(batch)["loss"] for _ in range(3)]
+        sum(losses).backward()
+        got.append((torch.stack(losses).detach(), item.branch.trunk[-1].weight.grad.clone()))
+    assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1])
+    assert feats.nbytes > 0
+    from modalink.errors import InputError
+
+    with pytest.raises(InputError, match="device_budget_mb"):
+        RecsysObjective(item, user, feats, torch.from_numpy(split.warm_items), split.train.user_bags(),
+                        device_budget_mb=-1)
+
+
 # ---------------------------------------------------------------------------------------------
 # splits and ranking metrics (hand-checked)
 # ---------------------------------------------------------------------------------------------
