@@ -1,6 +1,7 @@
 """The processes of a launched job, as data-preparation code sees them: who am I, how many are
 we, and the few collectives that split work and merge its results (a barrier, a broadcast from
-the main process, a gather of small Python objects).
+the main process, a gather of small Python objects, and a split of rows into per-process blocks
+gathered back in order).
 
 A plain ``python`` run is :meth:`Processes.single` and every collective is a no-op. Under
 ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE`` > 1), :meth:`Processes.launched` joins the
@@ -13,8 +14,12 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 __all__ = ["Processes", "launched_world_size"]
 
 
@@ -100,9 +105,37 @@ class Processes:
         dist.all_gather_object(out, value)
         return out
 
+    def share(self, n: int) -> np.ndarray:
+        """The indices of this process's contiguous block of ``n`` rows (blocks in process order,
+        sizes differing by at most one). With fewer rows than processes every process takes all."""
+        if not self.distributed or n < self.count:
+            return np.arange(n)
+        bounds = _block_bounds(n, self.count)
+        return np.arange(bounds[self.index], bounds[self.index + 1])
+
+    def gather_rows(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """Every process's block (:meth:`share` of ``n``) of a per-row tensor, concatenated in row
+        order, on every process: what one process computing all ``n`` rows would hold."""
+        if not self.distributed or n < self.count:
+            return x
+        import torch
+        import torch.distributed as dist
+
+        sizes = np.diff(_block_bounds(n, self.count))
+        if x.shape[0] != sizes[self.index]:
+            raise ValueError(f"process {self.index} holds {x.shape[0]} rows, its share of {n} is {sizes[self.index]}")
+        buf = torch.cat([x, x.new_zeros((int(sizes.max()) - x.shape[0], *x.shape[1:]))]).contiguous()
+        parts = [torch.empty_like(buf) for _ in range(self.count)]
+        dist.all_gather(parts, buf)
+        return torch.cat([p[:s] for p, s in zip(parts, sizes.tolist())])
+
     def first_error(self, error: str | None) -> str | None:
         """Collective: the first process's error message (by process order) when any process
         has one, so every process can stop together instead of waiting for a lost peer."""
         errors = [e for e in self.gather(error) if e]
         return errors[0] if errors else None
 
+
+def _block_bounds(n: int, count: int) -> np.ndarray:
+    """Start of each of ``count`` contiguous blocks of ``n`` rows, and ``n``."""
+    return np.array([n * i // count for i in range(count + 1)], dtype=np.int64)

@@ -41,8 +41,9 @@ def train_language(cfg: FameConfig, data: FameFeatures, lang: str, lang_dir: Pat
     process, score its heard and unheard test sets and write ``lang_dir/scoring.npz``."""
     from modalink.engine import Trainer
     from modalink.engine.session import exported_network
+    from modalink.data.processes import Processes
     from modalink.face_voice.objective import (FaceVoiceObjective, PairDataset, build_face_voice_model, collate_pairs,
-                                               model_summary, trial_distances)
+                                               embed_rows, model_summary)
     from modalink.face_voice.scoring import score_language
     from modalink.face_voice.splits import make_verification_trials, split_train_val
     from modalink.metrics import fast_eer
@@ -62,9 +63,15 @@ def train_language(cfg: FameConfig, data: FameFeatures, lang: str, lang_dir: Pat
                 "features %d-D face / %d-D voice", lang, len(tr_idx), n_classes, len(va_idx),
                 len(set(vl.tolist())), len(same), face_dim, voice_dim)
 
+    procs = Processes.current()
+    mine = procs.share(len(va_idx))  # each process embeds its block of the validation rows
+
     def evaluate(trainer: Trainer) -> dict[str, float]:
         model = exported_network(trainer.model)
-        d = trial_distances(model, vf, vv, fi, vi)
+        ef = procs.gather_rows(embed_rows(model, vf, "face", rows=mine), len(va_idx))
+        ev = procs.gather_rows(embed_rows(model, vv, "voice", rows=mine), len(va_idx))
+        d = torch.linalg.norm(ef[torch.as_tensor(fi, device=ef.device)] - ev[torch.as_tensor(vi, device=ev.device)],
+                              dim=1).cpu().numpy()
         return {"eer": fast_eer(same, d)}
 
     torch.manual_seed(cfg.engine.seed)

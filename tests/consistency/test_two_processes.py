@@ -132,3 +132,34 @@ def test_two_process_error_is_one_line_and_last(tmp_path: Path, two_process_laun
     assert sum(ln.startswith("error: ") for ln in r.stderr.splitlines()) == 1
     last = [ln for ln in r.stderr.splitlines() if ln.strip() and not set(ln.strip()) <= {"="}][-1]
     assert "grad_accum: 0 is out of range" in last  # ... and again at the end of the launcher's summary
+
+
+def _rows_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from modalink.data.processes import Processes
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        procs = Processes.current()
+        full = torch.arange(7 * 3, dtype=torch.float32).reshape(7, 3)
+        mine = procs.share(7)
+        got = procs.gather_rows(full[torch.as_tensor(mine)] * 10, 7)  # uneven blocks: 3 and 4 rows
+        few = procs.gather_rows(full[torch.as_tensor(procs.share(1))], 1)  # fewer rows than processes
+        torch.save({"mine": mine.tolist(), "got": got, "few": few}, os.path.join(out_dir, f"rows{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_rows_split_in_blocks_and_gather_back_in_order(tmp_path):
+    """Validation rows are split into one contiguous block per process and gathered back: every
+    process holds what one process computing every row would."""
+    import torch.multiprocessing as mp
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_rows_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    res = [torch.load(tmp_path / f"rows{r}.pt") for r in range(2)]
+    full = torch.arange(7 * 3, dtype=torch.float32).reshape(7, 3)
+    assert res[0]["mine"] == [0, 1, 2] and res[1]["mine"] == [3, 4, 5, 6]
+    for r in res:
+        assert torch.equal(r["got"], full * 10) and torch.equal(r["few"], full[:1])

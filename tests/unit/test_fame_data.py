@@ -499,3 +499,17 @@ def test_synthetic_association_is_learnable_but_not_trivial(tmp_path):
         ra, rb = ts.faces @ rng.standard_normal((256, 16)), ts.voices @ rng.standard_normal((64, 16))
         rand = (ra * rb).sum(1) / np.linalg.norm(ra, axis=1) / np.linalg.norm(rb, axis=1)
         assert _eer(same, rand) > 35.0
+
+
+def test_process_shares_are_contiguous_blocks_covering_every_row():
+    import torch
+
+    from modalink.data.processes import Processes
+
+    for n, count in ((183, 2), (183, 3), (7, 4), (4, 4), (100, 1)):
+        blocks = [Processes(i, count).share(n).tolist() for i in range(count)]
+        assert sum(blocks, []) == list(range(n))
+        assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+    assert Processes(1, 4).share(3).tolist() == [0, 1, 2]  # fewer rows than processes: all of them
+    x = torch.ones(5, 2)
+    assert Processes.single().gather_rows(x, 5) is x
