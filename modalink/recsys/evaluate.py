@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from modalink import metrics
+from modalink.data.processes import Processes
 from modalink.errors import InputError
 from modalink.recsys.data import Bags, Interactions, ItemFeatures, RecsysSplit
 from modalink.recsys.index import DEFAULT_MEMORY_BUDGET_MB, rows_per_block
@@ -40,14 +41,17 @@ class Recommender(Protocol):
 
 def rank_metrics(user_vecs: torch.Tensor, users: np.ndarray, item_vecs: torch.Tensor, relevant: Interactions,
                  candidates: np.ndarray | None = None, seen: Sequence[Interactions] = (), k: int = 10,
-                 batch_size: int | None = None, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> dict[str, float]:
+                 batch_size: int | None = None, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+                 processes: Processes | None = None) -> dict[str, float]:
     """Recall@k, NDCG@k and coverage@k of full ranking over ``candidates`` (default: all items).
 
     ``user_vecs[r]`` is the vector of user ``users[r]``; ``item_vecs`` covers the whole
     catalogue. Only users with at least one relevant candidate are evaluated (``users`` in
     the result counts them). Pairs in ``seen`` are removed from the ranking. Users are scored
     in blocks of ``batch_size`` (default: as many as ``memory_budget_mb`` allows for this
-    many candidates), so memory does not grow with the number of users.
+    many candidates), so memory does not grow with the number of users. With ``processes`` of a
+    launched job, each process ranks its block of the users and the sums are gathered: every
+    process returns the metrics of all users (coverage's random tie-breaks follow the blocks).
     """
     users = np.asarray(users, dtype=np.int64)
     if user_vecs.shape[0] != users.size:
@@ -64,10 +68,13 @@ def rank_metrics(user_vecs: torch.Tensor, users: np.ndarray, item_vecs: torch.Te
     # scores, seen mask, relevance and the top-k's random tie-breakers: ~32 bytes per cell
     block = int(batch_size) if batch_size else rows_per_block(cand.size, 32.0, memory_budget_mb)
     item_c = item_vecs[torch.from_numpy(cand).to(item_vecs.device)].float()
+    procs = processes or Processes.single()
+    split = procs.distributed and rows.size >= procs.count
+    mine = rows[procs.share(rows.size)] if split else rows
     sums = {"recall": 0.0, "ndcg": 0.0}
-    top_all = []
-    for start in range(0, rows.size, block):
-        r = rows[start:start + block]
+    top_all = []  # every process has at least one user (split only with as many users as processes)
+    for start in range(0, mine.size, block):
+        r = mine[start:start + block]
         scores = (user_vecs[torch.from_numpy(r).to(user_vecs.device)].float() @ item_c.T).cpu().numpy()
         mask = np.zeros(scores.shape, dtype=bool)
         for s in seen:
@@ -76,6 +83,10 @@ def rank_metrics(user_vecs: torch.Tensor, users: np.ndarray, item_vecs: torch.Te
         sums["recall"] += metrics.recall_at_k(scores, rel, k, seen=mask) * r.size
         sums["ndcg"] += metrics.ndcg_at_k(scores, rel, k, seen=mask) * r.size
         top_all.append(metrics.topk_items(scores, k, seen=mask))
+    if split:
+        parts = procs.gather((sums, np.concatenate(top_all)))
+        sums = {m: sum(p[0][m] for p in parts) for m in sums}
+        top_all = [p[1] for p in parts]
     n = rows.size
     return {f"recall@{k}": sums["recall"] / n, f"ndcg@{k}": sums["ndcg"] / n,
             f"coverage@{k}": metrics.coverage(np.concatenate(top_all), cand.size), "users": float(n)}
@@ -83,9 +94,10 @@ def rank_metrics(user_vecs: torch.Tensor, users: np.ndarray, item_vecs: torch.Te
 
 def evaluate_split(model: Recommender, split: RecsysSplit, which: str, stage: str = "test", k: int = 10,
                    features: ItemFeatures | None = None, item_vecs: torch.Tensor | None = None,
-                   batch_size: int | None = None) -> dict[str, float]:
+                   batch_size: int | None = None, processes: Processes | None = None) -> dict[str, float]:
     """Metrics of ``model`` on one protocol (``warm``, ``item_cold``, ``user_cold``) at
-    ``stage`` ``val`` or ``test`` (user-cold-start has a test stage only)."""
+    ``stage`` ``val`` or ``test`` (user-cold-start has a test stage only); the ranking is split
+    across ``processes`` (:func:`rank_metrics`)."""
     if which not in SPLITS:
         raise InputError(f"unknown split {which!r}; use one of {SPLITS}")
     if stage not in ("val", "test"):
@@ -109,7 +121,7 @@ def evaluate_split(model: Recommender, split: RecsysSplit, which: str, stage: st
         if users.size == 0 or cand.size == 0:
             return {}
         uv = model.user_vectors(torch.from_numpy(users), history.user_bags())
-        return rank_metrics(uv, users, items, relevant, cand, seen, k=k, batch_size=batch_size)
+        return rank_metrics(uv, users, items, relevant, cand, seen, k=k, batch_size=batch_size, processes=processes)
 
 
 def evaluate_all(model: Recommender, split: RecsysSplit, stage: str = "test", k: int = 10,

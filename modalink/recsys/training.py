@@ -63,12 +63,14 @@ def validation_fn(split: RecsysSplit, k: int, cold: bool) -> Callable[[Any], dic
     """The Trainer's ``evaluate_fn``: warm NDCG/Recall@k on the validation split, with ``cold`` also
     the item-cold-start NDCG, and ``mean_ndcg@k`` over them (what the tower is selected on)."""
 
+    from modalink.data.processes import Processes
+
     def evaluate(trainer: Any) -> dict[str, float]:
-        model = trainer.model
-        warm = evaluate_split(model, split, "warm", "val", k)
+        model, procs = trainer.model, Processes.current()  # the users' ranking is split across processes
+        warm = evaluate_split(model, split, "warm", "val", k, processes=procs)
         out = {f"ndcg@{k}": warm[f"ndcg@{k}"], f"recall@{k}": warm[f"recall@{k}"]}
         if cold and split.cold_val_items.size:
-            c = evaluate_split(model, split, "item_cold", "val", k)
+            c = evaluate_split(model, split, "item_cold", "val", k, processes=procs)
             if c:
                 out[f"cold_ndcg@{k}"] = c[f"ndcg@{k}"]
         out[f"mean_ndcg@{k}"] = sum(v for n, v in out.items() if "ndcg" in n) / sum("ndcg" in n for n in out)

@@ -163,3 +163,50 @@ def test_rows_split_in_blocks_and_gather_back_in_order(tmp_path):
     assert res[0]["mine"] == [0, 1, 2] and res[1]["mine"] == [3, 4, 5, 6]
     for r in res:
         assert torch.equal(r["got"], full * 10) and torch.equal(r["few"], full[:1])
+
+
+def _ranking_inputs():
+    import numpy as np
+
+    from modalink.recsys.data import Interactions
+
+    g = torch.Generator().manual_seed(0)
+    users = np.arange(0, 40, 2)  # 20 evaluated users of 40
+    rng = np.random.default_rng(0)
+    rel_u, rel_i = rng.integers(0, 40, 120), rng.integers(0, 30, 120)
+    seen_u, seen_i = rng.integers(0, 40, 60), rng.integers(0, 30, 60)
+    return (torch.randn(users.size, 6, generator=g), users, torch.randn(30, 6, generator=g),
+            Interactions(rel_u, rel_i, 40, 30), [Interactions(seen_u, seen_i, 40, 30)])
+
+
+def _ranking_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from modalink.data.processes import Processes
+    from modalink.recsys.evaluate import rank_metrics
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        uv, users, iv, rel, seen = _ranking_inputs()
+        res = rank_metrics(uv, users, iv, rel, seen=seen, k=5, batch_size=3, processes=Processes.current())
+        torch.save(res, os.path.join(out_dir, f"rank{rank}_metrics.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_recsys_ranking_split_across_processes_matches_one(tmp_path):
+    """Recsys validation ranks each process's block of users and gathers the sums: every process
+    gets the one-process metrics."""
+    import torch.multiprocessing as mp
+
+    from modalink.recsys.evaluate import rank_metrics
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_ranking_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    uv, users, iv, rel, seen = _ranking_inputs()
+    one = rank_metrics(uv, users, iv, rel, seen=seen, k=5, batch_size=3)
+    for r in range(2):
+        two = torch.load(tmp_path / f"rank{r}_metrics.pt")
+        assert two.keys() == one.keys() and two["users"] == one["users"]
+        for key in one:
+            assert two[key] == pytest.approx(one[key], rel=1e-12), key
