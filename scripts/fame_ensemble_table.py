@@ -5,8 +5,9 @@
 
 Each folder is one ensemble (members trained with ``norm.method=auto``, so every member holds its
 raw and its normalised scores). Rows: the member whose training seed is the data seed (= the
-plain ``train.py engine.seed=N`` run) raw and normalised, and the fused members raw and
-normalised, by mean and by logistic-regression fusion; cells are mean ± standard deviation over
+plain ``train.py engine.seed=N`` run) raw and normalised, the members' scoring embeddings
+concatenated (what one exported model holding every member would score), and the fused members
+raw and normalised, by mean and by logistic-regression fusion; cells are mean ± standard deviation over
 the folders of the mean test EER, the validation EERs (English / German) and the wall time.
 """
 from __future__ import annotations
@@ -43,6 +44,33 @@ def _fused(folder: Path, res: dict, variant: str, method: str) -> tuple[float, l
     return float(np.mean([r["eer"] for r in rows])), vals
 
 
+def _concatenated(folder: Path, res: dict) -> tuple[float, list[float]]:
+    """(mean test EER, [val EER per language]) of the members' raw scoring embeddings concatenated:
+    the L2 distance one model holding every member would give (no score-level fusion)."""
+    from modalink.face_voice.layout import FameLayout
+    from modalink.face_voice.results import eer_rows
+
+    ver = res["ver"]
+    contract = json.loads((folder / "ensemble.json").read_text())
+    root = Path(contract["feats_root"]) if contract["feats_root"] else folder / "synthetic_data"
+    scores, vals = {}, []
+    for lang in sorted(res["fused_submitted"]["val_eer"]):
+        z = [dict(np.load(folder / m["run"] / f"{ver}_{lang}" / "scoring.npz")) for m in res["members"]]
+
+        def cat(key: str) -> np.ndarray:
+            return np.concatenate([zi[key] for zi in z], axis=1)
+
+        fi, vi = z[0]["val_trial_face"], z[0]["val_trial_voice"]
+        vals.append(float(fast_eer(z[0]["val_label"], np.linalg.norm(cat("val_face")[fi] - cat("val_voice")[vi],
+                                                                       axis=1))))
+        tests = sorted(k[5:-5] for k in z[0] if k.startswith("test_") and k.endswith("_keys"))
+        scores.update({(lang, t): (list(z[0][f"test_{t}_keys"]),
+                                   np.linalg.norm(cat(f"test_{t}_face") - cat(f"test_{t}_voice"), axis=1))
+                       for t in tests})
+    rows = eer_rows(scores, FameLayout(root, ver).ground_truth_dir)
+    return float(np.mean([r["eer"] for r in rows])), vals
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", type=Path, nargs="+")
@@ -58,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         table.setdefault("single model", []).append((m["mean_eer_raw"], [m["val_eer_raw"][x] for x in langs], t_single))
         table.setdefault("single model + norm (auto)", []).append((m["mean_eer"], [m["val_eer"][x] for x in langs],
                                                                    t_single))
+        test, val = _concatenated(folder, res)
+        table.setdefault(f"{len(res['members'])}-seed ensemble, concatenated embeddings (raw)", []).append(
+            (test, val, t_all))
         for method in ("mean", "logreg"):
             for variant, label in (("raw", ""), ("submitted", " + norm (auto)")):
                 test, val = _fused(folder, res, variant, method)
