@@ -24,6 +24,8 @@ SMALL: dict[str, dict[str, Any]] = {
     "multi_branch_classifier": dict(num_classes=3, text_dim=8, backbone=ARCH),
     "recsys_item_tower": dict(dense_dims={"text": 10}, bag_sizes={"genre": 5}, num_ids=7, embed_dim=8, stem_dim=16,
                               bag_dim=4, trunk_hidden=(16,)),
+    "embedding_ensemble": dict(members=[{"name": "fop_enhanced", "kwargs": _FOP}, {"name": "fop_enhanced",
+                                                                                   "kwargs": _FOP}]),
 }
 
 
@@ -56,7 +58,7 @@ def _images(text: tuple | None) -> Callable[[int, torch.Generator], tuple]:
 
 INPUTS: dict[str, Callable[[int, torch.Generator], tuple]] = {
     **{n: (lambda n_, g: ((torch.randn(n_, 24, generator=g), torch.randn(n_, 12, generator=g)), {}))
-       for n in ("fop", "fop_linear", "fop_enhanced")},
+       for n in ("fop", "fop_linear", "fop_enhanced", "embedding_ensemble")},
     "sbnet": _dense({"face": 24, "voice": 12}),
     "sbnet_stems": _dense({"face": 24, "voice": 12}),
     "single_branch": _dense({"a": 10, "b": 6}),

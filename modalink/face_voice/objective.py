@@ -34,6 +34,9 @@ class FaceVoiceModelConfig:
     stem_dim: int = 512
     trunk_hidden: list[int] = field(default_factory=lambda: [256])
     norm: Literal["batch", "layer", "none"] = "batch"
+    # a seed ensemble of this many models per language, scored and exported as ONE model
+    # (modalink.models.EmbeddingEnsemble); member k trains with engine.seed + 10 k
+    members: int = bounded(1, ge=1)
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """Training one FAME language: validation identities held out of its training set, the model and
-objective of the config trained by the modalink engine (the epoch of lowest validation EER kept),
-then its test sets scored with the normalisation chosen on validation
-(:func:`~modalink.face_voice.scoring.score_language`)."""
+objective of the config trained by the modalink engine (the epoch of lowest validation EER kept;
+with ``model.members`` > 1, that many models of different seeds, joined into one
+:class:`~modalink.models.EmbeddingEnsemble`), then its test sets scored with the normalisation
+chosen on validation (:func:`~modalink.face_voice.scoring.score_language`)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,7 +20,10 @@ if TYPE_CHECKING:
     from modalink.face_voice.config import FameConfig
     from modalink.face_voice.features import FameFeatures
 
-__all__ = ["LanguageResult", "TrainedLanguages", "train_language", "train_languages"]
+__all__ = ["LanguageResult", "TrainedLanguages", "train_language", "train_languages", "MEMBER_SEED_STEP"]
+
+#: member k of a seed ensemble (``model.members``) trains with ``engine.seed + MEMBER_SEED_STEP * k``
+MEMBER_SEED_STEP = 10
 
 
 @dataclass
@@ -47,6 +52,7 @@ def train_language(cfg: FameConfig, data: FameFeatures, lang: str, lang_dir: Pat
     from modalink.face_voice.scoring import score_language
     from modalink.face_voice.splits import make_verification_trials, split_train_val
     from modalink.metrics import fast_eer
+    from modalink.models import ensemble_of
 
     t0 = time.time()
     train = data.train
@@ -66,26 +72,44 @@ def train_language(cfg: FameConfig, data: FameFeatures, lang: str, lang_dir: Pat
     procs = Processes.current()
     mine = procs.share(len(va_idx))  # each process embeds its block of the validation rows
 
-    def evaluate(trainer: Trainer) -> dict[str, float]:
-        model = exported_network(trainer.model)
+    def val_eer(model: nn.Module) -> float:
         ef = procs.gather_rows(embed_rows(model, vf, "face", rows=mine), len(va_idx))
         ev = procs.gather_rows(embed_rows(model, vv, "voice", rows=mine), len(va_idx))
         d = torch.linalg.norm(ef[torch.as_tensor(fi, device=ef.device)] - ev[torch.as_tensor(vi, device=ev.device)],
                               dim=1).cpu().numpy()
-        return {"eer": fast_eer(same, d)}
+        return fast_eer(same, d)
 
-    torch.manual_seed(cfg.engine.seed)
-    model = build_face_voice_model(cfg.model, face_dim, voice_dim, n_classes)
-    objective = FaceVoiceObjective(model, cfg.loss, n_classes)
-    logger.info("model %s: %s", cfg.model.name, model_summary(model))
-    trainer = Trainer(objective, train_ds, cfg.engine, lang_dir, evaluate_fn=evaluate, collate_fn=collate_pairs,
-                      tracker_config=tracker_config)
-    result = trainer.fit()
-    logger.info("%s: best validation EER %.2f %% at epoch %s", lang, result.best_metric or float("nan"),
-                result.best_epoch)
-    out = LanguageResult(selection={"best_val_eer": result.best_metric, "best_epoch": result.best_epoch}, seconds=0.0)
+    def evaluate(trainer: Trainer) -> dict[str, float]:
+        return {"eer": val_eer(exported_network(trainer.model))}
+
+    networks, members = [], []
+    for k in range(cfg.model.members):
+        # member k: its own seed and run folder (member 0 is the single-model run itself)
+        engine = dataclasses.replace(cfg.engine, seed=cfg.engine.seed + MEMBER_SEED_STEP * k)
+        member_dir = lang_dir if k == 0 else lang_dir / f"member_{k}"
+        torch.manual_seed(engine.seed)
+        model = build_face_voice_model(cfg.model, face_dim, voice_dim, n_classes)
+        objective = FaceVoiceObjective(model, cfg.loss, n_classes)
+        if k == 0:
+            logger.info("model %s: %s", cfg.model.name, model_summary(model))
+        trainer = Trainer(objective, train_ds, engine, member_dir, evaluate_fn=evaluate, collate_fn=collate_pairs,
+                          tracker_config={**tracker_config, **({"member": k} if cfg.model.members > 1 else {})})
+        result = trainer.fit()
+        what = lang if cfg.model.members == 1 else f"{lang} member {k} (seed {engine.seed})"
+        logger.info("%s: best validation EER %.2f %% at epoch %s", what, result.best_metric or float("nan"),
+                    result.best_epoch)
+        networks.append(exported_network(trainer.model).eval())
+        members.append({"seed": engine.seed, "best_val_eer": result.best_metric, "best_epoch": result.best_epoch})
+    selection: dict[str, Any] = {"best_val_eer": members[0]["best_val_eer"], "best_epoch": members[0]["best_epoch"]}
+    model = networks[0]
+    if len(networks) > 1:
+        model = ensemble_of(networks).eval()
+        selection = {"best_val_eer": val_eer(model), "best_epoch": None, "members": members}
+        logger.info("%s: ensemble of %d members, validation EER %.2f %%", lang, len(networks),
+                    selection["best_val_eer"])
+    out = LanguageResult(selection=selection, seconds=0.0)
     if is_main:
-        out.model = exported_network(trainer.model).eval()
+        out.model = model
         out.scores, out.raw_scores, out.norm = score_language(
             out.model, faces, voices, train.labels, tr_idx, va_idx, (fi, vi, same), [data.heard, data.unheard],
             lang, cfg.norm, lang_dir)

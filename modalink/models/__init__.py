@@ -12,8 +12,10 @@ __all__ = [
     "MODELS", "create_model", "list_models", "register_model", "GatedFusion", "LinearWeightedAvg",
     "EnhancedGatedFusion", "create_fusion", "EmbedBranch", "TwoBranch", "SingleBranch", "SBNet", "LateFusion",
     "ChameleonClassifier", "ImageClassifier", "MultiBranchClassifier", "ModalitySampler", "SubsetSampler",
-    "CountSampler", "DropSampler", "KeepAll", "build_sampler", "list_samplers",
+    "CountSampler", "DropSampler", "KeepAll", "build_sampler", "list_samplers", "EmbeddingEnsemble", "ensemble_of",
 ]
-# imported for their registrations too: late_fusion, chameleon, image_classifier, multi_branch_classifier
+# imported for their registrations too: late_fusion, chameleon, image_classifier, multi_branch_classifier,
+# embedding_ensemble
 from modalink.models.late_fusion import LateFusion  # noqa: E402
 from modalink.models.image_classifier import ChameleonClassifier, ImageClassifier, MultiBranchClassifier  # noqa: E402
+from modalink.models.ensemble import EmbeddingEnsemble, ensemble_of  # noqa: E402

@@ -150,3 +150,30 @@ def test_evaluate_rescores_a_normalised_run_as_it_submitted(feats_root: Path, tm
 
     with pytest.raises(UserError, match="scoring.npz not found"):
         fame_evaluate.main(["--run-dir", str(out), "--output-dir", str(tmp_path / "re2")])
+
+
+def test_seed_ensemble_trains_scores_and_exports_as_one_model(feats_root: Path, tmp_path: Path) -> None:
+    """model.members=2: two seeds per language (member 1 in <ver>_<Lang>/member_1, seed + 10), joined
+    into ONE exported EmbeddingEnsemble that evaluate.py (and so verify.py and the hub) scores as the
+    run submitted; its distances are the RMS of the members'. A finished run resumes to the same."""
+    from modalink.face_voice.objective import pair_distances
+    from modalink.runs import open_run
+
+    out = tmp_path / "ens"
+    res = _train(feats_root, out, "--train-lang", "German", "model.members=2")
+    sel = res["selection"]["German"]
+    assert [m["seed"] for m in sel["members"]] == [0, 10] and 0 <= sel["best_val_eer"] <= 100
+    assert (out / "v3_German" / "member_1" / "best_model.pt").is_file()
+    model = open_run(out).load_model("German")
+    assert type(model).__name__ == "EmbeddingEnsemble" and len(model.members) == 2
+    # a member alone is the single-model run of its seed
+    single = _train(feats_root, tmp_path / "seed10", "--train-lang", "German", "engine.seed=10")
+    assert sel["members"][1]["best_val_eer"] == pytest.approx(single["selection"]["German"]["best_val_eer"])
+    f, v = torch.randn(5, 64), torch.randn(5, 32)
+    d = [pair_distances(m.eval(), f, v) for m in model.members]
+    np.testing.assert_allclose(pair_distances(model, f, v), np.sqrt((d[0] ** 2 + d[1] ** 2) / 2), rtol=1e-5)
+    again = fame_evaluate.main(["--run-dir", str(out), "--output-dir", str(tmp_path / "re")])
+    assert again["mean_eer"] == pytest.approx(res["mean_eer"], abs=1e-9)
+    for name in ("sub_score_English_unheard.txt", "sub_score_German_heard.txt"):
+        assert (tmp_path / "re" / "submission" / name).read_bytes() == (out / "submission" / name).read_bytes()
+    assert _train(feats_root, out, "--train-lang", "German", "model.members=2")["mean_eer"] == res["mean_eer"]

@@ -435,7 +435,7 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(feats_root: Path, tmp_
                                       ("model.name=single_branch", "sbnet_stems"), ("model.init=he", "model.init"),
                                       ("model.norm=group", "model.norm"), ("loss.opl_on=all", "loss.opl_on"),
                                       ("loss.infonce=-1", "loss.infonce"), ("data.val_fraction=1", "val_fraction"),
-                                      ("data.val_trials=1", "val_trials")])
+                                      ("data.val_trials=1", "val_trials"), ("model.members=0", "model.members")])
 def test_invalid_settings_fail_before_data(bad: str, key: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=key):
