@@ -167,7 +167,7 @@ def test_seed_ensemble_trains_scores_and_exports_as_one_model(feats_root: Path, 
     model = open_run(out).load_model("German")
     assert type(model).__name__ == "EmbeddingEnsemble" and len(model.members) == 2
     # a member alone is the single-model run of its seed
-    single = _train(feats_root, tmp_path / "seed10", "--train-lang", "German", "engine.seed=10")
+    single = _train(feats_root, tmp_path / "seed10", "--train-lang", "German", "engine.seed=10", "model.members=1")
     assert sel["members"][1]["best_val_eer"] == pytest.approx(single["selection"]["German"]["best_val_eer"])
     f, v = torch.randn(5, 64), torch.randn(5, 32)
     d = [pair_distances(m.eval(), f, v) for m in model.members]
