@@ -21,41 +21,48 @@ import numpy as np
 from modalink.metrics import fast_eer
 
 
-def _fused(folder: Path, res: dict, variant: str, method: str) -> tuple[float, list[float]]:
-    """(mean test EER, [val EER per language]) of the members fused by ``method``."""
+def _members(folder: Path, res: dict):
+    """The ensemble's ground-truth folder, and per training language its members' ``scoring.npz``."""
     from modalink.face_voice.layout import FameLayout
-    from modalink.face_voice.results import eer_rows, fuse_scores
 
-    field = "score" if variant == "submitted" else "raw"
     ver = res["ver"]
     contract = json.loads((folder / "ensemble.json").read_text())
     root = Path(contract["feats_root"]) if contract["feats_root"] else folder / "synthetic_data"
+    per_lang = {lang: [dict(np.load(folder / m["run"] / f"{ver}_{lang}" / "scoring.npz")) for m in res["members"]]
+                for lang in sorted(res["fused_submitted"]["val_eer"])}
+    return FameLayout(root, ver).ground_truth_dir, per_lang
+
+
+def _test_langs(z: dict) -> list[str]:
+    return sorted(k[5:-5] for k in z if k.startswith("test_") and k.endswith("_keys"))
+
+
+def _fused(folder: Path, res: dict, variant: str, method: str) -> tuple[float, list[float]]:
+    """(mean test EER, [val EER per language]) of the members fused by ``method``."""
+    from modalink.face_voice.results import eer_rows, fuse_scores
+
+    field = "score" if variant == "submitted" else "raw"
+    gt_dir, per_lang = _members(folder, res)
     scores, vals = {}, []
-    for lang in sorted(res["fused_submitted"]["val_eer"]):
-        z = [dict(np.load(folder / m["run"] / f"{ver}_{lang}" / "scoring.npz")) for m in res["members"]]
-        y = z[0]["val_label"]
-        tests = sorted(k[5:-5] for k in z[0] if k.startswith("test_") and k.endswith("_keys"))
+    for lang, z in per_lang.items():
+        y, tests = z[0]["val_label"], _test_langs(z[0])
         val, tx = np.stack([zi[f"val_{field}"] for zi in z], 1), {t: np.stack([zi[f"test_{t}_{field}"] for zi in z], 1)
                                                                    for t in tests}
         fv, ft, _ = fuse_scores(method, val, y, tx)
         vals.append(float(fast_eer(y, fv)))
         scores.update({(lang, t): (list(z[0][f"test_{t}_keys"]), ft[t]) for t in tests})
-    rows = eer_rows(scores, FameLayout(root, ver).ground_truth_dir)
+    rows = eer_rows(scores, gt_dir)
     return float(np.mean([r["eer"] for r in rows])), vals
 
 
 def _concatenated(folder: Path, res: dict) -> tuple[float, list[float]]:
     """(mean test EER, [val EER per language]) of the members' raw scoring embeddings concatenated:
     the L2 distance one model holding every member would give (no score-level fusion)."""
-    from modalink.face_voice.layout import FameLayout
     from modalink.face_voice.results import eer_rows
 
-    ver = res["ver"]
-    contract = json.loads((folder / "ensemble.json").read_text())
-    root = Path(contract["feats_root"]) if contract["feats_root"] else folder / "synthetic_data"
+    gt_dir, per_lang = _members(folder, res)
     scores, vals = {}, []
-    for lang in sorted(res["fused_submitted"]["val_eer"]):
-        z = [dict(np.load(folder / m["run"] / f"{ver}_{lang}" / "scoring.npz")) for m in res["members"]]
+    for lang, z in per_lang.items():
 
         def cat(key: str) -> np.ndarray:
             return np.concatenate([zi[key] for zi in z], axis=1)
@@ -63,11 +70,10 @@ def _concatenated(folder: Path, res: dict) -> tuple[float, list[float]]:
         fi, vi = z[0]["val_trial_face"], z[0]["val_trial_voice"]
         vals.append(float(fast_eer(z[0]["val_label"], np.linalg.norm(cat("val_face")[fi] - cat("val_voice")[vi],
                                                                        axis=1))))
-        tests = sorted(k[5:-5] for k in z[0] if k.startswith("test_") and k.endswith("_keys"))
         scores.update({(lang, t): (list(z[0][f"test_{t}_keys"]),
                                    np.linalg.norm(cat(f"test_{t}_face") - cat(f"test_{t}_voice"), axis=1))
-                       for t in tests})
-    rows = eer_rows(scores, FameLayout(root, ver).ground_truth_dir)
+                       for t in _test_langs(z[0])})
+    rows = eer_rows(scores, gt_dir)
     return float(np.mean([r["eer"] for r in rows])), vals
 
 

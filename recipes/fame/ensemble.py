@@ -1,9 +1,14 @@
 #!/usr/bin/env python
-"""Train a FAME seed ensemble and write its fused submission.
+"""Train a FAME seed ensemble of separate runs and write their score-level fused submission.
 
-    python recipes/fame/ensemble.py --seeds 0 1 2 --output-dir runs/fame_ens
-    python recipes/fame/ensemble.py --seeds 0 1 2 --fusion logreg norm.method=auto --output-dir runs/fame_ens_norm
-    python recipes/fame/ensemble.py --feats-root DATA --ver v3 --seeds 0 1 2 --output-dir runs/fame_v3_ens
+    python recipes/fame/ensemble.py --seeds 0 10 20 --output-dir runs/fame_ens model.members=1
+    python recipes/fame/ensemble.py --seeds 0 10 20 --fusion logreg norm.method=auto model.members=1 \
+        --output-dir runs/fame_ens_norm
+    python recipes/fame/ensemble.py --feats-root DATA --ver v3 --seeds 0 10 20 --output-dir runs/fame_v3_ens
+
+train.py's default is already a seed ensemble exported as ONE model (``model.members: 3``); this
+command fuses the SCORES of separate runs instead (mean of z-normalised scores, or weights
+learned on validation), e.g. of single models (``model.members=1``, as above) or of ensembles.
 
 Each member is a normal train.py run folder ``<output-dir>/seed_<N>`` (trained with
 ``engine.seed=N``, the other settings and ``key=value`` overrides shared), so the same command
@@ -38,8 +43,8 @@ DEFAULT_CONFIG = HERE / "hparams" / "default.yaml"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = recipe_parser(__doc__, default_config=DEFAULT_CONFIG, output_default="runs/fame_ensemble")
     add_data_arguments(p)
-    p.add_argument("--seeds", nargs="+", default=["0", "1", "2"], metavar="N",
-                   help="training seeds, one member each (default: 0 1 2)")
+    p.add_argument("--seeds", nargs="+", default=["0", "10", "20"], metavar="N",
+                   help="training seeds, one member each (default: 0 10 20)")
     p.add_argument("--data-seed", type=int, default=None,
                    help="seed of the synthetic set every member reads (default: the first of --seeds; "
                         "not used with --feats-root)")
