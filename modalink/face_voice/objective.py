@@ -14,8 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from modalink.errors import InputError
 from modalink.config import bounded
+from modalink.data.processes import Processes
+from modalink.errors import InputError
 from modalink.losses import AAMSoftmax, AlignmentMSE, InfoNCE, OrthogonalProjectionLoss
 from modalink.models import create_model
 
@@ -294,22 +295,37 @@ def embed_rows(model: nn.Module, x: np.ndarray | torch.Tensor, modality: str, ba
     return torch.cat(parts) if parts else torch.zeros(0, device=device)
 
 
+def embed_pairs(model: nn.Module, faces: np.ndarray | torch.Tensor, voices: np.ndarray | torch.Tensor,
+                batch_size: int = 4096, device: str | torch.device | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Scoring embeddings of face and voice rows paired line by line, and their L2 distances
+    (lower = same person): the one computation every FAME score starts from."""
+    if len(faces) != len(voices):
+        raise InputError(f"{len(faces)} face rows but {len(voices)} voice rows")
+    ef = embed_rows(model, faces, "face", batch_size, device)
+    ev = embed_rows(model, voices, "voice", batch_size, device)
+    d = torch.linalg.norm(ef - ev, dim=1).cpu().numpy() if len(ef) else np.zeros(0, dtype=np.float32)
+    return ef, ev, d
+
+
 def pair_distances(model: nn.Module, faces: np.ndarray | torch.Tensor, voices: np.ndarray | torch.Tensor,
                    batch_size: int = 4096, device: str | torch.device | None = None) -> np.ndarray:
     """L2 distance between each face row and the voice row beside it (lower = same person)."""
-    if len(faces) != len(voices):
-        raise InputError(f"{len(faces)} face rows but {len(voices)} voice rows")
-    if len(faces) == 0:
-        return np.zeros(0, dtype=np.float32)
-    ef = embed_rows(model, faces, "face", batch_size, device)
-    ev = embed_rows(model, voices, "voice", batch_size, device)
-    return torch.linalg.norm(ef - ev, dim=1).cpu().numpy()
+    return embed_pairs(model, faces, voices, batch_size, device)[2]
 
 
 def trial_distances(model: nn.Module, faces: np.ndarray, voices: np.ndarray, face_idx: np.ndarray,
-                    voice_idx: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Distances for trials ``(faces[face_idx[k]], voices[voice_idx[k]])``; each row embedded once."""
-    ef, ev = embed_rows(model, faces, "face", batch_size), embed_rows(model, voices, "voice", batch_size)
+                    voice_idx: np.ndarray, batch_size: int = 4096, processes: Processes | None = None) -> np.ndarray:
+    """Distances for trials ``(faces[face_idx[k]], voices[voice_idx[k]])``; each row embedded once.
+    With the ``processes`` of a launched job, each process embeds its block of the rows and the
+    blocks are gathered back in order: every process returns every trial's distance."""
+    procs = processes or Processes.single()
+
+    def embed(x: np.ndarray, modality: str) -> torch.Tensor:
+        rows = procs.share(len(x)) if procs.distributed else None
+        return procs.gather_rows(embed_rows(model, x, modality, batch_size, rows=rows), len(x))
+
+    ef, ev = embed(faces, "face"), embed(voices, "voice")
     fi = torch.as_tensor(face_idx, device=ef.device)
     vi = torch.as_tensor(voice_idx, device=ev.device)
     return torch.linalg.norm(ef[fi] - ev[vi], dim=1).cpu().numpy()

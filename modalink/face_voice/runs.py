@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from modalink.face_voice.scoring import ScoreNorm
 
 
-__all__ = ["OFFICIAL_MODELS", "load_official_checkpoint", "prepare_feats_root", "data_fingerprint", "model_contract", "export_models", "load_model_from_run",
-           "FameRun", "load_run", "ENSEMBLE_CONTRACT", "open_ensemble_folder"]
+__all__ = ["OFFICIAL_MODELS", "load_official_checkpoint", "prepare_feats_root", "data_fingerprint", "model_contract",
+           "export_models", "load_model_from_run", "FameRun", "load_run", "ENSEMBLE_CONTRACT", "open_ensemble_folder"]
 
 CONFIG_FILE = "config.yaml"
 #: the settings of a seed ensemble (recipes/fame/ensemble.py), in its output folder

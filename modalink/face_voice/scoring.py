@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from modalink.face_voice.layout import SCORING_FILE
-from modalink.face_voice.objective import embed_rows
+from modalink.face_voice.objective import embed_pairs, embed_rows
 from modalink.io import atomic_write_bytes
 from modalink.metrics import fast_eer
 from modalink.score_norm import NormConfig, NormSpec, choose_on_validation, normalise_trials
@@ -52,9 +52,9 @@ def score_language(model: nn.Module, faces: np.ndarray, voices: np.ndarray, labe
     arrays: dict[str, np.ndarray] = {**emb, "cohort_label": np.asarray(cohort[2]), "val_trial_face": fi,
                                      "val_trial_voice": vi, "val_label": np.asarray(same, dtype=np.int8),
                                      "val_raw": val_raw, "val_score": val_score}
-    scores, raw = {}, {}
+    scores, raw, norm = {}, {}, ScoreNorm(spec, *cohort)
     for t in test_sets:
-        ef, ev, d, s = pair_scores(model, t.faces, t.voices, ScoreNorm(spec, *cohort))
+        ef, ev, d, s = pair_scores(model, t.faces, t.voices, norm)
         key = (train_lang, t.test_language)
         raw[key], scores[key] = (t.keys, d), (t.keys, s)
         p = f"test_{t.test_language}_"
@@ -79,11 +79,10 @@ class ScoreNorm:
 
 def pair_scores(model: nn.Module, faces: Any, voices: Any, norm: ScoreNorm | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Scoring embeddings of face and voice rows paired line by line, their L2 distances (the
-    computation of :func:`~modalink.face_voice.objective.pair_distances`, the same bytes) and the
-    scores as a run submits them: normalised when ``norm`` says so, else the distances."""
-    ef_t, ev_t = embed_rows(model, faces, "face"), embed_rows(model, voices, "voice")
-    d = torch.linalg.norm(ef_t - ev_t, dim=1).cpu().numpy() if len(ef_t) else np.zeros(0, dtype=np.float32)
+    """Scoring embeddings of face and voice rows paired line by line and their L2 distances
+    (:func:`~modalink.face_voice.objective.embed_pairs`), and the scores as a run submits them:
+    normalised when ``norm`` says so, else the distances."""
+    ef_t, ev_t, d = embed_pairs(model, faces, voices)
     ef, ev = ef_t.cpu().numpy().astype(np.float32), ev_t.cpu().numpy().astype(np.float32)
     if norm is None or norm.spec.method == "none":
         return ef, ev, d, d

@@ -48,7 +48,7 @@ def train_language(cfg: FameConfig, data: FameFeatures, lang: str, lang_dir: Pat
     from modalink.engine.session import exported_network
     from modalink.data.processes import Processes
     from modalink.face_voice.objective import (FaceVoiceObjective, PairDataset, build_face_voice_model, collate_pairs,
-                                               embed_rows, model_summary)
+                                               model_summary, trial_distances)
     from modalink.face_voice.scoring import score_language
     from modalink.face_voice.splits import make_verification_trials, split_train_val
     from modalink.metrics import fast_eer
@@ -69,15 +69,10 @@ def train_language(cfg: FameConfig, data: FameFeatures, lang: str, lang_dir: Pat
                 "features %d-D face / %d-D voice", lang, len(tr_idx), n_classes, len(va_idx),
                 len(set(vl.tolist())), len(same), face_dim, voice_dim)
 
-    procs = Processes.current()
-    mine = procs.share(len(va_idx))  # each process embeds its block of the validation rows
+    procs = Processes.current()  # each process embeds its block of the validation rows
 
     def val_eer(model: nn.Module) -> float:
-        ef = procs.gather_rows(embed_rows(model, vf, "face", rows=mine), len(va_idx))
-        ev = procs.gather_rows(embed_rows(model, vv, "voice", rows=mine), len(va_idx))
-        d = torch.linalg.norm(ef[torch.as_tensor(fi, device=ef.device)] - ev[torch.as_tensor(vi, device=ev.device)],
-                              dim=1).cpu().numpy()
-        return fast_eer(same, d)
+        return fast_eer(same, trial_distances(model, vf, vv, fi, vi, processes=procs))
 
     def evaluate(trainer: Trainer) -> dict[str, float]:
         return {"eer": val_eer(exported_network(trainer.model))}

@@ -4,7 +4,7 @@ A trained face–voice model scores features; this module makes those features f
 with exactly the encoders and preprocessing ``recipes/fame/prepare.py`` used for the training
 features (it reads them back from the ``feature_info.json`` prepare.py wrote, and embeds with
 :func:`modalink.encoders.embed_files.embed_files`), then scores with the model the way
-``train.py`` scores its test pairs (:func:`modalink.face_voice.objective.pair_distances`). So scoring a raw
+``train.py`` scores its test pairs (:func:`modalink.face_voice.objective.embed_pairs`). So scoring a raw
 pair list gives the numbers train.py gives on prepare.py's CSVs of the same files, including
 the policy for unusable files (a zero feature row).
 

@@ -70,7 +70,7 @@ def rank_metrics(user_vecs: torch.Tensor, users: np.ndarray, item_vecs: torch.Te
     item_c = item_vecs[torch.from_numpy(cand).to(item_vecs.device)].float()
     procs = processes or Processes.single()
     split = procs.distributed and rows.size >= procs.count
-    mine = rows[procs.share(rows.size)] if split else rows
+    mine = rows[procs.share(rows.size)]
     sums = {"recall": 0.0, "ndcg": 0.0}
     top_all = []  # every process has at least one user (split only with as many users as processes)
     for start in range(0, mine.size, block):
